@@ -1,0 +1,111 @@
+"""Build configuration: parsed and validated before any graph is built.
+
+The CLI's own options become a frozen `BuildConfig` (plain values: safe to pickle into DoFns);
+every argument the CLI does not know is passed through to Beam's PipelineOptions.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Optional
+
+from schemas.tables import SCHEMA_VERSION
+from transforms import boxes, ids, intensity
+from transforms.planes import SpacingMode, parse_spacing_mode
+
+DEFAULT_SPLIT_SALT = "medvision-v1"
+DEFAULT_TARGET_FILE_MB = 256
+
+
+class UsageError(ValueError):
+    """A command line or configuration the tool cannot run with (exit code 2)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+    """`--source NAME[=ROOT]`: an adapter and where its raw data lives (None: the adapter's default)."""
+
+    name: str
+    root: Optional[str]
+
+    @classmethod
+    def parse(cls, text: str) -> "SourceSpec":
+        name, _, root = text.partition("=")
+        if not name or (_ and not root):
+            raise argparse.ArgumentTypeError(f"--source takes NAME or NAME=ROOT, got {text!r}")
+        return cls(name.strip().lower(), root or None)
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    sources: tuple[SourceSpec, ...]
+    output: str
+    spacing: SpacingMode = "finest"
+    max_cases: Optional[int] = None
+    cases: Optional[tuple[str, ...]] = None
+    dry_run: bool = False
+    split_salt: str = DEFAULT_SPLIT_SALT
+    target_file_mb: int = DEFAULT_TARGET_FILE_MB
+
+    @property
+    def work_dir(self) -> str:
+        return self.output.rstrip("/") + "/_work"
+
+    def output_params(self) -> dict:
+        """The parameters that shape every pair; their hash is part of each sample id."""
+        return {
+            "spacing": str(self.spacing),
+            "split_salt": self.split_salt,
+            "connectivity": boxes.CONNECTIVITY,
+            "display": "radiological",
+            "ct_windows_hu": intensity.CT_WINDOWS_HU,
+            "percentile_window": list(intensity.PERCENTILE_WINDOW),
+            "sample_id": ids.SAMPLE_ID_VERSION,
+            "schema": SCHEMA_VERSION,
+        }
+
+    @property
+    def params_hash(self) -> str:
+        return ids.params_hash(self.output_params())
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _spacing(text: str) -> SpacingMode:
+    try:
+        return parse_spacing_mode(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", dest="sources", action="append", type=SourceSpec.parse, required=True,
+                        metavar="NAME[=ROOT]", help="source adapter and its data root (repeatable)")
+    parser.add_argument("--output", required=True, help="new or empty output location (path, gs://, s3://)")
+    parser.add_argument("--spacing", type=_spacing, default="finest",
+                        help="pixel size: finest (default; finest in-plane spacing per plane), native, or mm")
+    parser.add_argument("--max-cases", type=_positive_int, help="use only the first N cases of each source")
+    parser.add_argument("--cases", type=lambda t: tuple(c for c in t.split(",") if c),
+                        help="comma-separated case ids to build (others are skipped)")
+    parser.add_argument("--dry-run", action="store_true", help="list cases and estimated slices; write nothing")
+    parser.add_argument("--split-salt", default=DEFAULT_SPLIT_SALT, help="salt of the subject-level split hash")
+    parser.add_argument("--target-file-mb", type=_positive_int, default=DEFAULT_TARGET_FILE_MB,
+                        help="approximate size of each Parquet file")
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    return BuildConfig(
+        sources=tuple(args.sources),
+        output=args.output,
+        spacing=args.spacing,
+        max_cases=args.max_cases,
+        cases=args.cases,
+        dry_run=args.dry_run,
+        split_salt=args.split_salt,
+        target_file_mb=args.target_file_mb,
+    )

@@ -1,0 +1,76 @@
+"""The build DAG (ARCHITECTURE.md): cases -> slices -> pairs -> validated Parquet + quarantine + counts."""
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+
+from pipeline.config import BuildConfig
+from pipeline.stages import CheckUniqueIds, DeriveBoxes, ExtractSlices, ValidatePairs
+from pipeline.write import WriteTable, partition_of
+from transforms.case import CaseRef
+
+COUNTS_FILE = "counts.jsonl"
+QUARANTINE_PARTITION = "quarantine"
+
+
+def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRef]) -> None:
+    """Wire the whole build onto `pipeline`; counts for reconciliation go to `<output>/_work/`."""
+    slices, load_quarantine = (
+        pipeline
+        | "ListCases" >> beam.Create(cases)
+        | "SpreadCases" >> beam.Reshuffle()
+        | "ExtractSlices" >> ExtractSlices(config.spacing, config.split_salt, config.params_hash)
+    )
+    boxes, box_quarantine = (
+        slices
+        | "SpreadSlices" >> beam.Reshuffle()
+        | "DeriveBoxes" >> DeriveBoxes()
+    )
+    pairs, invalid = boxes | "ValidatePairs" >> ValidatePairs()
+    _ = pairs | "CheckUniqueIds" >> CheckUniqueIds()
+    quarantine = (load_quarantine, box_quarantine, invalid) | "AllQuarantine" >> beam.Flatten()
+
+    pair_files = pairs | "WritePairs" >> WriteTable(
+        config.output, partition_of, lambda row: row["task"], config.target_file_mb)
+    quarantine_files = quarantine | "WriteQuarantine" >> WriteTable(
+        config.output, lambda row: QUARANTINE_PARTITION, lambda row: QUARANTINE_PARTITION, config.target_file_mb)
+    counts = (
+        (pair_files | "PairCounts" >> beam.Map(lambda c: {"kind": "rows", **c}),
+         quarantine_files | "QuarantineCounts" >> beam.Map(lambda c: {"kind": "rows", **c}),
+         quarantine | "CountReasons" >> CountReasons(),
+         pairs | "CountCases" >> CountCasesWithPairs())
+        | "AllCounts" >> beam.Flatten()
+    )
+    _ = (
+        counts
+        | "ToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
+        | "WriteCounts" >> beam.io.WriteToText(
+            f"{config.work_dir}/{COUNTS_FILE}", shard_name_template="", num_shards=1)
+    )
+
+
+class CountReasons(beam.PTransform):
+    """Quarantine rows -> {"kind": "quarantine", dataset, stage, reason, rows}."""
+
+    def expand(self, quarantine):
+        return (
+            quarantine
+            | beam.Map(lambda row: ((row["dataset"], row["stage"], row["reason"]), 1))
+            | beam.CombinePerKey(sum)
+            | beam.MapTuple(lambda key, n: {"kind": "quarantine", "dataset": key[0], "stage": key[1],
+                                            "reason": key[2], "rows": n})
+        )
+
+
+class CountCasesWithPairs(beam.PTransform):
+    """Pairs -> {"kind": "cases", dataset, rows: cases that produced at least one pair}."""
+
+    def expand(self, pairs):
+        return (
+            pairs
+            | beam.Map(lambda row: (row["dataset"], row["case_id"]))
+            | beam.Distinct()
+            | beam.combiners.Count.PerKey()
+            | beam.MapTuple(lambda dataset, n: {"kind": "cases", "dataset": dataset, "rows": n})
+        )

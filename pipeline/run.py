@@ -1,0 +1,152 @@
+"""Driver of a build: list cases, (dry-run or) run the DAG, reconcile, write stats and `_SUCCESS`."""
+from __future__ import annotations
+
+import collections
+import datetime
+import gzip
+import io
+import json
+import time
+
+import apache_beam as beam
+import nibabel as nib
+import pyarrow.parquet as pq
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import storage
+from pipeline.config import BuildConfig, UsageError
+from pipeline.dag import COUNTS_FILE, QUARANTINE_PARTITION, build_graph
+from pipeline.sources import SourceError, get_source
+from pipeline.version import __version__
+from transforms.case import CaseRef
+from transforms.nifti import spatial_shape
+from transforms.planes import planes_of, SLICE_AXIS
+
+NIFTI_HEADER_BYTES = 540  # a NIfTI-2 header; NIfTI-1 needs 348
+
+
+class ReconcileError(RuntimeError):
+    """The rows in the written files differ from the rows the pipeline counted."""
+
+
+def list_cases(config: BuildConfig) -> list[CaseRef]:
+    """Cases of every `--source`, narrowed by `--cases` and `--max-cases` (per source)."""
+    selected = []
+    for spec in config.sources:
+        try:
+            source = get_source(spec.name)
+            root = spec.root or source.default_root()
+            if root is None:
+                raise UsageError(f"--source {spec.name} needs a root: --source {spec.name}=PATH_OR_URI")
+            cases = source.list_cases(root)
+        except SourceError as exc:
+            raise UsageError(str(exc)) from exc
+        if config.cases:
+            cases = [case for case in cases if case.case_id in config.cases]
+        selected += cases[: config.max_cases]
+    keys = collections.Counter((case.dataset, case.case_id) for case in selected)
+    repeated = sorted(key for key, n in keys.items() if n > 1)
+    if repeated:
+        raise UsageError(f"cases listed more than once (a source given twice?): {repeated[:5]}")
+    return selected
+
+
+def estimated_slices(case: CaseRef) -> int:
+    """Upper bound of the slices a case yields: every slice of every plane and sequence."""
+    with storage.FileSystems.open(case.image_uri, compression_type=storage.RAW) as handle:
+        head = handle.read(1 << 16)
+    if case.image_uri.endswith(".gz"):
+        head = gzip.GzipFile(fileobj=io.BytesIO(head)).read(NIFTI_HEADER_BYTES)
+    header_class = nib.Nifti2Header if int.from_bytes(head[:4], "little") == 540 else nib.Nifti1Header
+    shape = spatial_shape(header_class.from_fileobj(io.BytesIO(head)).get_data_shape())
+    return len(case.sequences) * sum(shape[SLICE_AXIS[plane]] for plane in planes_of(shape))
+
+
+def dry_run_report(cases: list[CaseRef]) -> list[dict]:
+    """One line per case: ids, sequences and estimated slices (or why the header is unreadable)."""
+    report = []
+    for case in cases:
+        line = {"dataset": case.dataset, "case_id": case.case_id, "subject_id": case.subject_id,
+                "sequences": [s.name for s in case.sequences]}
+        try:
+            line["estimated_slices"] = estimated_slices(case)
+        except Exception as exc:  # a dry run reports bad headers instead of stopping
+            line["error"] = f"{type(exc).__name__}: {exc}"
+        report.append(line)
+    return report
+
+
+def read_counts(config: BuildConfig) -> list[dict]:
+    text = storage.read_bytes(f"{config.work_dir}/{COUNTS_FILE}").decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def footer_rows(config: BuildConfig) -> dict[str, int]:
+    """Rows per partition according to the Parquet footers actually written."""
+    rows = collections.Counter()
+    patterns = ["dataset=*/task=*/split=*/*.parquet", f"{QUARANTINE_PARTITION}/*.parquet"]
+    for pattern in patterns:
+        for uri in storage.glob(storage.join(config.output, pattern)):
+            with storage.FileSystems.open(uri, compression_type=storage.RAW) as handle:
+                metadata = pq.read_metadata(handle)
+            partition = storage.dirname(uri)[len(config.output.rstrip("/")) + 1:]
+            rows[partition] += metadata.num_rows
+    return dict(rows)
+
+
+def reconcile(config: BuildConfig, counts: list[dict]) -> dict[str, int]:
+    """Rows per partition, checked: footers must equal the pipeline's counts exactly."""
+    counted = {c["partition"]: c["rows"] for c in counts if c["kind"] == "rows"}
+    written = footer_rows(config)
+    if counted != written:
+        differences = {p: (counted.get(p, 0), written.get(p, 0))
+                       for p in sorted(set(counted) | set(written)) if counted.get(p, 0) != written.get(p, 0)}
+        raise ReconcileError(f"rows counted != rows in Parquet footers (counted, written): {differences}")
+    return written
+
+
+def build_stats(config: BuildConfig, cases: list[CaseRef], counts: list[dict], written: dict[str, int],
+                seconds: float) -> dict:
+    """stats.json: parameters, cases, rows per dataset/task/split and quarantine per reason."""
+    rows = []
+    for partition, n in sorted(written.items()):
+        if partition == QUARANTINE_PARTITION:
+            continue
+        keys = dict(part.split("=", 1) for part in partition.split("/"))
+        rows.append({**keys, "rows": n})
+    listed = collections.Counter(case.dataset for case in cases)
+    with_pairs = {c["dataset"]: c["rows"] for c in counts if c["kind"] == "cases"}
+    quarantine = sorted(({k: c[k] for k in ("dataset", "stage", "reason", "rows")}
+                         for c in counts if c["kind"] == "quarantine"),
+                        key=lambda q: (q["dataset"], q["stage"], q["reason"]))
+    return {
+        "pipeline_version": __version__,
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(seconds, 1),
+        "params": config.output_params(),
+        "params_hash": config.params_hash,
+        "sources": [{"name": s.name, "root": s.root} for s in config.sources],
+        "cases": {d: {"listed": n, "with_pairs": with_pairs.get(d, 0)} for d, n in sorted(listed.items())},
+        "rows": rows,
+        "total_rows": sum(r["rows"] for r in rows),
+        "quarantine": quarantine,
+        "total_quarantined": written.get(QUARANTINE_PARTITION, 0),
+    }
+
+
+def build(config: BuildConfig, beam_args: list[str]) -> dict:
+    """Run a whole build; returns stats (or the dry-run report). Raises UsageError on misuse."""
+    if not config.dry_run and not storage.is_empty_location(config.output):
+        raise UsageError(f"output {config.output} exists and is not empty; choose a new location")
+    cases = list_cases(config)
+    if config.dry_run:
+        return {"dry_run": dry_run_report(cases)}
+    started = time.monotonic()
+    with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
+        build_graph(pipeline, config, cases)
+    counts = read_counts(config)
+    written = reconcile(config, counts)
+    stats = build_stats(config, cases, counts, written, time.monotonic() - started)
+    storage.write_bytes(storage.join(config.output, "stats.json"), json.dumps(stats, indent=1).encode())
+    storage.write_bytes(storage.join(config.output, "_SUCCESS"), b"")
+    return stats

@@ -1,0 +1,150 @@
+"""`demo`: deterministic synthetic cases written in the MSD raw layout, then read like real data.
+
+The cases exercise what isotropic RAS data hides: anisotropic voxels (0.7x0.7x2.5 mm and an
+in-plane 0.5x2.0 mm grid), LPS storage, an axis permutation (PSL), an oblique grid, a 4D
+two-sequence MR case, and one truncated file that must land in quarantine. Structures are
+defined in world millimetres (transforms.phantoms), so every case has known true sizes:
+the liver lesion is a 20 x 16 x 25 mm cuboid (x, y, z).
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+
+from pipeline import storage
+from pipeline.sources.base import Source, SourceInfo
+from pipeline.sources.msd import list_task
+from transforms.case import CaseRef
+from transforms.phantoms import Cuboid, Ellipsoid, centred_affine, intensities, rasterize
+
+DEMO_VERSION = "demo-v1"
+LICENCE = "CC0-1.0"
+COMPLETE_MARKER = "_COMPLETE"
+
+ABDOMEN_LABELS = {1: "liver", 2: "right kidney", 3: "left kidney", 4: "spleen", 5: "liver lesion"}
+LESION_MM = Cuboid(5, (35.0, 0.0, 0.0), (55.0, 16.0, 25.0))
+ABDOMEN = (
+    Ellipsoid(1, (45.0, 10.0, 10.0), (40.0, 35.0, 30.0)),
+    Ellipsoid(2, (40.0, -35.0, -15.0), (15.0, 12.0, 25.0)),
+    Ellipsoid(3, (-40.0, -35.0, -15.0), (15.0, 12.0, 25.0)),
+    Ellipsoid(4, (-55.0, -15.0, 20.0), (20.0, 15.0, 25.0)),
+    LESION_MM,
+)
+ABDOMEN_HU = {1: 60.0, 2: 150.0, 3: 150.0, 4: 50.0, 5: 10.0}
+ABDOMEN_FOV_MM = {"x": 200.0, "y": 160.0, "z": 90.0}
+
+BRAIN_LABELS = {1: "tumour core", 2: "edema"}
+BRAIN = (Ellipsoid(2, (-20.0, 10.0, 15.0), (25.0, 22.0, 20.0)), Ellipsoid(1, (-22.0, 12.0, 15.0), (10.0, 9.0, 8.0)))
+BRAIN_FOV_MM = {"x": 150.0, "y": 180.0, "z": 130.0}
+BRAIN_VALUES = {"T1w": ({1: 900.0, 2: 500.0}, 600.0), "T2w": ({1: 1000.0, 2: 1200.0}, 700.0)}
+
+# (case, orientation, spacing along the stored axes in mm, rotation about z in degrees)
+CT_CASES = (
+    ("demo_ct_00", "RAS", (0.7, 0.7, 2.5), 0.0),
+    ("demo_ct_01", "LPS", (0.7, 0.7, 2.5), 0.0),
+    ("demo_ct_02", "PSL", (0.5, 3.0, 2.0), 0.0),
+    ("demo_ct_03", "RAS", (0.8, 0.8, 2.0), 8.0),
+)
+TRUNCATED_CASE = "demo_ct_04"
+MR_CASES = (("demo_mr_00", "LAS", (1.0, 1.0, 1.2), 0.0),)
+_AXIS_OF_LETTER = {"R": "x", "L": "x", "A": "y", "P": "y", "S": "z", "I": "z"}
+
+
+def grid_shape(orientation: str, spacing_mm, fov_mm: dict) -> tuple[int, int, int]:
+    """Voxels along each stored axis to cover the field of view."""
+    return tuple(int(round(fov_mm[_AXIS_OF_LETTER[letter]] / s)) for letter, s in zip(orientation, spacing_mm))
+
+
+def nifti_gz_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
+    """A .nii.gz with sform and qform both set to `affine`; gzip mtime 0 keeps bytes reproducible."""
+    image = nib.Nifti1Image(array, affine)
+    image.header.set_sform(affine, code="scanner")
+    image.header.set_qform(affine, code="scanner")
+    return gzip.compress(image.to_bytes(), mtime=0)
+
+
+def ct_case(orientation, spacing_mm, rotation_deg, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(HU image int16, labels uint8, affine) of the abdominal phantom on one grid."""
+    shape = grid_shape(orientation, spacing_mm, ABDOMEN_FOV_MM)
+    affine = centred_affine(shape, orientation, spacing_mm, rotation_deg)
+    labels = rasterize(shape, affine, ABDOMEN)
+    body = rasterize(shape, affine, (Ellipsoid(1, (0.0, 0.0, 0.0), (95.0, 75.0, 500.0)),)).astype(bool)
+    image = intensities(labels, ABDOMEN_HU, background=30.0, noise_sd=15.0, seed=seed)
+    image[~body] = -1000.0
+    return np.rint(image).astype(np.int16), labels, affine
+
+
+def mr_case(orientation, spacing_mm, rotation_deg, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(4D image with channels T1w, T2w, labels, affine) of the brain phantom."""
+    shape = grid_shape(orientation, spacing_mm, BRAIN_FOV_MM)
+    affine = centred_affine(shape, orientation, spacing_mm, rotation_deg)
+    labels = rasterize(shape, affine, BRAIN)
+    head = rasterize(shape, affine, (Ellipsoid(1, (0.0, 0.0, 0.0), (70.0, 85.0, 60.0)),)).astype(bool)
+    channels = []
+    for offset, (values, background) in enumerate(BRAIN_VALUES.values()):
+        channel = intensities(labels, values, background, noise_sd=30.0, seed=seed + offset)
+        channel[~head] = 0.0
+        channels.append(channel)
+    return np.rint(np.stack(channels, axis=-1)).astype(np.int16), labels, affine
+
+
+def write_task(root: str, task: str, modality: dict, labels: dict, cases: dict[str, tuple[bytes, bytes]]) -> None:
+    """One MSD task folder: dataset.json plus imagesTr/ and labelsTr/ files."""
+    folder = storage.join(root, task)
+    for case_id, (image_bytes, label_bytes) in cases.items():
+        storage.write_bytes(storage.join(folder, "imagesTr", f"{case_id}.nii.gz"), image_bytes)
+        storage.write_bytes(storage.join(folder, "labelsTr", f"{case_id}.nii.gz"), label_bytes)
+    meta = {
+        "name": task, "licence": LICENCE, "release": DEMO_VERSION,
+        "modality": {str(i): name for i, name in enumerate(modality)},
+        "labels": {"0": "background", **{str(k): v for k, v in labels.items()}},
+        "numTraining": len(cases),
+        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in cases],
+    }
+    storage.write_bytes(storage.join(folder, "dataset.json"), json.dumps(meta, indent=1).encode())
+
+
+def generate(root: str) -> None:
+    """Write the demo dataset under `root` (any storage); skipped when already complete."""
+    marker = storage.join(root, COMPLETE_MARKER)
+    if storage.exists(marker):
+        return
+    ct_files = {}
+    for seed, (case_id, orientation, spacing, rotation) in enumerate(CT_CASES):
+        image, labels, affine = ct_case(orientation, spacing, rotation, seed)
+        ct_files[case_id] = (nifti_gz_bytes(image, affine), nifti_gz_bytes(labels, affine))
+    intact_image, intact_labels = ct_files[CT_CASES[0][0]]
+    ct_files[TRUNCATED_CASE] = (intact_image[: len(intact_image) // 2], intact_labels)
+    write_task(root, "Task01_DemoCT", ["CT"], ABDOMEN_LABELS, ct_files)
+    mr_files = {}
+    for seed, (case_id, orientation, spacing, rotation) in enumerate(MR_CASES, start=100):
+        image, labels, affine = mr_case(orientation, spacing, rotation, seed)
+        mr_files[case_id] = (nifti_gz_bytes(image, affine), nifti_gz_bytes(labels, affine))
+    write_task(root, "Task02_DemoMR", list(BRAIN_VALUES), BRAIN_LABELS, mr_files)
+    storage.write_bytes(marker, DEMO_VERSION.encode())
+
+
+class DemoSource(Source):
+    info = SourceInfo(
+        name="demo",
+        anatomy="synthetic abdomen (CT) and brain (MR)",
+        modalities=("CT", "MRI"),
+        tasks=("detection",),
+        licence=LICENCE,
+        redistributable=True,
+        citation="medvision-pipeline synthetic demo data",
+    )
+
+    def default_root(self) -> str:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return os.path.join(cache, "medvision-pipeline", DEMO_VERSION)
+
+    def list_cases(self, root: str) -> list[CaseRef]:
+        generate(root)
+        cases = [case for task in ("Task01_DemoCT", "Task02_DemoMR")
+                 for case in list_task(storage.join(root, task), "demo", LICENCE)]
+        return sorted(cases, key=lambda case: case.case_id)

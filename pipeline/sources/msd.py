@@ -1,0 +1,105 @@
+"""Medical Segmentation Decathlon (MSD) layout: `Task<NN>_<Name>/{dataset.json, imagesTr/, labelsTr/}`.
+
+Cite: Antonelli M. et al., "The Medical Segmentation Decathlon", Nature Communications 13, 4128 (2022).
+
+Label names and modalities come from each task's `dataset.json`; a multi-modality task
+(BrainTumour, Prostate) stores 4D images whose axis 3 is the channel, split into one
+sequence per channel. The `training` list of `dataset.json` names the cases, which skips the
+macOS `._*` files that ship inside the archives. `imagesTs/` has no labels and is not used.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+
+from pipeline import storage
+from pipeline.sources.base import Source, SourceError, SourceInfo
+from transforms.case import CaseRef, SequenceRef
+
+LICENCE = "CC-BY-SA-4.0"
+# CT windows by MSD task name; every other CT task is abdominal soft tissue.
+CT_WINDOW_BY_TASK = {"Lung": "lung"}
+
+
+def find_task_roots(root: str) -> list[str]:
+    """`root` itself when it holds dataset.json, else its `*/dataset.json` subfolders."""
+    if storage.exists(storage.join(root, "dataset.json")):
+        return [root.rstrip("/")]
+    roots = [storage.dirname(path) for path in storage.glob(storage.join(root, "*", "dataset.json"))]
+    if not roots:
+        raise SourceError(f"no dataset.json in {root} or its subfolders: not an MSD-layout root")
+    return roots
+
+
+def read_dataset_json(task_root: str) -> dict:
+    uri = storage.join(task_root, "dataset.json")
+    try:
+        return json.loads(storage.read_bytes(uri))
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"cannot read {uri}: {exc}") from exc
+
+
+def modality_kind(name: str) -> str:
+    return "CT" if name.strip().upper() == "CT" else "MRI"
+
+
+def sequences_of(meta: dict, task_name: str) -> tuple[SequenceRef, ...]:
+    """One sequence per entry of `modality`; channels only when there is more than one."""
+    modalities = sorted(((int(k), v) for k, v in meta.get("modality", {"0": "CT"}).items()))
+    window = next((w for key, w in CT_WINDOW_BY_TASK.items() if key in task_name), None)
+    multi = len(modalities) > 1
+    return tuple(
+        SequenceRef(name=name, modality=modality_kind(name), channel=index if multi else None, ct_window=window)
+        for index, name in modalities
+    )
+
+
+def labels_of(meta: dict) -> tuple[tuple[int, str], ...]:
+    return tuple(sorted((int(k), v) for k, v in meta.get("labels", {}).items() if int(k) != 0))
+
+
+def case_stem(relative_path: str) -> str:
+    name = posixpath.basename(relative_path)
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def list_task(task_root: str, dataset: str, licence: str) -> list[CaseRef]:
+    """The labelled training cases of one MSD task folder."""
+    meta = read_dataset_json(task_root)
+    task_name = storage.basename(task_root)
+    sequences, labels = sequences_of(meta, task_name), labels_of(meta)
+    cases = []
+    for entry in meta.get("training", []):
+        stem = case_stem(entry["image"])
+        case_id = f"{task_name}/{stem}"
+        cases.append(CaseRef(
+            dataset=dataset,
+            case_id=case_id,
+            subject_id=case_id,
+            image_uri=storage.join(task_root, entry["image"].removeprefix("./")),
+            mask_uri=storage.join(task_root, entry["label"].removeprefix("./")),
+            sequences=sequences,
+            labels=labels,
+            licence=licence,
+            redistributable=True,
+        ))
+    return cases
+
+
+class MsdSource(Source):
+    info = SourceInfo(
+        name="msd",
+        anatomy="brain, heart, liver, hippocampus, prostate, lung, pancreas, hepatic vessels, spleen, colon",
+        modalities=("CT", "MRI"),
+        tasks=("detection",),
+        licence=LICENCE,
+        redistributable=True,
+        citation="Antonelli et al., The Medical Segmentation Decathlon, Nat Commun 13, 4128 (2022)",
+    )
+
+    def list_cases(self, root: str) -> list[CaseRef]:
+        cases = [case for task_root in find_task_roots(root) for case in list_task(task_root, "msd", LICENCE)]
+        return sorted(cases, key=lambda case: case.case_id)

@@ -1,0 +1,170 @@
+"""The DAG's steps as thin PTransforms around pure functions of `transforms/` and `schemas/`.
+
+Every step has two outputs: its results and quarantine rows. Known bad input raises
+`PipelineError` and becomes a quarantine row with that reason; anything unexpected is caught
+by Beam's exception handling (`with_exception_handling`, which also buffers an element's
+outputs so a failing case never emits part of its slices) and quarantined as
+`unexpected_error` with the exception. Counters are named `<dataset>/<stage>/<outcome>`.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipeline import storage
+from pipeline.version import __version__
+from schemas import rows as row_builders
+from schemas.validate import pair_problems
+from transforms import ids
+from transforms.case import CaseRef, SliceRecord, extract_slices, load_nifti_case
+from transforms.errors import PipelineError, Reason
+from transforms.nifti import reading
+from transforms.planes import SpacingMode
+
+NAMESPACE = "medvision"
+QUARANTINE = "quarantine"
+MAIN = "main"
+_BAD = "unexpected"
+
+
+def count(dataset: str, stage: str, outcome: str, n: int = 1) -> None:
+    Metrics.counter(NAMESPACE, f"{dataset}/{stage}/{outcome}").inc(n)
+
+
+def describe(element) -> dict:
+    """Where an element of any stage came from, for its quarantine row."""
+    if isinstance(element, CaseRef):
+        return {"dataset": element.dataset, "case_id": element.case_id, "source_uri": element.image_uri}
+    if isinstance(element, SliceRecord):
+        return describe(element.case)
+    if isinstance(element, dict):
+        return {"dataset": element.get("dataset", ""), "case_id": element.get("case_id", ""),
+                "source_uri": (element.get("provenance") or {}).get("source_uri", ""),
+                "sample_id": element.get("sample_id")}
+    return {"dataset": "", "case_id": "", "source_uri": repr(element)[:200]}
+
+
+def quarantined(element, stage: str, reason: Reason, message: str) -> beam.pvalue.TaggedOutput:
+    where = describe(element)
+    count(where["dataset"], stage, reason.value)
+    return beam.pvalue.TaggedOutput(QUARANTINE, row_builders.quarantine_row(
+        stage=stage, reason=reason.value, message=message, pipeline_version=__version__, **where))
+
+
+class _UnexpectedToQuarantine(beam.DoFn):
+    """Beam's dead-letter records (element, (type, repr, traceback)) as quarantine rows."""
+
+    def __init__(self, stage: str):
+        self._stage = stage
+
+    def process(self, bad):
+        element, (exc_type, exc_repr, trace) = bad
+        where = "".join(trace[-2:]).strip() if trace else ""
+        tagged = quarantined(element, self._stage, Reason.UNEXPECTED_ERROR, f"{exc_repr} at {where}"[:4000])
+        yield tagged.value
+
+
+class Guarded(beam.PTransform):
+    """ParDo with a quarantine output and Beam's exception handling; returns (results, quarantine)."""
+
+    def __init__(self, stage: str, dofn: beam.DoFn):
+        super().__init__()
+        self._stage, self._dofn = stage, dofn
+
+    def expand(self, pcoll):
+        outputs = pcoll | beam.ParDo(self._dofn).with_outputs(QUARANTINE, main=MAIN).with_exception_handling(
+            main_tag=MAIN, dead_letter_tag=_BAD)
+        unexpected = outputs[_BAD] | "Unexpected" >> beam.ParDo(_UnexpectedToQuarantine(self._stage))
+        quarantine = (outputs[QUARANTINE], unexpected) | "Quarantine" >> beam.Flatten()
+        return outputs[MAIN], quarantine
+
+
+class _ExtractSlicesFn(beam.DoFn):
+    """Load one case from storage into the canonical frame and emit its labelled slices."""
+
+    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str):
+        self._spacing, self._split_salt, self._params_hash = spacing, split_salt, params_hash
+
+    def process(self, case: CaseRef):
+        try:
+            records = list(self._slices(case))
+        except PipelineError as exc:
+            yield quarantined(case, "load", exc.reason, str(exc))
+            return
+        count(case.dataset, "load", "ok")
+        count(case.dataset, "slices", "ok", len(records))
+        yield from records
+
+    def _slices(self, case: CaseRef):
+        with reading(case.image_uri), storage.localized(case.image_uri) as (image_path, image_sha256):
+            with reading(case.mask_uri), storage.localized(case.mask_uri) as (mask_path, mask_sha256):
+                loaded = load_nifti_case(case, image_path, mask_path)
+        split = ids.subject_split(case.dataset, case.subject_id, self._split_salt, case.official_split)
+        provenance = row_builders.provenance(case, loaded.geometry, image_sha256, mask_sha256,
+                                             str(self._spacing), __version__, self._params_hash)
+        for content in extract_slices(loaded, self._spacing):
+            yield SliceRecord(case, split, provenance, content)
+
+
+class ExtractSlices(beam.PTransform):
+    """CaseRef -> SliceRecord (one per labelled slice, plane and sequence); bad cases quarantined."""
+
+    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str):
+        super().__init__()
+        self._fn = _ExtractSlicesFn(spacing, split_salt, params_hash)
+
+    def expand(self, cases):
+        return cases | Guarded("load", self._fn)
+
+
+class _DeriveBoxesFn(beam.DoFn):
+    def process(self, record: SliceRecord):
+        pairs = row_builders.detection_rows(record)
+        count(record.case.dataset, "detection", "pairs", len(pairs))
+        yield from pairs
+
+
+class DeriveBoxes(beam.PTransform):
+    """SliceRecord -> detection rows, one per connected component of each label."""
+
+    def expand(self, slices):
+        return slices | Guarded("detection", _DeriveBoxesFn())
+
+
+class _ValidatePairsFn(beam.DoFn):
+    def process(self, row: dict):
+        problems = pair_problems(row)
+        if problems:
+            yield quarantined(row, "validate", Reason.INVALID_PAIR, "; ".join(problems))
+            return
+        yield row
+
+
+class ValidatePairs(beam.PTransform):
+    """Rows that break the schema or a task invariant go to quarantine, never to the output."""
+
+    def expand(self, pairs):
+        return pairs | Guarded("validate", _ValidatePairsFn())
+
+
+class DuplicateSampleIdError(RuntimeError):
+    """Two pairs share a sample_id: ids would not identify pairs, so the run must fail."""
+
+
+def _fail_on_duplicates(sample_id_and_examples):
+    sample_id, examples = sample_id_and_examples
+    if len(examples) > 1:
+        raise DuplicateSampleIdError(f"sample_id {sample_id} is shared by {examples[0]} and {examples[1]}")
+
+
+class CheckUniqueIds(beam.PTransform):
+    """Fails the run, naming both offenders, when two pairs have the same sample_id."""
+
+    def expand(self, pairs):
+        return (
+            pairs
+            | "IdAndOrigin" >> beam.Map(lambda row: (row["sample_id"], "/".join(
+                str(row.get(key)) for key in ("dataset", "case_id", "sequence", "plane", "slice_index", "label"))))
+            | "TwoPerId" >> beam.combiners.Sample.FixedSizePerKey(2)
+            | "FailOnDuplicate" >> beam.Map(_fail_on_duplicates)
+        )

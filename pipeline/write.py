@@ -1,0 +1,119 @@
+"""Parquet output: hive partitions, deterministic shards, temp file + rename.
+
+Rows are counted per partition first (rows and bytes); that count decides how many files a
+partition gets (~`target_file_mb` each) and is the number the reconciliation checks the
+written footers against. A row goes to shard `hash(sample_id) mod n_files`, and each shard
+is sorted by sample_id, so the same input gives byte-identical files on any runner.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import storage
+from schemas.tables import PARTITION_KEYS, schema_for
+from schemas.validate import file_row
+
+ROW_OVERHEAD_BYTES = 1024  # non-image columns of a pair, roughly
+ROW_GROUP_BYTES = 64 << 20
+PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": True, "write_statistics": True}
+
+
+def partition_of(row: dict) -> str:
+    """`dataset=…/task=…/split=…` for a pair row."""
+    return "/".join(f"{key}={row[key]}" for key in PARTITION_KEYS)
+
+
+def row_bytes(row: dict) -> int:
+    image = row.get("image") or {}
+    return len(image.get("bytes") or b"") + ROW_OVERHEAD_BYTES
+
+
+def shard_of(sample_id: str, n_shards: int) -> int:
+    return int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16) % n_shards
+
+
+def shard_count(total_bytes: int, target_file_mb: int) -> int:
+    return max(1, -(-total_bytes // (target_file_mb << 20)))
+
+
+def write_parquet(uri: str, table: str, rows: list[dict]) -> int:
+    """Write rows (sorted by the caller) to one Parquet file via a temp name and a rename."""
+    schema = schema_for(table)
+    temp_uri = f"{uri}.tmp-{uuid.uuid4().hex}"
+    with storage.create(temp_uri) as handle:
+        with pq.ParquetWriter(handle, schema, **PARQUET_OPTIONS) as writer:
+            for group in _row_groups(rows):
+                writer.write_batch(pa.RecordBatch.from_pylist([file_row(r, schema) for r in group], schema=schema))
+    storage.rename(temp_uri, uri)
+    return len(rows)
+
+
+def _row_groups(rows: list[dict]):
+    group, size = [], 0
+    for row in rows:
+        group.append(row)
+        size += row_bytes(row)
+        if size >= ROW_GROUP_BYTES:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def _with_shard_key(partition_and_row: tuple, shards_per_partition: dict) -> tuple:
+    partition, row = partition_and_row
+    n_shards = shards_per_partition[partition]
+    return (partition, shard_of(row.get("sample_id") or _sort_key(row)[1:].__repr__(), n_shards), n_shards), row
+
+
+def _sort_key(row: dict) -> tuple:
+    """Pairs sort by sample_id; quarantine rows (some without one) by what they concern."""
+    return tuple(str(row.get(key) or "") for key in ("sample_id", "dataset", "case_id", "stage", "message"))
+
+
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, output: str, table_of):
+        self._output, self._table_of = output, table_of
+
+    def process(self, element):
+        (partition, shard, n_shards), rows = element
+        rows = sorted(rows, key=_sort_key)
+        uri = storage.join(self._output, partition, f"part-{shard:05d}-of-{n_shards:05d}.parquet")
+        written = write_parquet(uri, self._table_of(rows[0]), rows)
+        yield {"partition": partition, "uri": uri, "rows": written}
+
+
+class WriteTable(beam.PTransform):
+    """Rows -> Parquet files under `output/<partition>/part-SSSSS-of-NNNNN.parquet`.
+
+    `partition_fn(row)` names a row's folder, `table_of(row)` its schema. Returns the
+    per-partition counts {"partition", "rows", "bytes"} for reconciliation.
+    """
+
+    def __init__(self, output: str, partition_fn, table_of, target_file_mb: int):
+        super().__init__()
+        self._output, self._partition_fn, self._table_of = output, partition_fn, table_of
+        self._target_file_mb = target_file_mb
+
+    def expand(self, rows):
+        partition_fn, target_mb = self._partition_fn, self._target_file_mb
+        keyed = rows | "ByPartition" >> beam.Map(lambda row: (partition_fn(row), row))
+        totals = (
+            keyed
+            | "RowsAndBytes" >> beam.MapTuple(lambda partition, row: (partition, (1, row_bytes(row))))
+            | "SumPerPartition" >> beam.CombinePerKey(lambda values: tuple(map(sum, zip(*values))) or (0, 0))
+        )
+        shards = totals | "ShardCount" >> beam.MapTuple(lambda partition, t: (partition, shard_count(t[1], target_mb)))
+        _ = (
+            keyed
+            | "AssignShard" >> beam.Map(_with_shard_key, beam.pvalue.AsDict(shards))
+            | "GroupShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(_WriteShardFn(self._output, self._table_of))
+        )
+        return totals | "AsRecords" >> beam.MapTuple(
+            lambda partition, t: {"partition": partition, "rows": t[0], "bytes": t[1]})

@@ -1,0 +1,1 @@
+"""Output tables: one declaration each, the row builders, and validation."""

@@ -1,0 +1,98 @@
+"""Row builders: the one place where numpy and domain values become output rows (plain Python)."""
+from __future__ import annotations
+
+import nibabel
+
+from schemas.tables import SCHEMA_VERSION
+from transforms import ids
+from transforms.boxes import ComponentBox, component_boxes
+from transforms.case import CaseRef, SliceRecord
+
+
+def provenance(case: CaseRef, geometry: dict, source_sha256: str, mask_sha256: str,
+               resampling: str, pipeline_version: str, params_hash: str) -> dict:
+    """The provenance struct of every pair of a case: an allowlist of geometry fields, no header text."""
+    return {
+        "dataset_version": None,
+        "licence": case.licence,
+        "redistributable": case.redistributable,
+        "source_uri": case.image_uri,
+        "source_sha256": source_sha256,
+        "mask_uri": case.mask_uri,
+        "mask_sha256": mask_sha256,
+        "reader": f"nibabel {nibabel.__version__}",
+        "orig_orientation": geometry["orig_orientation"],
+        "obliquity_deg": float(geometry["obliquity_deg"]),
+        "orig_spacing_mm": [float(v) for v in geometry["orig_spacing_mm"]],
+        "orig_shape": [int(v) for v in geometry["orig_shape"]],
+        "affine_source": geometry["affine_source"],
+        "sform_qform_mismatch": bool(geometry["sform_qform_mismatch"]),
+        "resampling": resampling,
+        "pipeline_version": pipeline_version,
+        "params_hash": params_hash,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def _common(record: SliceRecord, task: str, target: str) -> dict:
+    case, content = record.case, record.content
+    rows_px, cols_px = content.shape_rows_cols
+    return {
+        "dataset": case.dataset,
+        "task": task,
+        "split": record.split,
+        "sample_id": ids.sample_id(case.dataset, case.case_id, content.sequence, content.plane,
+                                   content.slice_index, task, target, record.provenance["params_hash"]),
+        "case_id": case.case_id,
+        "subject_id": case.subject_id,
+        "sequence": content.sequence,
+        "modality": content.modality,
+        "image": {"bytes": content.png, "path": None},
+        "plane": content.plane,
+        "slice_index": int(content.slice_index),
+        "image_width_px": int(cols_px),
+        "image_height_px": int(rows_px),
+        "pixel_spacing_mm": None if content.square_spacing_mm is None else float(content.square_spacing_mm),
+        "pixel_spacing_mm_row_col": [float(v) for v in content.spacing_mm_row_col],
+        "intensity_window": {"name": content.window.name, "low": float(content.window.low),
+                             "high": float(content.window.high)},
+        "provenance": record.provenance,
+    }
+
+
+def detection_row(record: SliceRecord, box: ComponentBox) -> dict:
+    """One detection pair: a component's box in displayed pixels, its size in mm and instance flags."""
+    content = record.content
+    row = _common(record, "detection", f"label={box.label}/component={box.component_index}")
+    row.update({
+        "label": box.label,
+        "label_name": record.case.label_names.get(box.label),
+        "box_xyxy_px": [float(v) for v in box.box_xyxy_px],
+        "box_xyxy_norm": [float(v) for v in box.normalised_xyxy(content.shape_rows_cols)],
+        "box_size_mm": [float(v) for v in box.size_mm(content.spacing_mm_row_col)],
+        "area_px": box.area_px,
+        "component_index": box.component_index,
+        "n_components": box.n_components,
+        "single_instance": box.single_instance,
+    })
+    return row
+
+
+def detection_rows(record: SliceRecord) -> list[dict]:
+    """Every detection pair of a slice."""
+    return [detection_row(record, box) for box in component_boxes(record.content.labels_2d)]
+
+
+def quarantine_row(dataset: str, case_id: str, source_uri: str, stage: str, reason: str, message: str,
+                   pipeline_version: str, sample_id: str | None = None) -> dict:
+    """A quarantined input or pair: where it came from, which stage refused it and why."""
+    return {
+        "dataset": dataset,
+        "case_id": case_id,
+        "source_uri": source_uri,
+        "stage": stage,
+        "reason": reason,
+        "message": message,
+        "sample_id": sample_id,
+        "pipeline_version": pipeline_version,
+    }

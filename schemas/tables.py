@@ -1,0 +1,138 @@
+"""The one declaration of each output table, with units and frames in field metadata.
+
+Files hold every column except the hive partition keys (`dataset`, `task`, `split`), which
+live in the path only. Changing a schema means bumping `SCHEMA_VERSION` and regenerating
+the snapshot in `schemas/snapshots/` (see tests/test_schemas.py).
+"""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+PARTITION_KEYS = ("dataset", "task", "split")
+TASKS = ("detection", "tumor_lesion_size", "angle_distance")
+SPLITS = ("train", "test")
+
+
+def _field(name: str, type_: pa.DataType, doc: str, unit: str = "", nullable: bool = True) -> pa.Field:
+    metadata = {"doc": doc}
+    if unit:
+        metadata["unit"] = unit
+    return pa.field(name, type_, nullable=nullable, metadata=metadata)
+
+
+# Hugging Face `Image` layout: PNG bytes plus an optional path.
+IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+
+WINDOW_TYPE = pa.struct([
+    _field("name", pa.string(), "window rule: a CT anatomy window or the volume percentiles used"),
+    _field("low", pa.float64(), "input value mapped to 0", "image units (HU for CT)"),
+    _field("high", pa.float64(), "input value mapped to 255", "image units (HU for CT)"),
+])
+
+PROVENANCE_TYPE = pa.struct([
+    _field("dataset_version", pa.string(), "version of the source dataset, when the adapter knows it"),
+    _field("licence", pa.string(), "SPDX id of the source dataset's licence"),
+    _field("redistributable", pa.bool_(), "whether the source's pixels may be republished"),
+    _field("source_uri", pa.string(), "image file read"),
+    _field("source_sha256", pa.string(), "sha256 of the image file's bytes"),
+    _field("mask_uri", pa.string(), "label map file read"),
+    _field("mask_sha256", pa.string(), "sha256 of the label map file's bytes"),
+    _field("reader", pa.string(), "reader library and version"),
+    _field("orig_orientation", pa.string(), "axis code of the stored array, e.g. LPS"),
+    _field("obliquity_deg", pa.float64(), "largest angle between a stored axis and its world axis", "deg"),
+    _field("orig_spacing_mm", pa.list_(pa.float64()), "stored voxel size along the stored axes i, j, k", "mm"),
+    _field("orig_shape", pa.list_(pa.int32()), "stored array size along i, j, k", "voxels"),
+    _field("affine_source", pa.string(), "header form the affine came from: sform, qform or pixdim"),
+    _field("sform_qform_mismatch", pa.bool_(), "both forms set and disagreeing beyond 1e-3"),
+    _field("resampling", pa.string(), "spacing mode: finest, native or a spacing in mm"),
+    _field("pipeline_version", pa.string(), "medvision-pipeline version"),
+    _field("params_hash", pa.string(), "hash of the parameters that shape the output"),
+    _field("schema_version", pa.string(), "version of this schema"),
+])
+
+COMMON_FIELDS = [
+    _field("sample_id", pa.string(), "stable unique id of the pair", nullable=False),
+    _field("case_id", pa.string(), "case within the dataset", nullable=False),
+    _field("subject_id", pa.string(), "patient-level id; splits are made per subject", nullable=False),
+    _field("sequence", pa.string(), "image series / channel of the case, e.g. CT, T1w"),
+    _field("modality", pa.string(), "imaging modality of the sequence"),
+    _field("image", IMAGE_TYPE, "8-bit PNG of the displayed slice (Hugging Face Image layout)"),
+    _field("plane", pa.string(), "axial | coronal | sagittal"),
+    _field("slice_index", pa.int32(), "index along the plane normal in the canonical RAS+ grid", "voxels"),
+    _field("image_width_px", pa.int32(), "displayed image width (columns)", "px"),
+    _field("image_height_px", pa.int32(), "displayed image height (rows)", "px"),
+    _field("pixel_spacing_mm", pa.float64(), "side of the square pixel; null when pixels are not square", "mm"),
+    _field("pixel_spacing_mm_row_col", pa.list_(pa.float64()), "pixel size along rows (y) and columns (x)", "mm"),
+    _field("intensity_window", WINDOW_TYPE, "how voxel values were mapped to 8 bits"),
+    _field("provenance", PROVENANCE_TYPE, "where the pair came from and how it was made (geometry allowlist only)"),
+]
+
+DETECTION_FIELDS = [
+    _field("label", pa.int32(), "label value in the source label map"),
+    _field("label_name", pa.string(), "label name from the dataset's label map"),
+    _field("box_xyxy_px", pa.list_(pa.float64()),
+           "[x0, y0, x1, y1] of the component: pixel edges, end-exclusive, origin top-left, x = column", "px"),
+    _field("box_xyxy_norm", pa.list_(pa.float64()), "box_xyxy_px divided by image width (x) and height (y)", "1"),
+    _field("box_size_mm", pa.list_(pa.float64()), "[width, height] of the box", "mm"),
+    _field("area_px", pa.int64(), "pixels in the component", "px"),
+    _field("component_index", pa.int32(), "component of this label in this slice, raster order, 0-based"),
+    _field("n_components", pa.int32(), "connected components (4-connectivity) of this label in this slice"),
+    _field("single_instance", pa.bool_(), "one component and both box sides >= 10 px (benchmark filter)"),
+]
+
+QUARANTINE_FIELDS = [
+    _field("dataset", pa.string(), "source dataset"),
+    _field("case_id", pa.string(), "case within the dataset"),
+    _field("source_uri", pa.string(), "input that failed"),
+    _field("stage", pa.string(), "pipeline stage that put it aside"),
+    _field("reason", pa.string(), "reason code (transforms.errors.Reason)"),
+    _field("message", pa.string(), "what was wrong and where"),
+    _field("sample_id", pa.string(), "the pair concerned, for pair-level failures"),
+    _field("pipeline_version", pa.string(), "medvision-pipeline version"),
+]
+
+# Hugging Face `datasets` reads this to decode the image column into PIL images.
+HF_FEATURES_METADATA = {b"huggingface": json.dumps({"info": {"features": {"image": {"_type": "Image"}}}}).encode()}
+
+
+def _schema(fields: list[pa.Field], *, images: bool) -> pa.Schema:
+    metadata = {b"medvision_schema_version": SCHEMA_VERSION.encode()}
+    if images:
+        metadata.update(HF_FEATURES_METADATA)
+    return pa.schema(fields, metadata=metadata)
+
+
+SCHEMAS = {
+    "detection": _schema(COMMON_FIELDS + DETECTION_FIELDS, images=True),
+    "quarantine": _schema(QUARANTINE_FIELDS, images=False),
+}
+
+
+def schema_for(table: str) -> pa.Schema:
+    """The file schema of a table ('detection', 'quarantine', ...)."""
+    try:
+        return SCHEMAS[table]
+    except KeyError:
+        raise KeyError(f"no schema for table {table!r}; known: {sorted(SCHEMAS)}") from None
+
+
+def describe(schema: pa.Schema) -> str:
+    """A reviewable text form of a schema: one line per field (nested fields indented), with units."""
+    lines = [f"schema_version: {SCHEMA_VERSION}"]
+
+    def visit(field: pa.Field, depth: int) -> None:
+        meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
+        unit = f" [{meta['unit']}]" if "unit" in meta else ""
+        nullable = "" if field.nullable else " not null"
+        type_name = "struct" if pa.types.is_struct(field.type) else str(field.type)
+        lines.append(f"{'  ' * depth}{field.name}: {type_name}{nullable}{unit}")
+        if pa.types.is_struct(field.type):
+            for child in field.type:
+                visit(child, depth + 1)
+
+    for field in schema:
+        visit(field, 0)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,91 @@
+"""Validation of output rows: the table schema plus the semantic invariants of each task."""
+from __future__ import annotations
+
+import math
+import struct
+
+import pyarrow as pa
+
+from schemas.tables import PARTITION_KEYS, SPLITS, TASKS, schema_for
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MM_TOL = 1e-6
+
+
+def file_row(row: dict, schema: pa.Schema) -> dict:
+    """The row as stored in a file of `schema` (hive partition keys live in the path, not the file)."""
+    return {name: row.get(name) for name in schema.names}
+
+
+def schema_problems(row: dict, table: str) -> list[str]:
+    """Type conformance: the row must convert to the table's Arrow schema without loss."""
+    schema = schema_for(table)
+    extra = sorted(set(row) - set(schema.names) - set(PARTITION_KEYS))
+    if extra:
+        return [f"columns not in the {table} schema: {extra}"]
+    try:
+        pa.RecordBatch.from_pylist([file_row(row, schema)], schema=schema)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        return [f"does not fit the {table} schema: {exc}"]
+    return []
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, or None when the bytes are not a PNG."""
+    if not data or data[:8] != PNG_SIGNATURE or len(data) < 24:
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+def _common_problems(row: dict) -> list[str]:
+    problems = []
+    if row.get("task") not in TASKS:
+        problems.append(f"task {row.get('task')!r} not in {TASKS}")
+    if row.get("split") not in SPLITS:
+        problems.append(f"split {row.get('split')!r} not in {SPLITS}")
+    size = png_size((row.get("image") or {}).get("bytes"))
+    if size is None:
+        problems.append("image bytes are not a PNG")
+    elif size != (row.get("image_width_px"), row.get("image_height_px")):
+        problems.append(f"PNG is {size[0]}x{size[1]} px but the row says "
+                        f"{row.get('image_width_px')}x{row.get('image_height_px')}")
+    spacing = row.get("pixel_spacing_mm_row_col") or []
+    if len(spacing) != 2 or not all(math.isfinite(v) and v > 0 for v in spacing):
+        problems.append(f"pixel_spacing_mm_row_col {spacing} is not two positive mm values")
+    return problems
+
+
+def _detection_problems(row: dict) -> list[str]:
+    problems = []
+    box = row.get("box_xyxy_px") or []
+    if len(box) != 4:
+        return [f"box_xyxy_px {box} does not have 4 values"]
+    x0, y0, x1, y1 = box
+    width, height = row["image_width_px"], row["image_height_px"]
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        problems.append(f"box {box} is empty or outside the {width}x{height} image")
+    spacing = row.get("pixel_spacing_mm_row_col") or []
+    if len(spacing) == 2:
+        expected = [(x1 - x0) * spacing[1], (y1 - y0) * spacing[0]]
+        if any(abs(a - b) > MM_TOL for a, b in zip(row.get("box_size_mm") or [], expected)):
+            problems.append(f"box_size_mm {row.get('box_size_mm')} != box in px x spacing {expected}")
+    if row.get("label_name") is None:
+        problems.append(f"label {row.get('label')} has no name")
+    n_components, index = row.get("n_components") or 0, row.get("component_index")
+    if not (n_components >= 1 and index is not None and 0 <= index < n_components):
+        problems.append(f"component_index {index} outside 0..{n_components - 1}")
+    return problems
+
+
+SEMANTIC_CHECKS = {"detection": _detection_problems}
+
+
+def pair_problems(row: dict) -> list[str]:
+    """Everything wrong with a pair row (empty list when it is valid)."""
+    problems = _common_problems(row)
+    table_check = SEMANTIC_CHECKS.get(row.get("task"))
+    if table_check is not None and not problems:
+        problems += table_check(row)
+    if not problems:
+        problems += schema_problems(row, row["task"])
+    return problems

@@ -1,0 +1,35 @@
+"""medvision-pipeline: a Beam pipeline that builds quantitative medical-imaging pairs for VLMs."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "([^"]+)"', Path("pipeline/version.py").read_text()).group(1)
+BEAM = "apache-beam>=2.77,<2.78"
+
+setup(
+    name="medvision-pipeline",
+    version=VERSION,
+    description="Distributed build of quantitative medical-imaging image-annotation pairs (MedVision tasks)",
+    long_description=Path("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*", "schemas", "schemas.*"]),
+    package_data={"schemas": ["snapshots/*.txt"]},
+    install_requires=[
+        BEAM,
+        "pyarrow>=16,<26",  # Beam 2.77 pins pyarrow<26
+        "numpy>=1.26,<2.5",  # Beam 2.77 pins numpy<2.5
+        "SimpleITK>=2.3,<3",
+        "nibabel>=5.2,<6",
+        "pydicom>=2.4,<4",
+        "scikit-image>=0.22,<0.27",
+        "pillow>=10,<13",
+    ],
+    extras_require={
+        "gcp": ["apache-beam[gcp]>=2.77,<2.78", "gcsfs>=2024.2", "google-cloud-storage>=2.14,<4"],
+        "aws": ["apache-beam[aws]>=2.77,<2.78"],
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],
+    },
+    entry_points={"console_scripts": ["medvision-pipeline = pipeline.cli:main"]},
+)

@@ -1,0 +1,129 @@
+"""Each PTransform run on a Beam runner (TestPipeline + assert_that)."""
+from __future__ import annotations
+
+import glob
+import os
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
+from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
+
+from pipeline.sources import get_source
+from pipeline.stages import CheckUniqueIds, DeriveBoxes, ExtractSlices, Guarded, ValidatePairs
+from pipeline.write import WriteTable, partition_of
+from schemas import rows as row_builders
+from transforms.case import CaseRef, SequenceRef, SliceContent, SliceRecord
+from transforms.intensity import Window, encode_png
+
+PARAMS = "0123456789abcdef"
+
+
+def check(predicate, describe):
+    """An assert_that matcher from a predicate over the whole PCollection."""
+    def matcher(actual):
+        if not predicate(list(actual)):
+            raise BeamAssertException(f"{describe}: got {list(actual)!r:.2000}")
+    return matcher
+
+
+def demo_cases(demo_root, *names):
+    cases = get_source("demo").list_cases(demo_root)
+    return [case for case in cases if case.case_id.split("/")[-1] in names]
+
+
+def slice_record(labels_2d: np.ndarray, case_id="c1", spacing=(0.5, 0.5)) -> SliceRecord:
+    case = CaseRef("demo", case_id, case_id, "mem://img", "mem://seg", (SequenceRef("CT", "CT"),),
+                   ((1, "liver"), (2, "lesion")))
+    rows, cols = labels_2d.shape
+    content = SliceContent("CT", "CT", "axial", 4, encode_png(np.zeros((rows, cols), np.uint8)), (rows, cols),
+                           spacing, spacing[0], Window("soft_tissue", -160.0, 240.0), labels_2d)
+    geometry = {"orig_orientation": "LPS", "obliquity_deg": 0.0, "orig_spacing_mm": [0.5, 0.5, 2.0],
+                "orig_shape": [cols, rows, 9], "affine_source": "sform", "sform_qform_mismatch": False}
+    provenance = row_builders.provenance(case, geometry, "sha-img", "sha-seg", "finest", "test", PARAMS)
+    return SliceRecord(case, "train", provenance, content)
+
+
+def test_extract_slices_emits_slices_and_quarantines_a_truncated_case(demo_root):
+    cases = demo_cases(demo_root, "demo_mr_00", "demo_ct_04")
+    with BeamPipeline() as pipeline:
+        slices, quarantine = pipeline | beam.Create(cases) | ExtractSlices("finest", "salt", PARAMS)
+        assert_that(slices | beam.Map(lambda s: (s.case.case_id, s.content.sequence)) | beam.Distinct(),
+                    equal_to([("Task02_DemoMR/demo_mr_00", "T1w"), ("Task02_DemoMR/demo_mr_00", "T2w")]),
+                    label="SlicesOfTheGoodCase")
+        assert_that(quarantine | beam.Map(lambda q: (q["case_id"], q["stage"], q["reason"])),
+                    equal_to([("Task01_DemoCT/demo_ct_04", "load", "truncated_gzip")]), label="Quarantined")
+
+
+def test_derive_boxes_gives_one_pair_per_component():
+    labels = np.zeros((30, 40), np.uint8)
+    labels[2:22, 5:25] = 1
+    labels[25:28, 30:33] = 2
+    labels[25:28, 35:38] = 2
+    with BeamPipeline() as pipeline:
+        pairs, quarantine = pipeline | beam.Create([slice_record(labels)]) | DeriveBoxes()
+        assert_that(pairs | beam.Map(lambda r: (r["label_name"], tuple(r["box_xyxy_px"]), tuple(r["box_size_mm"]),
+                                                r["n_components"], r["single_instance"])),
+                    equal_to([("liver", (5.0, 2.0, 25.0, 22.0), (10.0, 10.0), 1, True),
+                              ("lesion", (30.0, 25.0, 33.0, 28.0), (1.5, 1.5), 2, False),
+                              ("lesion", (35.0, 25.0, 38.0, 28.0), (1.5, 1.5), 2, False)]), label="Pairs")
+        assert_that(quarantine, equal_to([]), label="NoQuarantine")
+
+
+def test_validate_pairs_quarantines_broken_rows():
+    labels = np.zeros((30, 40), np.uint8)
+    labels[2:22, 5:25] = 1
+    good = row_builders.detection_rows(slice_record(labels))[0]
+    broken = {**good, "sample_id": "b" * 32, "box_xyxy_px": [5.0, 2.0, 45.0, 22.0]}
+    with BeamPipeline() as pipeline:
+        valid, quarantine = pipeline | beam.Create([good, broken]) | ValidatePairs()
+        assert_that(valid | beam.Map(lambda r: r["sample_id"]), equal_to([good["sample_id"]]), label="Valid")
+        assert_that(quarantine, check(lambda q: len(q) == 1 and q[0]["reason"] == "invalid_pair"
+                                      and q[0]["sample_id"] == "b" * 32 and "outside" in q[0]["message"],
+                                      "one invalid pair"), label="Invalid")
+
+
+class _Explodes(beam.DoFn):
+    def process(self, case):
+        if case.case_id == "bad":
+            raise ZeroDivisionError("a bug, not bad input")
+        yield case.case_id
+
+
+def test_unexpected_errors_are_quarantined_not_fatal():
+    cases = [CaseRef("demo", name, name, f"/data/{name}.nii.gz", "", (), ()) for name in ("good", "bad")]
+    with BeamPipeline() as pipeline:
+        results, quarantine = pipeline | beam.Create(cases) | Guarded("load", _Explodes())
+        assert_that(results, equal_to(["good"]), label="Results")
+        assert_that(quarantine, check(lambda q: len(q) == 1 and q[0]["reason"] == "unexpected_error"
+                                      and "ZeroDivisionError" in q[0]["message"]
+                                      and q[0]["source_uri"] == "/data/bad.nii.gz", "one unexpected error"),
+                    label="Quarantine")
+
+
+def test_write_table_writes_sorted_shards_and_counts(tmp_path):
+    labels = np.zeros((30, 40), np.uint8)
+    for index in range(6):
+        labels[2 + 4 * index:4 + 4 * index, 1:39:3] = 1 + index % 2
+    rows = row_builders.detection_rows(slice_record(labels))
+    output = str(tmp_path / "out")
+    with BeamPipeline() as pipeline:
+        counts = pipeline | beam.Create(rows) | WriteTable(output, partition_of, lambda r: r["task"], 1)
+        assert_that(counts | beam.Map(lambda c: (c["partition"], c["rows"])),
+                    equal_to([("dataset=demo/task=detection/split=train", len(rows))]))
+    files = glob.glob(os.path.join(output, "dataset=demo/task=detection/split=train/*.parquet"))
+    table = pq.read_table(files[0])
+    assert len(files) == 1 and table.num_rows == len(rows)
+    assert table.column("sample_id").to_pylist() == sorted(r["sample_id"] for r in rows)
+    assert "dataset" not in table.column_names and table.schema.metadata[b"huggingface"]
+
+
+def test_duplicate_sample_ids_fail_the_run_naming_both():
+    labels = np.zeros((30, 40), np.uint8)
+    labels[2:22, 5:25] = 1
+    row = row_builders.detection_rows(slice_record(labels))[0]
+    with pytest.raises(Exception, match=f"sample_id {row['sample_id']} is shared by"):
+        with BeamPipeline() as pipeline:
+            _ = pipeline | beam.Create([row, dict(row)]) | CheckUniqueIds()

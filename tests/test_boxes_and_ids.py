@@ -1,0 +1,56 @@
+"""Box conventions (pixel edges, end-exclusive, 4-connectivity) and stable ids and splits."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from transforms import ids
+from transforms.boxes import component_boxes
+
+
+def test_box_is_pixel_edge_end_exclusive_in_xy_order():
+    labels = np.zeros((20, 30), np.uint8)
+    labels[3:8, 10:22] = 1  # rows 3..7, columns 10..21
+    (box,) = component_boxes(labels)
+    assert box.box_xyxy_px == (10, 3, 22, 8)
+    assert (box.width_px, box.height_px, box.area_px) == (12, 5, 60)
+    assert box.size_mm((2.0, 0.5)) == (6.0, 10.0)  # width scales by column spacing, height by row spacing
+    assert box.normalised_xyxy((20, 30)) == (10 / 30, 3 / 20, 22 / 30, 8 / 20)
+
+
+def test_diagonal_neighbours_are_separate_components():
+    labels = np.zeros((4, 4), np.uint8)
+    labels[0, 0] = labels[1, 1] = 2
+    boxes = component_boxes(labels)
+    assert [b.box_xyxy_px for b in boxes] == [(0, 0, 1, 1), (1, 1, 2, 2)]
+    assert {b.n_components for b in boxes} == {2} and not any(b.single_instance for b in boxes)
+
+
+def test_single_instance_needs_one_component_of_at_least_ten_pixels_a_side():
+    labels = np.zeros((40, 40), np.uint8)
+    labels[0:10, 0:10] = 1
+    labels[20:29, 0:30] = 2
+    by_label = {b.label: b for b in component_boxes(labels)}
+    assert by_label[1].single_instance and not by_label[2].single_instance
+
+
+def test_sample_id_is_stable_and_depends_on_every_field():
+    fields = ("demo", "case", "CT", "axial", 12, "detection", "label=1/component=0", "abc")
+    first = ids.sample_id(*fields)
+    assert first == ids.sample_id(*fields) and len(first) == 32
+    for position in range(len(fields)):
+        changed = list(fields)
+        changed[position] = f"{changed[position]}x"
+        assert ids.sample_id(*changed) != first
+
+
+def test_split_is_per_subject_and_independent_of_listing_order():
+    subjects = [f"subject_{n}" for n in range(2000)]
+    splits = {s: ids.subject_split("demo", s, "salt") for s in subjects}
+    shuffled = subjects[:]
+    random.Random(3).shuffle(shuffled)
+    assert {s: ids.subject_split("demo", s, "salt") for s in shuffled} == splits
+    train_fraction = sum(v == "train" for v in splits.values()) / len(splits)
+    assert 0.67 < train_fraction < 0.73
+    assert ids.subject_split("demo", "subject_1", "salt", official="test") == "test"

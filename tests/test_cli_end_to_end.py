@@ -1,0 +1,142 @@
+"""The CLI end to end on the DirectRunner: demo and MSD builds, quarantine, usage errors, determinism."""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.cli import main
+from pipeline.sources.demo import LESION_MM
+
+SMALL_DEMO = "Task02_DemoMR/demo_mr_00,Task01_DemoCT/demo_ct_02,Task01_DemoCT/demo_ct_04"
+
+
+def pairs_table(output, columns=None):
+    dataset = ds.dataset(glob.glob(os.path.join(output, "dataset=*/task=*/split=*/*.parquet")),
+                         format="parquet", partitioning=ds.partitioning(flavor="hive"),
+                         partition_base_dir=output)
+    return dataset.to_table(columns=columns)
+
+
+def part_file_digests(output):
+    files = sorted(glob.glob(os.path.join(output, "**", "*.parquet"), recursive=True))
+    return {os.path.relpath(f, output): hashlib.sha256(open(f, "rb").read()).hexdigest() for f in files}
+
+
+@pytest.fixture(scope="module")
+def demo_build(tmp_path_factory, demo_root):
+    output = str(tmp_path_factory.mktemp("run") / "demo")
+    assert main(["build", f"--source=demo={demo_root}", "--output", output]) == 0
+    return output
+
+
+def test_demo_build_writes_reconciled_partitions(demo_build):
+    stats = json.load(open(os.path.join(demo_build, "stats.json")))
+    assert os.path.exists(os.path.join(demo_build, "_SUCCESS"))
+    table = pairs_table(demo_build, ["dataset", "task", "split", "sample_id", "case_id"])
+    assert table.num_rows == stats["total_rows"] > 1000
+    assert len(set(table.column("sample_id").to_pylist())) == table.num_rows
+    assert stats["cases"]["demo"] == {"listed": 6, "with_pairs": 5}
+    per_split = {(r["task"], r["split"]): r["rows"] for r in stats["rows"]}
+    assert set(per_split) <= {("detection", "train"), ("detection", "test")}
+    assert sum(per_split.values()) == table.num_rows
+    # One subject never straddles the split.
+    case_splits = {}
+    for case_id, split in zip(table.column("case_id").to_pylist(), table.column("split").to_pylist()):
+        case_splits.setdefault(case_id, set()).add(split)
+    assert all(len(splits) == 1 for splits in case_splits.values())
+
+
+def test_demo_truncated_case_is_quarantined_with_its_reason(demo_build):
+    quarantine = pq.read_table(glob.glob(os.path.join(demo_build, "quarantine", "*.parquet"))[0]).to_pylist()
+    assert [(q["dataset"], q["case_id"], q["stage"], q["reason"]) for q in quarantine] == [
+        ("demo", "Task01_DemoCT/demo_ct_04", "load", "truncated_gzip")]
+    stats = json.load(open(os.path.join(demo_build, "stats.json")))
+    assert stats["quarantine"] == [{"dataset": "demo", "stage": "load", "reason": "truncated_gzip", "rows": 1}]
+
+
+def test_demo_lesion_has_its_physical_size_in_every_storage_order(demo_build):
+    """The lesion cuboid is 20 x 16 mm axially, whatever the case's orientation or voxel size."""
+    table = pairs_table(demo_build, ["case_id", "plane", "label_name", "box_size_mm", "pixel_spacing_mm",
+                                     "provenance"]).to_pylist()
+    true_w, true_h = (LESION_MM.high_mm[i] - LESION_MM.low_mm[i] for i in (0, 1))
+    for case in ("demo_ct_00", "demo_ct_01", "demo_ct_02"):
+        sizes = [r["box_size_mm"] for r in table
+                 if r["case_id"].endswith(case) and r["plane"] == "axial" and r["label_name"] == "liver lesion"]
+        spacing = max(s for r in table if r["case_id"].endswith(case) for s in r["provenance"]["orig_spacing_mm"])
+        assert max(s[0] for s in sizes) == pytest.approx(true_w, abs=spacing)
+        assert max(s[1] for s in sizes) == pytest.approx(true_h, abs=spacing)
+    orientations = {r["case_id"].split("/")[-1]: r["provenance"]["orig_orientation"] for r in table}
+    assert orientations["demo_ct_01"] == "LPS" and orientations["demo_ct_02"] == "PSL"
+
+
+def test_msd_build_uses_dataset_json_and_splits_4d_channels(tmp_path, msd_task):
+    output = str(tmp_path / "out")
+    assert main(["build", "--source", f"msd={os.path.dirname(msd_task)}", "--output", output]) == 0
+    table = pairs_table(output, ["case_id", "sequence", "modality", "label_name"]).to_pylist()
+    assert {r["sequence"] for r in table} == {"FLAIR", "T1w", "t1gd", "T2w"}
+    assert {r["modality"] for r in table} == {"MRI"}
+    assert {r["label_name"] for r in table} == {"edema", "non-enhancing tumor", "enhancing tumour"}
+    assert {r["case_id"] for r in table} == {"Task01_BrainTumour/BRATS_001", "Task01_BrainTumour/BRATS_002"}
+    quarantine = pq.read_table(glob.glob(os.path.join(output, "quarantine", "*.parquet"))[0]).to_pylist()
+    assert [(q["case_id"], q["reason"]) for q in quarantine] == [("Task01_BrainTumour/BRATS_003", "unknown_label")]
+    assert "[7]" in quarantine[0]["message"]
+
+
+def test_existing_output_is_never_overwritten(demo_build, capsys):
+    before = part_file_digests(demo_build)
+    assert main(["build", "--source", "demo", "--output", demo_build]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "exists and is not empty" in error
+    assert part_file_digests(demo_build) == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["build", "--source", "nosuch", "--output", "x"], "unknown source 'nosuch'"),
+    (["build", "--source", "demo", "--output", "x", "--spacing", "-1"], "spacing must be"),
+    (["build", "--source", "demo"], "--output"),
+    (["build", "--source", "msd", "--output", "x"], "needs a root"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_misuse_is_one_line_and_exit_code_2(tmp_path, capsys, argv, message):
+    argv = [a if a != "x" else str(tmp_path / "new") for a in argv]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("medvision-pipeline: error:") and error.count("\n") == 0 and message in error
+
+
+def test_dry_run_lists_cases_and_writes_nothing(tmp_path, demo_root, capsys):
+    output = str(tmp_path / "dry")
+    assert main(["build", "--source", f"demo={demo_root}", "--output", output, "--dry-run", "--max-cases", "2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["case_id"] for line in lines] == ["Task01_DemoCT/demo_ct_00", "Task01_DemoCT/demo_ct_01"]
+    assert lines[0]["estimated_slices"] == 286 + 229 + 36
+    assert not os.path.exists(output)
+
+
+def test_direct_runner_never_tries_prism(tmp_path, demo_root, caplog):
+    caplog.set_level(logging.INFO)
+    output = str(tmp_path / "out")
+    assert main(["build", "--source", f"demo={demo_root}", "--output", output,
+                 "--cases", "Task01_DemoCT/demo_ct_04"]) == 0
+    assert not [r for r in caplog.records if "Prism" in r.getMessage()]
+
+
+def test_two_worker_processes_give_byte_identical_output(tmp_path, demo_root):
+    """Same input, another execution mode: the same files, byte for byte (ids, splits, shards, order)."""
+    outputs = {}
+    for mode, extra in (("one", []), ("two", ["--direct_num_workers=2", "--direct_running_mode=multi_processing"])):
+        outputs[mode] = str(tmp_path / mode)
+        command = [sys.executable, "-m", "pipeline.cli", "build", "--source", f"demo={demo_root}",
+                   "--output", outputs[mode], "--cases", SMALL_DEMO, *extra]
+        subprocess.run(command, check=True, capture_output=True, timeout=600)
+    assert part_file_digests(outputs["one"]) == part_file_digests(outputs["two"])
+    assert len(part_file_digests(outputs["one"])) >= 2

@@ -1,0 +1,1 @@
+"""Imaging and measurement logic as pure functions: no Beam import here (a test enforces it)."""

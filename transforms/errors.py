@@ -1,0 +1,42 @@
+"""The one list of reasons an input or a pair is put aside, and the error that carries it.
+
+Quarantine rows and metric counters both use `Reason` values, so a count in `stats.json`
+can always be traced to rows of the quarantine table.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class Reason(str, enum.Enum):
+    """Why a case, slice or pair was quarantined. Values are stable strings (part of the output)."""
+
+    MISSING_FILE = "missing_file"
+    UNREADABLE = "unreadable"
+    TRUNCATED_GZIP = "truncated_gzip"
+    NOT_GZIP = "not_gzip"
+    BAD_SHAPE = "bad_shape"
+    BAD_AFFINE = "bad_affine"
+    NON_ORTHONORMAL = "non_orthonormal"
+    MASK_GRID_MISMATCH = "mask_grid_mismatch"
+    NONINT_LABELS = "nonint_labels"
+    UNKNOWN_LABEL = "unknown_label"
+    INVALID_PAIR = "invalid_pair"
+    UNEXPECTED_ERROR = "unexpected_error"
+
+
+class PipelineError(Exception):
+    """An input that cannot be turned into pairs, with the reason code and where it happened.
+
+    `message` says what was wrong and, where possible, how to fix it; `uri` names the input.
+    """
+
+    def __init__(self, reason: Reason, message: str, uri: str = ""):
+        super().__init__(reason, message, uri)
+        self.reason = Reason(reason)
+        self.message = message
+        self.uri = uri
+
+    def __str__(self) -> str:
+        where = f" [{self.uri}]" if self.uri else ""
+        return f"{self.reason.value}: {self.message}{where}"

@@ -1,0 +1,71 @@
+"""Intensity windows (SPEC §5) and 8-bit PNG encoding."""
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import numpy as np
+from PIL import Image
+
+# CT windows by anatomy, as (level, width) in HU.
+CT_WINDOWS_HU = {
+    "soft_tissue": (40.0, 400.0),
+    "lung": (-600.0, 1500.0),
+    "brain": (40.0, 80.0),
+    "bone": (400.0, 1800.0),
+}
+# Non-CT images: percentiles of the whole volume (never per slice, so slices stay comparable).
+PERCENTILE_WINDOW = (0.5, 99.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Input values mapped to 0 and 255, in the image's own units (HU for CT), and the rule used."""
+
+    name: str
+    low: float
+    high: float
+
+
+def ct_window(name: str) -> Window:
+    """A named CT window; raises KeyError naming the known ones."""
+    if name not in CT_WINDOWS_HU:
+        raise KeyError(f"unknown CT window {name!r}; known: {sorted(CT_WINDOWS_HU)}")
+    level, width = CT_WINDOWS_HU[name]
+    return Window(name, level - width / 2, level + width / 2)
+
+
+def percentile_window(volume: np.ndarray) -> Window:
+    """0.5-99.5 percentile window of a whole volume; a constant volume gets a 1-unit window."""
+    low, high = (float(v) for v in np.percentile(volume, PERCENTILE_WINDOW))
+    if high <= low:
+        high = low + 1.0
+    return Window(f"p{PERCENTILE_WINDOW[0]:g}-p{PERCENTILE_WINDOW[1]:g}", low, high)
+
+
+def window_for(modality: str, ct_window_name: str | None, volume: np.ndarray) -> Window:
+    """CT gets its anatomy window (soft tissue by default); every other modality gets percentiles."""
+    if modality.upper() == "CT":
+        return ct_window(ct_window_name or "soft_tissue")
+    return percentile_window(volume)
+
+
+def to_uint8(slice_2d: np.ndarray, window: Window) -> np.ndarray:
+    """Linear map of [low, high] to [0, 255], clipped and rounded."""
+    scaled = (slice_2d.astype(np.float32) - window.low) * (255.0 / (window.high - window.low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """Lossless 8-bit greyscale PNG of a 2D uint8 array (rows, cols)."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 2:
+        raise ValueError(f"expected a 2D uint8 array, got {pixels.dtype} {pixels.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """The pixels of a PNG as a numpy array (for validation and tests)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image)

@@ -1,0 +1,144 @@
+"""NIfTI reading with an explicit, resolved affine (SPEC §3.2) and integer-checked label maps."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import zlib
+
+import nibabel as nib
+import numpy as np
+
+from transforms.errors import PipelineError, Reason
+from transforms.volume import Volume
+
+# sform and qform "agree" when every affine entry is within this many mm (or direction units).
+FORM_AGREEMENT_TOL = 1e-3
+# Float-coded label maps: values this close to an integer are that integer (0.9999 -> 1, never 0).
+LABEL_INTEGER_TOL = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedAffine:
+    """The voxel-to-RAS+ affine a file declares, which header form it came from, and a disagreement flag."""
+
+    affine_ras: np.ndarray
+    source: str  # "sform" | "qform" | "pixdim"
+    sform_qform_mismatch: bool
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def gzip_problem(path: str) -> Reason | None:
+    """Why a `.gz` file is bad, if it is: not gzip at all, or a stream that ends early or is corrupt.
+
+    Decompresses the whole file, so it runs only after a read has already failed.
+    """
+    with open(path, "rb") as handle:
+        if handle.read(2) != GZIP_MAGIC:
+            return Reason.NOT_GZIP
+    try:
+        with gzip.open(path) as stream:
+            while stream.read(1 << 22):
+                pass
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        return Reason.TRUNCATED_GZIP
+    return None
+
+
+@contextlib.contextmanager
+def reading(uri: str, path: str = ""):
+    """Turn the many ways a NIfTI read fails into a quarantine reason naming the file.
+
+    `path` is the local copy of `uri`; for a `.gz` file it is checked to tell a damaged
+    stream from a damaged header.
+    """
+    try:
+        yield
+    except PipelineError:
+        raise
+    except FileNotFoundError as exc:
+        raise PipelineError(Reason.MISSING_FILE, f"file not found: {exc.filename}", uri) from exc
+    except (nib.filebasedimages.ImageFileError, ValueError, OSError, EOFError, zlib.error) as exc:
+        problem = gzip_problem(path) if path.endswith(".gz") else None
+        messages = {
+            Reason.NOT_GZIP: "named .gz but not gzip data",
+            Reason.TRUNCATED_GZIP: "compressed stream ends early or is corrupt (truncated download?)",
+            None: "not a readable NIfTI file",
+        }
+        raise PipelineError(problem or Reason.UNREADABLE,
+                            f"{messages[problem]} ({type(exc).__name__}: {exc})", uri) from exc
+
+
+def _usable(matrix: np.ndarray | None) -> bool:
+    return matrix is not None and bool(np.all(np.isfinite(matrix))) and abs(np.linalg.det(matrix[:3, :3])) > 1e-12
+
+
+def resolve_affine(header: nib.Nifti1Header) -> ResolvedAffine:
+    """Prefer a coded, usable sform; else a coded qform; else the pixdim-only base affine."""
+    sform, sform_code = header.get_sform(coded=True)
+    qform, qform_code = header.get_qform(coded=True)
+    mismatch = bool(
+        sform_code and qform_code and _usable(sform) and _usable(qform)
+        and not np.allclose(sform, qform, atol=FORM_AGREEMENT_TOL, rtol=0)
+    )
+    if sform_code and _usable(sform):
+        return ResolvedAffine(sform, "sform", mismatch)
+    if qform_code and _usable(qform):
+        return ResolvedAffine(qform, "qform", mismatch)
+    return ResolvedAffine(header.get_base_affine(), "pixdim", mismatch)
+
+
+def load(path: str, uri: str = "") -> nib.Nifti1Image:
+    """Open a NIfTI-1/2 file (pixels are read lazily, inside `reading`)."""
+    with reading(uri or path, path):
+        image = nib.load(path)
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise PipelineError(Reason.UNREADABLE, f"not a NIfTI image ({type(image).__name__})", uri or path)
+    return image
+
+
+def spatial_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The three spatial dimensions of a NIfTI shape (2D images become one-slice volumes)."""
+    if len(shape) == 2:
+        return (shape[0], shape[1], 1)
+    return tuple(shape[:3])
+
+
+def read_channel(image: nib.Nifti1Image, channel: int | None, uri: str) -> np.ndarray:
+    """Float32 voxels of one 3D channel; `channel` indexes axis 3 of a 4D file (never spatial)."""
+    shape = image.shape
+    n_channels = shape[3] if len(shape) >= 4 else 1
+    if channel is None and n_channels != 1:
+        raise PipelineError(Reason.BAD_SHAPE, f"4D image with {n_channels} channels but no channel map", uri)
+    if channel is not None and not 0 <= channel < n_channels:
+        raise PipelineError(Reason.BAD_SHAPE, f"channel {channel} requested, file has {n_channels}", uri)
+    with reading(uri, image.get_filename() or ""):
+        proxy = image.dataobj
+        data = proxy[..., channel] if len(shape) >= 4 else proxy[...]
+        data = np.asarray(data, dtype=np.float32)
+    return data.reshape(spatial_shape(shape))
+
+
+def read_labels(image: nib.Nifti1Image, uri: str) -> np.ndarray:
+    """The label map as integers, refusing non-integer values instead of truncating them."""
+    if len(image.shape) > 3 and int(np.prod(image.shape[3:])) != 1:
+        raise PipelineError(Reason.BAD_SHAPE, f"label map must be 3D, got shape {image.shape}", uri)
+    with reading(uri, image.get_filename() or ""):
+        raw = np.asanyarray(image.dataobj)
+    raw = raw.reshape(spatial_shape(image.shape))
+    if np.issubdtype(raw.dtype, np.integer):
+        return raw
+    if not np.issubdtype(raw.dtype, np.floating) or not np.all(np.isfinite(raw)):
+        raise PipelineError(Reason.NONINT_LABELS, f"label map has dtype {raw.dtype} or non-finite values", uri)
+    rounded = np.rint(raw)
+    worst = float(np.max(np.abs(raw - rounded))) if raw.size else 0.0
+    if worst > LABEL_INTEGER_TOL:
+        raise PipelineError(Reason.NONINT_LABELS, f"label values are not integers (off by up to {worst:.3g})", uri)
+    return rounded.astype(np.int32)
+
+
+def to_volume(array: np.ndarray, affine: ResolvedAffine) -> Volume:
+    """A `Volume` on the file's resolved grid."""
+    return Volume(array, affine.affine_ras)

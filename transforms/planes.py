@@ -1,0 +1,162 @@
+"""Planes of a canonical (RAS+) volume: which slices exist, display orientation, square-pixel resampling.
+
+Display convention (SPEC §3.9, radiological): axial slices show the patient's left on the image's
+right and anterior up; coronal and sagittal show superior up (sagittal: anterior on the left).
+Pixel frame of every displayed slice: origin top-left, x = column, y = row.
+
+Resampling is separable and per slice: each displayed slice has its rows and its columns
+interpolated along one axis at a time onto a pixel-edge-aligned grid of square pixels.
+Only the two in-plane axes of a plane are resampled; slices stay at their native positions
+along the plane normal, so no upsampled 3D volume is ever materialised.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Union
+
+import numpy as np
+
+PLANES = ("axial", "coronal", "sagittal")
+# Array axis of a canonical RAS+ volume that each plane's slices are taken along.
+SLICE_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
+# Two spacings are "equal" within this relative tolerance (no resampling needed).
+SPACING_REL_TOL = 1e-6
+
+SpacingMode = Union[str, float]  # "finest" | "native" | a spacing in mm
+
+
+def parse_spacing_mode(text: str) -> SpacingMode:
+    """'finest', 'native' or a positive number of mm; raises ValueError otherwise."""
+    if text in ("finest", "native"):
+        return text
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"spacing must be finest, native or a positive number of mm, got {text!r}")
+    return value
+
+
+def planes_of(shape_ijk: tuple[int, int, int]) -> tuple[str, ...]:
+    """All three planes for a 3D volume; only the plane across the one-voxel axis for 2D images."""
+    flat_axes = [axis for axis, size in enumerate(shape_ijk) if size == 1]
+    if not flat_axes:
+        return PLANES
+    return tuple(plane for plane in PLANES if SLICE_AXIS[plane] == flat_axes[0])
+
+
+def in_plane_axes(plane: str) -> tuple[int, int]:
+    """(row axis, column axis) of the canonical array for a displayed slice of `plane`."""
+    first, second = [axis for axis in range(3) if axis != SLICE_AXIS[plane]]
+    return second, first
+
+
+def display_slice(array_ijk: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """The 2D slice `index` of `plane`, oriented for display (rows, cols).
+
+    With the canonical slice indexed (u, v) (u, v the remaining RAS axes in order), rows run
+    along -v and columns along -u: axial rows go anterior->posterior and columns right->left.
+    """
+    cut = np.take(array_ijk, index, axis=SLICE_AXIS[plane])
+    return cut[::-1, ::-1].T
+
+
+def grid_positions(n_src: int, src_mm: float, dst_mm: float) -> np.ndarray | None:
+    """Fractional source index of each output pixel centre, or None when no resampling is needed.
+
+    Both grids start at the same pixel edge; the output has ceil(n_src * src_mm / dst_mm)
+    pixels, so it covers the whole source extent (the last pixel may reach past it by less
+    than one output pixel and repeats the edge value).
+    """
+    if abs(src_mm - dst_mm) <= SPACING_REL_TOL * dst_mm:
+        return None
+    n_dst = max(1, math.ceil(n_src * src_mm / dst_mm - 1e-9))
+    centres = (np.arange(n_dst) + 0.5) * (dst_mm / src_mm) - 0.5
+    return np.clip(centres, 0.0, n_src - 1.0)
+
+
+def interpolate_linear(array: np.ndarray, axis: int, positions: np.ndarray | None) -> np.ndarray:
+    """Linear interpolation of `array` along one axis at fractional indices (float32 out)."""
+    if positions is None:
+        return array
+    low = np.floor(positions).astype(np.intp)
+    high = np.minimum(low + 1, array.shape[axis] - 1)
+    weight_shape = [1] * array.ndim
+    weight_shape[axis] = -1
+    weight = (positions - low).astype(np.float32).reshape(weight_shape)
+    below = np.take(array, low, axis=axis).astype(np.float32, copy=False)
+    above = np.take(array, high, axis=axis).astype(np.float32, copy=False)
+    return below + (above - below) * weight
+
+
+def interpolate_nearest(array: np.ndarray, axis: int, positions: np.ndarray | None) -> np.ndarray:
+    """Nearest-neighbour sampling along one axis: label-preserving, never invents values.
+
+    An output centre falls in source pixel floor(p + 0.5); when upsampling every source
+    pixel contains at least one output centre, so no label is lost either.
+    """
+    if positions is None:
+        return array
+    return np.take(array, np.floor(positions + 0.5).astype(np.intp), axis=axis)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlaneGrid:
+    """How the displayed slices of one plane are resampled: per-axis positions and output spacing."""
+
+    plane: str
+    n_slices: int
+    row_positions: np.ndarray | None
+    col_positions: np.ndarray | None
+    spacing_mm_row_col: tuple[float, float]
+    shape_rows_cols: tuple[int, int]
+
+    @property
+    def square_spacing_mm(self) -> float | None:
+        """The side of the square pixel, or None when `native` leaves pixels rectangular."""
+        row_mm, col_mm = self.spacing_mm_row_col
+        return row_mm if abs(row_mm - col_mm) <= SPACING_REL_TOL * col_mm else None
+
+    def resample_image(self, slice_2d: np.ndarray) -> np.ndarray:
+        rows = interpolate_linear(slice_2d, 0, self.row_positions)
+        return interpolate_linear(rows, 1, self.col_positions)
+
+    def resample_labels(self, slice_2d: np.ndarray) -> np.ndarray:
+        rows = interpolate_nearest(slice_2d, 0, self.row_positions)
+        return interpolate_nearest(rows, 1, self.col_positions)
+
+
+def target_spacing_mm(row_mm: float, col_mm: float, mode: SpacingMode) -> tuple[float, float]:
+    """Output (row, col) pixel spacing of a plane for a spacing mode.
+
+    `finest` rounds to 1e-6 mm: headers store spacings as float32 (0.7 reads as 0.69999999),
+    and an output grid is ours to choose; the rounding is far inside the no-resampling tolerance.
+    """
+    if mode == "native":
+        return row_mm, col_mm
+    side = round(min(row_mm, col_mm), 6) if mode == "finest" else float(mode)
+    return side, side
+
+
+def plane_grid(shape_ijk: tuple[int, int, int], spacing_mm_ijk, plane: str, mode: SpacingMode) -> PlaneGrid:
+    """The resampling plan for `plane` of a canonical volume with this shape and voxel spacing."""
+    row_axis, col_axis = in_plane_axes(plane)
+    src_row_mm, src_col_mm = float(spacing_mm_ijk[row_axis]), float(spacing_mm_ijk[col_axis])
+    dst_row_mm, dst_col_mm = target_spacing_mm(src_row_mm, src_col_mm, mode)
+    row_positions = grid_positions(shape_ijk[row_axis], src_row_mm, dst_row_mm)
+    col_positions = grid_positions(shape_ijk[col_axis], src_col_mm, dst_col_mm)
+    n_rows = shape_ijk[row_axis] if row_positions is None else len(row_positions)
+    n_cols = shape_ijk[col_axis] if col_positions is None else len(col_positions)
+    return PlaneGrid(
+        plane=plane,
+        n_slices=shape_ijk[SLICE_AXIS[plane]],
+        row_positions=row_positions,
+        col_positions=col_positions,
+        spacing_mm_row_col=(dst_row_mm, dst_col_mm),
+        shape_rows_cols=(n_rows, n_cols),
+    )
+
+
+def labelled_slice_indices(labels_ijk: np.ndarray, plane: str) -> np.ndarray:
+    """Indices of the slices of `plane` that contain any non-zero label."""
+    other_axes = tuple(axis for axis in range(3) if axis != SLICE_AXIS[plane])
+    return np.flatnonzero(labels_ijk.any(axis=other_axes))

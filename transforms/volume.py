@@ -1,0 +1,114 @@
+"""`Volume`: a voxel array with the affine that places it in the world, validated on construction.
+
+Convention (explicit, as in NIfTI): `affine_ras` maps 0-based voxel indices (i, j, k) of `array`
+to world millimetres in RAS+ (x to the patient's Right, y Anterior, z Superior). Readers of LPS
+formats convert at their boundary; nothing downstream ever sees LPS.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import nibabel as nib
+import numpy as np
+
+from transforms.errors import PipelineError, Reason
+
+# Tolerances of SPEC §3.4 for "same grid".
+ORIGIN_TOL_MM = 1e-3
+DIRECTION_TOL = 1e-4
+SPACING_REL_TOL = 1e-4
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D array (i, j, k) plus its 4x4 voxel-to-RAS+ affine in mm."""
+
+    array: np.ndarray
+    affine_ras: np.ndarray
+
+    def __post_init__(self):
+        if self.array.ndim != 3:
+            raise PipelineError(Reason.BAD_SHAPE, f"expected a 3D array, got shape {self.array.shape}")
+        affine = np.asarray(self.affine_ras, dtype=np.float64)
+        if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+            raise PipelineError(Reason.BAD_AFFINE, "affine must be a finite 4x4 matrix")
+        if not np.allclose(affine[3], [0, 0, 0, 1]):
+            raise PipelineError(Reason.BAD_AFFINE, f"affine bottom row is {affine[3].tolist()}, not [0, 0, 0, 1]")
+        if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+            raise PipelineError(Reason.BAD_AFFINE, "affine is singular (a zero or repeated axis)")
+        object.__setattr__(self, "affine_ras", affine)
+
+    @property
+    def spacing_mm(self) -> np.ndarray:
+        """Voxel size along array axes (i, j, k): the norms of the affine's columns."""
+        return np.linalg.norm(self.affine_ras[:3, :3], axis=0)
+
+    @property
+    def directions(self) -> np.ndarray:
+        """Unit direction of each array axis in RAS+ (columns)."""
+        return self.affine_ras[:3, :3] / self.spacing_mm
+
+    @property
+    def orientation_code(self) -> str:
+        """Closest anatomical code of the array axes, e.g. 'RAS', 'LPS', 'PSL'."""
+        return "".join(nib.aff2axcodes(self.affine_ras))
+
+    @property
+    def obliquity_deg(self) -> float:
+        """Largest angle between an array axis and its closest world axis."""
+        return float(np.degrees(np.max(nib.affines.obliquity(self.affine_ras))))
+
+    def with_array(self, array: np.ndarray) -> "Volume":
+        """The same grid holding other voxels (e.g. the mask of this image)."""
+        return Volume(array, self.affine_ras)
+
+
+def grid_of(shape_ijk: tuple[int, int, int], affine_ras: np.ndarray) -> Volume:
+    """A volume with no voxel data (a read-only broadcast zero): the grid alone, for checks."""
+    return Volume(np.broadcast_to(np.uint8(0), shape_ijk), affine_ras)
+
+
+def check_orthonormal(affine_ras: np.ndarray, tol: float = DIRECTION_TOL) -> None:
+    """Reject affines whose axis directions are not perpendicular (sheared grids)."""
+    directions = affine_ras[:3, :3] / np.linalg.norm(affine_ras[:3, :3], axis=0)
+    gram = directions.T @ directions
+    worst = float(np.max(np.abs(gram - np.eye(3))))
+    if worst > tol:
+        raise PipelineError(
+            Reason.NON_ORTHONORMAL,
+            f"axis directions are not orthogonal (max |cos| = {worst:.2e}); "
+            "sheared grids cannot be sliced into square-pixel planes",
+        )
+
+
+def to_canonical(volume: Volume) -> Volume:
+    """Reorder and flip array axes so that they run closest to R, A, S (no interpolation).
+
+    The world position of every voxel is unchanged; only the indexing changes.
+    """
+    current = nib.orientations.io_orientation(volume.affine_ras)
+    to_ras = nib.orientations.ornt_transform(current, nib.orientations.axcodes2ornt("RAS"))
+    array = nib.orientations.apply_orientation(volume.array, to_ras)
+    affine = volume.affine_ras @ nib.orientations.inv_ornt_aff(to_ras, volume.array.shape)
+    return Volume(np.ascontiguousarray(array), affine)
+
+
+def check_same_grid(image: Volume, mask: Volume, uri: str = "") -> None:
+    """Raise `mask_grid_mismatch` unless mask and image share size, spacing, origin and directions."""
+    problems = []
+    if image.array.shape != mask.array.shape:
+        problems.append(f"shape {mask.array.shape} != image {image.array.shape}")
+    if not np.allclose(image.spacing_mm, mask.spacing_mm, rtol=SPACING_REL_TOL, atol=0):
+        problems.append(f"spacing {mask.spacing_mm.round(5).tolist()} != image {image.spacing_mm.round(5).tolist()}")
+    origin_diff = float(np.max(np.abs(image.affine_ras[:3, 3] - mask.affine_ras[:3, 3])))
+    if origin_diff > ORIGIN_TOL_MM:
+        problems.append(f"origin differs by {origin_diff:.4g} mm")
+    direction_diff = float(np.max(np.abs(image.directions - mask.directions)))
+    if direction_diff > DIRECTION_TOL:
+        problems.append(f"directions differ by {direction_diff:.2e}")
+    if problems:
+        raise PipelineError(
+            Reason.MASK_GRID_MISMATCH,
+            "mask is not on the image grid: " + "; ".join(problems),
+            uri,
+        )
