@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from typing import Optional
 
 from schemas.tables import SCHEMA_VERSION
@@ -98,10 +99,15 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                         help="approximate size of each Parquet file")
 
 
+def absolute_location(location: str) -> str:
+    """Local paths made absolute (workers may run elsewhere); URIs kept as they are."""
+    return location if "://" in location else os.path.abspath(location)
+
+
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
     return BuildConfig(
-        sources=tuple(args.sources),
-        output=args.output,
+        sources=tuple(SourceSpec(s.name, s.root and absolute_location(s.root)) for s in args.sources),
+        output=absolute_location(args.output),
         spacing=args.spacing,
         max_cases=args.max_cases,
         cases=args.cases,
