@@ -44,6 +44,9 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
         if config.cases:
             cases = [case for case in cases if case.case_id in config.cases]
         selected += cases[: config.max_cases]
+    missing = sorted(set(config.cases or ()) - {case.case_id for case in selected})
+    if missing:
+        raise UsageError(f"--cases names cases no source lists: {', '.join(missing)}")
     keys = collections.Counter((case.dataset, case.case_id) for case in selected)
     repeated = sorted(key for key, n in keys.items() if n > 1)
     if repeated:

@@ -8,6 +8,8 @@ outputs so a failing case never emits part of its slices) and quarantined as
 """
 from __future__ import annotations
 
+import typing
+
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
@@ -72,7 +74,9 @@ class Guarded(beam.PTransform):
         self._stage, self._dofn = stage, dofn
 
     def expand(self, pcoll):
-        outputs = pcoll | beam.ParDo(self._dofn).with_outputs(QUARANTINE, main=MAIN).with_exception_handling(
+        # Declaring the quarantine output's type keeps Beam from warning about an undeclared tag.
+        pardo = beam.ParDo(self._dofn).with_output_types(typing.Any, **{QUARANTINE: dict})
+        outputs = pcoll | pardo.with_outputs(QUARANTINE, main=MAIN).with_exception_handling(
             main_tag=MAIN, dead_letter_tag=_BAD)
         unexpected = outputs[_BAD] | "Unexpected" >> beam.ParDo(_UnexpectedToQuarantine(self._stage))
         quarantine = (outputs[QUARANTINE], unexpected) | "Quarantine" >> beam.Flatten()

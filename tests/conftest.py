@@ -62,8 +62,13 @@ def make_msd_task(root, n_cases: int = 3, broken: str | None = None) -> str:
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> str:
-    """The demo dataset, generated once per test session."""
-    root = str(tmp_path_factory.mktemp("demo") / demo.DEMO_VERSION)
+    """The demo dataset, generated once per test session at the demo's default root.
+
+    The default root follows XDG_CACHE_HOME, pointed here at a temporary folder so tests
+    never write into the user's cache.
+    """
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    root = demo.DemoSource().default_root()
     demo.generate(root)
     return root
 

@@ -105,8 +105,9 @@ def test_existing_output_is_never_overwritten(demo_build, capsys):
     (["build", "--source", "demo"], "--output"),
     (["build", "--source", "msd", "--output", "x"], "needs a root"),
     (["frobnicate"], "invalid choice"),
+    (["build", "--source", "demo", "--output", "x", "--cases", "Task01_DemoCT/nope"], "no source lists: Task01_DemoCT/nope"),
 ])
-def test_misuse_is_one_line_and_exit_code_2(tmp_path, capsys, argv, message):
+def test_misuse_is_one_line_and_exit_code_2(tmp_path, capsys, demo_root, argv, message):
     argv = [a if a != "x" else str(tmp_path / "new") for a in argv]
     assert main(argv) == 2
     error = capsys.readouterr().err.strip()
