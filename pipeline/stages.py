@@ -46,8 +46,11 @@ def describe(element) -> dict:
     return {"dataset": "", "case_id": "", "source_uri": repr(element)[:200]}
 
 
-def quarantined(element, stage: str, reason: Reason, message: str) -> beam.pvalue.TaggedOutput:
+def quarantined(element, stage: str, reason: Reason, message: str,
+                sample_id: str | None = None) -> beam.pvalue.TaggedOutput:
     where = describe(element)
+    if sample_id is not None:
+        where["sample_id"] = sample_id
     count(where["dataset"], stage, reason.value)
     return beam.pvalue.TaggedOutput(QUARANTINE, row_builders.quarantine_row(
         stage=stage, reason=reason.value, message=message, pipeline_version=__version__, **where))
@@ -133,6 +136,22 @@ class DeriveBoxes(beam.PTransform):
 
     def expand(self, slices):
         return slices | Guarded("detection", _DeriveBoxesFn())
+
+
+class _DeriveLesionSizesFn(beam.DoFn):
+    def process(self, record: SliceRecord):
+        pairs, rejected = row_builders.lesion_rows(record)
+        count(record.case.dataset, "tumor_lesion_size", "pairs", len(pairs))
+        yield from pairs
+        for sample_id, rejection in rejected:
+            yield quarantined(record, "tumor_lesion_size", rejection.reason, rejection.detail, sample_id)
+
+
+class DeriveLesionSizes(beam.PTransform):
+    """SliceRecord -> tumour/lesion size rows, one per component of a target label; guarded fits quarantined."""
+
+    def expand(self, slices):
+        return slices | Guarded("tumor_lesion_size", _DeriveLesionSizesFn())
 
 
 class _ValidatePairsFn(beam.DoFn):

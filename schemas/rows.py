@@ -7,6 +7,7 @@ from schemas.tables import SCHEMA_VERSION
 from transforms import ids
 from transforms.boxes import ComponentBox, component_boxes
 from transforms.case import CaseRef, SliceRecord
+from transforms.lesions import LesionSize, Rejection, measure_component, target_components
 
 
 def provenance(case: CaseRef, geometry: dict, source_sha256: str, mask_sha256: str,
@@ -34,6 +35,12 @@ def provenance(case: CaseRef, geometry: dict, source_sha256: str, mask_sha256: s
     }
 
 
+def pair_sample_id(record: SliceRecord, task: str, target: str) -> str:
+    case, content = record.case, record.content
+    return ids.sample_id(case.dataset, case.case_id, content.sequence, content.plane, content.slice_index,
+                         task, target, record.provenance["params_hash"])
+
+
 def _common(record: SliceRecord, task: str, target: str) -> dict:
     case, content = record.case, record.content
     rows_px, cols_px = content.shape_rows_cols
@@ -41,8 +48,7 @@ def _common(record: SliceRecord, task: str, target: str) -> dict:
         "dataset": case.dataset,
         "task": task,
         "split": record.split,
-        "sample_id": ids.sample_id(case.dataset, case.case_id, content.sequence, content.plane,
-                                   content.slice_index, task, target, record.provenance["params_hash"]),
+        "sample_id": pair_sample_id(record, task, target),
         "case_id": case.case_id,
         "subject_id": case.subject_id,
         "sequence": content.sequence,
@@ -81,6 +87,50 @@ def detection_row(record: SliceRecord, box: ComponentBox) -> dict:
 def detection_rows(record: SliceRecord) -> list[dict]:
     """Every detection pair of a slice."""
     return [detection_row(record, box) for box in component_boxes(record.content.labels_2d)]
+
+
+def _points(points) -> list[list[float]]:
+    return [[float(x), float(y)] for x, y in points]
+
+
+def lesion_size_row(record: SliceRecord, label: int, component_index: int, n_components: int,
+                    size: LesionSize) -> dict:
+    """One tumour/lesion size pair: ellipse and RECIST diameters of a target-label component."""
+    row = _common(record, "tumor_lesion_size", lesion_target(label, component_index))
+    row.update({
+        "label": label,
+        "label_name": record.case.label_names.get(label),
+        "major_axis_mm": size.major_axis_mm,
+        "minor_axis_mm": size.minor_axis_mm,
+        "ellipse_center_xy_px": [float(v) for v in size.ellipse_center_xy_px],
+        "ellipse_angle_deg": size.ellipse_angle_deg,
+        "major_axis_endpoints_xy_px": _points(size.major_axis_endpoints_xy_px),
+        "minor_axis_endpoints_xy_px": _points(size.minor_axis_endpoints_xy_px),
+        "longest_diameter_mm": size.longest_diameter_mm,
+        "perpendicular_diameter_mm": size.perpendicular_diameter_mm,
+        "longest_diameter_endpoints_xy_px": _points(size.longest_diameter_endpoints_xy_px),
+        "perpendicular_diameter_endpoints_xy_px": _points(size.perpendicular_diameter_endpoints_xy_px),
+        "area_mm2": size.area_mm2,
+        "component_index": component_index,
+        "n_components": n_components,
+    })
+    return row
+
+
+def lesion_target(label: int, component_index: int) -> str:
+    return f"label={label}/component={component_index}"
+
+
+def lesion_rows(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Rejection]]]:
+    """Tumour/lesion size pairs of a slice, and (sample_id, rejection) for components refused by a guard."""
+    content, pairs, rejected = record.content, [], []
+    for label, index, count, component in target_components(content.labels_2d, record.case.lesion_labels):
+        size = measure_component(component, content.spacing_mm_row_col)
+        if isinstance(size, Rejection):
+            rejected.append((pair_sample_id(record, "tumor_lesion_size", lesion_target(label, index)), size))
+        else:
+            pairs.append(lesion_size_row(record, label, index, count, size))
+    return pairs, rejected
 
 
 def quarantine_row(dataset: str, case_id: str, source_uri: str, stage: str, reason: str, message: str,

@@ -83,6 +83,31 @@ DETECTION_FIELDS = [
     _field("single_instance", pa.bool_(), "one component and both box sides >= 10 px (benchmark filter)"),
 ]
 
+POINT = pa.list_(pa.float64())  # [x, y] in displayed pixels, edge frame
+SEGMENT = pa.list_(POINT)  # [[x0, y0], [x1, y1]]
+EDGE_FRAME = "displayed px: origin at the top-left image corner, pixel (c, r) spans [c, c+1) x [r, r+1)"
+
+TUMOR_LESION_SIZE_FIELDS = [
+    _field("label", pa.int32(), "target label value in the source label map"),
+    _field("label_name", pa.string(), "target label name"),
+    _field("major_axis_mm", pa.float64(), "major axis of the ellipse fitted to the outer contour in mm", "mm"),
+    _field("minor_axis_mm", pa.float64(), "minor axis of that ellipse", "mm"),
+    _field("ellipse_center_xy_px", POINT, f"ellipse centre [x, y]; {EDGE_FRAME}", "px"),
+    _field("ellipse_angle_deg", pa.float64(),
+           "major-axis angle in the mm frame, from image +x towards +y (down), in [0, 180)", "deg"),
+    _field("major_axis_endpoints_xy_px", SEGMENT, f"major-axis endpoints [[x, y], [x, y]]; {EDGE_FRAME}", "px"),
+    _field("minor_axis_endpoints_xy_px", SEGMENT, f"minor-axis endpoints; {EDGE_FRAME}", "px"),
+    _field("longest_diameter_mm", pa.float64(), "maximal caliper over boundary points (RECIST long axis)", "mm"),
+    _field("perpendicular_diameter_mm", pa.float64(),
+           "longest chord inside the component perpendicular to the longest diameter", "mm"),
+    _field("longest_diameter_endpoints_xy_px", SEGMENT, f"endpoints of the longest diameter; {EDGE_FRAME}", "px"),
+    _field("perpendicular_diameter_endpoints_xy_px", SEGMENT,
+           f"endpoints of the perpendicular diameter; {EDGE_FRAME}", "px"),
+    _field("area_mm2", pa.float64(), "component area", "mm2"),
+    _field("component_index", pa.int32(), "component of this label in this slice, raster order, 0-based"),
+    _field("n_components", pa.int32(), "components of this label in this slice, counted before any guard"),
+]
+
 QUARANTINE_FIELDS = [
     _field("dataset", pa.string(), "source dataset"),
     _field("case_id", pa.string(), "case within the dataset"),
@@ -107,6 +132,7 @@ def _schema(fields: list[pa.Field], *, images: bool) -> pa.Schema:
 
 SCHEMAS = {
     "detection": _schema(COMMON_FIELDS + DETECTION_FIELDS, images=True),
+    "tumor_lesion_size": _schema(COMMON_FIELDS + TUMOR_LESION_SIZE_FIELDS, images=True),
     "quarantine": _schema(QUARANTINE_FIELDS, images=False),
 }
 

@@ -77,7 +77,36 @@ def _detection_problems(row: dict) -> list[str]:
     return problems
 
 
-SEMANTIC_CHECKS = {"detection": _detection_problems}
+def _inside_image(row: dict, columns: tuple[str, ...]) -> list[str]:
+    width, height = row["image_width_px"], row["image_height_px"]
+    problems = []
+    for column in columns:
+        value = row.get(column) or []
+        points = value if value and isinstance(value[0], list) else [value]
+        if not points or not all(len(p) == 2 and 0 <= p[0] <= width and 0 <= p[1] <= height for p in points):
+            problems.append(f"{column} {value} is not inside the {width}x{height} image")
+    return problems
+
+
+def _lesion_problems(row: dict) -> list[str]:
+    problems = []
+    lengths = [row.get(k) for k in ("major_axis_mm", "minor_axis_mm", "longest_diameter_mm",
+                                    "perpendicular_diameter_mm", "area_mm2")]
+    if not all(isinstance(v, float) and math.isfinite(v) for v in lengths):
+        return [f"lengths {lengths} are not all finite numbers"]
+    major, minor, longest, perpendicular, area = lengths
+    if not major >= minor > 0:
+        problems.append(f"axes major {major} >= minor {minor} > 0 does not hold")
+    if not longest >= perpendicular > 0:
+        problems.append(f"diameters longest {longest} >= perpendicular {perpendicular} > 0 does not hold")
+    if area <= 0:
+        problems.append(f"area {area} mm2 is not positive")
+    return problems + _inside_image(row, (
+        "ellipse_center_xy_px", "major_axis_endpoints_xy_px", "minor_axis_endpoints_xy_px",
+        "longest_diameter_endpoints_xy_px", "perpendicular_diameter_endpoints_xy_px"))
+
+
+SEMANTIC_CHECKS = {"detection": _detection_problems, "tumor_lesion_size": _lesion_problems}
 
 
 def pair_problems(row: dict) -> list[str]:

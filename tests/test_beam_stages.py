@@ -12,7 +12,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
 from pipeline.sources import get_source
-from pipeline.stages import CheckUniqueIds, DeriveBoxes, ExtractSlices, Guarded, ValidatePairs
+from pipeline.stages import CheckUniqueIds, DeriveBoxes, DeriveLesionSizes, ExtractSlices, Guarded, ValidatePairs
 from pipeline.write import WriteTable, partition_of
 from schemas import rows as row_builders
 from transforms.case import CaseRef, SequenceRef, SliceContent, SliceRecord
@@ -36,7 +36,7 @@ def demo_cases(demo_root, *names):
 
 def slice_record(labels_2d: np.ndarray, case_id="c1", spacing=(0.5, 0.5)) -> SliceRecord:
     case = CaseRef("demo", case_id, case_id, "mem://img", "mem://seg", (SequenceRef("CT", "CT"),),
-                   ((1, "liver"), (2, "lesion")))
+                   ((1, "liver"), (2, "lesion")), lesion_labels=(2,))
     rows, cols = labels_2d.shape
     content = SliceContent("CT", "CT", "axial", 4, encode_png(np.zeros((rows, cols), np.uint8)), (rows, cols),
                            spacing, spacing[0], Window("soft_tissue", -160.0, 240.0), labels_2d)
@@ -70,6 +70,19 @@ def test_derive_boxes_gives_one_pair_per_component():
                               ("lesion", (30.0, 25.0, 33.0, 28.0), (1.5, 1.5), 2, False),
                               ("lesion", (35.0, 25.0, 38.0, 28.0), (1.5, 1.5), 2, False)]), label="Pairs")
         assert_that(quarantine, equal_to([]), label="NoQuarantine")
+
+
+def test_derive_lesion_sizes_measures_targets_and_quarantines_refused_fits():
+    labels = np.zeros((60, 60), np.uint8)
+    labels[5:45, 5:45] = 1  # not a target label
+    labels[10:30, 10:20] = 2  # 10 x 20 px = 5 x 10 mm at 0.5 mm
+    labels[50, 50] = 2  # one pixel: refused
+    with BeamPipeline() as pipeline:
+        pairs, quarantine = pipeline | beam.Create([slice_record(labels)]) | DeriveLesionSizes()
+        assert_that(pairs | beam.Map(lambda r: (r["label_name"], r["n_components"], round(r["longest_diameter_mm"]))),
+                    equal_to([("lesion", 2, 11)]), label="Pairs")
+        assert_that(quarantine | beam.Map(lambda q: (q["stage"], q["reason"], len(q["sample_id"]))),
+                    equal_to([("tumor_lesion_size", "fit_too_few_points", 32)]), label="Refused")
 
 
 def test_validate_pairs_quarantines_broken_rows():

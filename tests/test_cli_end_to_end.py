@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import math
 import json
 import logging
 import os
@@ -19,8 +20,9 @@ from pipeline.sources.demo import LESION_MM
 SMALL_DEMO = "Task02_DemoMR/demo_mr_00,Task01_DemoCT/demo_ct_02,Task01_DemoCT/demo_ct_04"
 
 
-def pairs_table(output, columns=None):
-    dataset = ds.dataset(glob.glob(os.path.join(output, "dataset=*/task=*/split=*/*.parquet")),
+def pairs_table(output, columns=None, task="*"):
+    """Pairs of one task (tasks have different schemas), or the common columns of all tasks."""
+    dataset = ds.dataset(glob.glob(os.path.join(output, f"dataset=*/task={task}/split=*/*.parquet")),
                          format="parquet", partitioning=ds.partitioning(flavor="hive"),
                          partition_base_dir=output)
     return dataset.to_table(columns=columns)
@@ -46,7 +48,7 @@ def test_demo_build_writes_reconciled_partitions(demo_build):
     assert len(set(table.column("sample_id").to_pylist())) == table.num_rows
     assert stats["cases"]["demo"] == {"listed": 6, "with_pairs": 5}
     per_split = {(r["task"], r["split"]): r["rows"] for r in stats["rows"]}
-    assert set(per_split) <= {("detection", "train"), ("detection", "test")}
+    assert set(per_split) == {(task, split) for task in ("detection", "tumor_lesion_size") for split in ("train", "test")}
     assert sum(per_split.values()) == table.num_rows
     # One subject never straddles the split.
     case_splits = {}
@@ -55,18 +57,32 @@ def test_demo_build_writes_reconciled_partitions(demo_build):
     assert all(len(splits) == 1 for splits in case_splits.values())
 
 
-def test_demo_truncated_case_is_quarantined_with_its_reason(demo_build):
+def test_demo_quarantine_holds_the_truncated_case_and_refused_lesion_fits(demo_build):
     quarantine = pq.read_table(glob.glob(os.path.join(demo_build, "quarantine", "*.parquet"))[0]).to_pylist()
-    assert [(q["dataset"], q["case_id"], q["stage"], q["reason"]) for q in quarantine] == [
-        ("demo", "Task01_DemoCT/demo_ct_04", "load", "truncated_gzip")]
+    loads = [(q["dataset"], q["case_id"], q["stage"], q["reason"]) for q in quarantine if q["stage"] == "load"]
+    assert loads == [("demo", "Task01_DemoCT/demo_ct_04", "load", "truncated_gzip")]
+    fits = [q for q in quarantine if q["stage"] == "tumor_lesion_size"]
+    assert fits and {q["reason"] for q in fits} <= {"fit_too_few_points", "too_few_pixels", "below_size_floor",
+                                                   "fit_minor_below_pixel"}
+    assert all(q["sample_id"] for q in fits)
     stats = json.load(open(os.path.join(demo_build, "stats.json")))
-    assert stats["quarantine"] == [{"dataset": "demo", "stage": "load", "reason": "truncated_gzip", "rows": 1}]
+    assert sum(q["rows"] for q in stats["quarantine"]) == stats["total_quarantined"] == len(quarantine)
+
+
+def test_demo_writes_lesion_sizes_in_mm(demo_build):
+    sizes = pairs_table(demo_build, ["case_id", "plane", "label_name", "major_axis_mm", "minor_axis_mm",
+                                     "longest_diameter_mm"], task="tumor_lesion_size").to_pylist()
+    assert {r["label_name"] for r in sizes} == {"liver lesion", "tumour core", "edema"}
+    assert all(r["major_axis_mm"] >= r["minor_axis_mm"] > 0 for r in sizes)
+    # The 20 x 16 mm lesion cuboid seen axially: its longest diameter is close to the 25.6 mm diagonal.
+    axial = [r["longest_diameter_mm"] for r in sizes if r["case_id"].endswith("demo_ct_00") and r["plane"] == "axial"]
+    assert max(axial) == pytest.approx(math.hypot(20, 16), abs=1.0)
 
 
 def test_demo_lesion_has_its_physical_size_in_every_storage_order(demo_build):
     """The lesion cuboid is 20 x 16 mm axially, whatever the case's orientation or voxel size."""
     table = pairs_table(demo_build, ["case_id", "plane", "label_name", "box_size_mm", "pixel_spacing_mm",
-                                     "provenance"]).to_pylist()
+                                     "provenance"], task="detection").to_pylist()
     true_w, true_h = (LESION_MM.high_mm[i] - LESION_MM.low_mm[i] for i in (0, 1))
     for case in ("demo_ct_00", "demo_ct_01", "demo_ct_02"):
         sizes = [r["box_size_mm"] for r in table
@@ -81,7 +97,7 @@ def test_demo_lesion_has_its_physical_size_in_every_storage_order(demo_build):
 def test_msd_build_uses_dataset_json_and_splits_4d_channels(tmp_path, msd_task):
     output = str(tmp_path / "out")
     assert main(["build", "--source", f"msd={os.path.dirname(msd_task)}", "--output", output]) == 0
-    table = pairs_table(output, ["case_id", "sequence", "modality", "label_name"]).to_pylist()
+    table = pairs_table(output, ["case_id", "sequence", "modality", "label_name"], task="detection").to_pylist()
     assert {r["sequence"] for r in table} == {"FLAIR", "T1w", "t1gd", "T2w"}
     assert {r["modality"] for r in table} == {"MRI"}
     assert {r["label_name"] for r in table} == {"edema", "non-enhancing tumor", "enhancing tumour"}

@@ -38,6 +38,7 @@ class CaseRef:
     mask_uri: str
     sequences: tuple[SequenceRef, ...]
     labels: tuple[tuple[int, str], ...]  # (value, name) of the dataset's label map, background excluded
+    lesion_labels: tuple[int, ...] = ()  # labels measured by the tumour/lesion size task
     licence: str = ""
     redistributable: bool = True
     official_split: Optional[str] = None

@@ -21,6 +21,12 @@ class Reason(str, enum.Enum):
     MASK_GRID_MISMATCH = "mask_grid_mismatch"
     NONINT_LABELS = "nonint_labels"
     UNKNOWN_LABEL = "unknown_label"
+    FIT_TOO_FEW_POINTS = "fit_too_few_points"
+    TOO_FEW_PIXELS = "too_few_pixels"
+    FIT_DEGENERATE = "fit_degenerate"
+    FIT_MINOR_BELOW_PIXEL = "fit_minor_below_pixel"
+    FIT_MAJOR_EXCEEDS_BOX = "fit_major_exceeds_box"
+    BELOW_SIZE_FLOOR = "below_size_floor"
     INVALID_PAIR = "invalid_pair"
     UNEXPECTED_ERROR = "unexpected_error"
 

@@ -4,7 +4,7 @@ The cases exercise what isotropic RAS data hides: anisotropic voxels (0.7x0.7x2.
 in-plane 0.5x2.0 mm grid), LPS storage, an axis permutation (PSL), an oblique grid, a 4D
 two-sequence MR case, and one truncated file that must land in quarantine. Structures are
 defined in world millimetres (transforms.phantoms), so every case has known true sizes:
-the liver lesion is a 20 x 16 x 25 mm cuboid (x, y, z).
+the liver lesion is a 20 x 16 x 25 mm cuboid (x, y, z), with a 1.2 mm satellite too small to measure.
 """
 from __future__ import annotations
 
@@ -21,18 +21,21 @@ from pipeline.sources.msd import list_task
 from transforms.case import CaseRef
 from transforms.phantoms import Cuboid, Ellipsoid, centred_affine, intensities, rasterize
 
-DEMO_VERSION = "demo-v1"
+DEMO_VERSION = "demo-v2"
 LICENCE = "CC0-1.0"
 COMPLETE_MARKER = "_COMPLETE"
 
 ABDOMEN_LABELS = {1: "liver", 2: "right kidney", 3: "left kidney", 4: "spleen", 5: "liver lesion"}
 LESION_MM = Cuboid(5, (35.0, 0.0, 0.0), (55.0, 16.0, 25.0))
+# A 1.2 mm satellite: one or two pixels per slice, below the T/L size floor (shows the guards at work).
+SATELLITE_MM = Cuboid(5, (60.0, 30.0, 20.0), (61.2, 31.2, 23.0))
 ABDOMEN = (
     Ellipsoid(1, (45.0, 10.0, 10.0), (40.0, 35.0, 30.0)),
     Ellipsoid(2, (40.0, -35.0, -15.0), (15.0, 12.0, 25.0)),
     Ellipsoid(3, (-40.0, -35.0, -15.0), (15.0, 12.0, 25.0)),
     Ellipsoid(4, (-55.0, -15.0, 20.0), (20.0, 15.0, 25.0)),
     LESION_MM,
+    SATELLITE_MM,
 )
 ABDOMEN_HU = {1: 60.0, 2: 150.0, 3: 150.0, 4: 50.0, 5: 10.0}
 ABDOMEN_FOV_MM = {"x": 200.0, "y": 160.0, "z": 90.0}
@@ -133,7 +136,7 @@ class DemoSource(Source):
         name="demo",
         anatomy="synthetic abdomen (CT) and brain (MR)",
         modalities=("CT", "MRI"),
-        tasks=("detection",),
+        tasks=("detection", "tumor_lesion_size"),
         licence=LICENCE,
         redistributable=True,
         citation="medvision-pipeline synthetic demo data",
@@ -145,6 +148,6 @@ class DemoSource(Source):
 
     def list_cases(self, root: str) -> list[CaseRef]:
         generate(root)
-        cases = [case for task in ("Task01_DemoCT", "Task02_DemoMR")
-                 for case in list_task(storage.join(root, task), "demo", LICENCE)]
+        cases = [case for task, lesions in (("Task01_DemoCT", (5,)), ("Task02_DemoMR", (1, 2)))
+                 for case in list_task(storage.join(root, task), "demo", LICENCE, lesions)]
         return sorted(cases, key=lambda case: case.case_id)

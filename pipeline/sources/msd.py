@@ -19,6 +19,9 @@ from transforms.case import CaseRef, SequenceRef
 LICENCE = "CC-BY-SA-4.0"
 # CT windows by MSD task name; every other CT task is abdominal soft tissue.
 CT_WINDOW_BY_TASK = {"Lung": "lung"}
+# Tumour/lesion size targets by task name (MedVision's T/L tasks on MSD).
+LESION_LABELS_BY_TASK = {"BrainTumour": (1, 2, 3), "Colon": (1,), "HepaticVessel": (2,), "Liver": (2,),
+                         "Lung": (1,), "Pancreas": (2,)}
 
 
 def find_task_roots(root: str) -> list[str]:
@@ -66,8 +69,13 @@ def case_stem(relative_path: str) -> str:
     return name
 
 
-def list_task(task_root: str, dataset: str, licence: str) -> list[CaseRef]:
-    """The labelled training cases of one MSD task folder."""
+def task_lesion_labels(task_name: str) -> tuple[int, ...]:
+    """T/L target labels of an MSD task folder such as `Task03_Liver`."""
+    return LESION_LABELS_BY_TASK.get(task_name.partition("_")[2], ())
+
+
+def list_task(task_root: str, dataset: str, licence: str, lesion_labels: tuple[int, ...]) -> list[CaseRef]:
+    """The labelled training cases of one MSD-layout task folder."""
     meta = read_dataset_json(task_root)
     task_name = storage.basename(task_root)
     sequences, labels = sequences_of(meta, task_name), labels_of(meta)
@@ -83,6 +91,7 @@ def list_task(task_root: str, dataset: str, licence: str) -> list[CaseRef]:
             mask_uri=storage.join(task_root, entry["label"].removeprefix("./")),
             sequences=sequences,
             labels=labels,
+            lesion_labels=lesion_labels,
             licence=licence,
             redistributable=True,
         ))
@@ -94,12 +103,13 @@ class MsdSource(Source):
         name="msd",
         anatomy="brain, heart, liver, hippocampus, prostate, lung, pancreas, hepatic vessels, spleen, colon",
         modalities=("CT", "MRI"),
-        tasks=("detection",),
+        tasks=("detection", "tumor_lesion_size"),
         licence=LICENCE,
         redistributable=True,
         citation="Antonelli et al., The Medical Segmentation Decathlon, Nat Commun 13, 4128 (2022)",
     )
 
     def list_cases(self, root: str) -> list[CaseRef]:
-        cases = [case for task_root in find_task_roots(root) for case in list_task(task_root, "msd", LICENCE)]
+        cases = [case for task_root in find_task_roots(root)
+                 for case in list_task(task_root, "msd", LICENCE, task_lesion_labels(storage.basename(task_root)))]
         return sorted(cases, key=lambda case: case.case_id)

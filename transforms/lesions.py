@@ -1,0 +1,199 @@
+"""Tumour/lesion size (SPEC §4): ellipse and RECIST diameters of one component, in millimetres.
+
+All fitting happens in physical mm (x = column * column spacing, y = row * row spacing) so that
+rectangular pixels cannot swap or skew axes. Points given back to the output are continuous
+displayed-pixel coordinates `(x, y)` with the origin at the image's top-left corner: pixel
+(column c, row r) spans [c, c+1) x [r, r+1), the frame of the boxes. Angles are measured in the
+mm frame from the image's +x axis towards +y (down), in [0, 180).
+
+A component that cannot be measured reliably is rejected with a `Reason`, never emitted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from scipy.spatial import ConvexHull
+from skimage.measure import EllipseModel, find_contours
+from skimage.measure import label as label_components
+
+from transforms.boxes import CONNECTIVITY
+from transforms.errors import Reason
+
+MIN_CONTOUR_POINTS = 5
+# An ellipse fitted to five pixels or fewer measures the pixel grid, not the lesion.
+MIN_COMPONENT_PIXELS = 6
+MAX_MAJOR_OVER_BOX_DIAGONAL = 1.5
+SIZE_FLOOR_MM = 2.0
+SIZE_FLOOR_PIXELS = 2.0
+
+Point = tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class LesionSize:
+    """Measurements of one component (all lengths in mm, points in displayed pixels, edge frame)."""
+
+    major_axis_mm: float
+    minor_axis_mm: float
+    ellipse_center_xy_px: Point
+    ellipse_angle_deg: float
+    major_axis_endpoints_xy_px: tuple[Point, Point]
+    minor_axis_endpoints_xy_px: tuple[Point, Point]
+    longest_diameter_mm: float
+    longest_diameter_endpoints_xy_px: tuple[Point, Point]
+    perpendicular_diameter_mm: float
+    perpendicular_diameter_endpoints_xy_px: tuple[Point, Point]
+    area_mm2: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejection:
+    """Why a component was not measured, with the numbers that decided it."""
+
+    reason: Reason
+    detail: str
+
+
+def size_floor_mm(spacing_mm_row_col: tuple[float, float]) -> float:
+    """MedVision v1.4.0's floor: max(2 mm, 2 x the coarser in-plane spacing), the same in every plane."""
+    return max(SIZE_FLOOR_MM, SIZE_FLOOR_PIXELS * max(spacing_mm_row_col))
+
+
+def outer_contour_mm(component: np.ndarray, spacing_mm_row_col) -> np.ndarray:
+    """The component's outer boundary as (x, y) mm points, on pixel edges, in the edge frame.
+
+    Marching squares at level 0.5 on the zero-padded mask runs between inside and outside
+    pixel centres, i.e. along pixel edges; the longest closed contour is the outer one.
+    """
+    padded = np.pad(component.astype(np.uint8), 1)
+    contours = find_contours(padded, 0.5)
+    rows_cols = max(contours, key=len)[:-1]  # closed contour: last point repeats the first
+    # padded index p is edge-frame coordinate p - 1 + 0.5
+    row_mm, col_mm = spacing_mm_row_col
+    return np.column_stack(((rows_cols[:, 1] - 0.5) * col_mm, (rows_cols[:, 0] - 0.5) * row_mm))
+
+
+def _to_px(point_mm, spacing_mm_row_col) -> Point:
+    row_mm, col_mm = spacing_mm_row_col
+    return float(point_mm[0] / col_mm), float(point_mm[1] / row_mm)
+
+
+def _segment_px(a_mm, b_mm, spacing) -> tuple[Point, Point]:
+    return _to_px(a_mm, spacing), _to_px(b_mm, spacing)
+
+
+def fit_ellipse_mm(contour_mm: np.ndarray):
+    """(centre, semi-major, semi-minor, angle of the major axis in rad) or None if the fit fails."""
+    model = EllipseModel.from_estimate(contour_mm)
+    if not model:
+        return None
+    (half_a, half_b), theta = model.axis_lengths, float(model.theta)
+    if half_b > half_a:
+        half_a, half_b, theta = half_b, half_a, theta + math.pi / 2
+    return np.asarray(model.center, dtype=float), float(half_a), float(half_b), theta % math.pi
+
+
+def longest_diameter_mm(contour_mm: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Maximal caliper: the farthest pair of boundary points (searched on the convex hull)."""
+    hull = contour_mm[ConvexHull(contour_mm).vertices] if len(contour_mm) > 3 else contour_mm
+    deltas = hull[:, None, :] - hull[None, :, :]
+    distances = np.hypot(deltas[..., 0], deltas[..., 1])
+    first, second = np.unravel_index(np.argmax(distances), distances.shape)
+    return float(distances[first, second]), hull[first], hull[second]
+
+
+def perpendicular_diameter_mm(contour_mm: np.ndarray, start: np.ndarray, end: np.ndarray, step_mm: float):
+    """Longest chord inside the boundary polygon perpendicular to the segment start-end (RECIST short axis).
+
+    Chords are cut every `step_mm` along the long axis; on each cut, the polygon's edge
+    crossings pair up (even-odd rule) into inside segments, and the longest one wins.
+    """
+    axis = (end - start) / np.linalg.norm(end - start)
+    normal = np.array([-axis[1], axis[0]])
+    along = (contour_mm - start) @ axis
+    across = (contour_mm - start) @ normal
+    next_along, next_across = np.roll(along, -1), np.roll(across, -1)
+    best = (0.0, start, start)
+    for cut in np.arange(along.min() + step_mm / 2, along.max(), step_mm):
+        crossing = (along - cut) * (next_along - cut) < 0
+        if not crossing.any():
+            continue
+        weight = (cut - along[crossing]) / (next_along[crossing] - along[crossing])
+        positions = np.sort(across[crossing] + weight * (next_across[crossing] - across[crossing]))
+        lengths = positions[1::2] - positions[0:-1:2]
+        if lengths.size and lengths.max() > best[0]:
+            k = int(np.argmax(lengths))
+            base = start + cut * axis
+            best = (float(lengths[k]), base + positions[2 * k] * normal, base + positions[2 * k + 1] * normal)
+    return best
+
+
+def _pixel_width_mm(direction: np.ndarray, spacing_mm_row_col) -> float:
+    """Width of one pixel measured along `direction` (mm frame): |dx| * column mm + |dy| * row mm, normalised."""
+    row_mm, col_mm = spacing_mm_row_col
+    unit = np.abs(direction) / np.linalg.norm(direction)
+    return float(unit[0] * col_mm + unit[1] * row_mm)
+
+
+def measure_component(component: np.ndarray, spacing_mm_row_col: tuple[float, float]) -> LesionSize | Rejection:
+    """Ellipse and RECIST measurements of one binary component, or the reason it is rejected."""
+    row_mm, col_mm = spacing_mm_row_col
+    contour = outer_contour_mm(component, spacing_mm_row_col)
+    if len(contour) < MIN_CONTOUR_POINTS:
+        return Rejection(Reason.FIT_TOO_FEW_POINTS, f"{len(contour)} contour points < {MIN_CONTOUR_POINTS}")
+    n_pixels = int(component.sum())
+    if n_pixels < MIN_COMPONENT_PIXELS:
+        return Rejection(Reason.TOO_FEW_PIXELS, f"{n_pixels} pixels < {MIN_COMPONENT_PIXELS}")
+    fit = fit_ellipse_mm(contour)
+    if fit is None or not all(np.isfinite(v).all() for v in fit):
+        return Rejection(Reason.FIT_DEGENERATE, "ellipse fit failed or is not finite")
+    centre, half_major, half_minor, theta = fit
+    rows, cols = np.nonzero(component)
+    box_diagonal_mm = math.hypot((cols.max() - cols.min() + 1) * col_mm, (rows.max() - rows.min() + 1) * row_mm)
+    if 2 * half_minor < min(row_mm, col_mm):
+        return Rejection(Reason.FIT_MINOR_BELOW_PIXEL, f"minor axis {2 * half_minor:.3g} mm < one pixel")
+    if 2 * half_major > MAX_MAJOR_OVER_BOX_DIAGONAL * box_diagonal_mm:
+        return Rejection(Reason.FIT_MAJOR_EXCEEDS_BOX,
+                         f"major axis {2 * half_major:.3g} mm > 1.5 x box diagonal {box_diagonal_mm:.3g} mm")
+    floor = size_floor_mm(spacing_mm_row_col)
+    if 2 * half_major < floor:
+        return Rejection(Reason.BELOW_SIZE_FLOOR, f"major axis {2 * half_major:.3g} mm < floor {floor:.3g} mm")
+    major_dir = np.array([math.cos(theta), math.sin(theta)])
+    minor_dir = np.array([-major_dir[1], major_dir[0]])
+    longest, long_a, long_b = longest_diameter_mm(contour)
+    perpendicular, short_a, short_b = perpendicular_diameter_mm(contour, long_a, long_b, min(row_mm, col_mm) / 2)
+    one_pixel_across = _pixel_width_mm(short_b - short_a, spacing_mm_row_col) if perpendicular > 0 else math.inf
+    if perpendicular <= one_pixel_across * (1 + 1e-6):
+        # A one-pixel-thick line: its fitted "ellipse" is an artefact of the pixel grid, not a size.
+        return Rejection(Reason.FIT_MINOR_BELOW_PIXEL,
+                         f"component is one pixel thick ({perpendicular:.3g} mm across its long axis)")
+    return LesionSize(
+        major_axis_mm=2 * half_major,
+        minor_axis_mm=2 * half_minor,
+        ellipse_center_xy_px=_to_px(centre, spacing_mm_row_col),
+        ellipse_angle_deg=math.degrees(theta),
+        major_axis_endpoints_xy_px=_segment_px(centre + half_major * major_dir, centre - half_major * major_dir,
+                                               spacing_mm_row_col),
+        minor_axis_endpoints_xy_px=_segment_px(centre + half_minor * minor_dir, centre - half_minor * minor_dir,
+                                               spacing_mm_row_col),
+        longest_diameter_mm=longest,
+        longest_diameter_endpoints_xy_px=_segment_px(long_a, long_b, spacing_mm_row_col),
+        perpendicular_diameter_mm=perpendicular,
+        perpendicular_diameter_endpoints_xy_px=_segment_px(short_a, short_b, spacing_mm_row_col),
+        area_mm2=n_pixels * row_mm * col_mm,
+    )
+
+
+def target_components(labels_2d: np.ndarray, target_labels) -> list[tuple[int, int, int, np.ndarray]]:
+    """(label, component index, components of that label, binary mask) for each target-label component.
+
+    Components use the detection connectivity and raster order, and are counted before any guard.
+    """
+    found = []
+    for label in target_labels:
+        components = label_components(labels_2d == label, connectivity=CONNECTIVITY)
+        count = int(components.max())
+        found += [(int(label), index, count, components == index + 1) for index in range(count)]
+    return found
