@@ -13,7 +13,10 @@ import numpy as np
 from transforms import nifti
 from transforms.errors import PipelineError, Reason
 from transforms.intensity import Window, encode_png, to_uint8, window_for
+from transforms.landmarks import LandmarkSpace, MeasuredValue, Measurement, measure, point_pairs_from_labels, \
+    read_xy_text, to_world_ras
 from transforms.planes import SpacingMode, display_slice, labelled_slice_indices, plane_grid, planes_of
+from transforms.readers import PlanarGeometry, read_planar, resample_through_transform
 from transforms.volume import Volume, check_orthonormal, check_same_grid, grid_of, to_canonical
 
 
@@ -28,6 +31,31 @@ class SequenceRef:
 
 
 @dataclasses.dataclass(frozen=True)
+class LandmarkSpec:
+    """A case's landmark file, how to read it, and the measurements made from it.
+
+    reader "xy_text": `x,y` lines naming `names` in order, in voxels of the (2D) image;
+    reader "label_pairs": a NIfTI mask whose label L holds two voxels, named by `pairs`
+    entries (L, first, second, axis): `first` is the voxel with the larger index on `axis`.
+    """
+
+    uri: str
+    reader: str
+    space: LandmarkSpace
+    measurements: tuple[Measurement, ...]
+    names: tuple[str, ...] = ()
+    pairs: tuple[tuple[int, str, str, int], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RealignSpec:
+    """Resample the image onto `reference_uri`'s grid through the ITK transform at `transform_uri`."""
+
+    reference_uri: str
+    transform_uri: str
+
+
+@dataclasses.dataclass(frozen=True)
 class CaseRef:
     """Everything needed to load one case, as listed by a source adapter."""
 
@@ -35,17 +63,29 @@ class CaseRef:
     case_id: str
     subject_id: str
     image_uri: str
-    mask_uri: str
+    mask_uri: str  # "" when the case has no label map
     sequences: tuple[SequenceRef, ...]
     labels: tuple[tuple[int, str], ...]  # (value, name) of the dataset's label map, background excluded
     lesion_labels: tuple[int, ...] = ()  # labels measured by the tumour/lesion size task
     licence: str = ""
     redistributable: bool = True
     official_split: Optional[str] = None
+    planar: Optional[PlanarGeometry] = None  # set for 2D rasters (BMP, PNG); NIfTI otherwise
+    landmarks: Optional[LandmarkSpec] = None
+    realign: Optional[RealignSpec] = None
 
     @property
     def label_names(self) -> dict[int, str]:
         return dict(self.labels)
+
+    def input_uris(self) -> list[str]:
+        """Every object the case reads."""
+        uris = [self.image_uri, self.mask_uri]
+        if self.landmarks:
+            uris.append(self.landmarks.uri)
+        if self.realign:
+            uris += [self.realign.reference_uri, self.realign.transform_uri]
+        return [uri for uri in uris if uri]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -56,6 +96,17 @@ class LoadedCase:
     images: dict[str, Volume]  # by sequence name
     labels: Volume
     geometry: dict
+    landmarks_ras: dict = dataclasses.field(default_factory=dict)  # name -> world RAS+ mm
+    measured: tuple[tuple[Measurement, MeasuredValue], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PlacedMeasurement:
+    """A measurement with its landmarks placed in the displayed slice it is shown on."""
+
+    measurement: Measurement
+    value: MeasuredValue
+    landmarks_xy_px: tuple[tuple[str, float, float], ...]  # (name, x, y), edge frame
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -72,6 +123,7 @@ class SliceContent:
     square_spacing_mm: Optional[float]
     window: Window
     labels_2d: np.ndarray
+    measurements: tuple[PlacedMeasurement, ...] = ()
 
 
 def check_label_values(labels: np.ndarray, known: dict[int, str], uri: str) -> None:
@@ -86,63 +138,139 @@ def check_label_values(labels: np.ndarray, known: dict[int, str], uri: str) -> N
         )
 
 
-def load_nifti_case(case: CaseRef, image_path: str, mask_path: str) -> LoadedCase:
-    """Read a NIfTI image (one or more channels) and its label map into one canonical frame.
+def _geometry(grid: Volume, affine_source: str, mismatch: bool) -> dict:
+    """The allowlisted geometry facts of the grid the case was read on (for provenance)."""
+    return {
+        "orig_orientation": grid.orientation_code,
+        "obliquity_deg": grid.obliquity_deg,
+        "orig_spacing_mm": [float(s) for s in grid.spacing_mm],
+        "orig_shape": [int(n) for n in grid.array.shape],
+        "affine_source": affine_source,
+        "sform_qform_mismatch": mismatch,
+    }
 
-    Checks, in order: readable files, orthonormal directions, mask on the image grid,
-    integer labels from the label map. Raises `PipelineError` with the reason on failure.
-    """
-    image_file = nifti.load(image_path, case.image_uri)
-    image_affine = nifti.resolve_affine(image_file.header)
-    check_orthonormal(image_affine.affine_ras)
-    mask_file = nifti.load(mask_path, case.mask_uri)
+
+def read_images(case: CaseRef, local: dict[str, str]) -> tuple[dict[str, Volume], Volume, dict]:
+    """Each sequence on the case's grid (as stored), the grid alone, and its geometry facts."""
+    if case.planar is not None:
+        image = read_planar(local[case.image_uri], case.planar, case.image_uri)
+        return {case.sequences[0].name: image}, grid_of(image.array.shape, image.affine_ras), \
+            _geometry(image, "declared", False)
+    if case.realign is not None:
+        image = resample_through_transform(local[case.image_uri], local[case.realign.reference_uri],
+                                           local[case.realign.transform_uri], case.image_uri)
+        grid = grid_of(image.array.shape, image.affine_ras)
+        return {case.sequences[0].name: image}, grid, _geometry(grid, "itk_resampled", False)
+    image_file = nifti.load(local[case.image_uri], case.image_uri)
+    affine = nifti.resolve_affine(image_file.header)
+    check_orthonormal(affine.affine_ras)
+    grid = grid_of(nifti.spatial_shape(image_file.shape), affine.affine_ras)
+    images = {seq.name: Volume(nifti.read_channel(image_file, seq.channel, case.image_uri), affine.affine_ras)
+              for seq in case.sequences}
+    return images, grid, _geometry(grid, affine.source, affine.sform_qform_mismatch)
+
+
+def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume:
+    """The case's label map on the image grid (checked), or an empty one when the case has none."""
+    if not case.mask_uri:
+        return grid.with_array(np.zeros(grid.array.shape, np.uint8))
+    mask_file = nifti.load(local[case.mask_uri], case.mask_uri)
     mask = nifti.to_volume(nifti.read_labels(mask_file, case.mask_uri), nifti.resolve_affine(mask_file.header))
-    raw_grid = grid_of(nifti.spatial_shape(image_file.shape), image_affine.affine_ras)
-    check_same_grid(raw_grid, mask, case.mask_uri)
+    check_same_grid(grid, mask, case.mask_uri)
     check_label_values(mask.array, case.label_names, case.mask_uri)
-    images = {
-        seq.name: to_canonical(Volume(nifti.read_channel(image_file, seq.channel, case.image_uri), image_affine.affine_ras))
-        for seq in case.sequences
-    }
-    geometry = {
-        "orig_orientation": raw_grid.orientation_code,
-        "obliquity_deg": raw_grid.obliquity_deg,
-        "orig_spacing_mm": [float(s) for s in raw_grid.spacing_mm],
-        "orig_shape": [int(n) for n in raw_grid.array.shape],
-        "affine_source": image_affine.source,
-        "sform_qform_mismatch": image_affine.sform_qform_mismatch,
-    }
-    return LoadedCase(case, images, to_canonical(mask), geometry)
+    return mask
+
+
+def read_landmarks(spec: LandmarkSpec, local: dict[str, str], grid: Volume) -> dict[str, np.ndarray]:
+    """Landmarks in world RAS+ mm: text points index the image; a label-pair mask carries its own affine."""
+    path = local[spec.uri]
+    if spec.reader == "xy_text":
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            points = read_xy_text(handle.read(), list(spec.names))
+        on_slice = {name: (x, y, spec.space.index_base) for name, (x, y) in points.items()}
+        return to_world_ras(on_slice, spec.space, grid.affine_ras)
+    if spec.reader == "label_pairs":
+        mask_file = nifti.load(path, spec.uri)
+        pairs = point_pairs_from_labels(nifti.read_labels(mask_file, spec.uri))
+        points = {}
+        for label, first, second, axis in spec.pairs:
+            if label not in pairs:
+                continue  # a missing pair only fails the measurements that need it
+            voxels = pairs[label][np.argsort(-pairs[label][:, axis], kind="stable")]
+            points[first], points[second] = tuple(voxels[0]), tuple(voxels[1])
+        return to_world_ras(points, spec.space, nifti.resolve_affine(mask_file.header).affine_ras)
+    raise PipelineError(Reason.BAD_LANDMARKS, f"unknown landmark reader {spec.reader!r}", spec.uri)
+
+
+def load_case(case: CaseRef, local: dict[str, str]) -> LoadedCase:
+    """Read a case (`local` maps each of `case.input_uris()` to a local file) into one canonical frame.
+
+    Checks: readable files, orthonormal directions, mask on the image grid, integer labels
+    from the label map, readable landmarks with every measured point. Measurements are made
+    here, in world mm. Raises `PipelineError` with the reason on failure.
+    """
+    images, grid, geometry = read_images(case, local)
+    labels = read_label_map(case, local, grid)
+    landmarks, measured = {}, ()
+    if case.landmarks is not None:
+        landmarks = read_landmarks(case.landmarks, local, grid)
+        measured = tuple((m, measure(m, landmarks)) for m in case.landmarks.measurements)
+    canonical = {name: to_canonical(volume) for name, volume in images.items()}
+    return LoadedCase(case, canonical, to_canonical(labels), geometry, landmarks, measured)
+
+
+def load_nifti_case(case: CaseRef, image_path: str, mask_path: str) -> LoadedCase:
+    """`load_case` for a NIfTI image and mask already on local disk."""
+    return load_case(case, {case.image_uri: image_path, case.mask_uri: mask_path})
+
+
+def place_measurements(loaded: LoadedCase, spacing: SpacingMode) -> dict[tuple[str, int], list[PlacedMeasurement]]:
+    """Each measurement on its plane's slice through its first point, with all its points in display pixels."""
+    shape, planes = loaded.labels.array.shape, planes_of(loaded.labels.array.shape)
+    to_ijk = np.linalg.inv(loaded.labels.affine_ras)
+    placed: dict[tuple[str, int], list[PlacedMeasurement]] = {}
+    for measurement, value in loaded.measured:
+        plane = measurement.plane or planes[0]
+        if plane not in planes:
+            raise PipelineError(Reason.BAD_LANDMARKS, f"{measurement.name} is shown on {plane}; volume has {planes}")
+        grid = plane_grid(shape, loaded.labels.spacing_mm, plane, spacing)
+        ijk = {name: to_ijk[:3, :3] @ loaded.landmarks_ras[name] + to_ijk[:3, 3] for name in measurement.points}
+        shown = tuple((name, *grid.display_xy(ijk[name])) for name in dict.fromkeys(measurement.points))
+        key = (plane, grid.slice_of(ijk[measurement.points[0]]))
+        placed.setdefault(key, []).append(PlacedMeasurement(measurement, value, shown))
+    return placed
 
 
 def extract_slices(loaded: LoadedCase, spacing: SpacingMode) -> Iterator[SliceContent]:
-    """Every labelled slice of every plane and sequence, resampled to square pixels and encoded.
+    """Every slice that holds a label or shows a measurement, per plane and sequence, resampled and encoded.
 
-    Slices without any label yield nothing (no detection target). The label slice of a
-    (plane, index) is computed once and shared by all sequences.
+    The label slice of a (plane, index) is computed once and shared by all sequences.
     """
     labels = loaded.labels
     windows = {
         seq.name: window_for(seq.modality, seq.ct_window, loaded.images[seq.name].array)
         for seq in loaded.case.sequences
     }
+    placed = place_measurements(loaded, spacing)
     for plane in planes_of(labels.array.shape):
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing)
-        for index in labelled_slice_indices(labels.array, plane):
-            labels_2d = grid.resample_labels(display_slice(labels.array, plane, int(index)))
+        shown = {index for p, index in placed if p == plane}
+        for index in sorted(set(labelled_slice_indices(labels.array, plane).tolist()) | shown):
+            labels_2d = grid.resample_labels(display_slice(labels.array, plane, index))
             for seq in loaded.case.sequences:
-                pixels = grid.resample_image(display_slice(loaded.images[seq.name].array, plane, int(index)))
+                pixels = grid.resample_image(display_slice(loaded.images[seq.name].array, plane, index))
                 yield SliceContent(
                     sequence=seq.name,
                     modality=seq.modality,
                     plane=plane,
-                    slice_index=int(index),
+                    slice_index=index,
                     png=encode_png(to_uint8(pixels, windows[seq.name])),
                     shape_rows_cols=grid.shape_rows_cols,
                     spacing_mm_row_col=grid.spacing_mm_row_col,
                     square_spacing_mm=grid.square_spacing_mm,
                     window=windows[seq.name],
                     labels_2d=labels_2d,
+                    measurements=tuple(placed.get((plane, index), ())),
                 )
 
 

@@ -21,6 +21,7 @@ class Reason(str, enum.Enum):
     MASK_GRID_MISMATCH = "mask_grid_mismatch"
     NONINT_LABELS = "nonint_labels"
     UNKNOWN_LABEL = "unknown_label"
+    BAD_LANDMARKS = "bad_landmarks"
     FIT_TOO_FEW_POINTS = "fit_too_few_points"
     TOO_FEW_PIXELS = "too_few_pixels"
     FIT_DEGENERATE = "fit_degenerate"

@@ -11,12 +11,9 @@ import dataclasses
 import nibabel as nib
 import numpy as np
 
-# World direction of each anatomical letter in RAS+.
-_LETTER_DIRECTIONS = {
-    "R": (1, 0, 0), "L": (-1, 0, 0),
-    "A": (0, 1, 0), "P": (0, -1, 0),
-    "S": (0, 0, 1), "I": (0, 0, -1),
-}
+from transforms.volume import grid_affine
+
+__all__ = ["Cuboid", "Ellipsoid", "grid_affine", "centred_affine", "rasterize", "intensities", "reorient"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,18 +39,6 @@ class Ellipsoid:
     def contains(self, points: np.ndarray) -> np.ndarray:
         scaled = (points - np.asarray(self.centre_mm)) / np.asarray(self.radii_mm)
         return np.sum(scaled * scaled, axis=-1) <= 1.0
-
-
-def grid_affine(orientation: str, spacing_mm: tuple[float, float, float], origin_mm=(0.0, 0.0, 0.0),
-                rotation_z_deg: float = 0.0) -> np.ndarray:
-    """Voxel-to-RAS+ affine whose axes run along `orientation` (e.g. 'LPS', 'PSL'), optionally tilted."""
-    columns = np.array([_LETTER_DIRECTIONS[letter] for letter in orientation], dtype=float).T
-    angle = np.radians(rotation_z_deg)
-    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = rotation @ columns * np.asarray(spacing_mm, dtype=float)
-    affine[:3, 3] = origin_mm
-    return affine
 
 
 def centred_affine(shape, orientation: str, spacing_mm, rotation_z_deg: float = 0.0) -> np.ndarray:

@@ -109,6 +109,8 @@ class PlaneGrid:
     col_positions: np.ndarray | None
     spacing_mm_row_col: tuple[float, float]
     shape_rows_cols: tuple[int, int]
+    source_shape_rows_cols: tuple[int, int]
+    source_spacing_mm_row_col: tuple[float, float]
 
     @property
     def square_spacing_mm(self) -> float | None:
@@ -123,6 +125,24 @@ class PlaneGrid:
     def resample_labels(self, slice_2d: np.ndarray) -> np.ndarray:
         rows = interpolate_nearest(slice_2d, 0, self.row_positions)
         return interpolate_nearest(rows, 1, self.col_positions)
+
+    def display_xy(self, point_ijk) -> tuple[float, float]:
+        """A continuous canonical voxel position as displayed pixels (x, y), edge frame.
+
+        Edge frame: pixel (c, r) spans [c, c+1) x [r, r+1), so a voxel centre lands on a
+        pixel centre. Display flips both in-plane axes (see `display_slice`), then scales
+        each by source / output spacing.
+        """
+        row_axis, col_axis = in_plane_axes(self.plane)
+        (n_rows, n_cols), (row_src, col_src) = self.source_shape_rows_cols, self.source_spacing_mm_row_col
+        row_dst, col_dst = self.spacing_mm_row_col
+        x = (n_cols - point_ijk[col_axis] - 0.5) * col_src / col_dst
+        y = (n_rows - point_ijk[row_axis] - 0.5) * row_src / row_dst
+        return float(x), float(y)
+
+    def slice_of(self, point_ijk) -> int:
+        """The slice of this plane nearest to a continuous canonical voxel position."""
+        return int(np.clip(round(float(point_ijk[SLICE_AXIS[self.plane]])), 0, self.n_slices - 1))
 
 
 def target_spacing_mm(row_mm: float, col_mm: float, mode: SpacingMode) -> tuple[float, float]:
@@ -153,6 +173,8 @@ def plane_grid(shape_ijk: tuple[int, int, int], spacing_mm_ijk, plane: str, mode
         col_positions=col_positions,
         spacing_mm_row_col=(dst_row_mm, dst_col_mm),
         shape_rows_cols=(n_rows, n_cols),
+        source_shape_rows_cols=(shape_ijk[row_axis], shape_ijk[col_axis]),
+        source_spacing_mm_row_col=(src_row_mm, src_col_mm),
     )
 
 

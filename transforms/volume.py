@@ -63,6 +63,25 @@ class Volume:
         return Volume(array, self.affine_ras)
 
 
+# World direction of each anatomical letter in RAS+.
+_LETTER_DIRECTIONS = {
+    "R": (1, 0, 0), "L": (-1, 0, 0),
+    "A": (0, 1, 0), "P": (0, -1, 0),
+    "S": (0, 0, 1), "I": (0, 0, -1),
+}
+
+
+def grid_affine(orientation: str, spacing_mm, origin_mm=(0.0, 0.0, 0.0), rotation_z_deg: float = 0.0) -> np.ndarray:
+    """Voxel-to-RAS+ affine whose array axes run along `orientation` (e.g. 'LPS', 'PSL'), optionally tilted."""
+    columns = np.array([_LETTER_DIRECTIONS[letter] for letter in orientation], dtype=float).T
+    angle = np.radians(rotation_z_deg)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ columns * np.asarray(spacing_mm, dtype=float)
+    affine[:3, 3] = origin_mm
+    return affine
+
+
 def grid_of(shape_ijk: tuple[int, int, int], affine_ras: np.ndarray) -> Volume:
     """A volume with no voxel data (a read-only broadcast zero): the grid alone, for checks."""
     return Volume(np.broadcast_to(np.uint8(0), shape_ijk), affine_ras)

@@ -1,0 +1,68 @@
+"""Image readers beyond plain NIfTI: 2D rasters with declared anatomy, and resampling through an ITK transform.
+
+SimpleITK works in LPS; conversion to our RAS+ `Volume` happens here, at the boundary, and
+nowhere else.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image, UnidentifiedImageError
+
+from transforms.errors import PipelineError, Reason
+from transforms.volume import Volume, grid_affine
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanarGeometry:
+    """Anatomy of a 2D raster (e.g. an X-ray): where columns, rows and the viewing normal point.
+
+    `axes` gives three letters for (columns, rows, normal), e.g. "AIR": columns run anterior,
+    rows run inferior (top of the image is superior), seen from the patient's right.
+    """
+
+    axes: str
+    spacing_mm_col_row: tuple[float, float]
+
+
+def read_planar(path: str, geometry: PlanarGeometry, uri: str) -> Volume:
+    """A 2D raster (BMP, PNG, ...) as a one-slice volume with i = column, j = row, k = normal."""
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("F") if image.mode not in ("L", "I;16", "I", "F") else image)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise PipelineError(Reason.UNREADABLE, f"not a readable image ({type(exc).__name__}: {exc})", uri) from exc
+    if pixels.ndim != 2:
+        raise PipelineError(Reason.BAD_SHAPE, f"expected a greyscale 2D image, got shape {pixels.shape}", uri)
+    col_mm, row_mm = geometry.spacing_mm_col_row
+    affine = grid_affine(geometry.axes, (col_mm, row_mm, min(col_mm, row_mm)))
+    return Volume(np.ascontiguousarray(pixels.T[:, :, None], dtype=np.float32), affine)
+
+
+def volume_from_itk(image: sitk.Image) -> Volume:
+    """A SimpleITK image (LPS, array z-y-x) as a Volume (RAS+, array i-j-k)."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(image.GetSpacing())
+    affine[:3, 3] = LPS_TO_RAS @ np.asarray(image.GetOrigin(), dtype=float)
+    return Volume(np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0)), affine)
+
+
+def resample_through_transform(image_path: str, reference_path: str, transform_path: str, uri: str) -> Volume:
+    """The image resampled (linear) onto the reference image's grid through an ITK transform file.
+
+    ITK convention: the transform maps points of the reference (output) space to the image
+    (input) space, as a registration of the image onto the reference produces it.
+    """
+    try:
+        image = sitk.ReadImage(image_path, sitk.sitkFloat32)
+        reference = sitk.ReadImage(reference_path)
+        transform = sitk.ReadTransform(transform_path)
+    except RuntimeError as exc:
+        raise PipelineError(Reason.UNREADABLE, f"cannot read image, reference or transform: {exc}", uri) from exc
+    resampled = sitk.Resample(image, reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return volume_from_itk(resampled)
