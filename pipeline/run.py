@@ -11,7 +11,7 @@ import time
 import apache_beam as beam
 import nibabel as nib
 import pyarrow.parquet as pq
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline import storage
 from pipeline.config import BuildConfig, UsageError
@@ -137,15 +137,32 @@ def build_stats(config: BuildConfig, cases: list[CaseRef], counts: list[dict], w
     }
 
 
+def check_locations_reachable(config: BuildConfig, cases: list[CaseRef], options: PipelineOptions) -> None:
+    """Dataflow workers cannot read this machine's disk: refuse local paths there.
+
+    (Portable runners may run workers here, e.g. in LOOPBACK mode, so they are not refused.)
+    """
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    if "Dataflow" not in runner:
+        return
+    local = [config.output] if not storage.is_remote(config.output) else []
+    local += sorted({case.image_uri for case in cases if not storage.is_remote(case.image_uri)})[:3]
+    if local:
+        raise UsageError(f"--runner {runner} runs on remote workers, which cannot read local paths "
+                         f"such as {local[0]}; put inputs and output in object storage (gs://, s3://)")
+
+
 def build(config: BuildConfig, beam_args: list[str]) -> dict:
     """Run a whole build; returns stats (or the dry-run report). Raises UsageError on misuse."""
     if not config.dry_run and not storage.is_empty_location(config.output):
         raise UsageError(f"output {config.output} exists and is not empty; choose a new location")
+    options = PipelineOptions(beam_args)
     cases = list_cases(config)
+    check_locations_reachable(config, cases, options)
     if config.dry_run:
         return {"dry_run": dry_run_report(cases)}
     started = time.monotonic()
-    with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
+    with beam.Pipeline(options=options) as pipeline:
         build_graph(pipeline, config, cases)
     counts = read_counts(config)
     written = reconcile(config, counts)

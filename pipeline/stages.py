@@ -8,6 +8,7 @@ outputs so a failing case never emits part of its slices) and quarantined as
 """
 from __future__ import annotations
 
+import contextlib
 import typing
 
 import apache_beam as beam
@@ -18,9 +19,8 @@ from pipeline.version import __version__
 from schemas import rows as row_builders
 from schemas.validate import pair_problems
 from transforms import ids
-from transforms.case import CaseRef, SliceRecord, extract_slices, load_nifti_case
+from transforms.case import CaseRef, SliceRecord, extract_slices, load_case
 from transforms.errors import PipelineError, Reason
-from transforms.nifti import reading
 from transforms.planes import SpacingMode
 
 NAMESPACE = "medvision"
@@ -69,6 +69,12 @@ class _UnexpectedToQuarantine(beam.DoFn):
         yield tagged.value
 
 
+# Exceptions that mean "this element cannot be processed" (a bug or a malformed input) and are
+# quarantined. I/O errors (OSError, cloud API errors) are not caught: the runner retries them.
+QUARANTINED_EXCEPTIONS = (PipelineError, ArithmeticError, LookupError, ValueError, TypeError, AttributeError,
+                          AssertionError, RuntimeError, MemoryError)
+
+
 class Guarded(beam.PTransform):
     """ParDo with a quarantine output and Beam's exception handling; returns (results, quarantine)."""
 
@@ -80,14 +86,23 @@ class Guarded(beam.PTransform):
         # Declaring the quarantine output's type keeps Beam from warning about an undeclared tag.
         pardo = beam.ParDo(self._dofn).with_output_types(typing.Any, **{QUARANTINE: dict})
         outputs = pcoll | pardo.with_outputs(QUARANTINE, main=MAIN).with_exception_handling(
-            main_tag=MAIN, dead_letter_tag=_BAD)
+            main_tag=MAIN, dead_letter_tag=_BAD, exc_class=QUARANTINED_EXCEPTIONS)
         unexpected = outputs[_BAD] | "Unexpected" >> beam.ParDo(_UnexpectedToQuarantine(self._stage))
         quarantine = (outputs[QUARANTINE], unexpected) | "Quarantine" >> beam.Flatten()
         return outputs[MAIN], quarantine
 
 
+@contextlib.contextmanager
+def _local_copy(uri: str):
+    try:
+        with storage.localized(uri) as copy:
+            yield copy
+    except FileNotFoundError as exc:
+        raise PipelineError(Reason.MISSING_FILE, "input file does not exist", uri) from exc
+
+
 class _ExtractSlicesFn(beam.DoFn):
-    """Load one case from storage into the canonical frame and emit its labelled slices."""
+    """Load one case from storage into the canonical frame and emit its slices."""
 
     def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str):
         self._spacing, self._split_salt, self._params_hash = spacing, split_salt, params_hash
@@ -98,17 +113,31 @@ class _ExtractSlicesFn(beam.DoFn):
         except PipelineError as exc:
             yield quarantined(case, "load", exc.reason, str(exc))
             return
+        if not records:
+            yield quarantined(case, "load", Reason.EMPTY_CASE, "no labelled slice and no landmark measurement")
+            return
         count(case.dataset, "load", "ok")
         count(case.dataset, "slices", "ok", len(records))
         yield from records
+        first_sequence = case.sequences[0].name
+        for record in records:
+            content = record.content
+            if content.labels_lost and content.sequence == first_sequence:
+                yield quarantined(case, "load", Reason.LABEL_LOST_IN_RESAMPLING,
+                                  f"labels {list(content.labels_lost)} vanish from {content.plane} slice "
+                                  f"{content.slice_index} at {self._spacing} mm; pairs of that slice lack them. "
+                                  "Use a finer --spacing.")
 
     def _slices(self, case: CaseRef):
-        with reading(case.image_uri), storage.localized(case.image_uri) as (image_path, image_sha256):
-            with reading(case.mask_uri), storage.localized(case.mask_uri) as (mask_path, mask_sha256):
-                loaded = load_nifti_case(case, image_path, mask_path)
+        if case.listing_error:
+            raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
+        with contextlib.ExitStack() as stack:
+            copies = {uri: stack.enter_context(_local_copy(uri)) for uri in case.input_uris()}
+            loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()})
         split = ids.subject_split(case.dataset, case.subject_id, self._split_salt, case.official_split)
-        provenance = row_builders.provenance(case, loaded.geometry, image_sha256, mask_sha256,
-                                             str(self._spacing), __version__, self._params_hash)
+        digests = {uri: digest for uri, (_, digest) in copies.items()}
+        provenance = row_builders.provenance(case, loaded.geometry, digests, str(self._spacing), __version__,
+                                             self._params_hash)
         for content in extract_slices(loaded, self._spacing):
             yield SliceRecord(case, split, provenance, content)
 

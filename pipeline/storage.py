@@ -48,11 +48,15 @@ def glob(pattern: str) -> list[str]:
     return sorted(m.path for m in result.metadata_list)
 
 
+def is_remote(uri: str) -> bool:
+    return "://" in uri
+
+
 def is_empty_location(uri: str) -> bool:
-    """True when nothing exists at or below `uri` (a new or empty output location)."""
-    if not uri.startswith(("gs://", "s3://")) and os.path.isfile(uri):
-        return False
-    return not glob(join(uri, "*"))
+    """True when nothing exists at or anywhere below `uri` (a new or empty output location)."""
+    if not is_remote(uri):
+        return not os.path.exists(uri) or (os.path.isdir(uri) and not os.listdir(uri))
+    return not exists(uri) and not glob(join(uri, "**"))
 
 
 def read_bytes(uri: str) -> bytes:
@@ -71,6 +75,9 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 
 def rename(source: str, destination: str) -> None:
+    """Move an object; local parent folders are created (object stores have none)."""
+    if not is_remote(destination):
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
     FileSystems.rename([source], [destination])
 
 
@@ -81,9 +88,9 @@ def localized(uri: str) -> Iterator[tuple[str, str]]:
     The copy keeps the object's file name (readers pick formats by extension) and is removed
     on exit. A local file is still hashed but not copied.
     """
-    if not uri.startswith(("gs://", "s3://")):
-        if not os.path.isfile(uri):
-            raise FileNotFoundError(2, "No such file", uri)
+    if not exists(uri):
+        raise FileNotFoundError(2, "No such file", uri)
+    if not is_remote(uri):
         yield uri, sha256_of(uri)
         return
     folder = tempfile.mkdtemp(prefix="medvision-")

@@ -8,6 +8,7 @@ is sorted by sample_id, so the same input gives byte-identical files on any runn
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 
 import apache_beam as beam
@@ -37,14 +38,18 @@ def shard_of(sample_id: str, n_shards: int) -> int:
     return int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16) % n_shards
 
 
-def shard_count(total_bytes: int, target_file_mb: int) -> int:
-    return max(1, -(-total_bytes // (target_file_mb << 20)))
+def shard_count(total_bytes: int, target_file_mb: float) -> int:
+    return max(1, math.ceil(total_bytes / (target_file_mb * 2**20)))
 
 
-def write_parquet(uri: str, table: str, rows: list[dict]) -> int:
-    """Write rows (sorted by the caller) to one Parquet file via a temp name and a rename."""
+def write_parquet(uri: str, table: str, rows: list[dict], temp_dir: str) -> int:
+    """Write rows (sorted by the caller) to one Parquet file: a temp file in `temp_dir`, then a rename.
+
+    A write killed half-way leaves its temp file under `temp_dir` (outside the partitions),
+    never a partial file where readers look; a retry rewrites the same final name.
+    """
     schema = schema_for(table)
-    temp_uri = f"{uri}.tmp-{uuid.uuid4().hex}"
+    temp_uri = storage.join(temp_dir, f"{uuid.uuid4().hex}.parquet")
     with storage.create(temp_uri) as handle:
         with pq.ParquetWriter(handle, schema, **PARQUET_OPTIONS) as writer:
             for group in _row_groups(rows):
@@ -79,12 +84,13 @@ def _sort_key(row: dict) -> tuple:
 class _WriteShardFn(beam.DoFn):
     def __init__(self, output: str, table_of):
         self._output, self._table_of = output, table_of
+        self._temp_dir = storage.join(output, "_work", "tmp")
 
     def process(self, element):
         (partition, shard, n_shards), rows = element
         rows = sorted(rows, key=_sort_key)
         uri = storage.join(self._output, partition, f"part-{shard:05d}-of-{n_shards:05d}.parquet")
-        written = write_parquet(uri, self._table_of(rows[0]), rows)
+        written = write_parquet(uri, self._table_of(rows[0]), rows, self._temp_dir)
         yield {"partition": partition, "uri": uri, "rows": written}
 
 
@@ -95,7 +101,7 @@ class WriteTable(beam.PTransform):
     per-partition counts {"partition", "rows", "bytes"} for reconciliation.
     """
 
-    def __init__(self, output: str, partition_fn, table_of, target_file_mb: int):
+    def __init__(self, output: str, partition_fn, table_of, target_file_mb: float):
         super().__init__()
         self._output, self._partition_fn, self._table_of = output, partition_fn, table_of
         self._target_file_mb = target_file_mb

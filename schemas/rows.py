@@ -1,8 +1,6 @@
 """Row builders: the one place where numpy and domain values become output rows (plain Python)."""
 from __future__ import annotations
 
-import nibabel
-
 from schemas.tables import SCHEMA_VERSION
 from transforms import ids
 from transforms.boxes import ComponentBox, component_boxes
@@ -10,18 +8,21 @@ from transforms.case import CaseRef, SliceRecord
 from transforms.lesions import LesionSize, Rejection, measure_component, target_components
 
 
-def provenance(case: CaseRef, geometry: dict, source_sha256: str, mask_sha256: str,
+def provenance(case: CaseRef, geometry: dict, sha256_by_uri: dict[str, str],
                resampling: str, pipeline_version: str, params_hash: str) -> dict:
     """The provenance struct of every pair of a case: an allowlist of geometry fields, no header text."""
+    landmarks_uri = case.landmarks.uri if case.landmarks else None
     return {
-        "dataset_version": None,
+        "dataset_version": case.dataset_version,
         "licence": case.licence,
         "redistributable": case.redistributable,
         "source_uri": case.image_uri,
-        "source_sha256": source_sha256,
-        "mask_uri": case.mask_uri,
-        "mask_sha256": mask_sha256,
-        "reader": f"nibabel {nibabel.__version__}",
+        "source_sha256": sha256_by_uri.get(case.image_uri),
+        "mask_uri": case.mask_uri or None,
+        "mask_sha256": sha256_by_uri.get(case.mask_uri),
+        "landmarks_uri": landmarks_uri,
+        "landmarks_sha256": sha256_by_uri.get(landmarks_uri),
+        "reader": geometry["reader"],
         "orig_orientation": geometry["orig_orientation"],
         "obliquity_deg": float(geometry["obliquity_deg"]),
         "orig_spacing_mm": [float(v) for v in geometry["orig_spacing_mm"]],

@@ -40,6 +40,8 @@ PROVENANCE_TYPE = pa.struct([
     _field("source_sha256", pa.string(), "sha256 of the image file's bytes"),
     _field("mask_uri", pa.string(), "label map file read"),
     _field("mask_sha256", pa.string(), "sha256 of the label map file's bytes"),
+    _field("landmarks_uri", pa.string(), "landmark file read"),
+    _field("landmarks_sha256", pa.string(), "sha256 of the landmark file's bytes"),
     _field("reader", pa.string(), "reader library and version"),
     _field("orig_orientation", pa.string(), "axis code of the stored array, e.g. LPS"),
     _field("obliquity_deg", pa.float64(), "largest angle between a stored axis and its world axis", "deg"),

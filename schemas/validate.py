@@ -52,6 +52,10 @@ def _common_problems(row: dict) -> list[str]:
     spacing = row.get("pixel_spacing_mm_row_col") or []
     if len(spacing) != 2 or not all(math.isfinite(v) and v > 0 for v in spacing):
         problems.append(f"pixel_spacing_mm_row_col {spacing} is not two positive mm values")
+    window = row.get("intensity_window") or {}
+    if not all(isinstance(window.get(k), float) and math.isfinite(window[k]) for k in ("low", "high")) \
+            or not window["low"] < window["high"]:
+        problems.append(f"intensity_window {window} is not a finite low < high")
     return problems
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 
 import apache_beam as beam
@@ -13,10 +14,11 @@ from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
 from pipeline.sources import get_source
 from pipeline.stages import CheckUniqueIds, DeriveBoxes, DeriveLesionSizes, ExtractSlices, Guarded, ValidatePairs
-from pipeline.write import WriteTable, partition_of
+from pipeline.write import WriteTable, partition_of, row_bytes, shard_count
 from schemas import rows as row_builders
 from transforms.case import CaseRef, SequenceRef, SliceContent, SliceRecord
 from transforms.intensity import Window, encode_png
+from transforms.packed import PackedArray
 
 PARAMS = "0123456789abcdef"
 
@@ -39,10 +41,12 @@ def slice_record(labels_2d: np.ndarray, case_id="c1", spacing=(0.5, 0.5)) -> Sli
                    ((1, "liver"), (2, "lesion")), lesion_labels=(2,))
     rows, cols = labels_2d.shape
     content = SliceContent("CT", "CT", "axial", 4, encode_png(np.zeros((rows, cols), np.uint8)), (rows, cols),
-                           spacing, spacing[0], Window("soft_tissue", -160.0, 240.0), labels_2d)
+                           spacing, spacing[0], Window("soft_tissue", -160.0, 240.0), PackedArray.pack(labels_2d))
     geometry = {"orig_orientation": "LPS", "obliquity_deg": 0.0, "orig_spacing_mm": [0.5, 0.5, 2.0],
-                "orig_shape": [cols, rows, 9], "affine_source": "sform", "sform_qform_mismatch": False}
-    provenance = row_builders.provenance(case, geometry, "sha-img", "sha-seg", "finest", "test", PARAMS)
+                "orig_shape": [cols, rows, 9], "affine_source": "sform", "sform_qform_mismatch": False,
+                "reader": "test"}
+    provenance = row_builders.provenance(case, geometry, {"mem://img": "sha-img", "mem://seg": "sha-seg"},
+                                         "finest", "test", PARAMS)
     return SliceRecord(case, "train", provenance, content)
 
 
@@ -140,3 +144,23 @@ def test_duplicate_sample_ids_fail_the_run_naming_both():
     with pytest.raises(Exception, match=f"sample_id {row['sample_id']} is shared by"):
         with BeamPipeline() as pipeline:
             _ = pipeline | beam.Create([row, dict(row)]) | CheckUniqueIds()
+
+
+def test_write_table_splits_a_partition_into_deterministic_sorted_shards(tmp_path):
+    labels = np.zeros((30, 40), np.uint8)
+    for index in range(6):
+        labels[2 + 4 * index:4 + 4 * index, 1:39:3] = 1 + index % 2
+    rows = row_builders.detection_rows(slice_record(labels))
+    target_mb = 3 * row_bytes(rows[0]) / 2**20  # about three rows per file
+    digests = []
+    for attempt in range(2):
+        output = str(tmp_path / f"out{attempt}")
+        with BeamPipeline() as pipeline:
+            _ = pipeline | beam.Create(rows) | WriteTable(output, partition_of, lambda r: r["task"], target_mb)
+        files = sorted(glob.glob(os.path.join(output, "dataset=demo/task=detection/split=train/*.parquet")))
+        tables = [pq.read_table(f) for f in files]
+        assert 1 < len(files) <= shard_count(sum(row_bytes(r) for r in rows), target_mb)  # a shard may be empty
+        assert all(t.column("sample_id").to_pylist() == sorted(t.column("sample_id").to_pylist()) for t in tables)
+        assert sorted(i for t in tables for i in t.column("sample_id").to_pylist()) == sorted(r["sample_id"] for r in rows)
+        digests.append([hashlib.sha256(open(f, "rb").read()).hexdigest() for f in files])
+    assert digests[0] == digests[1]

@@ -78,10 +78,10 @@ def test_same_voxels_in_any_storage_order_give_identical_boxes(tmp_path):
 
 
 def test_display_orientation_is_radiological(tmp_path):
-    """A marker on the patient's left, anterior and superior lands image-right / top."""
-    shape = (40, 40, 40)
+    """An off-diagonal marker (left, anterior, superior; each offset different) lands where each plane's convention says."""
+    shape = (40, 50, 60)
     affine = centred_affine(shape, "LPS", (1.0, 1.0, 1.0))
-    marker = Cuboid(1, (-18.0, 10.0, 10.0), (-10.0, 18.0, 18.0))  # left (x<0), anterior, superior
+    marker = Cuboid(1, (-16.0, 4.0, 20.0), (-10.0, 8.0, 26.0))  # x = -13 (left), y = +6, z = +23 mm
     body = Cuboid(2, (-5.0, -5.0, -5.0), (5.0, 5.0, 5.0))
     labels = rasterize(shape, affine, (body, marker))
     loaded = save_case(tmp_path, "marker", labels.astype(np.int16), labels, affine, ((1, "marker"), (2, "body")))
@@ -91,12 +91,14 @@ def test_display_orientation_is_radiological(tmp_path):
             x0, y0, x1, y1 = box.box_xyxy_px
             rows, cols = content.shape_rows_cols
             centres.setdefault((content.plane, box.label), ((x0 + x1) / 2 / cols, (y0 + y1) / 2 / rows))
-    ax_x, ax_y = centres[("axial", 1)]
-    assert ax_x > 0.5 and ax_y < 0.5  # patient left on image right, anterior up
-    co_x, co_y = centres[("coronal", 1)]
-    assert co_x > 0.5 and co_y < 0.5  # patient left on image right, superior up
-    sa_x, sa_y = centres[("sagittal", 1)]
-    assert sa_x < 0.5 and sa_y < 0.5  # anterior on image left, superior up
+    # Field: x spans 40 mm, y 50 mm, z 60 mm, centred on 0. Expected fractions across the image:
+    left_on_right = 0.5 + 13 / 40  # axial/coronal x: patient left on image right
+    anterior_up = 0.5 - 6 / 50  # axial y: anterior up
+    superior_up = 0.5 - 23 / 60  # coronal/sagittal y: superior up
+    anterior_left = 0.5 - 6 / 50  # sagittal x: anterior on image left
+    assert centres[("axial", 1)] == pytest.approx((left_on_right, anterior_up), abs=0.02)
+    assert centres[("coronal", 1)] == pytest.approx((left_on_right, superior_up), abs=0.02)
+    assert centres[("sagittal", 1)] == pytest.approx((anterior_left, superior_up), abs=0.02)
 
 
 def test_oblique_grid_records_obliquity_and_keeps_sizes_physical(tmp_path):

@@ -8,13 +8,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator, Optional
 
+import nibabel as nib
 import numpy as np
+import PIL
+import SimpleITK as sitk
 
 from transforms import nifti
 from transforms.errors import PipelineError, Reason
 from transforms.intensity import Window, encode_png, to_uint8, window_for
 from transforms.landmarks import LandmarkSpace, MeasuredValue, Measurement, measure, point_pairs_from_labels, \
     read_xy_text, to_world_ras
+from transforms.packed import PackedArray
 from transforms.planes import SpacingMode, display_slice, labelled_slice_indices, plane_grid, planes_of
 from transforms.readers import PlanarGeometry, read_planar, resample_through_transform
 from transforms.volume import Volume, check_orthonormal, check_same_grid, grid_of, to_canonical
@@ -69,7 +73,9 @@ class CaseRef:
     lesion_labels: tuple[int, ...] = ()  # labels measured by the tumour/lesion size task
     licence: str = ""
     redistributable: bool = True
+    dataset_version: Optional[str] = None
     official_split: Optional[str] = None
+    listing_error: Optional[tuple[str, str]] = None  # (reason, message) when the listing already found it bad
     planar: Optional[PlanarGeometry] = None  # set for 2D rasters (BMP, PNG); NIfTI otherwise
     landmarks: Optional[LandmarkSpec] = None
     realign: Optional[RealignSpec] = None
@@ -122,8 +128,14 @@ class SliceContent:
     spacing_mm_row_col: tuple[float, float]
     square_spacing_mm: Optional[float]
     window: Window
-    labels_2d: np.ndarray
+    packed_labels: PackedArray
     measurements: tuple[PlacedMeasurement, ...] = ()
+    labels_lost: tuple[int, ...] = ()  # labels of the source slice that resampling removed
+
+    @property
+    def labels_2d(self) -> np.ndarray:
+        """The label slice in this slice's displayed pixel frame."""
+        return self.packed_labels.unpack()
 
 
 def check_label_values(labels: np.ndarray, known: dict[int, str], uri: str) -> None:
@@ -138,9 +150,10 @@ def check_label_values(labels: np.ndarray, known: dict[int, str], uri: str) -> N
         )
 
 
-def _geometry(grid: Volume, affine_source: str, mismatch: bool) -> dict:
+def _geometry(grid: Volume, affine_source: str, mismatch: bool, reader: str) -> dict:
     """The allowlisted geometry facts of the grid the case was read on (for provenance)."""
     return {
+        "reader": reader,
         "orig_orientation": grid.orientation_code,
         "obliquity_deg": grid.obliquity_deg,
         "orig_spacing_mm": [float(s) for s in grid.spacing_mm],
@@ -155,19 +168,20 @@ def read_images(case: CaseRef, local: dict[str, str]) -> tuple[dict[str, Volume]
     if case.planar is not None:
         image = read_planar(local[case.image_uri], case.planar, case.image_uri)
         return {case.sequences[0].name: image}, grid_of(image.array.shape, image.affine_ras), \
-            _geometry(image, "declared", False)
+            _geometry(image, "declared", False, f"pillow {PIL.__version__}")
     if case.realign is not None:
         image = resample_through_transform(local[case.image_uri], local[case.realign.reference_uri],
                                            local[case.realign.transform_uri], case.image_uri)
         grid = grid_of(image.array.shape, image.affine_ras)
-        return {case.sequences[0].name: image}, grid, _geometry(grid, "itk_resampled", False)
+        return {case.sequences[0].name: image}, grid, _geometry(grid, "itk_resampled", False,
+                                                                f"SimpleITK {sitk.Version.VersionString()}")
     image_file = nifti.load(local[case.image_uri], case.image_uri)
     affine = nifti.resolve_affine(image_file.header)
     check_orthonormal(affine.affine_ras)
     grid = grid_of(nifti.spatial_shape(image_file.shape), affine.affine_ras)
     images = {seq.name: Volume(nifti.read_channel(image_file, seq.channel, case.image_uri), affine.affine_ras)
               for seq in case.sequences}
-    return images, grid, _geometry(grid, affine.source, affine.sform_qform_mismatch)
+    return images, grid, _geometry(grid, affine.source, affine.sform_qform_mismatch, f"nibabel {nib.__version__}")
 
 
 def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume:
@@ -256,7 +270,10 @@ def extract_slices(loaded: LoadedCase, spacing: SpacingMode) -> Iterator[SliceCo
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing)
         shown = {index for p, index in placed if p == plane}
         for index in sorted(set(labelled_slice_indices(labels.array, plane).tolist()) | shown):
-            labels_2d = grid.resample_labels(display_slice(labels.array, plane, index))
+            source_labels = display_slice(labels.array, plane, index)
+            labels_2d = grid.resample_labels(source_labels)
+            lost = lost_labels(source_labels, labels_2d) if grid.downsamples else ()
+            packed = PackedArray.pack(labels_2d)
             for seq in loaded.case.sequences:
                 pixels = grid.resample_image(display_slice(loaded.images[seq.name].array, plane, index))
                 yield SliceContent(
@@ -269,9 +286,15 @@ def extract_slices(loaded: LoadedCase, spacing: SpacingMode) -> Iterator[SliceCo
                     spacing_mm_row_col=grid.spacing_mm_row_col,
                     square_spacing_mm=grid.square_spacing_mm,
                     window=windows[seq.name],
-                    labels_2d=labels_2d,
+                    packed_labels=packed,
                     measurements=tuple(placed.get((plane, index), ())),
+                    labels_lost=lost,
                 )
+
+
+def lost_labels(source: np.ndarray, resampled: np.ndarray) -> tuple[int, ...]:
+    """Labels present before resampling and gone after (possible only when downsampling)."""
+    return tuple(sorted(int(v) for v in set(np.unique(source).tolist()) - set(np.unique(resampled).tolist())))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -36,8 +36,9 @@ def ct_window(name: str) -> Window:
 
 
 def percentile_window(volume: np.ndarray) -> Window:
-    """0.5-99.5 percentile window of a whole volume; a constant volume gets a 1-unit window."""
-    low, high = (float(v) for v in np.percentile(volume, PERCENTILE_WINDOW))
+    """0.5-99.5 percentile window of a whole volume's finite voxels; a constant volume gets a 1-unit window."""
+    finite = volume[np.isfinite(volume)] if not np.all(np.isfinite(volume)) else volume
+    low, high = (float(v) for v in np.percentile(finite, PERCENTILE_WINDOW)) if finite.size else (0.0, 1.0)
     if high <= low:
         high = low + 1.0
     return Window(f"p{PERCENTILE_WINDOW[0]:g}-p{PERCENTILE_WINDOW[1]:g}", low, high)
@@ -51,9 +52,9 @@ def window_for(modality: str, ct_window_name: str | None, volume: np.ndarray) ->
 
 
 def to_uint8(slice_2d: np.ndarray, window: Window) -> np.ndarray:
-    """Linear map of [low, high] to [0, 255], clipped and rounded."""
+    """Linear map of [low, high] to [0, 255], clipped and rounded; non-finite voxels become 0."""
     scaled = (slice_2d.astype(np.float32) - window.low) * (255.0 / (window.high - window.low))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(np.nan_to_num(scaled, nan=0.0)), 0, 255).astype(np.uint8)
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

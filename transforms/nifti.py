@@ -49,10 +49,12 @@ def gzip_problem(path: str) -> Reason | None:
 
 @contextlib.contextmanager
 def reading(uri: str, path: str = ""):
-    """Turn the many ways a NIfTI read fails into a quarantine reason naming the file.
+    """Turn the ways a NIfTI file can be bad into a quarantine reason naming the file.
 
-    `path` is the local copy of `uri`; for a `.gz` file it is checked to tell a damaged
-    stream from a damaged header.
+    Only content errors are translated. Other I/O errors (network, full disk) propagate
+    unchanged so the runner retries the work instead of quarantining a good file. `path` is
+    the local copy of `uri`; for a `.gz` file it is checked to tell a damaged stream from a
+    damaged header.
     """
     try:
         yield
@@ -60,15 +62,24 @@ def reading(uri: str, path: str = ""):
         raise
     except FileNotFoundError as exc:
         raise PipelineError(Reason.MISSING_FILE, f"file not found: {exc.filename}", uri) from exc
-    except (nib.filebasedimages.ImageFileError, ValueError, OSError, EOFError, zlib.error) as exc:
+    except (gzip.BadGzipFile, EOFError, zlib.error, nib.filebasedimages.ImageFileError,
+            nib.spatialimages.HeaderDataError, ValueError) as exc:
+        raise _bad_file(exc, uri, gzip_problem(path) if path.endswith(".gz") else None) from exc
+    except OSError as exc:
         problem = gzip_problem(path) if path.endswith(".gz") else None
-        messages = {
-            Reason.NOT_GZIP: "named .gz but not gzip data",
-            Reason.TRUNCATED_GZIP: "compressed stream ends early or is corrupt (truncated download?)",
-            None: "not a readable NIfTI file",
-        }
-        raise PipelineError(problem or Reason.UNREADABLE,
-                            f"{messages[problem]} ({type(exc).__name__}: {exc})", uri) from exc
+        if problem is None:
+            raise  # an I/O failure (network, disk), not a bad file: the runner retries it
+        raise _bad_file(exc, uri, problem) from exc
+
+
+def _bad_file(exc: Exception, uri: str, gzip_reason: Reason | None) -> PipelineError:
+    messages = {
+        Reason.NOT_GZIP: "named .gz but not gzip data",
+        Reason.TRUNCATED_GZIP: "compressed stream ends early or is corrupt (truncated download?)",
+        None: "not a readable NIfTI file",
+    }
+    return PipelineError(gzip_reason or Reason.UNREADABLE, f"{messages[gzip_reason]} ({type(exc).__name__}: {exc})",
+                         uri)
 
 
 def _usable(matrix: np.ndarray | None) -> bool:

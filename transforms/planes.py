@@ -118,6 +118,12 @@ class PlaneGrid:
         row_mm, col_mm = self.spacing_mm_row_col
         return row_mm if abs(row_mm - col_mm) <= SPACING_REL_TOL * col_mm else None
 
+    @property
+    def downsamples(self) -> bool:
+        """True when an output pixel is larger than the source pixel along rows or columns."""
+        return any(dst > src * (1 + SPACING_REL_TOL)
+                   for dst, src in zip(self.spacing_mm_row_col, self.source_spacing_mm_row_col))
+
     def resample_image(self, slice_2d: np.ndarray) -> np.ndarray:
         rows = interpolate_linear(slice_2d, 0, self.row_positions)
         return interpolate_linear(rows, 1, self.col_positions)
@@ -148,12 +154,12 @@ class PlaneGrid:
 def target_spacing_mm(row_mm: float, col_mm: float, mode: SpacingMode) -> tuple[float, float]:
     """Output (row, col) pixel spacing of a plane for a spacing mode.
 
-    `finest` rounds to 1e-6 mm: headers store spacings as float32 (0.7 reads as 0.69999999),
-    and an output grid is ours to choose; the rounding is far inside the no-resampling tolerance.
+    `finest` keeps the header's value exactly (float32 headers make 0.7 read as 0.69999999),
+    so an axis already at that spacing is never interpolated.
     """
     if mode == "native":
         return row_mm, col_mm
-    side = round(min(row_mm, col_mm), 6) if mode == "finest" else float(mode)
+    side = min(row_mm, col_mm) if mode == "finest" else float(mode)
     return side, side
 
 

@@ -15,6 +15,7 @@ import posixpath
 from pipeline import storage
 from pipeline.sources.base import Source, SourceError, SourceInfo
 from transforms.case import CaseRef, SequenceRef
+from transforms.errors import Reason
 
 LICENCE = "CC-BY-SA-4.0"
 # CT windows by MSD task name; every other CT task is abdominal soft tissue.
@@ -75,27 +76,45 @@ def task_lesion_labels(task_name: str) -> tuple[int, ...]:
 
 
 def list_task(task_root: str, dataset: str, licence: str, lesion_labels: tuple[int, ...]) -> list[CaseRef]:
-    """The labelled training cases of one MSD-layout task folder."""
+    """The labelled training cases of one MSD-layout task folder.
+
+    A malformed `training` entry becomes a case with a `listing_error`, quarantined by the
+    pipeline like any other bad input; it never stops the listing.
+    """
     meta = read_dataset_json(task_root)
     task_name = storage.basename(task_root)
-    sequences, labels = sequences_of(meta, task_name), labels_of(meta)
+    try:
+        sequences, labels = sequences_of(meta, task_name), labels_of(meta)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise SourceError(f"{storage.join(task_root, 'dataset.json')}: bad modality or labels map ({exc})") from exc
+    release = meta.get("release") if isinstance(meta.get("release"), str) else None
     cases = []
-    for entry in meta.get("training", []):
-        stem = case_stem(entry["image"])
-        case_id = f"{task_name}/{stem}"
-        cases.append(CaseRef(
-            dataset=dataset,
-            case_id=case_id,
-            subject_id=case_id,
-            image_uri=storage.join(task_root, entry["image"].removeprefix("./")),
-            mask_uri=storage.join(task_root, entry["label"].removeprefix("./")),
-            sequences=sequences,
-            labels=labels,
-            lesion_labels=lesion_labels,
-            licence=licence,
-            redistributable=True,
-        ))
+    for number, entry in enumerate(meta.get("training", [])):
+        fields = dict(dataset=dataset, sequences=sequences, labels=labels, lesion_labels=lesion_labels,
+                      licence=licence, redistributable=True, dataset_version=release)
+        try:
+            image, label = (safe_relative(entry[key]) for key in ("image", "label"))
+        except (KeyError, TypeError, ValueError) as exc:
+            reason = Reason.UNSAFE_PATH if isinstance(exc, ValueError) else Reason.BAD_LISTING
+            case_id = f"{task_name}/training[{number}]"
+            cases.append(CaseRef(case_id=case_id, subject_id=case_id, image_uri=storage.join(task_root, "dataset.json"),
+                                 mask_uri="", listing_error=(reason.value, f"training entry {entry!r}: {exc}"),
+                                 **fields))
+            continue
+        case_id = f"{task_name}/{case_stem(image)}"
+        cases.append(CaseRef(case_id=case_id, subject_id=case_id, image_uri=storage.join(task_root, image),
+                             mask_uri=storage.join(task_root, label), **fields))
     return cases
+
+
+def safe_relative(path: str) -> str:
+    """A path inside the task folder: no absolute paths, no `..`; raises ValueError otherwise."""
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a string, got {type(path).__name__}")
+    cleaned = posixpath.normpath(path.removeprefix("./"))
+    if posixpath.isabs(cleaned) or cleaned == ".." or cleaned.startswith("../") or "://" in cleaned:
+        raise ValueError(f"path {path!r} leaves the dataset folder")
+    return cleaned
 
 
 class MsdSource(Source):

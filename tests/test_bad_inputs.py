@@ -1,0 +1,102 @@
+"""Bad input is quarantined with a reason and loses nothing else; I/O failures are left to the runner."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
+
+from pipeline.cli import main
+from pipeline.stages import Guarded
+from tests.conftest import brain_case, make_msd_task, write_nifti
+from transforms.case import CaseRef, SequenceRef, extract_slices, load_nifti_case
+from transforms.intensity import percentile_window, to_uint8
+from transforms.phantoms import grid_affine
+
+
+def quarantine_rows(output):
+    files = glob.glob(os.path.join(output, "quarantine", "*.parquet"))
+    return [row for f in files for row in pq.read_table(f).to_pylist()]
+
+
+def test_leftovers_of_a_failed_run_are_not_overwritten(tmp_path, capsys):
+    output = tmp_path / "out"
+    leftover = output / "quarantine" / "part-00000-of-00001.parquet"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"from an earlier run")
+    assert main(["build", "--source", "msd=" + str(tmp_path), "--output", str(output)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert leftover.read_bytes() == b"from an earlier run"
+
+
+class _FlakyStorage(beam.DoFn):
+    def process(self, element):
+        raise ConnectionResetError("network blip")
+
+
+def test_io_errors_fail_the_bundle_for_a_retry_instead_of_quarantining():
+    with pytest.raises(Exception, match="network blip"):
+        with BeamPipeline() as pipeline:
+            _ = pipeline | beam.Create([1]) | Guarded("load", _FlakyStorage())
+
+
+def test_nan_voxels_do_not_blacken_a_percentile_window():
+    volume = np.arange(1000, dtype=np.float32).reshape(10, 10, 10)
+    volume[0, 0, 0] = np.nan
+    window = percentile_window(volume)
+    assert np.isfinite([window.low, window.high]).all() and window.low < window.high
+    pixels = to_uint8(volume[5], window)
+    assert pixels.min() < 128 < pixels.max()
+
+
+def test_labels_lost_to_coarse_spacing_are_reported(tmp_path):
+    shape = (40, 40, 10)
+    affine = grid_affine("RAS", (0.5, 0.5, 2.0))
+    labels = np.zeros(shape, np.uint8)
+    labels[5:35, 5:35, 3:6] = 1
+    labels[20, 5:35, 3:6] = 2  # a plate one voxel (0.5 mm) thick
+    image_path = write_nifti(tmp_path / "img.nii.gz", labels.astype(np.int16), affine)
+    mask_path = write_nifti(tmp_path / "seg.nii.gz", labels, affine)
+    case = CaseRef("t", "c", "c", image_path, mask_path, (SequenceRef("CT", "CT"),), ((1, "organ"), (2, "plate")))
+    loaded = load_nifti_case(case, image_path, mask_path)
+    assert not any(c.labels_lost for c in extract_slices(loaded, "finest"))
+    lost = {(c.plane, c.labels_lost) for c in extract_slices(loaded, 2.0) if c.labels_lost}
+    assert ("axial", (2,)) in lost
+
+
+def test_msd_listing_problems_and_empty_cases_are_quarantined(tmp_path):
+    task = make_msd_task(tmp_path / "msd", n_cases=2)
+    image, _, affine = brain_case(seed=5)
+    write_nifti(os.path.join(task, "imagesTr", "BRATS_009.nii.gz"), image, affine)
+    write_nifti(os.path.join(task, "labelsTr", "BRATS_009.nii.gz"), np.zeros(image.shape[:3], np.uint8), affine)
+    meta_path = os.path.join(task, "dataset.json")
+    meta = json.load(open(meta_path))
+    meta["training"] += [
+        {"image": "./imagesTr/BRATS_009.nii.gz", "label": "./labelsTr/BRATS_009.nii.gz"},  # empty mask
+        {"image": "../../etc/passwd", "label": "./labelsTr/BRATS_001.nii.gz"},  # traversal
+        {"image": "./imagesTr/BRATS_002.nii.gz"},  # no label
+        {"image": "./imagesTr/BRATS_404.nii.gz", "label": "./labelsTr/BRATS_404.nii.gz"},  # missing files
+    ]
+    json.dump(meta, open(meta_path, "w"))
+    output = str(tmp_path / "out")
+    assert main(["build", "--source", f"msd={task}", "--output", output]) == 0
+    reasons = sorted((q["case_id"], q["reason"]) for q in quarantine_rows(output))
+    assert reasons == [
+        ("Task01_BrainTumour/BRATS_009", "empty_case"),
+        ("Task01_BrainTumour/BRATS_404", "missing_file"),
+        ("Task01_BrainTumour/training[3]", "unsafe_path"),
+        ("Task01_BrainTumour/training[4]", "bad_listing"),
+    ]
+    stats = json.load(open(os.path.join(output, "stats.json")))
+    assert stats["cases"]["msd"] == {"listed": 6, "with_pairs": 2}
+
+
+def test_dataflow_cannot_be_given_local_paths(tmp_path, msd_task, capsys):
+    argv = ["build", "--source", f"msd={msd_task}", "--output", str(tmp_path / "o"), "--runner", "DataflowRunner"]
+    assert main(argv) == 2
+    assert "cannot read local paths" in capsys.readouterr().err
