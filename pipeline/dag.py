@@ -6,7 +6,8 @@ import json
 import apache_beam as beam
 
 from pipeline.config import BuildConfig
-from pipeline.stages import CheckUniqueIds, DeriveBoxes, DeriveLesionSizes, ExtractSlices, ValidatePairs
+from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLandmarkMeasures, DeriveLesionSizes, ExtractSlices,
+                             ValidatePairs)
 from pipeline.write import WriteTable, partition_of
 from transforms.case import CaseRef
 
@@ -25,9 +26,11 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
     slices = slices | "SpreadSlices" >> beam.Reshuffle()
     boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()
     sizes, size_quarantine = slices | "DeriveLesionSizes" >> DeriveLesionSizes()
-    pairs, invalid = (boxes, sizes) | "AllPairs" >> beam.Flatten() | "ValidatePairs" >> ValidatePairs()
+    measures, measure_quarantine = slices | "DeriveLandmarkMeasures" >> DeriveLandmarkMeasures()
+    pairs, invalid = (boxes, sizes, measures) | "AllPairs" >> beam.Flatten() | "ValidatePairs" >> ValidatePairs()
     _ = pairs | "CheckUniqueIds" >> CheckUniqueIds()
-    quarantine = (load_quarantine, box_quarantine, size_quarantine, invalid) | "AllQuarantine" >> beam.Flatten()
+    quarantine = ((load_quarantine, box_quarantine, size_quarantine, measure_quarantine, invalid)
+                  | "AllQuarantine" >> beam.Flatten())
 
     pair_files = pairs | "WritePairs" >> WriteTable(
         config.output, partition_of, lambda row: row["task"], config.target_file_mb)

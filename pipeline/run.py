@@ -54,14 +54,21 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
     return selected
 
 
-def estimated_slices(case: CaseRef) -> int:
-    """Upper bound of the slices a case yields: every slice of every plane and sequence."""
-    with storage.FileSystems.open(case.image_uri, compression_type=storage.RAW) as handle:
+def nifti_header_shape(uri: str) -> tuple[int, int, int]:
+    """Spatial shape from a NIfTI header, reading only the first bytes of the object."""
+    with storage.FileSystems.open(uri, compression_type=storage.RAW) as handle:
         head = handle.read(1 << 16)
-    if case.image_uri.endswith(".gz"):
+    if uri.endswith(".gz"):
         head = gzip.GzipFile(fileobj=io.BytesIO(head)).read(NIFTI_HEADER_BYTES)
     header_class = nib.Nifti2Header if int.from_bytes(head[:4], "little") == 540 else nib.Nifti1Header
-    shape = spatial_shape(header_class.from_fileobj(io.BytesIO(head)).get_data_shape())
+    return spatial_shape(header_class.from_fileobj(io.BytesIO(head)).get_data_shape())
+
+
+def estimated_slices(case: CaseRef) -> int:
+    """Upper bound of the slices a case yields: every slice of every plane and sequence."""
+    if case.planar is not None:
+        return len(case.sequences)  # a 2D image is one slice
+    shape = nifti_header_shape(case.realign.reference_uri if case.realign else case.image_uri)
     return len(case.sequences) * sum(shape[SLICE_AXIS[plane]] for plane in planes_of(shape))
 
 

@@ -183,6 +183,21 @@ class DeriveLesionSizes(beam.PTransform):
         return slices | Guarded("tumor_lesion_size", _DeriveLesionSizesFn())
 
 
+class _DeriveLandmarkMeasuresFn(beam.DoFn):
+    def process(self, record: SliceRecord):
+        pairs = row_builders.measurement_rows(record)
+        if pairs:
+            count(record.case.dataset, "angle_distance", "pairs", len(pairs))
+        yield from pairs
+
+
+class DeriveLandmarkMeasures(beam.PTransform):
+    """SliceRecord -> angle/distance rows for the measurements shown on that slice."""
+
+    def expand(self, slices):
+        return slices | Guarded("angle_distance", _DeriveLandmarkMeasuresFn())
+
+
 class _ValidatePairsFn(beam.DoFn):
     def process(self, row: dict):
         problems = pair_problems(row)

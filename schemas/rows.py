@@ -4,7 +4,7 @@ from __future__ import annotations
 from schemas.tables import SCHEMA_VERSION
 from transforms import ids
 from transforms.boxes import ComponentBox, component_boxes
-from transforms.case import CaseRef, SliceRecord
+from transforms.case import CaseRef, PlacedMeasurement, SliceRecord
 from transforms.lesions import LesionSize, Rejection, measure_component, target_components
 
 
@@ -132,6 +132,27 @@ def lesion_rows(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Reject
         else:
             pairs.append(lesion_size_row(record, label, index, count, size))
     return pairs, rejected
+
+
+def measurement_row(record: SliceRecord, placed: PlacedMeasurement) -> dict:
+    """One angle/distance pair: the measured value and its landmarks in this slice's pixels."""
+    measurement, value = placed.measurement, placed.value
+    row = _common(record, "angle_distance", f"measurement={measurement.name}")
+    row.update({
+        "metric_name": measurement.name,
+        "metric_description": measurement.description or None,
+        "metric_type": measurement.kind,
+        "value": float(value.value),
+        "unit": value.unit,
+        "directed_angle_deg": None if value.directed_angle_deg is None else float(value.directed_angle_deg),
+        "landmarks_xy_px": [{"name": name, "x": float(x), "y": float(y)} for name, x, y in placed.landmarks_xy_px],
+    })
+    return row
+
+
+def measurement_rows(record: SliceRecord) -> list[dict]:
+    """Every angle/distance pair shown on a slice."""
+    return [measurement_row(record, placed) for placed in record.content.measurements]
 
 
 def quarantine_row(dataset: str, case_id: str, source_uri: str, stage: str, reason: str, message: str,

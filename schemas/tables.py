@@ -110,6 +110,25 @@ TUMOR_LESION_SIZE_FIELDS = [
     _field("n_components", pa.int32(), "components of this label in this slice, counted before any guard"),
 ]
 
+LANDMARK_TYPE = pa.struct([
+    _field("name", pa.string(), "landmark id, e.g. P1"),
+    _field("x", pa.float64(), "column position; " + EDGE_FRAME, "px"),
+    _field("y", pa.float64(), "row position; " + EDGE_FRAME, "px"),
+])
+
+ANGLE_DISTANCE_FIELDS = [
+    _field("metric_name", pa.string(), "measurement key, e.g. L-1-10 or A-L_2_5-L_2_6"),
+    _field("metric_description", pa.string(), "what is measured, e.g. the clinical name"),
+    _field("metric_type", pa.string(), "angle | distance"),
+    _field("value", pa.float64(),
+           "distance in mm (3D, world space) or angle in degrees (unsigned acute, [0, 90], as MedVision)", "mm|deg"),
+    _field("unit", pa.string(), "mm | deg"),
+    _field("directed_angle_deg", pa.float64(), "angle between the directed lines a->b and c->d, [0, 180]; "
+           "null for distances", "deg"),
+    _field("landmarks_xy_px", pa.list_(LANDMARK_TYPE),
+           "the measurement's landmarks projected into this slice (a 3D point may lie off the slice)"),
+]
+
 QUARANTINE_FIELDS = [
     _field("dataset", pa.string(), "source dataset"),
     _field("case_id", pa.string(), "case within the dataset"),
@@ -135,6 +154,7 @@ def _schema(fields: list[pa.Field], *, images: bool) -> pa.Schema:
 SCHEMAS = {
     "detection": _schema(COMMON_FIELDS + DETECTION_FIELDS, images=True),
     "tumor_lesion_size": _schema(COMMON_FIELDS + TUMOR_LESION_SIZE_FIELDS, images=True),
+    "angle_distance": _schema(COMMON_FIELDS + ANGLE_DISTANCE_FIELDS, images=True),
     "quarantine": _schema(QUARANTINE_FIELDS, images=False),
 }
 

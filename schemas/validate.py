@@ -110,7 +110,32 @@ def _lesion_problems(row: dict) -> list[str]:
         "longest_diameter_endpoints_xy_px", "perpendicular_diameter_endpoints_xy_px"))
 
 
-SEMANTIC_CHECKS = {"detection": _detection_problems, "tumor_lesion_size": _lesion_problems}
+def _measurement_problems(row: dict) -> list[str]:
+    value, unit, kind = row.get("value"), row.get("unit"), row.get("metric_type")
+    if not isinstance(value, float) or not math.isfinite(value):
+        return [f"value {value} is not a finite number"]
+    problems = []
+    if kind == "angle":
+        directed = row.get("directed_angle_deg")
+        if unit != "deg" or not 0 <= value <= 90:
+            problems.append(f"angle {value} {unit} is not an unsigned acute angle in degrees")
+        if directed is None or not 0 <= directed <= 180 or abs(min(directed, 180 - directed) - value) > 1e-6:
+            problems.append(f"directed angle {directed} does not match the acute angle {value}")
+    elif kind == "distance":
+        row_mm, col_mm = row["pixel_spacing_mm_row_col"]
+        diagonal_mm = math.hypot(row["image_width_px"] * col_mm, row["image_height_px"] * row_mm)
+        if unit != "mm" or not 0 < value < diagonal_mm:
+            problems.append(f"distance {value} {unit} is not in (0, {diagonal_mm:.1f}) mm, the image diagonal")
+    else:
+        problems.append(f"metric_type {kind!r} is not angle or distance")
+    points = [[p.get("x"), p.get("y")] for p in row.get("landmarks_xy_px") or []]
+    if not points:
+        problems.append("no landmarks")
+    return problems + (_inside_image({**row, "points": points}, ("points",)) if points else [])
+
+
+SEMANTIC_CHECKS = {"detection": _detection_problems, "tumor_lesion_size": _lesion_problems,
+                   "angle_distance": _measurement_problems}
 
 
 def pair_problems(row: dict) -> list[str]:

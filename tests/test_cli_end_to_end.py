@@ -46,9 +46,10 @@ def test_demo_build_writes_reconciled_partitions(demo_build):
     table = pairs_table(demo_build, ["dataset", "task", "split", "sample_id", "case_id"])
     assert table.num_rows == stats["total_rows"] > 1000
     assert len(set(table.column("sample_id").to_pylist())) == table.num_rows
-    assert stats["cases"]["demo"] == {"listed": 6, "with_pairs": 5}
+    assert stats["cases"]["demo"] == {"listed": 10, "with_pairs": 9}
     per_split = {(r["task"], r["split"]): r["rows"] for r in stats["rows"]}
-    assert set(per_split) == {(task, split) for task in ("detection", "tumor_lesion_size") for split in ("train", "test")}
+    assert set(per_split) == {(task, split) for task in ("detection", "tumor_lesion_size", "angle_distance")
+                              for split in ("train", "test")}
     assert sum(per_split.values()) == table.num_rows
     # One subject never straddles the split.
     case_splits = {}
@@ -143,10 +144,10 @@ def test_misuse_is_one_line_and_exit_code_2(tmp_path, capsys, demo_root, argv, m
 
 def test_dry_run_lists_cases_and_writes_nothing(tmp_path, demo_root, capsys):
     output = str(tmp_path / "dry")
-    assert main(["build", "--source", f"demo={demo_root}", "--output", output, "--dry-run", "--max-cases", "2"]) == 0
+    assert main(["build", "--source", f"demo={demo_root}", "--output", output, "--dry-run", "--max-cases", "3"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["case_id"] for line in lines] == ["Task01_DemoCT/demo_ct_00", "Task01_DemoCT/demo_ct_01"]
-    assert lines[0]["estimated_slices"] == 286 + 229 + 36
+    assert [line["case_id"] for line in lines] == ["Ceph/001", "Ceph/151", "FeTA/sub-001_rec-mial"]
+    assert [line["estimated_slices"] for line in lines] == [1, 1, 80 + 96 + 80]
     assert not os.path.exists(output)
 
 

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 from pipeline.sources.base import Source, SourceError, SourceInfo
+from pipeline.sources.ceph_biometrics_400 import CephBiometrics400Source
 from pipeline.sources.demo import DemoSource
+from pipeline.sources.feta24 import Feta24Source
 from pipeline.sources.msd import MsdSource
 
-SOURCES: dict[str, Source] = {source.info.name: source for source in (DemoSource(), MsdSource())}
+SOURCES: dict[str, Source] = {
+    source.info.name: source
+    for source in (DemoSource(), MsdSource(), CephBiometrics400Source(), Feta24Source())
+}
 
 
 def get_source(name: str) -> Source:

@@ -1,4 +1,7 @@
-"""`demo`: deterministic synthetic cases written in the MSD raw layout, then read like real data.
+"""`demo`: deterministic synthetic cases written in real raw layouts, then read like real data.
+
+Layouts: MSD (CT and a 4D MR task), Ceph-Biometrics-400 (2D BMP + landmark text) and FeTA 2024
+(T2w, tissue labels, biometry landmark mask and transform), each listed by its own adapter.
 
 The cases exercise what isotropic RAS data hides: anisotropic voxels (0.7x0.7x2.5 mm and an
 in-plane 0.5x2.0 mm grid), LPS storage, an axis permutation (PSL), an oblique grid, a 4D
@@ -8,7 +11,9 @@ the liver lesion is a 20 x 16 x 25 mm cuboid (x, y, z), with a 1.2 mm satellite 
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import io
 import json
 import os
 
@@ -17,11 +22,13 @@ import numpy as np
 
 from pipeline import storage
 from pipeline.sources.base import Source, SourceInfo
+from pipeline.sources.ceph_biometrics_400 import list_cephalograms
+from pipeline.sources.feta24 import list_feta
 from pipeline.sources.msd import list_task
 from transforms.case import CaseRef
 from transforms.phantoms import Cuboid, Ellipsoid, centred_affine, intensities, rasterize
 
-DEMO_VERSION = "demo-v2"
+DEMO_VERSION = "demo-v3"
 LICENCE = "CC0-1.0"
 COMPLETE_MARKER = "_COMPLETE"
 
@@ -128,6 +135,8 @@ def generate(root: str) -> None:
         image, labels, affine = mr_case(orientation, spacing, rotation, seed)
         mr_files[case_id] = (nifti_gz_bytes(image, affine), nifti_gz_bytes(labels, affine))
     write_task(root, "Task02_DemoMR", list(BRAIN_VALUES), BRAIN_LABELS, mr_files)
+    write_ceph(storage.join(root, "Ceph"))
+    write_feta(storage.join(root, "FeTA", "feta_2.4"))
     storage.write_bytes(marker, DEMO_VERSION.encode())
 
 
@@ -136,7 +145,7 @@ class DemoSource(Source):
         name="demo",
         anatomy="synthetic abdomen (CT) and brain (MR)",
         modalities=("CT", "MRI"),
-        tasks=("detection", "tumor_lesion_size"),
+        tasks=("detection", "tumor_lesion_size", "angle_distance"),
         licence=LICENCE,
         redistributable=True,
         citation="medvision-pipeline synthetic demo data",
@@ -150,4 +159,85 @@ class DemoSource(Source):
         generate(root)
         cases = [case for task, lesions in (("Task01_DemoCT", (5,)), ("Task02_DemoMR", (1, 2)))
                  for case in list_task(storage.join(root, task), "demo", LICENCE, lesions)]
+        cases += [dataclasses.replace(case, case_id=f"Ceph/{case.case_id}", subject_id=f"Ceph/{case.subject_id}",
+                                      licence=LICENCE)
+                  for case in list_cephalograms(storage.join(root, "Ceph"), "demo", LICENCE)]
+        cases += [dataclasses.replace(case, case_id=f"FeTA/{case.case_id}", subject_id=f"FeTA/{case.subject_id}",
+                                      licence=LICENCE, redistributable=True)
+                  for case in list_feta(storage.join(root, "FeTA", "feta_2.4"), "demo")]
         return sorted(cases, key=lambda case: case.case_id)
+
+
+# --- 2D cephalogram-like cases (Ceph-Biometrics-400 layout) ------------------------------------
+CEPH_SIZE_PX = (600, 750)  # width, height (the real images are 1935 x 2400 at the same 0.1 mm)
+# 1-based (x = column, y = row) positions of P1..P19, face looking to image-right.
+CEPH_LANDMARKS_PX = (
+    (200, 250), (480, 230), (420, 300), (130, 310), (470, 420), (450, 560), (460, 620), (430, 660), (450, 645),
+    (200, 560), (480, 480), (485, 470), (520, 470), (515, 520), (510, 420), (500, 630), (300, 410), (480, 400),
+    (170, 400),
+)
+CEPH_CASES = (("TrainingData", "001", 1.0, (0, 0)), ("Test1Data", "151", 1.05, (-12, 8)))
+
+
+def ceph_landmarks(scale: float, shift_px: tuple[int, int]) -> list[tuple[int, int]]:
+    """The template landmarks scaled about the image centre and shifted (whole pixels)."""
+    cx, cy = CEPH_SIZE_PX[0] / 2, CEPH_SIZE_PX[1] / 2
+    return [(round(cx + (x - cx) * scale) + shift_px[0], round(cy + (y - cy) * scale) + shift_px[1])
+            for x, y in CEPH_LANDMARKS_PX]
+
+
+def ceph_image(seed: int) -> bytes:
+    """An 8-bit BMP: a bright skull-like ellipse on a dark background, with noise."""
+    from PIL import Image
+
+    width, height = CEPH_SIZE_PX
+    yy, xx = np.mgrid[0:height, 0:width]
+    head = ((xx - 320) / 230.0) ** 2 + ((yy - 400) / 330.0) ** 2 <= 1.0
+    pixels = np.where(head, 170.0, 30.0) + np.random.default_rng(seed).normal(0, 8, (height, width))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format="BMP")
+    return buffer.getvalue()
+
+
+def write_ceph(root: str) -> None:
+    for seed, (folder, stem, scale, shift) in enumerate(CEPH_CASES):
+        storage.write_bytes(storage.join(root, "RawImage", folder, f"{stem}.bmp"), ceph_image(seed))
+        lines = [f"{x},{y}" for x, y in ceph_landmarks(scale, shift)] + ["2", "3"]  # real files go on past P19
+        storage.write_bytes(storage.join(root, "AnnotationsByMD", "400_senior", f"{stem}.txt"),
+                            ("\n".join(lines) + "\n").encode())
+
+
+# --- a fetal-brain-like case (FeTA 2024 layout) -------------------------------------------------
+FETA_SHAPE, FETA_SPACING_MM, FETA_ORIENTATION = (80, 96, 80), (0.8, 0.8, 0.8), "RAS"
+FETA_TISSUES = (
+    Ellipsoid(1, (0.0, 0.0, 0.0), (30.0, 36.0, 28.0)), Ellipsoid(2, (0.0, 0.0, 2.0), (27.0, 33.0, 25.0)),
+    Ellipsoid(3, (0.0, 0.0, 3.0), (23.0, 29.0, 21.0)), Ellipsoid(4, (0.0, 2.0, 5.0), (8.0, 12.0, 6.0)),
+    Ellipsoid(5, (0.0, -20.0, -12.0), (14.0, 8.0, 7.0)), Ellipsoid(6, (0.0, 6.0, -2.0), (6.0, 6.0, 5.0)),
+    Ellipsoid(7, (0.0, -10.0, -18.0), (4.0, 5.0, 8.0)),
+)
+FETA_VALUES = {1: 1400.0, 2: 700.0, 3: 900.0, 4: 1500.0, 5: 650.0, 6: 750.0, 7: 600.0}
+# Voxel pairs of the meas labels 1..5 (LCC, HV, bBIP, sBIP, TCD), on the meas (= image) grid.
+FETA_MEAS_VOXELS = {
+    1: ((40, 66, 50), (40, 34, 50)), 2: ((40, 24, 40), (40, 24, 26)), 3: ((66, 48, 46), (14, 48, 46)),
+    4: ((74, 48, 46), (6, 48, 46)), 5: ((56, 24, 28), (24, 24, 28)),
+}
+IDENTITY_ITK_TRANSFORM = (
+    "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+    "Parameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n")
+
+
+def write_feta(root: str) -> None:
+    affine = centred_affine(FETA_SHAPE, FETA_ORIENTATION, FETA_SPACING_MM)
+    labels = rasterize(FETA_SHAPE, affine, FETA_TISSUES)
+    image = intensities(labels, FETA_VALUES, background=0.0, noise_sd=20.0, seed=200)
+    meas = np.zeros(FETA_SHAPE, np.uint8)
+    for label, voxels in FETA_MEAS_VOXELS.items():
+        for voxel in voxels:
+            meas[voxel] = label
+    anat = storage.join(root, "sub-001", "anat")
+    storage.write_bytes(storage.join(anat, "sub-001_rec-mial_T2w.nii.gz"),
+                        nifti_gz_bytes(np.rint(image).astype(np.int16), affine))
+    storage.write_bytes(storage.join(anat, "sub-001_rec-mial_dseg.nii.gz"), nifti_gz_bytes(labels, affine))
+    biometry = storage.join(root, "derivatives", "biometry", "sub-001", "anat")
+    storage.write_bytes(storage.join(biometry, "sub-001_rec-mial_meas.nii.gz"), nifti_gz_bytes(meas, affine))
+    storage.write_bytes(storage.join(biometry, "sub-001_rec-mial_trf.txt"), IDENTITY_ITK_TRANSFORM.encode())
