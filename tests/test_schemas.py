@@ -67,3 +67,59 @@ def test_valid_row_has_no_problems(png_8x6):
 def test_broken_rows_are_named(png_8x6, change, expected):
     row = {**valid_row(png_8x6), **change}
     assert any(expected in problem for problem in pair_problems(row)), pair_problems(row)
+
+
+def common_part(png_bytes, task):
+    row = valid_row(png_bytes)
+    for key in ("label", "label_name", "box_xyxy_px", "box_xyxy_norm", "box_size_mm", "area_px", "component_index",
+                "n_components", "single_instance"):
+        row.pop(key)
+    return {**row, "task": task}
+
+
+def lesion_row(png_bytes):
+    return {**common_part(png_bytes, "tumor_lesion_size"), "label": 2, "label_name": "lesion", "major_axis_mm": 3.0,
+            "minor_axis_mm": 2.0, "ellipse_center_xy_px": [4.0, 3.0], "ellipse_angle_deg": 10.0,
+            "major_axis_endpoints_xy_px": [[1.0, 3.0], [7.0, 3.0]], "minor_axis_endpoints_xy_px": [[4.0, 1.0], [4.0, 5.0]],
+            "longest_diameter_mm": 3.1, "perpendicular_diameter_mm": 2.0,
+            "longest_diameter_endpoints_xy_px": [[1.0, 3.0], [7.0, 3.0]],
+            "perpendicular_diameter_endpoints_xy_px": [[4.0, 1.0], [4.0, 5.0]], "area_mm2": 4.5,
+            "component_index": 0, "n_components": 1}
+
+
+def measurement_row(png_bytes, kind="angle"):
+    row = {**common_part(png_bytes, "angle_distance"), "metric_name": "A", "metric_description": None,
+           "metric_type": kind, "value": 30.0, "unit": "deg", "directed_angle_deg": 150.0,
+           "landmarks_xy_px": [{"name": "P1", "x": 1.0, "y": 1.0}, {"name": "P2", "x": 5.0, "y": 5.0}]}
+    if kind == "distance":
+        row.update(value=3.0, unit="mm", directed_angle_deg=None)
+    return row
+
+
+def test_valid_lesion_and_measurement_rows_pass(png_8x6):
+    assert pair_problems(lesion_row(png_8x6)) == []
+    assert pair_problems(measurement_row(png_8x6)) == []
+    assert pair_problems(measurement_row(png_8x6, "distance")) == []
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"minor_axis_mm": 3.5}, "major"),
+    ({"perpendicular_diameter_mm": 0.0}, "longest"),
+    ({"major_axis_endpoints_xy_px": [[-1.0, 3.0], [7.0, 3.0]]}, "not inside"),
+    ({"area_mm2": float("nan")}, "finite"),
+])
+def test_broken_lesion_rows_are_named(png_8x6, change, expected):
+    row = {**lesion_row(png_8x6), **change}
+    assert any(expected in problem for problem in pair_problems(row)), pair_problems(row)
+
+
+@pytest.mark.parametrize("kind, change, expected", [
+    ("angle", {"value": 120.0, "directed_angle_deg": 120.0}, "unsigned acute"),
+    ("angle", {"directed_angle_deg": 40.0}, "does not match"),
+    ("distance", {"value": 50.0}, "image diagonal"),
+    ("distance", {"value": 0.0}, "image diagonal"),
+    ("distance", {"landmarks_xy_px": [{"name": "P1", "x": 9.5, "y": 1.0}]}, "not inside"),
+])
+def test_broken_measurement_rows_are_named(png_8x6, kind, change, expected):
+    row = {**measurement_row(png_8x6, kind), **change}
+    assert any(expected in problem for problem in pair_problems(row)), pair_problems(row)
