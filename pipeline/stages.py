@@ -1,10 +1,12 @@
 """The DAG's steps as thin PTransforms around pure functions of `transforms/` and `schemas/`.
 
 Every step has two outputs: its results and quarantine rows. Known bad input raises
-`PipelineError` and becomes a quarantine row with that reason; anything unexpected is caught
-by Beam's exception handling (`with_exception_handling`, which also buffers an element's
-outputs so a failing case never emits part of its slices) and quarantined as
-`unexpected_error` with the exception. Counters are named `<dataset>/<stage>/<outcome>`.
+`PipelineError` and becomes a quarantine row with that reason; an unexpected error of a kind
+that marks a bug or malformed data is caught by Beam's exception handling
+(`with_exception_handling`, which also buffers an element's outputs so a failing case never
+emits part of its slices) and quarantined as `unexpected_error` with the exception. I/O errors
+are left to fail the bundle, so the runner retries them. Counters are named
+`<dataset>/<stage>/<outcome>`.
 """
 from __future__ import annotations
 
