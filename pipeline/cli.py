@@ -14,11 +14,12 @@ import json
 import sys
 
 from pipeline.config import UsageError, add_build_arguments, config_from_args
-from pipeline.run import build
+from pipeline.run import FailureFractionError, ReconcileError, build
 from pipeline.sources import SOURCES
 from pipeline.version import __version__
 
 USAGE_EXIT = 2
+FAILED_EXIT = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"medvision-pipeline: error: {exc}", file=sys.stderr)
         return USAGE_EXIT
+    except (FailureFractionError, ReconcileError) as exc:
+        print(f"medvision-pipeline: build failed: {exc}", file=sys.stderr)
+        return FAILED_EXIT
     if "dry_run" in result:
         for line in result["dry_run"]:
             print(json.dumps(line))

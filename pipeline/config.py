@@ -16,6 +16,7 @@ from transforms.planes import SpacingMode, parse_spacing_mode
 
 DEFAULT_SPLIT_SALT = "medvision-v1"
 DEFAULT_TARGET_FILE_MB = 256
+DEFAULT_MAX_VOLUME_MB = 4096  # decoded float32 size of the largest volume a worker may load
 
 
 class UsageError(ValueError):
@@ -47,6 +48,13 @@ class BuildConfig:
     dry_run: bool = False
     split_salt: str = DEFAULT_SPLIT_SALT
     target_file_mb: int = DEFAULT_TARGET_FILE_MB
+    max_volume_mb: float = DEFAULT_MAX_VOLUME_MB
+    max_failure_fraction: float = 1.0
+
+    @property
+    def max_voxels(self) -> int:
+        """The memory budget as float32 voxels."""
+        return int(self.max_volume_mb * 2**20 / 4)
 
     @property
     def work_dir(self) -> str:
@@ -77,6 +85,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text}")
+    return value
+
+
 def _spacing(text: str) -> SpacingMode:
     try:
         return parse_spacing_mode(text)
@@ -97,6 +119,10 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-salt", default=DEFAULT_SPLIT_SALT, help="salt of the subject-level split hash")
     parser.add_argument("--target-file-mb", type=_positive_int, default=DEFAULT_TARGET_FILE_MB,
                         help="approximate size of each Parquet file")
+    parser.add_argument("--max-volume-mb", type=_positive_float, default=DEFAULT_MAX_VOLUME_MB,
+                        help="refuse (too_large) a volume whose header declares more float32 MB than this")
+    parser.add_argument("--max-failure-fraction", type=_fraction, default=1.0,
+                        help="fail the run when a dataset quarantines more than this fraction of its cases")
 
 
 def absolute_location(location: str) -> str:
@@ -114,4 +140,6 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         dry_run=args.dry_run,
         split_salt=args.split_salt,
         target_file_mb=args.target_file_mb,
+        max_volume_mb=args.max_volume_mb,
+        max_failure_fraction=args.max_failure_fraction,
     )

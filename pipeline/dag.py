@@ -21,7 +21,7 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
         pipeline
         | "ListCases" >> beam.Create(cases)
         | "SpreadCases" >> beam.Reshuffle()
-        | "ExtractSlices" >> ExtractSlices(config.spacing, config.split_salt, config.params_hash)
+        | "ExtractSlices" >> ExtractSlices(config.spacing, config.split_salt, config.params_hash, config.max_voxels)
     )
     slices = slices | "SpreadSlices" >> beam.Reshuffle()
     boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()

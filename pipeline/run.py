@@ -19,6 +19,7 @@ from pipeline.dag import COUNTS_FILE, QUARANTINE_PARTITION, build_graph
 from pipeline.sources import SourceError, get_source
 from pipeline.version import __version__
 from transforms.case import CaseRef
+from transforms.errors import Reason
 from transforms.nifti import spatial_shape
 from transforms.planes import planes_of, SLICE_AXIS
 
@@ -27,6 +28,27 @@ NIFTI_HEADER_BYTES = 540  # a NIfTI-2 header; NIfTI-1 needs 348
 
 class ReconcileError(RuntimeError):
     """The rows in the written files differ from the rows the pipeline counted."""
+
+
+class FailureFractionError(RuntimeError):
+    """A dataset lost more of its cases to quarantine than --max-failure-fraction allows."""
+
+
+def failed_case_fractions(stats: dict) -> dict[str, float]:
+    """Per dataset: cases put aside at load (each has exactly one such row) / cases listed."""
+    failed = collections.Counter()
+    for entry in stats["quarantine"]:
+        if entry["stage"] == "load" and entry["reason"] != Reason.LABEL_LOST_IN_RESAMPLING.value:
+            failed[entry["dataset"]] += entry["rows"]
+    return {dataset: failed[dataset] / cases["listed"] for dataset, cases in stats["cases"].items() if cases["listed"]}
+
+
+def check_failure_fraction(stats: dict, limit: float) -> None:
+    over = {d: f for d, f in failed_case_fractions(stats).items() if f > limit}
+    if over:
+        detail = ", ".join(f"{d}: {f:.1%} of cases" for d, f in sorted(over.items()))
+        raise FailureFractionError(f"quarantine exceeds --max-failure-fraction {limit:g} ({detail}); a systematic "
+                                   "problem must not be quarantined away: see quarantine/ and stats.json")
 
 
 def list_cases(config: BuildConfig) -> list[CaseRef]:
@@ -175,5 +197,6 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
     written = reconcile(config, counts)
     stats = build_stats(config, cases, counts, written, time.monotonic() - started)
     storage.write_bytes(storage.join(config.output, "stats.json"), json.dumps(stats, indent=1).encode())
+    check_failure_fraction(stats, config.max_failure_fraction)
     storage.write_bytes(storage.join(config.output, "_SUCCESS"), b"")
     return stats

@@ -106,8 +106,9 @@ def _local_copy(uri: str):
 class _ExtractSlicesFn(beam.DoFn):
     """Load one case from storage into the canonical frame and emit its slices."""
 
-    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str):
+    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, max_voxels: int | None):
         self._spacing, self._split_salt, self._params_hash = spacing, split_salt, params_hash
+        self._max_voxels = max_voxels
 
     def process(self, case: CaseRef):
         try:
@@ -135,7 +136,7 @@ class _ExtractSlicesFn(beam.DoFn):
             raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
         with contextlib.ExitStack() as stack:
             copies = {uri: stack.enter_context(_local_copy(uri)) for uri in case.input_uris()}
-            loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()})
+            loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()}, self._max_voxels)
         split = ids.subject_split(case.dataset, case.subject_id, self._split_salt, case.official_split)
         digests = {uri: digest for uri, (_, digest) in copies.items()}
         provenance = row_builders.provenance(case, loaded.geometry, digests, str(self._spacing), __version__,
@@ -147,9 +148,9 @@ class _ExtractSlicesFn(beam.DoFn):
 class ExtractSlices(beam.PTransform):
     """CaseRef -> SliceRecord (one per labelled slice, plane and sequence); bad cases quarantined."""
 
-    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str):
+    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, max_voxels: int | None = None):
         super().__init__()
-        self._fn = _ExtractSlicesFn(spacing, split_salt, params_hash)
+        self._fn = _ExtractSlicesFn(spacing, split_salt, params_hash, max_voxels)
 
     def expand(self, cases):
         return cases | Guarded("load", self._fn)

@@ -88,6 +88,10 @@ def localized(uri: str) -> Iterator[tuple[str, str]]:
     The copy keeps the object's file name (readers pick formats by extension) and is removed
     on exit. A local file is still hashed but not copied.
     """
+    if uri.endswith("/"):
+        with localized_folder(uri) as copy:
+            yield copy
+        return
     if not exists(uri):
         raise FileNotFoundError(2, "No such file", uri)
     if not is_remote(uri):
@@ -102,6 +106,27 @@ def localized(uri: str) -> Iterator[tuple[str, str]]:
                 digest.update(chunk)
                 target.write(chunk)
         yield local_path, digest.hexdigest()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def localized_folder(uri: str) -> Iterator[tuple[str, str]]:
+    """Yield (local folder, sha256) for every object directly under `uri` (a DICOM series folder).
+
+    The digest covers the sorted (name, sha256) pairs, so it changes when any file does.
+    """
+    members = [path for path in glob(join(uri.rstrip("/"), "*")) if not path.endswith("/")]
+    if not members:
+        raise FileNotFoundError(2, "No files in folder", uri)
+    folder = tempfile.mkdtemp(prefix="medvision-")
+    try:
+        listing = hashlib.sha256()
+        for path in members:
+            with localized(path) as (local_path, digest):
+                shutil.copyfile(local_path, os.path.join(folder, basename(path)))
+            listing.update(f"{basename(path)}\x1f{digest}\n".encode())
+        yield folder, listing.hexdigest()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -11,17 +11,19 @@ from typing import Iterator, Optional
 import nibabel as nib
 import numpy as np
 import PIL
+import pydicom
 import SimpleITK as sitk
 
-from transforms import nifti
+from transforms import dicom, nifti
 from transforms.errors import PipelineError, Reason
 from transforms.intensity import Window, encode_png, to_uint8, window_for
 from transforms.landmarks import LandmarkSpace, MeasuredValue, Measurement, measure, point_pairs_from_labels, \
     read_xy_text, to_world_ras
 from transforms.packed import PackedArray
 from transforms.planes import SpacingMode, display_slice, labelled_slice_indices, plane_grid, planes_of
-from transforms.readers import PlanarGeometry, read_planar, resample_through_transform
-from transforms.volume import Volume, check_orthonormal, check_same_grid, grid_of, to_canonical
+from transforms.readers import ITK_SUFFIXES, PlanarGeometry, itk_voxel_count, read_itk, read_planar, \
+    resample_through_transform
+from transforms.volume import Volume, as_integer_labels, check_orthonormal, check_same_grid, grid_of, to_canonical
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,23 +165,55 @@ def _geometry(grid: Volume, affine_source: str, mismatch: bool, reader: str) -> 
     }
 
 
-def read_images(case: CaseRef, local: dict[str, str]) -> tuple[dict[str, Volume], Volume, dict]:
+def image_format(uri: str) -> str:
+    """'dicom' for a series folder (URI ending in '/'), 'itk' for MHA/NRRD, else 'nifti'."""
+    if uri.endswith("/"):
+        return "dicom"
+    return "itk" if uri.lower().endswith(ITK_SUFFIXES) else "nifti"
+
+
+def check_budget(n_voxels: int, max_voxels: int | None, uri: str) -> None:
+    """Refuse, from the header alone, a volume larger than the memory budget (decompression bombs)."""
+    if max_voxels is not None and n_voxels > max_voxels:
+        raise PipelineError(Reason.TOO_LARGE, f"declares {n_voxels:,} voxels, over the budget of {max_voxels:,} "
+                            "(--max-volume-mb)", uri)
+
+
+def read_images(case: CaseRef, local: dict[str, str],
+                max_voxels: int | None = None) -> tuple[dict[str, Volume], Volume, dict]:
     """Each sequence on the case's grid (as stored), the grid alone, and its geometry facts."""
+    path, uri = local[case.image_uri], case.image_uri
     if case.planar is not None:
-        image = read_planar(local[case.image_uri], case.planar, case.image_uri)
+        image = read_planar(path, case.planar, uri)
         return {case.sequences[0].name: image}, grid_of(image.array.shape, image.affine_ras), \
             _geometry(image, "declared", False, f"pillow {PIL.__version__}")
     if case.realign is not None:
-        image = resample_through_transform(local[case.image_uri], local[case.realign.reference_uri],
-                                           local[case.realign.transform_uri], case.image_uri)
+        check_budget(itk_voxel_count(local[case.realign.reference_uri], uri), max_voxels, uri)
+        image = resample_through_transform(path, local[case.realign.reference_uri],
+                                           local[case.realign.transform_uri], uri)
         grid = grid_of(image.array.shape, image.affine_ras)
         return {case.sequences[0].name: image}, grid, _geometry(grid, "itk_resampled", False,
                                                                 f"SimpleITK {sitk.Version.VersionString()}")
-    image_file = nifti.load(local[case.image_uri], case.image_uri)
+    kind = image_format(uri)
+    if kind == "dicom":
+        check_budget(dicom.voxel_count(path, uri), max_voxels, uri)
+        array, affine = dicom.read_series(path, uri)
+        image = Volume(array, affine)
+        return {case.sequences[0].name: image}, grid_of(array.shape, affine), \
+            _geometry(image, "dicom_positions", False, f"pydicom {pydicom.__version__}")
+    if kind == "itk":
+        check_budget(itk_voxel_count(path, uri), max_voxels, uri)
+        images = {seq.name: read_itk(path, uri, seq.channel) for seq in case.sequences}
+        first = next(iter(images.values()))
+        check_orthonormal(first.affine_ras)
+        grid = grid_of(first.array.shape, first.affine_ras)
+        return images, grid, _geometry(grid, "itk_header", False, f"SimpleITK {sitk.Version.VersionString()}")
+    image_file = nifti.load(path, uri)
+    check_budget(nifti.voxel_count(image_file), max_voxels, uri)
     affine = nifti.resolve_affine(image_file.header)
     check_orthonormal(affine.affine_ras)
     grid = grid_of(nifti.spatial_shape(image_file.shape), affine.affine_ras)
-    images = {seq.name: Volume(nifti.read_channel(image_file, seq.channel, case.image_uri), affine.affine_ras)
+    images = {seq.name: Volume(nifti.read_channel(image_file, seq.channel, uri), affine.affine_ras)
               for seq in case.sequences}
     return images, grid, _geometry(grid, affine.source, affine.sform_qform_mismatch, f"nibabel {nib.__version__}")
 
@@ -188,10 +222,16 @@ def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume
     """The case's label map on the image grid (checked), or an empty one when the case has none."""
     if not case.mask_uri:
         return grid.with_array(np.zeros(grid.array.shape, np.uint8))
-    mask_file = nifti.load(local[case.mask_uri], case.mask_uri)
-    mask = nifti.to_volume(nifti.read_labels(mask_file, case.mask_uri), nifti.resolve_affine(mask_file.header))
-    check_same_grid(grid, mask, case.mask_uri)
-    check_label_values(mask.array, case.label_names, case.mask_uri)
+    path, uri = local[case.mask_uri], case.mask_uri
+    if image_format(uri) == "itk":
+        read = read_itk(path, uri)
+        mask = read.with_array(as_integer_labels(read.array, uri))
+    else:
+        mask_file = nifti.load(path, uri)
+        check_budget(nifti.voxel_count(mask_file), int(np.prod(grid.array.shape)), uri)
+        mask = nifti.to_volume(nifti.read_labels(mask_file, uri), nifti.resolve_affine(mask_file.header))
+    check_same_grid(grid, mask, uri)
+    check_label_values(mask.array, case.label_names, uri)
     return mask
 
 
@@ -216,14 +256,15 @@ def read_landmarks(spec: LandmarkSpec, local: dict[str, str], grid: Volume) -> d
     raise PipelineError(Reason.BAD_LANDMARKS, f"unknown landmark reader {spec.reader!r}", spec.uri)
 
 
-def load_case(case: CaseRef, local: dict[str, str]) -> LoadedCase:
+def load_case(case: CaseRef, local: dict[str, str], max_voxels: int | None = None) -> LoadedCase:
     """Read a case (`local` maps each of `case.input_uris()` to a local file) into one canonical frame.
 
     Checks: readable files, orthonormal directions, mask on the image grid, integer labels
     from the label map, readable landmarks with every measured point. Measurements are made
-    here, in world mm. Raises `PipelineError` with the reason on failure.
+    here, in world mm. A volume declaring more than `max_voxels` is refused before decoding.
+    Raises `PipelineError` with the reason on failure.
     """
-    images, grid, geometry = read_images(case, local)
+    images, grid, geometry = read_images(case, local, max_voxels)
     labels = read_label_map(case, local, grid)
     landmarks, measured = {}, ()
     if case.landmarks is not None:

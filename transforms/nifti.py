@@ -10,12 +10,10 @@ import nibabel as nib
 import numpy as np
 
 from transforms.errors import PipelineError, Reason
-from transforms.volume import Volume
+from transforms.volume import Volume, as_integer_labels
 
 # sform and qform "agree" when every affine entry is within this many mm (or direction units).
 FORM_AGREEMENT_TOL = 1e-3
-# Float-coded label maps: values this close to an integer are that integer (0.9999 -> 1, never 0).
-LABEL_INTEGER_TOL = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +108,11 @@ def load(path: str, uri: str = "") -> nib.Nifti1Image:
     return image
 
 
+def voxel_count(image: nib.Nifti1Image) -> int:
+    """Voxels the header declares (all channels), known before any pixel is decompressed."""
+    return int(np.prod(image.shape, dtype=np.int64))
+
+
 def spatial_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """The three spatial dimensions of a NIfTI shape (2D images become one-slice volumes)."""
     if len(shape) == 2:
@@ -139,15 +142,7 @@ def read_labels(image: nib.Nifti1Image, uri: str) -> np.ndarray:
     with reading(uri, image.get_filename() or ""):
         raw = np.asanyarray(image.dataobj)
     raw = raw.reshape(spatial_shape(image.shape))
-    if np.issubdtype(raw.dtype, np.integer):
-        return raw
-    if not np.issubdtype(raw.dtype, np.floating) or not np.all(np.isfinite(raw)):
-        raise PipelineError(Reason.NONINT_LABELS, f"label map has dtype {raw.dtype} or non-finite values", uri)
-    rounded = np.rint(raw)
-    worst = float(np.max(np.abs(raw - rounded))) if raw.size else 0.0
-    if worst > LABEL_INTEGER_TOL:
-        raise PipelineError(Reason.NONINT_LABELS, f"label values are not integers (off by up to {worst:.3g})", uri)
-    return rounded.astype(np.int32)
+    return as_integer_labels(raw, uri)
 
 
 def to_volume(array: np.ndarray, affine: ResolvedAffine) -> Volume:

@@ -52,6 +52,40 @@ def volume_from_itk(image: sitk.Image) -> Volume:
     return Volume(np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0)), affine)
 
 
+ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
+
+
+def itk_voxel_count(path: str, uri: str) -> int:
+    """Voxels (times components) an ITK-readable file declares, from its header alone."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise PipelineError(Reason.UNREADABLE, f"not a readable image header ({exc})", uri) from exc
+    return int(np.prod(reader.GetSize())) * reader.GetNumberOfComponents()
+
+
+def read_itk(path: str, uri: str, channel: int | None = None) -> Volume:
+    """An MHA/NRRD (or other ITK) image as a RAS+ Volume; `channel` picks a vector component."""
+    try:
+        image = sitk.ReadImage(path)
+    except RuntimeError as exc:
+        raise PipelineError(Reason.UNREADABLE, f"not a readable image ({exc})", uri) from exc
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    components = image.GetNumberOfComponentsPerPixel()
+    if components > 1:
+        if channel is None or not 0 <= channel < components:
+            raise PipelineError(Reason.BAD_SHAPE, f"{components}-component image; channel {channel} requested", uri)
+        image = sitk.VectorIndexSelectionCast(image, channel)
+    elif channel not in (None, 0):
+        raise PipelineError(Reason.BAD_SHAPE, f"one-component image; channel {channel} requested", uri)
+    if image.GetDimension() != 3:
+        raise PipelineError(Reason.BAD_SHAPE, f"expected a 2D or 3D image, got {image.GetDimension()}D", uri)
+    return volume_from_itk(image)
+
+
 def resample_through_transform(image_path: str, reference_path: str, transform_path: str, uri: str) -> Volume:
     """The image resampled (linear) onto the reference image's grid through an ITK transform file.
 

@@ -82,6 +82,23 @@ def grid_affine(orientation: str, spacing_mm, origin_mm=(0.0, 0.0, 0.0), rotatio
     return affine
 
 
+# Float-coded label maps: values this close to an integer are that integer (0.9999 -> 1, never 0).
+LABEL_INTEGER_TOL = 1e-3
+
+
+def as_integer_labels(raw: np.ndarray, uri: str = "") -> np.ndarray:
+    """A label map as integers, refusing non-integer values instead of truncating them."""
+    if np.issubdtype(raw.dtype, np.integer):
+        return raw
+    if not np.issubdtype(raw.dtype, np.floating) or not np.all(np.isfinite(raw)):
+        raise PipelineError(Reason.NONINT_LABELS, f"label map has dtype {raw.dtype} or non-finite values", uri)
+    rounded = np.rint(raw)
+    worst = float(np.max(np.abs(raw - rounded))) if raw.size else 0.0
+    if worst > LABEL_INTEGER_TOL:
+        raise PipelineError(Reason.NONINT_LABELS, f"label values are not integers (off by up to {worst:.3g})", uri)
+    return rounded.astype(np.int32)
+
+
 def grid_of(shape_ijk: tuple[int, int, int], affine_ras: np.ndarray) -> Volume:
     """A volume with no voxel data (a read-only broadcast zero): the grid alone, for checks."""
     return Volume(np.broadcast_to(np.uint8(0), shape_ijk), affine_ras)

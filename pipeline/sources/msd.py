@@ -1,5 +1,8 @@
 """Medical Segmentation Decathlon (MSD) layout: `Task<NN>_<Name>/{dataset.json, imagesTr/, labelsTr/}`.
 
+Also the generic adapter for user data in this layout: `training` entries may name NIfTI,
+MHA/NRRD files, or DICOM series folders (an image path ending in `/`).
+
 Cite: Antonelli M. et al., "The Medical Segmentation Decathlon", Nature Communications 13, 4128 (2022).
 
 Label names and modalities come from each task's `dataset.json`; a multi-modality task
@@ -63,8 +66,8 @@ def labels_of(meta: dict) -> tuple[tuple[int, str], ...]:
 
 
 def case_stem(relative_path: str) -> str:
-    name = posixpath.basename(relative_path)
-    for suffix in (".nii.gz", ".nii"):
+    name = posixpath.basename(relative_path.rstrip("/"))
+    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -114,7 +117,7 @@ def safe_relative(path: str) -> str:
     cleaned = posixpath.normpath(path.removeprefix("./"))
     if posixpath.isabs(cleaned) or cleaned == ".." or cleaned.startswith("../") or "://" in cleaned:
         raise ValueError(f"path {path!r} leaves the dataset folder")
-    return cleaned
+    return cleaned + "/" if path.endswith("/") else cleaned  # a trailing '/' names a DICOM series folder
 
 
 class MsdSource(Source):

@@ -1,0 +1,163 @@
+"""DICOM series (SPEC §3.7): header scan, one series, slices sorted along the normal, checked spacing.
+
+Rules: group by SeriesInstanceUID and orientation and require exactly one group; sort by
+ImagePositionPatient projected on the slice normal (never InstanceNumber); take the slice
+spacing from those positions; refuse duplicate positions and uneven spacing (a missing slice
+shows up as a double gap) instead of interpolating; apply RescaleSlope/Intercept per slice.
+Enhanced (multi-frame) objects take the same geometry from their functional groups.
+DICOM is LPS; the `Volume` returned is RAS+ (i = column, j = row, k = slice).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from transforms.errors import PipelineError, Reason
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+DUPLICATE_TOL_MM = 1e-3
+UNEVEN_REL_TOL = 0.01  # gaps may differ by 1% of the median gap (and 0.01 mm) before the series is uneven
+ORIENTATION_DECIMALS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One 2D frame's geometry (LPS mm) and where its pixels are."""
+
+    path: str
+    frame_index: int | None  # within a multi-frame file
+    position_lps: np.ndarray
+    row_direction: np.ndarray  # direction of increasing column index
+    column_direction: np.ndarray  # direction of increasing row index
+    spacing_row_col_mm: tuple[float, float]  # PixelSpacing: between rows, between columns
+    rows: int
+    columns: int
+
+
+def _vector(value, n: int, what: str, path: str) -> np.ndarray:
+    if value is None or len(value) != n:
+        raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{what} missing or malformed", path)
+    return np.asarray([float(v) for v in value])
+
+
+def _frames_of(dataset, path: str) -> list[Frame]:
+    """The frames of one file: classic (one frame) or enhanced multi-frame (functional groups)."""
+    if "PerFrameFunctionalGroupsSequence" in dataset:
+        shared = dataset.SharedFunctionalGroupsSequence[0]
+        frames = []
+        for index, group in enumerate(dataset.PerFrameFunctionalGroupsSequence):
+            orientation = (group.get("PlaneOrientationSequence") or shared.get("PlaneOrientationSequence"))[0]
+            measures = (group.get("PixelMeasuresSequence") or shared.get("PixelMeasuresSequence"))[0]
+            position = group.PlanePositionSequence[0].get("ImagePositionPatient")
+            frames.append(_frame(path, index, position, orientation.get("ImageOrientationPatient"),
+                                 measures.get("PixelSpacing"), dataset))
+        return frames
+    return [_frame(path, None, dataset.get("ImagePositionPatient"), dataset.get("ImageOrientationPatient"),
+                   dataset.get("PixelSpacing"), dataset)]
+
+
+def _frame(path, index, position, orientation, spacing, dataset) -> Frame:
+    iop = _vector(orientation, 6, "ImageOrientationPatient", path)
+    if "Rows" not in dataset or "Columns" not in dataset:
+        raise PipelineError(Reason.DICOM_MISSING_TAGS, "Rows/Columns missing", path)
+    row_spacing, col_spacing = _vector(spacing, 2, "PixelSpacing", path)
+    return Frame(path, index, _vector(position, 3, "ImagePositionPatient", path), iop[:3], iop[3:],
+                 (float(row_spacing), float(col_spacing)), int(dataset.Rows), int(dataset.Columns))
+
+
+def scan_headers(folder: str, uri: str) -> list[Frame]:
+    """Frames of the one series in `folder` (files that are not DICOM are ignored)."""
+    groups: dict[tuple, list[Frame]] = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        try:
+            dataset = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            continue
+        if "SOPClassUID" not in dataset and "ImagePositionPatient" not in dataset \
+                and "PerFrameFunctionalGroupsSequence" not in dataset:
+            continue  # DICOMDIR and other non-image objects
+        for frame in _frames_of(dataset, path):
+            key = (str(dataset.get("SeriesInstanceUID", "")),
+                   tuple(np.round(np.r_[frame.row_direction, frame.column_direction], ORIENTATION_DECIMALS)))
+            groups.setdefault(key, []).append(frame)
+    if not groups:
+        raise PipelineError(Reason.UNREADABLE, "no DICOM image in the series folder", uri)
+    if len(groups) > 1:
+        raise PipelineError(Reason.MULTIPLE_SERIES, f"{len(groups)} series/orientations in one folder; "
+                            "list each series as its own case", uri)
+    return next(iter(groups.values()))
+
+
+def sort_and_check(frames: list[Frame], uri: str) -> tuple[list[Frame], float]:
+    """Frames in order along the slice normal, and the slice spacing in mm (checked even)."""
+    normal = np.cross(frames[0].row_direction, frames[0].column_direction)
+    depth = np.array([frame.position_lps @ normal for frame in frames])
+    order = np.argsort(depth, kind="stable")
+    frames, depth = [frames[i] for i in order], depth[order]
+    if len(frames) == 1:
+        return frames, 1.0
+    gaps = np.diff(depth)
+    if np.any(gaps < DUPLICATE_TOL_MM):
+        at = float(depth[1:][gaps < DUPLICATE_TOL_MM][0])
+        raise PipelineError(Reason.DUPLICATE_SLICE_POSITION, f"two slices at {at:.3f} mm along the normal", uri)
+    median = float(np.median(gaps))
+    if float(gaps.max() - gaps.min()) > max(UNEVEN_REL_TOL * median, 0.01):
+        raise PipelineError(Reason.UNEVEN_SPACING, f"slice gaps range {gaps.min():.3f}-{gaps.max():.3f} mm "
+                            "(a missing slice?); no silent interpolation", uri)
+    if {(f.rows, f.columns, f.spacing_row_col_mm) for f in frames} != {(frames[0].rows, frames[0].columns,
+                                                                       frames[0].spacing_row_col_mm)}:
+        raise PipelineError(Reason.BAD_SHAPE, "slices differ in size or pixel spacing", uri)
+    return frames, median
+
+
+def voxel_count(folder: str, uri: str) -> int:
+    """Voxels the series would decode to, from headers only (for the memory budget)."""
+    frames = scan_headers(folder, uri)
+    return len(frames) * frames[0].rows * frames[0].columns
+
+
+def _pixels(frame: Frame, cache: dict) -> np.ndarray:
+    """Rescaled float32 pixels (rows, cols) of one frame; each file is decoded once."""
+    if frame.path not in cache:
+        dataset = pydicom.dcmread(frame.path)
+        cache.clear()
+        cache[frame.path] = (dataset, dataset.pixel_array)
+    dataset, array = cache[frame.path]
+    pixels = array[frame.frame_index] if frame.frame_index is not None else array
+    slope, intercept = _rescale(dataset, frame.frame_index)
+    return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def _rescale(dataset, frame_index) -> tuple[float, float]:
+    if frame_index is not None and "PerFrameFunctionalGroupsSequence" in dataset:
+        group = dataset.PerFrameFunctionalGroupsSequence[frame_index]
+        transform = group.get("PixelValueTransformationSequence") or \
+            dataset.SharedFunctionalGroupsSequence[0].get("PixelValueTransformationSequence")
+        if transform:
+            return float(transform[0].get("RescaleSlope", 1)), float(transform[0].get("RescaleIntercept", 0))
+    return float(dataset.get("RescaleSlope", 1) or 1), float(dataset.get("RescaleIntercept", 0) or 0)
+
+
+def read_series(folder: str, uri: str):
+    """The series in `folder` as (array i-j-k float32, voxel-to-RAS+ affine)."""
+    frames, slice_mm = sort_and_check(scan_headers(folder, uri), uri)
+    first = frames[0]
+    normal = np.cross(first.row_direction, first.column_direction)
+    row_mm, col_mm = first.spacing_row_col_mm
+    affine_lps = np.eye(4)
+    affine_lps[:3, :3] = np.column_stack((first.row_direction * col_mm, first.column_direction * row_mm,
+                                          normal * slice_mm))
+    affine_lps[:3, 3] = first.position_lps
+    cache: dict = {}
+    try:
+        stack = np.stack([_pixels(frame, cache).T for frame in frames], axis=-1)
+    except (ValueError, AttributeError, RuntimeError) as exc:
+        raise PipelineError(Reason.UNREADABLE, f"cannot decode pixel data ({exc})", uri) from exc
+    affine = np.eye(4)
+    affine[:3] = LPS_TO_RAS @ affine_lps[:3]
+    return np.ascontiguousarray(stack), affine
