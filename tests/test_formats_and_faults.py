@@ -1,0 +1,185 @@
+"""Formats (NIfTI, DICOM series, MHA, NRRD) agree; real files no one here wrote; the fault corpus."""
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pyarrow.parquet as pq
+import pydicom.data
+import pytest
+
+from pipeline.cli import main
+from tests.conftest import write_nifti
+from tests.formats import write_dicom_series, write_itk
+from transforms import dicom
+from transforms.boxes import component_boxes
+from transforms.case import CaseRef, SequenceRef, extract_slices, load_case
+from transforms.errors import PipelineError, Reason
+from transforms.phantoms import Cuboid, centred_affine, rasterize
+
+SHAPE, SPACING = (40, 36, 12), (0.7, 0.9, 2.5)
+CUBE = Cuboid(1, (-8.0, -6.0, -10.0), (9.0, 7.0, 8.0))
+
+
+def phantom(orientation="LPS"):
+    affine = centred_affine(SHAPE, orientation, SPACING)
+    labels = rasterize(SHAPE, affine, (CUBE,))
+    return (labels * 200 - 100).astype(np.float32), labels, affine
+
+
+def write_image(folder, fmt, image, affine) -> str:
+    """The image in one format; the returned URI of a DICOM series ends in '/'."""
+    if fmt == "dicom":
+        return write_dicom_series(os.path.join(folder, "series"), image, affine) + "/"
+    if fmt == "nifti":
+        return write_nifti(os.path.join(folder, "img.nii.gz"), image.astype(np.int16), affine)
+    return write_itk(os.path.join(folder, f"img.{fmt}"), image.astype(np.int16), affine)
+
+
+@pytest.mark.parametrize("orientation", ["LPS", "PSL"])
+def test_same_phantom_in_every_format_gives_identical_pairs(tmp_path, orientation):
+    image, labels, affine = phantom(orientation)
+    mask = write_nifti(tmp_path / "seg.nii.gz", labels, affine)
+    results = {}
+    for fmt in ("nifti", "dicom", "mha", "nrrd"):
+        uri = write_image(str(tmp_path / fmt), fmt, image, affine)
+        case = CaseRef("t", "c", "c", uri, mask, (SequenceRef("CT", "CT"),), ((1, "cube"),))
+        loaded = load_case(case, {uri: uri.rstrip("/"), mask: mask})
+        boxes = [(c.plane, c.slice_index, b.box_xyxy_px, c.spacing_mm_row_col)
+                 for c in extract_slices(loaded, "finest") for b in component_boxes(c.labels_2d)]
+        results[fmt] = (boxes, float(loaded.images["CT"].array.mean()), loaded.geometry["orig_orientation"])
+    reference = results["nifti"]
+    for fmt, (boxes, mean, stored) in results.items():
+        assert stored == orientation, fmt
+        assert mean == pytest.approx(reference[1], abs=1e-3), fmt  # RescaleSlope/Intercept applied
+        assert [b[:3] for b in boxes] == [b[:3] for b in reference[0]], fmt
+        assert all(np.allclose(b[3], r[3], atol=1e-4) for b, r in zip(boxes, reference[0])), fmt
+
+
+def test_pydicom_bundled_ct_series_reads_with_its_geometry(tmp_path):
+    source = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", "dicomdirtests", "98892001", "CT5N")
+    array, affine = dicom.read_series(source, source)
+    assert array.shape == (16, 16, 5)
+    np.testing.assert_allclose(np.linalg.norm(affine[:3, :3], axis=0), (0.488281, 0.488281, 2.5), atol=1e-5)
+    assert affine[2, 3] == pytest.approx(-1.2375)  # the lowest slice comes first, whatever the file order
+    assert array.min() >= -1024  # stored values went through RescaleIntercept -1024
+
+
+def test_nibabel_bundled_two_slice_mr_series_reads(tmp_path):
+    data = os.path.join(os.path.dirname(nib.__file__), "nicom", "tests", "data")
+    for name in ("0.dcm", "1.dcm"):
+        shutil.copy(os.path.join(data, name), tmp_path / name)
+    array, affine = dicom.read_series(str(tmp_path), "mr")
+    assert array.shape == (256, 256, 2)
+    np.testing.assert_allclose(np.linalg.norm(affine[:3, :3], axis=0), (1.796875, 1.796875, 3.0), atol=1e-3)
+
+
+@pytest.mark.parametrize("fault, reason", [
+    (dict(duplicate_slice=4), Reason.DUPLICATE_SLICE_POSITION),
+    (dict(skip_slices=(5,)), Reason.UNEVEN_SPACING),
+    (dict(drop_tag="ImagePositionPatient"), Reason.DICOM_MISSING_TAGS),
+])
+def test_dicom_series_faults_are_refused(tmp_path, fault, reason):
+    image, _, affine = phantom()
+    folder = write_dicom_series(str(tmp_path / "series"), image, affine, **fault)
+    with pytest.raises(PipelineError) as error:
+        dicom.read_series(folder, folder)
+    assert error.value.reason is reason
+
+
+# --- the fault corpus, built end to end in one run ---------------------------------------------
+
+def corpus(root) -> tuple[str, dict[str, str]]:
+    """An MSD-layout task mixing good cases in three formats with one case per fault."""
+    task = os.path.join(str(root), "Task01_Faults")
+    image, labels, affine = phantom()
+    images, masks = os.path.join(task, "imagesTr"), os.path.join(task, "labelsTr")
+    entries, expected = [], {}
+
+    def add(name, image_path, mask_path, reason=None):
+        entries.append({"image": os.path.relpath(image_path, task) + ("/" if image_path.endswith("/") else ""),
+                        "label": os.path.relpath(mask_path, task)})
+        expected[f"Task01_Faults/{name}"] = reason
+
+    def nifti_pair(name, image_array=image, label_array=labels, image_affine=affine, label_affine=affine):
+        return (write_nifti(os.path.join(images, f"{name}.nii.gz"), image_array.astype(np.int16), image_affine),
+                write_nifti(os.path.join(masks, f"{name}.nii.gz"), label_array, label_affine))
+
+    add("good_nifti", *nifti_pair("good_nifti"))
+    good_mask = os.path.join(masks, "good_nifti.nii.gz")
+    add("good_dicom", write_dicom_series(os.path.join(images, "good_dicom"), image, affine) + "/", good_mask)
+    add("good_mha", write_itk(os.path.join(images, "good_mha.mha"), image.astype(np.int16), affine), good_mask)
+    # sform and qform disagree: kept (sform wins), flagged in provenance
+    conflict_image, conflict_mask = nifti_pair("qform_conflict")
+    header_image = nib.load(conflict_image)
+    shifted = affine.copy()
+    shifted[:3, 3] += 5.0
+    header_image.set_qform(shifted, code=1)
+    nib.save(header_image, conflict_image)
+    add("qform_conflict", conflict_image, conflict_mask)
+
+    truncated, truncated_mask = nifti_pair("truncated")
+    data = open(truncated, "rb").read()
+    open(truncated, "wb").write(data[: len(data) // 2])
+    add("truncated", truncated, truncated_mask, Reason.TRUNCATED_GZIP)
+    plain, plain_mask = nifti_pair("not_gzip")
+    open(plain, "wb").write(gzip.decompress(open(plain, "rb").read()))
+    add("not_gzip", plain, plain_mask, Reason.NOT_GZIP)
+    bomb = os.path.join(images, "bomb.nii.gz")
+    header = nib.Nifti1Header()
+    header.set_data_shape((30000, 30000, 12))  # 1.08e10 voxels declared, a few bytes stored
+    open(bomb, "wb").write(gzip.compress(header.binaryblock + b"\0" * 4 + b"\0" * 1024))
+    add("bomb", bomb, good_mask, Reason.TOO_LARGE)
+    add("mask_shape", *nifti_pair("mask_shape", label_array=labels[:, :, :-1].copy()), Reason.MASK_GRID_MISMATCH)
+    moved = affine.copy()
+    moved[:3, 3] += (0.0, 0.0, 1.0)
+    add("mask_shifted", *nifti_pair("mask_shifted", label_affine=moved), Reason.MASK_GRID_MISMATCH)
+    add("float_labels", *nifti_pair("float_labels", label_array=labels * np.float32(0.5)), Reason.NONINT_LABELS)
+    add("unknown_label", *nifti_pair("unknown_label", label_array=labels * np.uint8(3)), Reason.UNKNOWN_LABEL)
+    sheared = affine.copy()
+    sheared[0, 1] += 0.3
+    add("sheared", *nifti_pair("sheared", image_affine=sheared, label_affine=sheared), Reason.NON_ORTHONORMAL)
+    for name, fault, reason in (("dicom_duplicate", dict(duplicate_slice=4), Reason.DUPLICATE_SLICE_POSITION),
+                                ("dicom_gap", dict(skip_slices=(5,)), Reason.UNEVEN_SPACING),
+                                ("dicom_no_position", dict(drop_tag="ImagePositionPatient"),
+                                 Reason.DICOM_MISSING_TAGS)):
+        series = write_dicom_series(os.path.join(images, name), image, affine, **fault)
+        add(name, series + "/", good_mask, reason)
+    meta = {"name": "faults", "modality": {"0": "CT"}, "labels": {"0": "background", "1": "cube"},
+            "training": entries}
+    json.dump(meta, open(os.path.join(task, "dataset.json"), "w"))
+    return task, expected
+
+
+def test_fault_corpus_quarantines_each_fault_and_writes_every_good_case(tmp_path):
+    task, expected = corpus(tmp_path)
+    output = str(tmp_path / "out")
+    assert main(["build", "--source", f"msd={task}", "--output", output]) == 0
+    quarantine = [r for f in glob.glob(os.path.join(output, "quarantine", "*.parquet"))
+                  for r in pq.read_table(f).to_pylist()]
+    got = {q["case_id"]: q["reason"] for q in quarantine if q["stage"] == "load"}
+    assert got == {case: reason.value for case, reason in expected.items() if reason}
+    pairs = [r for f in glob.glob(os.path.join(output, "dataset=msd/task=detection/split=*/*.parquet"))
+             for r in pq.read_table(f, columns=["case_id", "provenance"]).to_pylist()]
+    written = {r["case_id"] for r in pairs}
+    assert written == {case for case, reason in expected.items() if reason is None}
+    assert all(r["provenance"]["sform_qform_mismatch"] == r["case_id"].endswith("qform_conflict") for r in pairs)
+    for path in glob.glob(os.path.join(output, "**", "*.parquet"), recursive=True):
+        data = open(path, "rb").read()
+        assert b"Secret^Patient" not in data and b"MRN-12345" not in data and b"private" not in data
+    stats = json.load(open(os.path.join(output, "stats.json")))
+    assert stats["cases"]["msd"] == {"listed": len(expected), "with_pairs": len(written)}
+
+
+def test_failure_fraction_over_the_limit_fails_the_run(tmp_path, capsys):
+    task, expected = corpus(tmp_path)
+    output = str(tmp_path / "out")
+    assert main(["build", "--source", f"msd={task}", "--output", output, "--max-failure-fraction", "0.5"]) == 1
+    failed = sum(1 for reason in expected.values() if reason) / len(expected)
+    assert f"exceeds --max-failure-fraction 0.5 (msd: {failed:.1%} of cases)" in capsys.readouterr().err
+    assert os.path.exists(os.path.join(output, "stats.json")) and not os.path.exists(os.path.join(output, "_SUCCESS"))
