@@ -50,6 +50,7 @@ class BuildConfig:
     target_file_mb: int = DEFAULT_TARGET_FILE_MB
     max_volume_mb: float = DEFAULT_MAX_VOLUME_MB
     max_failure_fraction: float = 1.0
+    gcs_anonymous: bool = False
 
     @property
     def max_voxels(self) -> int:
@@ -121,6 +122,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                         help="approximate size of each Parquet file")
     parser.add_argument("--max-volume-mb", type=_positive_float, default=DEFAULT_MAX_VOLUME_MB,
                         help="refuse (too_large) a volume whose header declares more float32 MB than this")
+    parser.add_argument("--gcs-anonymous", action="store_true",
+                        help="read and write gs:// without credentials (public buckets; the storage emulator "
+                             "named by STORAGE_EMULATOR_HOST)")
     parser.add_argument("--max-failure-fraction", type=_fraction, default=1.0,
                         help="fail the run when a dataset quarantines more than this fraction of its cases")
 
@@ -142,4 +146,5 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         target_file_mb=args.target_file_mb,
         max_volume_mb=args.max_volume_mb,
         max_failure_fraction=args.max_failure_fraction,
+        gcs_anonymous=args.gcs_anonymous,
     )

@@ -5,6 +5,7 @@ import json
 
 import apache_beam as beam
 
+from pipeline import storage
 from pipeline.config import BuildConfig
 from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLandmarkMeasures, DeriveLesionSizes, ExtractSlices,
                              ValidatePairs)
@@ -15,13 +16,15 @@ COUNTS_FILE = "counts.jsonl"
 QUARANTINE_PARTITION = "quarantine"
 
 
-def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRef]) -> None:
+def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRef],
+                settings: storage.StorageSettings = storage.StorageSettings()) -> None:
     """Wire the whole build onto `pipeline`; counts for reconciliation go to `<output>/_work/`."""
     slices, load_quarantine = (
         pipeline
         | "ListCases" >> beam.Create(cases)
         | "SpreadCases" >> beam.Reshuffle()
-        | "ExtractSlices" >> ExtractSlices(config.spacing, config.split_salt, config.params_hash, config.max_voxels)
+        | "ExtractSlices" >> ExtractSlices(config.spacing, config.split_salt, config.params_hash, config.max_voxels,
+                                           settings)
     )
     slices = slices | "SpreadSlices" >> beam.Reshuffle()
     boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()
@@ -33,9 +36,10 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
                   | "AllQuarantine" >> beam.Flatten())
 
     pair_files = pairs | "WritePairs" >> WriteTable(
-        config.output, partition_of, lambda row: row["task"], config.target_file_mb)
+        config.output, partition_of, lambda row: row["task"], config.target_file_mb, settings)
     quarantine_files = quarantine | "WriteQuarantine" >> WriteTable(
-        config.output, lambda row: QUARANTINE_PARTITION, lambda row: QUARANTINE_PARTITION, config.target_file_mb)
+        config.output, lambda row: QUARANTINE_PARTITION, lambda row: QUARANTINE_PARTITION, config.target_file_mb,
+        settings)
     counts = (
         (pair_files | "PairCounts" >> beam.Map(lambda c: {"kind": "rows", **c}),
          quarantine_files | "QuarantineCounts" >> beam.Map(lambda c: {"kind": "rows", **c}),
@@ -46,9 +50,22 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
     _ = (
         counts
         | "ToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
-        | "WriteCounts" >> beam.io.WriteToText(
-            f"{config.work_dir}/{COUNTS_FILE}", shard_name_template="", num_shards=1)
+        | "AllLines" >> beam.combiners.ToList()
+        | "WriteCounts" >> beam.ParDo(_WriteLinesFn(f"{config.work_dir}/{COUNTS_FILE}", settings))
     )
+
+
+class _WriteLinesFn(beam.DoFn):
+    """Write a small list of lines, sorted, to one object (the run's counts)."""
+
+    def __init__(self, uri: str, settings: storage.StorageSettings):
+        self._uri, self._settings = uri, settings
+
+    def setup(self):
+        storage.configure(self._settings)
+
+    def process(self, lines: list[str]):
+        storage.write_bytes(self._uri, "".join(f"{line}\n" for line in sorted(lines)).encode())
 
 
 class CountReasons(beam.PTransform):

@@ -11,7 +11,8 @@ import time
 import apache_beam as beam
 import nibabel as nib
 import pyarrow.parquet as pq
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from pipeline import storage
 from pipeline.config import BuildConfig, UsageError
@@ -78,7 +79,7 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
 
 def nifti_header_shape(uri: str) -> tuple[int, int, int]:
     """Spatial shape from a NIfTI header, reading only the first bytes of the object."""
-    with storage.FileSystems.open(uri, compression_type=storage.RAW) as handle:
+    with storage.open_read(uri) as handle:
         head = handle.read(1 << 16)
     if uri.endswith(".gz"):
         head = gzip.GzipFile(fileobj=io.BytesIO(head)).read(NIFTI_HEADER_BYTES)
@@ -119,7 +120,7 @@ def footer_rows(config: BuildConfig) -> dict[str, int]:
     patterns = ["dataset=*/task=*/split=*/*.parquet", f"{QUARANTINE_PARTITION}/*.parquet"]
     for pattern in patterns:
         for uri in storage.glob(storage.join(config.output, pattern)):
-            with storage.FileSystems.open(uri, compression_type=storage.RAW) as handle:
+            with storage.open_read(uri) as handle:
                 metadata = pq.read_metadata(handle)
             partition = storage.dirname(uri)[len(config.output.rstrip("/")) + 1:]
             rows[partition] += metadata.num_rows
@@ -183,16 +184,19 @@ def check_locations_reachable(config: BuildConfig, cases: list[CaseRef], options
 
 def build(config: BuildConfig, beam_args: list[str]) -> dict:
     """Run a whole build; returns stats (or the dry-run report). Raises UsageError on misuse."""
+    options = PipelineOptions(beam_args)
+    settings = storage.StorageSettings(config.gcs_anonymous, options.view_as(GoogleCloudOptions).project)
+    storage.configure(settings)
+    FileSystems.set_options(options)  # s3:// endpoint and keys for the driver's own reads and writes
     if not config.dry_run and not storage.is_empty_location(config.output):
         raise UsageError(f"output {config.output} exists and is not empty; choose a new location")
-    options = PipelineOptions(beam_args)
     cases = list_cases(config)
     check_locations_reachable(config, cases, options)
     if config.dry_run:
         return {"dry_run": dry_run_report(cases)}
     started = time.monotonic()
     with beam.Pipeline(options=options) as pipeline:
-        build_graph(pipeline, config, cases)
+        build_graph(pipeline, config, cases, settings)
     counts = read_counts(config)
     written = reconcile(config, counts)
     stats = build_stats(config, cases, counts, written, time.monotonic() - started)

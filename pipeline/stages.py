@@ -106,9 +106,13 @@ def _local_copy(uri: str):
 class _ExtractSlicesFn(beam.DoFn):
     """Load one case from storage into the canonical frame and emit its slices."""
 
-    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, max_voxels: int | None):
+    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, max_voxels: int | None,
+                 settings: storage.StorageSettings):
         self._spacing, self._split_salt, self._params_hash = spacing, split_salt, params_hash
-        self._max_voxels = max_voxels
+        self._max_voxels, self._settings = max_voxels, settings
+
+    def setup(self):
+        storage.configure(self._settings)
 
     def process(self, case: CaseRef):
         try:
@@ -148,9 +152,10 @@ class _ExtractSlicesFn(beam.DoFn):
 class ExtractSlices(beam.PTransform):
     """CaseRef -> SliceRecord (one per labelled slice, plane and sequence); bad cases quarantined."""
 
-    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, max_voxels: int | None = None):
+    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, max_voxels: int | None = None,
+                 settings: storage.StorageSettings = storage.StorageSettings()):
         super().__init__()
-        self._fn = _ExtractSlicesFn(spacing, split_salt, params_hash, max_voxels)
+        self._fn = _ExtractSlicesFn(spacing, split_salt, params_hash, max_voxels, settings)
 
     def expand(self, cases):
         return cases | Guarded("load", self._fn)

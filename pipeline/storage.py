@@ -1,4 +1,12 @@
-"""Object storage through Beam's filesystems: local paths, gs:// and s3:// alike.
+"""Object storage: local paths, gs:// and s3:// behind one small API.
+
+- local paths and s3:// go through Beam's filesystems (S3 endpoint and keys are Beam's
+  `--s3_*` pipeline options, which Beam hands to every worker);
+- gs:// goes through gcsfs. Beam's own GCS client probes Google's default credentials with
+  retries (~23 s in every process) before it falls back to anonymous access; gcsfs is told
+  once, by `configure`, whether to use default credentials or anonymous access
+  (`--gcs-anonymous`, e.g. for public buckets or the storage emulator, which gcsfs finds
+  through STORAGE_EMULATOR_HOST).
 
 Native readers (nibabel, SimpleITK, pydicom) need real files, so remote objects are copied
 into a temporary folder of their own (one folder per object: two objects that share a stem,
@@ -7,12 +15,14 @@ e.g. `x.nii` and `x.nii.gz`, must never meet in one folder).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import os
 import posixpath
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Iterator, Optional
 
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -20,11 +30,57 @@ from apache_beam.io.filesystems import FileSystems
 COPY_CHUNK_BYTES = 8 << 20
 # Bytes as stored: Beam would otherwise gunzip `*.gz` objects on the fly.
 RAW = CompressionTypes.UNCOMPRESSED
+GCS = "gs://"
+# gcsfs 2026.x probes each bucket for hierarchical namespaces over TLS (~60 s where that fails).
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageSettings:
+    """How workers reach object storage; plain values, so DoFns can carry it."""
+
+    gcs_anonymous: bool = False
+    gcs_project: Optional[str] = None
+
+
+_settings = StorageSettings()
+
+
+def configure(settings: StorageSettings) -> None:
+    """Set this process's storage settings (the driver at start, each DoFn in `setup`)."""
+    global _settings
+    if settings != _settings:
+        _settings = settings
+        _gcs.cache_clear()
+
+
+@functools.lru_cache(maxsize=1)
+def _gcs():
+    import gcsfs  # the gcp extra
+
+    token = "anon" if _settings.gcs_anonymous else None
+    return gcsfs.GCSFileSystem(token=token, project=_settings.gcs_project)
+
+
+def _is_gcs(uri: str) -> bool:
+    return uri.startswith(GCS)
+
+
+def _gcs_path(uri: str) -> str:
+    return uri[len(GCS):]
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri
 
 
 def join(base: str, *parts: str) -> str:
     """Join path parts under a local path or a URI."""
-    return FileSystems.join(base, *parts) if parts else base
+    if not parts:
+        return base
+    if is_remote(base):
+        return posixpath.join(base, *parts)
+    return FileSystems.join(base, *parts)
 
 
 def basename(uri: str) -> str:
@@ -32,24 +88,25 @@ def basename(uri: str) -> str:
 
 
 def dirname(uri: str) -> str:
-    return FileSystems.split(uri.rstrip("/"))[0]
+    return posixpath.dirname(uri.rstrip("/")) if is_remote(uri) else os.path.dirname(uri.rstrip("/"))
 
 
 def exists(uri: str) -> bool:
+    if _is_gcs(uri):
+        return _gcs().exists(_gcs_path(uri))
     return FileSystems.exists(uri)
 
 
 def glob(pattern: str) -> list[str]:
-    """Sorted paths matching a glob pattern (an empty list when nothing matches)."""
+    """Sorted paths of files matching a glob pattern (`**` crosses folders); empty when none match."""
+    if _is_gcs(pattern):
+        fs = _gcs()
+        return sorted(GCS + path for path in fs.glob(_gcs_path(pattern)) if fs.isfile(path))
     try:
         result = FileSystems.match([pattern])[0]
     except BeamIOError:
         return []
     return sorted(m.path for m in result.metadata_list)
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri
 
 
 def is_empty_location(uri: str) -> bool:
@@ -59,14 +116,23 @@ def is_empty_location(uri: str) -> bool:
     return not exists(uri) and not glob(join(uri, "**"))
 
 
-def read_bytes(uri: str) -> bytes:
-    with FileSystems.open(uri, compression_type=RAW) as handle:
-        return handle.read()
+def open_read(uri: str):
+    """A readable, seekable binary handle on the object's stored bytes."""
+    if _is_gcs(uri):
+        return _gcs().open(_gcs_path(uri), "rb")
+    return FileSystems.open(uri, compression_type=RAW)
 
 
 def create(uri: str):
     """A writable binary handle for a new object (parent folders are created as needed)."""
+    if _is_gcs(uri):
+        return _gcs().open(_gcs_path(uri), "wb")
     return FileSystems.create(uri, compression_type=RAW)
+
+
+def read_bytes(uri: str) -> bytes:
+    with open_read(uri) as handle:
+        return handle.read()
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -76,6 +142,9 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 def rename(source: str, destination: str) -> None:
     """Move an object; local parent folders are created (object stores have none)."""
+    if _is_gcs(source):
+        _gcs().mv(_gcs_path(source), _gcs_path(destination))
+        return
     if not is_remote(destination):
         os.makedirs(os.path.dirname(destination), exist_ok=True)
     FileSystems.rename([source], [destination])
@@ -86,7 +155,9 @@ def localized(uri: str) -> Iterator[tuple[str, str]]:
     """Yield (local path, sha256 hex) of the object at `uri`, copied into a private temp folder.
 
     The copy keeps the object's file name (readers pick formats by extension) and is removed
-    on exit. A local file is still hashed but not copied.
+    on exit. A local file is still hashed but not copied. A URI ending in `/` is a folder
+    (a DICOM series) and is copied whole. A missing object raises FileNotFoundError; any other
+    I/O error propagates, so that the runner retries the work.
     """
     if uri.endswith("/"):
         with localized_folder(uri) as copy:
@@ -101,7 +172,7 @@ def localized(uri: str) -> Iterator[tuple[str, str]]:
     try:
         local_path = os.path.join(folder, basename(uri))
         digest = hashlib.sha256()
-        with FileSystems.open(uri, compression_type=RAW) as source, open(local_path, "wb") as target:
+        with open_read(uri) as source, open(local_path, "wb") as target:
             for chunk in iter(lambda: source.read(COPY_CHUNK_BYTES), b""):
                 digest.update(chunk)
                 target.write(chunk)
@@ -116,7 +187,7 @@ def localized_folder(uri: str) -> Iterator[tuple[str, str]]:
 
     The digest covers the sorted (name, sha256) pairs, so it changes when any file does.
     """
-    members = [path for path in glob(join(uri.rstrip("/"), "*")) if not path.endswith("/")]
+    members = glob(join(uri.rstrip("/"), "*"))
     if not members:
         raise FileNotFoundError(2, "No files in folder", uri)
     folder = tempfile.mkdtemp(prefix="medvision-")
@@ -134,7 +205,7 @@ def localized_folder(uri: str) -> Iterator[tuple[str, str]]:
 def sha256_of(uri: str) -> str:
     """sha256 hex of an object's bytes, streamed."""
     digest = hashlib.sha256()
-    with FileSystems.open(uri, compression_type=RAW) as handle:
+    with open_read(uri) as handle:
         for chunk in iter(lambda: handle.read(COPY_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()

@@ -82,9 +82,12 @@ def _sort_key(row: dict) -> tuple:
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, output: str, table_of):
-        self._output, self._table_of = output, table_of
+    def __init__(self, output: str, table_of, settings: storage.StorageSettings):
+        self._output, self._table_of, self._settings = output, table_of, settings
         self._temp_dir = storage.join(output, "_work", "tmp")
+
+    def setup(self):
+        storage.configure(self._settings)
 
     def process(self, element):
         (partition, shard, n_shards), rows = element
@@ -101,10 +104,11 @@ class WriteTable(beam.PTransform):
     per-partition counts {"partition", "rows", "bytes"} for reconciliation.
     """
 
-    def __init__(self, output: str, partition_fn, table_of, target_file_mb: float):
+    def __init__(self, output: str, partition_fn, table_of, target_file_mb: float,
+                 settings: storage.StorageSettings = storage.StorageSettings()):
         super().__init__()
         self._output, self._partition_fn, self._table_of = output, partition_fn, table_of
-        self._target_file_mb = target_file_mb
+        self._target_file_mb, self._settings = target_file_mb, settings
 
     def expand(self, rows):
         partition_fn, target_mb = self._partition_fn, self._target_file_mb
@@ -119,7 +123,7 @@ class WriteTable(beam.PTransform):
             keyed
             | "AssignShard" >> beam.Map(_with_shard_key, beam.pvalue.AsDict(shards))
             | "GroupShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(_WriteShardFn(self._output, self._table_of))
+            | "WriteShard" >> beam.ParDo(_WriteShardFn(self._output, self._table_of, self._settings))
         )
         return totals | "AsRecords" >> beam.MapTuple(
             lambda partition, t: {"partition": partition, "rows": t[0], "bytes": t[1]})
