@@ -27,9 +27,16 @@ setup(
         "pillow>=10,<13",
     ],
     extras_require={
-        "gcp": ["apache-beam[gcp]>=2.77,<2.78", "gcsfs>=2024.2", "google-cloud-storage>=2.14,<4"],
+        "gcp": ["apache-beam[gcp]>=2.77,<2.78", "gcsfs>=2024.2", "google-cloud-storage>=2.14,<4"],  # gs:// via gcsfs
         "aws": ["apache-beam[aws]>=2.77,<2.78"],
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],
+        "test": [
+            "pytest>=8,<10",
+            "hypothesis>=6.100,<7",
+            "apache-beam[gcp,aws]>=2.77,<2.78",
+            "gcsfs>=2024.2",
+            "gcp-storage-emulator>=2024.8",
+            "moto[server]>=5,<6",
+        ],
     },
     entry_points={"console_scripts": ["medvision-pipeline = pipeline.cli:main"]},
 )

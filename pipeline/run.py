@@ -202,5 +202,7 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
     stats = build_stats(config, cases, counts, written, time.monotonic() - started)
     storage.write_bytes(storage.join(config.output, "stats.json"), json.dumps(stats, indent=1).encode())
     check_failure_fraction(stats, config.max_failure_fraction)
-    storage.write_bytes(storage.join(config.output, "_SUCCESS"), b"")
+    # Not empty: S3 refuses a multipart upload of zero parts, which an empty write becomes.
+    success = {"finished_utc": stats["finished_utc"], "total_rows": stats["total_rows"]}
+    storage.write_bytes(storage.join(config.output, "_SUCCESS"), json.dumps(success).encode())
     return stats

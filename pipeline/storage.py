@@ -22,6 +22,7 @@ import os
 import posixpath
 import shutil
 import tempfile
+import uuid
 from typing import Iterator, Optional
 
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
@@ -138,6 +139,24 @@ def read_bytes(uri: str) -> bytes:
 def write_bytes(uri: str, data: bytes) -> None:
     with create(uri) as handle:
         handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_create(uri: str, temp_dir: str):
+    """A writable handle whose object appears at `uri` only once complete.
+
+    Object stores publish an upload only when it finishes, so they are written in place;
+    a local file is written under `temp_dir` and renamed (a killed write leaves no partial
+    file where readers look, and a retry rewrites the same name).
+    """
+    if is_remote(uri):
+        with create(uri) as handle:
+            yield handle
+        return
+    temp_uri = join(temp_dir, f"{uuid.uuid4().hex}.{basename(uri)}")
+    with create(temp_uri) as handle:
+        yield handle
+    rename(temp_uri, uri)
 
 
 def rename(source: str, destination: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import uuid
 
 import apache_beam as beam
 import pyarrow as pa
@@ -43,18 +42,12 @@ def shard_count(total_bytes: int, target_file_mb: float) -> int:
 
 
 def write_parquet(uri: str, table: str, rows: list[dict], temp_dir: str) -> int:
-    """Write rows (sorted by the caller) to one Parquet file: a temp file in `temp_dir`, then a rename.
-
-    A write killed half-way leaves its temp file under `temp_dir` (outside the partitions),
-    never a partial file where readers look; a retry rewrites the same final name.
-    """
+    """Write rows (sorted by the caller) to one Parquet file that appears only when complete."""
     schema = schema_for(table)
-    temp_uri = storage.join(temp_dir, f"{uuid.uuid4().hex}.parquet")
-    with storage.create(temp_uri) as handle:
+    with storage.atomic_create(uri, temp_dir) as handle:
         with pq.ParquetWriter(handle, schema, **PARQUET_OPTIONS) as writer:
             for group in _row_groups(rows):
                 writer.write_batch(pa.RecordBatch.from_pylist([file_row(r, schema) for r in group], schema=schema))
-    storage.rename(temp_uri, uri)
     return len(rows)
 
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import numpy as np
 import pytest
 
+from pipeline import storage
 from pipeline.sources import demo
 from transforms.phantoms import Cuboid, Ellipsoid, centred_affine, intensities, rasterize
 
@@ -76,3 +78,53 @@ def demo_root(tmp_path_factory) -> str:
 @pytest.fixture
 def msd_task(tmp_path) -> str:
     return make_msd_task(tmp_path / "msd", broken="unknown_label")
+
+
+# --- storage servers (real emulators on 127.0.0.1, started by the tests) ---------------------------
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A gcp-storage-emulator server; exported as STORAGE_EMULATOR_HOST for this process and its children."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ["STORAGE_EMULATOR_HOST"] = endpoint
+    storage.configure(storage.StorageSettings(gcs_anonymous=True, gcs_project="medvision-test"))
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server; returns the Beam options that reach it (set for this process too)."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = [f"--s3_endpoint_url=http://127.0.0.1:{port}", "--s3_access_key_id=testing",
+               "--s3_secret_access_key=testing", "--s3_region_name=us-east-1"]
+    FileSystems.set_options(PipelineOptions(options))
+    yield options
+    server.stop()
+
+
+def upload_tree(local_root: str, uri_root: str) -> None:
+    """Copy every file under a local folder to the same relative paths under a URI."""
+    for folder, _, names in os.walk(local_root):
+        for name in names:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, local_root).replace(os.sep, "/")
+            with open(path, "rb") as handle:
+                storage.write_bytes(storage.join(uri_root, relative), handle.read())
