@@ -52,11 +52,12 @@ def configure(settings: StorageSettings) -> None:
     global _settings
     if settings != _settings:
         _settings = settings
-        _gcs.cache_clear()
+        gcs_filesystem.cache_clear()
 
 
 @functools.lru_cache(maxsize=1)
-def _gcs():
+def gcs_filesystem():
+    """This process's gcsfs filesystem, built from the configured settings."""
     import gcsfs  # the gcp extra
 
     token = "anon" if _settings.gcs_anonymous else None
@@ -94,14 +95,14 @@ def dirname(uri: str) -> str:
 
 def exists(uri: str) -> bool:
     if _is_gcs(uri):
-        return _gcs().exists(_gcs_path(uri))
+        return gcs_filesystem().exists(_gcs_path(uri))
     return FileSystems.exists(uri)
 
 
 def glob(pattern: str) -> list[str]:
     """Sorted paths of files matching a glob pattern (`**` crosses folders); empty when none match."""
     if _is_gcs(pattern):
-        fs = _gcs()
+        fs = gcs_filesystem()
         return sorted(GCS + path for path in fs.glob(_gcs_path(pattern)) if fs.isfile(path))
     try:
         result = FileSystems.match([pattern])[0]
@@ -120,14 +121,14 @@ def is_empty_location(uri: str) -> bool:
 def open_read(uri: str):
     """A readable, seekable binary handle on the object's stored bytes."""
     if _is_gcs(uri):
-        return _gcs().open(_gcs_path(uri), "rb")
+        return gcs_filesystem().open(_gcs_path(uri), "rb")
     return FileSystems.open(uri, compression_type=RAW)
 
 
 def create(uri: str):
     """A writable binary handle for a new object (parent folders are created as needed)."""
     if _is_gcs(uri):
-        return _gcs().open(_gcs_path(uri), "wb")
+        return gcs_filesystem().open(_gcs_path(uri), "wb")
     return FileSystems.create(uri, compression_type=RAW)
 
 
@@ -162,7 +163,7 @@ def atomic_create(uri: str, temp_dir: str):
 def rename(source: str, destination: str) -> None:
     """Move an object; local parent folders are created (object stores have none)."""
     if _is_gcs(source):
-        _gcs().mv(_gcs_path(source), _gcs_path(destination))
+        gcs_filesystem().mv(_gcs_path(source), _gcs_path(destination))
         return
     if not is_remote(destination):
         os.makedirs(os.path.dirname(destination), exist_ok=True)

@@ -69,3 +69,43 @@ def write_dicom_series(folder, array_ijk: np.ndarray, affine_ras: np.ndarray, *,
             delattr(dataset, drop_tag)
         dataset.save_as(os.path.join(folder, f"IM{number:04d}.dcm"), enforce_file_format=True)
     return str(folder)
+
+
+def write_enhanced_multiframe(path, array_ijk: np.ndarray, affine_ras: np.ndarray, *, slope=2.0,
+                              intercept=-1000.0) -> str:
+    """One enhanced (multi-frame) CT object: geometry and rescale in functional groups, frames shuffled."""
+    from pydicom.uid import EnhancedCTImageStorage
+
+    origin, directions, spacing = _lps_geometry(affine_ras)
+    order = np.random.default_rng(0).permutation(array_ijk.shape[2])  # frames need not be stored in order
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.file_meta.MediaStorageSOPClassUID = EnhancedCTImageStorage
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    dataset.SOPClassUID, dataset.Modality = EnhancedCTImageStorage, "CT"
+    dataset.SeriesInstanceUID, dataset.StudyInstanceUID = generate_uid(), generate_uid()
+    dataset.Rows, dataset.Columns, dataset.NumberOfFrames = array_ijk.shape[1], array_ijk.shape[0], len(order)
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 16, 15, 1
+    shared = Dataset()
+    orientation, measures, transform = Dataset(), Dataset(), Dataset()
+    orientation.ImageOrientationPatient = [f"{v:.8f}" for v in (*directions[:, 0], *directions[:, 1])]
+    measures.PixelSpacing = [f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"]
+    measures.SliceThickness = f"{spacing[2]:.6f}"
+    transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = f"{slope:g}", f"{intercept:g}", "HU"
+    shared.PlaneOrientationSequence, shared.PixelMeasuresSequence = [orientation], [measures]
+    shared.PixelValueTransformationSequence = [transform]
+    dataset.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for k in order:
+        group, position = Dataset(), Dataset()
+        position.ImagePositionPatient = [f"{v:.6f}" for v in origin + directions[:, 2] * spacing[2] * k]
+        group.PlanePositionSequence = [position]
+        frames.append(group)
+    dataset.PerFrameFunctionalGroupsSequence = frames
+    stored = [np.rint((array_ijk[:, :, k].T - intercept) / slope).astype(np.int16) for k in order]
+    dataset.PixelData = np.stack(stored).tobytes()
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    dataset.save_as(str(path), enforce_file_format=True)
+    return str(path)

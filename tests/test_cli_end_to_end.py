@@ -169,3 +169,15 @@ def test_two_worker_processes_give_byte_identical_output(tmp_path, demo_root):
         subprocess.run(command, check=True, capture_output=True, timeout=600)
     assert part_file_digests(outputs["one"]) == part_file_digests(outputs["two"])
     assert len(part_file_digests(outputs["one"])) >= 2
+
+
+def test_listing_order_does_not_change_any_output_byte(tmp_path, msd_task):
+    first = str(tmp_path / "first")
+    assert main(["build", "--source", f"msd={msd_task}", "--output", first]) == 0
+    meta_path = os.path.join(msd_task, "dataset.json")
+    meta = json.load(open(meta_path))
+    meta["training"].reverse()
+    json.dump(meta, open(meta_path, "w"))
+    second = str(tmp_path / "second")
+    assert main(["build", "--source", f"msd={msd_task}", "--output", second]) == 0
+    assert part_file_digests(first) == part_file_digests(second)

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.cli import main
 from tests.conftest import write_nifti
-from tests.formats import write_dicom_series, write_itk
+from tests.formats import write_dicom_series, write_enhanced_multiframe, write_itk
 from transforms import dicom
 from transforms.boxes import component_boxes
 from transforms.case import CaseRef, SequenceRef, extract_slices, load_case
@@ -59,6 +59,17 @@ def test_same_phantom_in_every_format_gives_identical_pairs(tmp_path, orientatio
         assert mean == pytest.approx(reference[1], abs=1e-3), fmt  # RescaleSlope/Intercept applied
         assert [b[:3] for b in boxes] == [b[:3] for b in reference[0]], fmt
         assert all(np.allclose(b[3], r[3], atol=1e-4) for b, r in zip(boxes, reference[0])), fmt
+
+
+def test_enhanced_multiframe_dicom_matches_the_classic_series(tmp_path):
+    image, _, affine = phantom("PSL")
+    classic = write_dicom_series(str(tmp_path / "classic"), image, affine)
+    write_enhanced_multiframe(tmp_path / "enhanced" / "volume.dcm", image, affine)
+    classic_array, classic_affine = dicom.read_series(classic, "classic")
+    enhanced_array, enhanced_affine = dicom.read_series(str(tmp_path / "enhanced"), "enhanced")
+    np.testing.assert_allclose(enhanced_affine, classic_affine, atol=1e-5)
+    np.testing.assert_allclose(enhanced_array, classic_array, atol=1.0)  # slope 2: values round to 2 HU
+    np.testing.assert_allclose(enhanced_array, image, atol=1.0)
 
 
 def test_pydicom_bundled_ct_series_reads_with_its_geometry(tmp_path):

@@ -117,3 +117,16 @@ def test_four_d_image_is_split_by_channel_never_spatially(tmp_path):
     loaded = load_nifti_case(case, image_path, mask_path)
     assert {name: float(v.array.mean()) for name, v in loaded.images.items()} == {"A": 10, "B": 20, "C": 30}
     assert all(v.array.shape == (5, 6, 7) for v in loaded.images.values())
+
+
+def test_scl_slope_on_a_mask_does_not_rescale_label_codes(tmp_path):
+    labels = np.zeros((6, 6, 4), np.uint8)
+    labels[1:3, 1:3, 1] = 1
+    case, image_path, mask_path = case_on_disk(tmp_path, labels)
+    mask = nib.load(mask_path)
+    scaled = nib.Nifti1Image(np.asanyarray(mask.dataobj), mask.affine, mask.header)
+    scaled.header.set_slope_inter(0.5, 0.0)
+    nib.save(scaled, mask_path)
+    assert nib.load(mask_path).dataobj.slope == 0.5
+    loaded = load_nifti_case(case, image_path, mask_path)
+    assert set(np.unique(loaded.labels.array)) == {0, 1}

@@ -36,7 +36,7 @@ def check_output(output: str) -> dict:
 
 def test_gcs_to_gcs_with_two_worker_processes(tmp_path, gcs_emulator):
     task = make_msd_task(tmp_path / "msd", broken="unknown_label")
-    storage._gcs().mkdir("medvision-test")
+    storage.gcs_filesystem().mkdir("medvision-test")
     upload_tree(task, "gs://medvision-test/raw/Task01_BrainTumour")
     result = build(["--source", "msd=gs://medvision-test/raw/Task01_BrainTumour",
                     "--output", "gs://medvision-test/out/run1", "--gcs-anonymous", *TWO_WORKERS])

@@ -136,11 +136,15 @@ def read_channel(image: nib.Nifti1Image, channel: int | None, uri: str) -> np.nd
 
 
 def read_labels(image: nib.Nifti1Image, uri: str) -> np.ndarray:
-    """The label map as integers, refusing non-integer values instead of truncating them."""
+    """The label map as integers, refusing non-integer values instead of truncating them.
+
+    Label values are codes, so the stored values are read and any scl_slope/scl_inter a
+    writer put on the mask is ignored (scaling 1, 2, 3 by 0.5 would invent labels).
+    """
     if len(image.shape) > 3 and int(np.prod(image.shape[3:])) != 1:
         raise PipelineError(Reason.BAD_SHAPE, f"label map must be 3D, got shape {image.shape}", uri)
     with reading(uri, image.get_filename() or ""):
-        raw = np.asanyarray(image.dataobj)
+        raw = np.asanyarray(image.dataobj.get_unscaled())
     raw = raw.reshape(spatial_shape(image.shape))
     return as_integer_labels(raw, uri)
 
