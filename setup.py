@@ -36,6 +36,7 @@ setup(
             "gcsfs>=2024.2",
             "gcp-storage-emulator>=2024.8",
             "moto[server]>=5,<6",
+            "nilearn>=0.10",  # its bundled MNI152 template is a real file for the tests
         ],
     },
     entry_points={"console_scripts": ["medvision-pipeline = pipeline.cli:main"]},

@@ -194,3 +194,33 @@ def test_failure_fraction_over_the_limit_fails_the_run(tmp_path, capsys):
     failed = sum(1 for reason in expected.values() if reason) / len(expected)
     assert f"exceeds --max-failure-fraction 0.5 (msd: {failed:.1%} of cases)" in capsys.readouterr().err
     assert os.path.exists(os.path.join(output, "stats.json")) and not os.path.exists(os.path.join(output, "_SUCCESS"))
+
+
+def test_nilearn_mni152_template_builds_through_the_pipeline(tmp_path):
+    """A real template no one here wrote, read by the real reader, with GM/WM maps thresholded to labels."""
+    import nilearn
+
+    data = os.path.join(os.path.dirname(nilearn.__file__), "datasets", "data")
+    template = os.path.join(data, "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
+    grey, white = (np.asanyarray(nib.load(os.path.join(data, f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"))
+                                 .dataobj) for kind in ("gm", "wm"))
+    labels = np.where((white >= 128) & (white >= grey), 2, np.where(grey >= 128, 1, 0)).astype(np.uint8)
+    task = tmp_path / "Task01_MNI"
+    for folder in ("imagesTr", "labelsTr"):
+        os.makedirs(task / folder)
+    shutil.copy(template, task / "imagesTr" / "mni152.nii.gz")
+    nib.save(nib.Nifti1Image(labels, nib.load(template).affine), str(task / "labelsTr" / "mni152.nii.gz"))
+    json.dump({"modality": {"0": "T1w"}, "labels": {"0": "background", "1": "grey matter", "2": "white matter"},
+               "training": [{"image": "./imagesTr/mni152.nii.gz", "label": "./labelsTr/mni152.nii.gz"}]},
+              open(task / "dataset.json", "w"))
+    output = str(tmp_path / "out")
+    assert main(["build", "--source", f"msd={task}", "--output", output]) == 0
+    rows = [r for f in glob.glob(os.path.join(output, "dataset=msd/task=detection/split=*/*.parquet"))
+            for r in pq.read_table(f, columns=["plane", "label_name", "pixel_spacing_mm", "image_width_px",
+                                               "image_height_px", "provenance"]).to_pylist()]
+    assert {r["label_name"] for r in rows} == {"grey matter", "white matter"}
+    assert {r["pixel_spacing_mm"] for r in rows} == {1.0}
+    sizes = {r["plane"]: (r["image_width_px"], r["image_height_px"]) for r in rows}
+    assert sizes == {"axial": (197, 233), "coronal": (197, 189), "sagittal": (233, 189)}
+    assert {r["provenance"]["orig_orientation"] for r in rows} == {"RAS"}
+    assert not glob.glob(os.path.join(output, "quarantine", "*.parquet"))
