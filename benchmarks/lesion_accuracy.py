@@ -9,7 +9,6 @@ max and median absolute error per spacing, and the mean time of `lesion_rows` pe
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 import time
@@ -17,22 +16,11 @@ import time
 import numpy as np
 
 from transforms.lesions import LesionSize, measure_component
+from transforms.phantoms import ellipse_mask
 
 SPACINGS_MM_ROW_COL = ((1.0, 1.0), (0.5, 2.0), (2.0, 0.5), (0.7, 0.7))
 ANGLES_DEG = range(0, 180, 15)
 COLUMNS = ("major_axis_mm", "minor_axis_mm", "longest_diameter_mm", "perpendicular_diameter_mm", "angle_deg")
-
-
-def ellipse_mask(semi_major_mm, semi_minor_mm, angle_deg, spacing_mm_row_col, field_mm):
-    """Pixels whose centre lies inside the rotated ellipse, centred in a square field."""
-    row_mm, col_mm = spacing_mm_row_col
-    y = (np.arange(int(field_mm / row_mm)) + 0.5) * row_mm - field_mm / 2
-    x = (np.arange(int(field_mm / col_mm)) + 0.5) * col_mm - field_mm / 2
-    xx, yy = np.meshgrid(x, y)
-    angle = math.radians(angle_deg)
-    along = xx * math.cos(angle) + yy * math.sin(angle)
-    across = -xx * math.sin(angle) + yy * math.cos(angle)
-    return (along / semi_major_mm) ** 2 + (across / semi_minor_mm) ** 2 <= 1.0
 
 
 def errors_for(spacing, semi_major_mm, semi_minor_mm, field_mm):

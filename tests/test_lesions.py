@@ -8,22 +8,11 @@ import pytest
 
 from transforms.errors import Reason
 from transforms.lesions import LesionSize, Rejection, measure_component, size_floor_mm, target_components
+from transforms.phantoms import ellipse_mask
 
 SEMI_MAJOR_MM, SEMI_MINOR_MM = 20.0, 10.0
 SPACINGS = [(1.0, 1.0), (0.5, 2.0), (2.0, 0.5)]  # (row, col) mm
 ANGLES = range(0, 180, 15)
-
-
-def ellipse_mask(semi_major_mm, semi_minor_mm, angle_deg, spacing_mm_row_col, field_mm=80.0):
-    """Pixels whose centre lies in an ellipse centred in the field, major axis at `angle_deg` from +x towards +y."""
-    row_mm, col_mm = spacing_mm_row_col
-    y = (np.arange(int(field_mm / row_mm)) + 0.5) * row_mm - field_mm / 2
-    x = (np.arange(int(field_mm / col_mm)) + 0.5) * col_mm - field_mm / 2
-    xx, yy = np.meshgrid(x, y)
-    angle = math.radians(angle_deg)
-    along = xx * math.cos(angle) + yy * math.sin(angle)
-    across = -xx * math.sin(angle) + yy * math.cos(angle)
-    return (along / semi_major_mm) ** 2 + (across / semi_minor_mm) ** 2 <= 1.0
 
 
 @pytest.mark.parametrize("spacing", SPACINGS)

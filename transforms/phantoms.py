@@ -13,7 +13,8 @@ import numpy as np
 
 from transforms.volume import grid_affine
 
-__all__ = ["Cuboid", "Ellipsoid", "grid_affine", "centred_affine", "rasterize", "intensities", "reorient"]
+__all__ = ["Cuboid", "Ellipsoid", "grid_affine", "centred_affine", "rasterize", "intensities", "ellipse_mask",
+           "reorient"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +74,22 @@ def intensities(labels: np.ndarray, value_by_label: dict[int, float], background
             lookup[label] = value
     noise = np.random.default_rng(seed).normal(0.0, noise_sd, labels.shape).astype(np.float32)
     return lookup[labels] + noise
+
+
+def ellipse_mask(semi_major_mm: float, semi_minor_mm: float, angle_deg: float, spacing_mm_row_col,
+                 field_mm: float = 80.0) -> np.ndarray:
+    """A 2D mask: pixels whose centre lies in an ellipse centred in a square field of `field_mm`.
+
+    The major axis is at `angle_deg` from +x (columns) towards +y (rows, down), in mm.
+    """
+    row_mm, col_mm = spacing_mm_row_col
+    y = (np.arange(int(field_mm / row_mm)) + 0.5) * row_mm - field_mm / 2
+    x = (np.arange(int(field_mm / col_mm)) + 0.5) * col_mm - field_mm / 2
+    xx, yy = np.meshgrid(x, y)
+    angle = np.radians(angle_deg)
+    along = xx * np.cos(angle) + yy * np.sin(angle)
+    across = -xx * np.sin(angle) + yy * np.cos(angle)
+    return (along / semi_major_mm) ** 2 + (across / semi_minor_mm) ** 2 <= 1.0
 
 
 def reorient(array: np.ndarray, affine: np.ndarray, orientation: str) -> tuple[np.ndarray, np.ndarray]:
