@@ -116,16 +116,22 @@ class _ExtractSlicesFn(beam.DoFn):
 
     def process(self, case: CaseRef):
         try:
-            records = list(self._slices(case))
+            records, unmeasured = self._slices(case)
         except PipelineError as exc:
             yield quarantined(case, "load", exc.reason, str(exc))
             return
+        for name, message in unmeasured:
+            yield quarantined(case, "angle_distance", Reason.BAD_LANDMARKS, f"{name}: {message}")
         if not records:
-            yield quarantined(case, "load", Reason.EMPTY_CASE, "no labelled slice and no landmark measurement")
+            if not unmeasured:
+                yield quarantined(case, "load", Reason.EMPTY_CASE, "no labelled slice and no landmark measurement")
             return
         count(case.dataset, "load", "ok")
         count(case.dataset, "slices", "ok", len(records))
         yield from records
+        yield from self._label_losses(case, records)
+
+    def _label_losses(self, case: CaseRef, records: list[SliceRecord]):
         first_sequence = case.sequences[0].name
         for record in records:
             content = record.content
@@ -135,7 +141,8 @@ class _ExtractSlicesFn(beam.DoFn):
                                   f"{content.slice_index} at {self._spacing} mm; pairs of that slice lack them. "
                                   "Use a finer --spacing.")
 
-    def _slices(self, case: CaseRef):
+    def _slices(self, case: CaseRef) -> tuple[list[SliceRecord], tuple[tuple[str, str], ...]]:
+        """The case's slice records, and the measurements its landmarks could not define."""
         if case.listing_error:
             raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
         with contextlib.ExitStack() as stack:
@@ -145,8 +152,8 @@ class _ExtractSlicesFn(beam.DoFn):
         digests = {uri: digest for uri, (_, digest) in copies.items()}
         provenance = row_builders.provenance(case, loaded.geometry, digests, str(self._spacing), __version__,
                                              self._params_hash)
-        for content in extract_slices(loaded, self._spacing):
-            yield SliceRecord(case, split, provenance, content)
+        records = [SliceRecord(case, split, provenance, content) for content in extract_slices(loaded, self._spacing)]
+        return records, loaded.unmeasured
 
 
 class ExtractSlices(beam.PTransform):

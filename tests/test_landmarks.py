@@ -176,3 +176,17 @@ def test_feta_biometry_is_measured_in_the_realigned_space(tmp_path):
     quarantine = glob.glob(os.path.join(output, "quarantine", "*.parquet"))
     assert [(q["case_id"], q["reason"]) for f in quarantine for q in pq.read_table(f).to_pylist()] == [
         ("sub-001_rec-mial", "empty_case")]  # its tissue map is empty on purpose
+
+
+def test_a_missing_landmark_pair_leaves_only_its_measurement_undefined(tmp_path):
+    shape = (20, 20, 20)
+    affine = centred_affine(shape, "RAS", (1.0, 1.0, 1.0))
+    pairs = np.zeros(shape, np.uint8)
+    pairs[2, 5, 5] = pairs[12, 5, 5] = 1  # label 2 (points C, D) is absent
+    image_path = write_nifti(tmp_path / "img.nii.gz", pairs.astype(np.int16), affine)
+    pairs_path = write_nifti(tmp_path / "pairs.nii.gz", pairs, affine)
+    spec = LandmarkSpec(pairs_path, "label_pairs", LandmarkSpace("voxel"), MEASURES, pairs=PAIRS)
+    case = CaseRef("t", "c", "c", image_path, "", (SequenceRef("MR", "MRI"),), (), landmarks=spec)
+    loaded = load_case(case, {image_path: image_path, pairs_path: pairs_path})
+    assert [(m.name, v.value) for m, v in loaded.measured] == [("AB", 10.0)]
+    assert [name for name, _ in loaded.unmeasured] == ["AB-CD"] and "['C', 'D']" in loaded.unmeasured[0][1]

@@ -106,6 +106,7 @@ class LoadedCase:
     geometry: dict
     landmarks_ras: dict = dataclasses.field(default_factory=dict)  # name -> world RAS+ mm
     measured: tuple[tuple[Measurement, MeasuredValue], ...] = ()
+    unmeasured: tuple[tuple[str, str], ...] = ()  # (measurement, why it is undefined)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,7 +250,7 @@ def read_landmarks(spec: LandmarkSpec, local: dict[str, str], grid: Volume) -> d
         points = {}
         for label, first, second, axis in spec.pairs:
             if label not in pairs:
-                continue  # a missing pair only fails the measurements that need it
+                continue  # a missing pair leaves only the measurements that need it undefined
             voxels = pairs[label][np.argsort(-pairs[label][:, axis], kind="stable")]
             points[first], points[second] = tuple(voxels[0]), tuple(voxels[1])
         return to_world_ras(points, spec.space, nifti.resolve_affine(mask_file.header).affine_ras)
@@ -260,18 +261,23 @@ def load_case(case: CaseRef, local: dict[str, str], max_voxels: int | None = Non
     """Read a case (`local` maps each of `case.input_uris()` to a local file) into one canonical frame.
 
     Checks: readable files, orthonormal directions, mask on the image grid, integer labels
-    from the label map, readable landmarks with every measured point. Measurements are made
-    here, in world mm. A volume declaring more than `max_voxels` is refused before decoding.
+    from the label map, readable landmark files. Measurements are made
+    here, in world mm; one whose points are missing is left out and listed in `unmeasured`.
+    A volume declaring more than `max_voxels` is refused before decoding.
     Raises `PipelineError` with the reason on failure.
     """
     images, grid, geometry = read_images(case, local, max_voxels)
     labels = read_label_map(case, local, grid)
-    landmarks, measured = {}, ()
+    landmarks, measured, unmeasured = {}, [], []
     if case.landmarks is not None:
         landmarks = read_landmarks(case.landmarks, local, grid)
-        measured = tuple((m, measure(m, landmarks)) for m in case.landmarks.measurements)
+        for measurement in case.landmarks.measurements:
+            try:
+                measured.append((measurement, measure(measurement, landmarks)))
+            except PipelineError as exc:  # undefined: reported with its reason, never emitted as 0
+                unmeasured.append((measurement.name, exc.message))
     canonical = {name: to_canonical(volume) for name, volume in images.items()}
-    return LoadedCase(case, canonical, to_canonical(labels), geometry, landmarks, measured)
+    return LoadedCase(case, canonical, to_canonical(labels), geometry, landmarks, tuple(measured), tuple(unmeasured))
 
 
 def load_nifti_case(case: CaseRef, image_path: str, mask_path: str) -> LoadedCase:
