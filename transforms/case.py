@@ -180,43 +180,58 @@ def check_budget(n_voxels: int, max_voxels: int | None, uri: str) -> None:
                             "(--max-volume-mb)", uri)
 
 
-def read_images(case: CaseRef, local: dict[str, str],
-                max_voxels: int | None = None) -> tuple[dict[str, Volume], Volume, dict]:
-    """Each sequence on the case's grid (as stored), the grid alone, and its geometry facts."""
-    path, uri = local[case.image_uri], case.image_uri
-    if case.planar is not None:
-        image = read_planar(path, case.planar, uri)
-        return {case.sequences[0].name: image}, grid_of(image.array.shape, image.affine_ras), \
-            _geometry(image, "declared", False, f"pillow {PIL.__version__}")
-    if case.realign is not None:
-        check_budget(itk_voxel_count(local[case.realign.reference_uri], uri), max_voxels, uri)
-        image = resample_through_transform(path, local[case.realign.reference_uri],
-                                           local[case.realign.transform_uri], uri)
-        grid = grid_of(image.array.shape, image.affine_ras)
-        return {case.sequences[0].name: image}, grid, _geometry(grid, "itk_resampled", False,
-                                                                f"SimpleITK {sitk.Version.VersionString()}")
-    kind = image_format(uri)
-    if kind == "dicom":
-        check_budget(dicom.voxel_count(path, uri), max_voxels, uri)
-        array, affine = dicom.read_series(path, uri)
-        image = Volume(array, affine)
-        return {case.sequences[0].name: image}, grid_of(array.shape, affine), \
-            _geometry(image, "dicom_positions", False, f"pydicom {pydicom.__version__}")
-    if kind == "itk":
-        check_budget(itk_voxel_count(path, uri), max_voxels, uri)
-        images = {seq.name: read_itk(path, uri, seq.channel) for seq in case.sequences}
-        first = next(iter(images.values()))
-        check_orthonormal(first.affine_ras)
-        grid = grid_of(first.array.shape, first.affine_ras)
-        return images, grid, _geometry(grid, "itk_header", False, f"SimpleITK {sitk.Version.VersionString()}")
-    image_file = nifti.load(path, uri)
-    check_budget(nifti.voxel_count(image_file), max_voxels, uri)
+def _single(case: CaseRef, image: Volume, source: str, reader: str):
+    return {case.sequences[0].name: image}, grid_of(image.array.shape, image.affine_ras), \
+        _geometry(image, source, False, reader)
+
+
+def _read_realigned(case: CaseRef, local: dict[str, str], max_voxels: int | None):
+    reference = local[case.realign.reference_uri]
+    check_budget(itk_voxel_count(reference, case.image_uri), max_voxels, case.image_uri)
+    image = resample_through_transform(local[case.image_uri], reference, local[case.realign.transform_uri],
+                                       case.image_uri)
+    return _single(case, image, "itk_resampled", f"SimpleITK {sitk.Version.VersionString()}")
+
+
+def _read_dicom(case: CaseRef, path: str, max_voxels: int | None):
+    check_budget(dicom.voxel_count(path, case.image_uri), max_voxels, case.image_uri)
+    array, affine = dicom.read_series(path, case.image_uri)
+    return _single(case, Volume(array, affine), "dicom_positions", f"pydicom {pydicom.__version__}")
+
+
+def _read_itk(case: CaseRef, path: str, max_voxels: int | None):
+    check_budget(itk_voxel_count(path, case.image_uri), max_voxels, case.image_uri)
+    images = {seq.name: read_itk(path, case.image_uri, seq.channel) for seq in case.sequences}
+    first = next(iter(images.values()))
+    check_orthonormal(first.affine_ras)
+    grid = grid_of(first.array.shape, first.affine_ras)
+    return images, grid, _geometry(grid, "itk_header", False, f"SimpleITK {sitk.Version.VersionString()}")
+
+
+def _read_nifti(case: CaseRef, path: str, max_voxels: int | None):
+    image_file = nifti.load(path, case.image_uri)
+    check_budget(nifti.voxel_count(image_file), max_voxels, case.image_uri)
     affine = nifti.resolve_affine(image_file.header)
     check_orthonormal(affine.affine_ras)
     grid = grid_of(nifti.spatial_shape(image_file.shape), affine.affine_ras)
-    images = {seq.name: Volume(nifti.read_channel(image_file, seq.channel, uri), affine.affine_ras)
+    images = {seq.name: Volume(nifti.read_channel(image_file, seq.channel, case.image_uri), affine.affine_ras)
               for seq in case.sequences}
     return images, grid, _geometry(grid, affine.source, affine.sform_qform_mismatch, f"nibabel {nib.__version__}")
+
+
+def read_images(case: CaseRef, local: dict[str, str],
+                max_voxels: int | None = None) -> tuple[dict[str, Volume], Volume, dict]:
+    """Each sequence on the case's grid (as stored), the grid alone, and its geometry facts.
+
+    A volume whose header declares more than `max_voxels` is refused before it is decoded.
+    """
+    path = local[case.image_uri]
+    if case.planar is not None:
+        return _single(case, read_planar(path, case.planar, case.image_uri), "declared", f"pillow {PIL.__version__}")
+    if case.realign is not None:
+        return _read_realigned(case, local, max_voxels)
+    readers = {"dicom": _read_dicom, "itk": _read_itk, "nifti": _read_nifti}
+    return readers[image_format(case.image_uri)](case, path, max_voxels)
 
 
 def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume:
@@ -225,6 +240,7 @@ def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume
         return grid.with_array(np.zeros(grid.array.shape, np.uint8))
     path, uri = local[case.mask_uri], case.mask_uri
     if image_format(uri) == "itk":
+        check_budget(itk_voxel_count(path, uri), int(np.prod(grid.array.shape)), uri)
         read = read_itk(path, uri)
         mask = read.with_array(as_integer_labels(read.array, uri))
     else:
