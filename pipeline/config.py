@@ -12,6 +12,7 @@ from typing import Optional
 
 from schemas.tables import SCHEMA_VERSION
 from transforms import boxes, ids, intensity
+from transforms.case import ReadPolicy
 from transforms.planes import SpacingMode, parse_spacing_mode
 
 DEFAULT_SPLIT_SALT = "medvision-v1"
@@ -51,11 +52,12 @@ class BuildConfig:
     max_volume_mb: float = DEFAULT_MAX_VOLUME_MB
     max_failure_fraction: float = 1.0
     gcs_anonymous: bool = False
+    allow_uneven_dicom_spacing: bool = False
 
     @property
-    def max_voxels(self) -> int:
-        """The memory budget as float32 voxels."""
-        return int(self.max_volume_mb * 2**20 / 4)
+    def read_policy(self) -> ReadPolicy:
+        """The memory budget as float32 voxels, and the DICOM spacing tolerance."""
+        return ReadPolicy(int(self.max_volume_mb * 2**20 / 4), self.allow_uneven_dicom_spacing)
 
     @property
     def work_dir(self) -> str:
@@ -65,6 +67,7 @@ class BuildConfig:
         """The parameters that shape every pair; their hash is part of each sample id."""
         return {
             "spacing": str(self.spacing),
+            "allow_uneven_dicom_spacing": self.allow_uneven_dicom_spacing,
             "split_salt": self.split_salt,
             "connectivity": boxes.CONNECTIVITY,
             "display": "radiological",
@@ -122,6 +125,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                         help="approximate size of each Parquet file")
     parser.add_argument("--max-volume-mb", type=_positive_float, default=DEFAULT_MAX_VOLUME_MB,
                         help="refuse (too_large) a volume whose header declares more float32 MB than this")
+    parser.add_argument("--allow-uneven-dicom-spacing", action="store_true",
+                        help="resample unevenly spaced DICOM series to their median gap (linear, flagged in "
+                             "provenance) instead of quarantining them")
     parser.add_argument("--gcs-anonymous", action="store_true",
                         help="read and write gs:// without credentials (public buckets; the storage emulator "
                              "named by STORAGE_EMULATOR_HOST)")
@@ -147,4 +153,5 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         max_volume_mb=args.max_volume_mb,
         max_failure_fraction=args.max_failure_fraction,
         gcs_anonymous=args.gcs_anonymous,
+        allow_uneven_dicom_spacing=args.allow_uneven_dicom_spacing,
     )

@@ -23,7 +23,7 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
         pipeline
         | "ListCases" >> beam.Create(cases)
         | "SpreadCases" >> beam.Reshuffle()
-        | "ExtractSlices" >> ExtractSlices(config.spacing, config.split_salt, config.params_hash, config.max_voxels,
+        | "ExtractSlices" >> ExtractSlices(config.spacing, config.split_salt, config.params_hash, config.read_policy,
                                            settings)
     )
     slices = slices | "SpreadSlices" >> beam.Reshuffle()

@@ -21,7 +21,7 @@ from pipeline.version import __version__
 from schemas import rows as row_builders
 from schemas.validate import pair_problems
 from transforms import ids
-from transforms.case import CaseRef, SliceRecord, extract_slices, load_case
+from transforms.case import CaseRef, ReadPolicy, SliceRecord, extract_slices, load_case
 from transforms.errors import PipelineError, Reason
 from transforms.planes import SpacingMode
 
@@ -106,10 +106,10 @@ def _local_copy(uri: str):
 class _ExtractSlicesFn(beam.DoFn):
     """Load one case from storage into the canonical frame and emit its slices."""
 
-    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, max_voxels: int | None,
+    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, policy: ReadPolicy,
                  settings: storage.StorageSettings):
         self._spacing, self._split_salt, self._params_hash = spacing, split_salt, params_hash
-        self._max_voxels, self._settings = max_voxels, settings
+        self._policy, self._settings = policy, settings
 
     def setup(self):
         storage.configure(self._settings)
@@ -147,7 +147,7 @@ class _ExtractSlicesFn(beam.DoFn):
             raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
         with contextlib.ExitStack() as stack:
             copies = {uri: stack.enter_context(_local_copy(uri)) for uri in case.input_uris()}
-            loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()}, self._max_voxels)
+            loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()}, self._policy)
         split = ids.subject_split(case.dataset, case.subject_id, self._split_salt, case.official_split)
         digests = {uri: digest for uri, (_, digest) in copies.items()}
         provenance = row_builders.provenance(case, loaded.geometry, digests, str(self._spacing), __version__,
@@ -159,10 +159,10 @@ class _ExtractSlicesFn(beam.DoFn):
 class ExtractSlices(beam.PTransform):
     """CaseRef -> SliceRecord (one per labelled slice, plane and sequence); bad cases quarantined."""
 
-    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, max_voxels: int | None = None,
+    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, policy: ReadPolicy = ReadPolicy(),
                  settings: storage.StorageSettings = storage.StorageSettings()):
         super().__init__()
-        self._fn = _ExtractSlicesFn(spacing, split_salt, params_hash, max_voxels, settings)
+        self._fn = _ExtractSlicesFn(spacing, split_salt, params_hash, policy, settings)
 
     def expand(self, cases):
         return cases | Guarded("load", self._fn)

@@ -49,6 +49,8 @@ PROVENANCE_TYPE = pa.struct([
     _field("orig_shape", pa.list_(pa.int32()), "stored array size along i, j, k", "voxels"),
     _field("affine_source", pa.string(), "header form the affine came from: sform, qform or pixdim"),
     _field("sform_qform_mismatch", pa.bool_(), "both forms set and disagreeing beyond 1e-3"),
+    _field("uneven_slice_spacing", pa.bool_(),
+           "DICOM slices were unevenly spaced and linearly resampled to the median gap"),
     _field("resampling", pa.string(), "spacing mode: finest, native or a spacing in mm"),
     _field("pipeline_version", pa.string(), "medvision-pipeline version"),
     _field("params_hash", pa.string(), "hash of the parameters that shape the output"),

@@ -65,8 +65,8 @@ def test_enhanced_multiframe_dicom_matches_the_classic_series(tmp_path):
     image, _, affine = phantom("PSL")
     classic = write_dicom_series(str(tmp_path / "classic"), image, affine)
     write_enhanced_multiframe(tmp_path / "enhanced" / "volume.dcm", image, affine)
-    classic_array, classic_affine = dicom.read_series(classic, "classic")
-    enhanced_array, enhanced_affine = dicom.read_series(str(tmp_path / "enhanced"), "enhanced")
+    classic_array, classic_affine, _ = dicom.read_series(classic, "classic")
+    enhanced_array, enhanced_affine, _ = dicom.read_series(str(tmp_path / "enhanced"), "enhanced")
     np.testing.assert_allclose(enhanced_affine, classic_affine, atol=1e-5)
     np.testing.assert_allclose(enhanced_array, classic_array, atol=1.0)  # slope 2: values round to 2 HU
     np.testing.assert_allclose(enhanced_array, image, atol=1.0)
@@ -74,7 +74,8 @@ def test_enhanced_multiframe_dicom_matches_the_classic_series(tmp_path):
 
 def test_pydicom_bundled_ct_series_reads_with_its_geometry(tmp_path):
     source = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", "dicomdirtests", "98892001", "CT5N")
-    array, affine = dicom.read_series(source, source)
+    array, affine, uneven = dicom.read_series(source, source)
+    assert not uneven
     assert array.shape == (16, 16, 5)
     np.testing.assert_allclose(np.linalg.norm(affine[:3, :3], axis=0), (0.488281, 0.488281, 2.5), atol=1e-5)
     assert affine[2, 3] == pytest.approx(-1.2375)  # the lowest slice comes first, whatever the file order
@@ -85,9 +86,19 @@ def test_nibabel_bundled_two_slice_mr_series_reads(tmp_path):
     data = os.path.join(os.path.dirname(nib.__file__), "nicom", "tests", "data")
     for name in ("0.dcm", "1.dcm"):
         shutil.copy(os.path.join(data, name), tmp_path / name)
-    array, affine = dicom.read_series(str(tmp_path), "mr")
+    array, affine, _ = dicom.read_series(str(tmp_path), "mr")
     assert array.shape == (256, 256, 2)
     np.testing.assert_allclose(np.linalg.norm(affine[:3, :3], axis=0), (1.796875, 1.796875, 3.0), atol=1e-3)
+
+
+def test_uneven_series_can_be_resampled_to_its_median_gap_and_flagged(tmp_path):
+    image, _, affine = phantom()
+    ramp = np.broadcast_to(np.arange(SHAPE[2], dtype=np.float32) * 10.0, SHAPE).copy()  # value = 10 x slice
+    folder = write_dicom_series(str(tmp_path / "series"), ramp, affine, skip_slices=(5,))
+    array, resampled_affine, uneven = dicom.read_series(folder, folder, allow_uneven=True)
+    assert uneven and array.shape == SHAPE
+    np.testing.assert_allclose(resampled_affine, affine, atol=1e-5)
+    np.testing.assert_allclose(array[0, 0, :], np.arange(SHAPE[2]) * 10.0, atol=0.01)  # the gap is interpolated
 
 
 @pytest.mark.parametrize("fault, reason", [

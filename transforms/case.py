@@ -153,9 +153,10 @@ def check_label_values(labels: np.ndarray, known: dict[int, str], uri: str) -> N
         )
 
 
-def _geometry(grid: Volume, affine_source: str, mismatch: bool, reader: str) -> dict:
+def _geometry(grid: Volume, affine_source: str, mismatch: bool, reader: str, uneven: bool = False) -> dict:
     """The allowlisted geometry facts of the grid the case was read on (for provenance)."""
     return {
+        "uneven_slice_spacing": uneven,
         "reader": reader,
         "orig_orientation": grid.orientation_code,
         "obliquity_deg": grid.obliquity_deg,
@@ -173,6 +174,14 @@ def image_format(uri: str) -> str:
     return "itk" if uri.lower().endswith(ITK_SUFFIXES) else "nifti"
 
 
+@dataclasses.dataclass(frozen=True)
+class ReadPolicy:
+    """How strict reading is: the memory budget, and whether uneven DICOM slices are resampled (flagged)."""
+
+    max_voxels: Optional[int] = None
+    allow_uneven_slices: bool = False
+
+
 def check_budget(n_voxels: int, max_voxels: int | None, uri: str) -> None:
     """Refuse, from the header alone, a volume larger than the memory budget (decompression bombs)."""
     if max_voxels is not None and n_voxels > max_voxels:
@@ -180,27 +189,27 @@ def check_budget(n_voxels: int, max_voxels: int | None, uri: str) -> None:
                             "(--max-volume-mb)", uri)
 
 
-def _single(case: CaseRef, image: Volume, source: str, reader: str):
+def _single(case: CaseRef, image: Volume, source: str, reader: str, uneven: bool = False):
     return {case.sequences[0].name: image}, grid_of(image.array.shape, image.affine_ras), \
-        _geometry(image, source, False, reader)
+        _geometry(image, source, False, reader, uneven)
 
 
-def _read_realigned(case: CaseRef, local: dict[str, str], max_voxels: int | None):
+def _read_realigned(case: CaseRef, local: dict[str, str], policy: ReadPolicy):
     reference = local[case.realign.reference_uri]
-    check_budget(itk_voxel_count(reference, case.image_uri), max_voxels, case.image_uri)
+    check_budget(itk_voxel_count(reference, case.image_uri), policy.max_voxels, case.image_uri)
     image = resample_through_transform(local[case.image_uri], reference, local[case.realign.transform_uri],
                                        case.image_uri)
     return _single(case, image, "itk_resampled", f"SimpleITK {sitk.Version.VersionString()}")
 
 
-def _read_dicom(case: CaseRef, path: str, max_voxels: int | None):
-    check_budget(dicom.voxel_count(path, case.image_uri), max_voxels, case.image_uri)
-    array, affine = dicom.read_series(path, case.image_uri)
-    return _single(case, Volume(array, affine), "dicom_positions", f"pydicom {pydicom.__version__}")
+def _read_dicom(case: CaseRef, path: str, policy: ReadPolicy):
+    check_budget(dicom.voxel_count(path, case.image_uri), policy.max_voxels, case.image_uri)
+    array, affine, uneven = dicom.read_series(path, case.image_uri, policy.allow_uneven_slices)
+    return _single(case, Volume(array, affine), "dicom_positions", f"pydicom {pydicom.__version__}", uneven)
 
 
-def _read_itk(case: CaseRef, path: str, max_voxels: int | None):
-    check_budget(itk_voxel_count(path, case.image_uri), max_voxels, case.image_uri)
+def _read_itk(case: CaseRef, path: str, policy: ReadPolicy):
+    check_budget(itk_voxel_count(path, case.image_uri), policy.max_voxels, case.image_uri)
     images = {seq.name: read_itk(path, case.image_uri, seq.channel) for seq in case.sequences}
     first = next(iter(images.values()))
     check_orthonormal(first.affine_ras)
@@ -208,9 +217,9 @@ def _read_itk(case: CaseRef, path: str, max_voxels: int | None):
     return images, grid, _geometry(grid, "itk_header", False, f"SimpleITK {sitk.Version.VersionString()}")
 
 
-def _read_nifti(case: CaseRef, path: str, max_voxels: int | None):
+def _read_nifti(case: CaseRef, path: str, policy: ReadPolicy):
     image_file = nifti.load(path, case.image_uri)
-    check_budget(nifti.voxel_count(image_file), max_voxels, case.image_uri)
+    check_budget(nifti.voxel_count(image_file), policy.max_voxels, case.image_uri)
     affine = nifti.resolve_affine(image_file.header)
     check_orthonormal(affine.affine_ras)
     grid = grid_of(nifti.spatial_shape(image_file.shape), affine.affine_ras)
@@ -220,18 +229,18 @@ def _read_nifti(case: CaseRef, path: str, max_voxels: int | None):
 
 
 def read_images(case: CaseRef, local: dict[str, str],
-                max_voxels: int | None = None) -> tuple[dict[str, Volume], Volume, dict]:
+                policy: ReadPolicy = ReadPolicy()) -> tuple[dict[str, Volume], Volume, dict]:
     """Each sequence on the case's grid (as stored), the grid alone, and its geometry facts.
 
-    A volume whose header declares more than `max_voxels` is refused before it is decoded.
+    A volume whose header declares more than `policy.max_voxels` is refused before it is decoded.
     """
     path = local[case.image_uri]
     if case.planar is not None:
         return _single(case, read_planar(path, case.planar, case.image_uri), "declared", f"pillow {PIL.__version__}")
     if case.realign is not None:
-        return _read_realigned(case, local, max_voxels)
+        return _read_realigned(case, local, policy)
     readers = {"dicom": _read_dicom, "itk": _read_itk, "nifti": _read_nifti}
-    return readers[image_format(case.image_uri)](case, path, max_voxels)
+    return readers[image_format(case.image_uri)](case, path, policy)
 
 
 def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume:
@@ -273,16 +282,16 @@ def read_landmarks(spec: LandmarkSpec, local: dict[str, str], grid: Volume) -> d
     raise PipelineError(Reason.BAD_LANDMARKS, f"unknown landmark reader {spec.reader!r}", spec.uri)
 
 
-def load_case(case: CaseRef, local: dict[str, str], max_voxels: int | None = None) -> LoadedCase:
+def load_case(case: CaseRef, local: dict[str, str], policy: ReadPolicy = ReadPolicy()) -> LoadedCase:
     """Read a case (`local` maps each of `case.input_uris()` to a local file) into one canonical frame.
 
     Checks: readable files, orthonormal directions, mask on the image grid, integer labels
     from the label map, readable landmark files. Measurements are made
     here, in world mm; one whose points are missing is left out and listed in `unmeasured`.
-    A volume declaring more than `max_voxels` is refused before decoding.
+    `policy` sets the memory budget and the DICOM spacing tolerance.
     Raises `PipelineError` with the reason on failure.
     """
-    images, grid, geometry = read_images(case, local, max_voxels)
+    images, grid, geometry = read_images(case, local, policy)
     labels = read_label_map(case, local, grid)
     landmarks, measured, unmeasured = {}, [], []
     if case.landmarks is not None:

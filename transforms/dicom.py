@@ -93,26 +93,30 @@ def scan_headers(folder: str, uri: str) -> list[Frame]:
     return next(iter(groups.values()))
 
 
-def sort_and_check(frames: list[Frame], uri: str) -> tuple[list[Frame], float]:
-    """Frames in order along the slice normal, and the slice spacing in mm (checked even)."""
+def sort_and_check(frames: list[Frame], uri: str, allow_uneven: bool = False):
+    """(frames in order along the slice normal, their depths in mm, median gap in mm, uneven?).
+
+    Duplicate positions are always refused; uneven gaps are refused unless `allow_uneven`.
+    """
     normal = np.cross(frames[0].row_direction, frames[0].column_direction)
     depth = np.array([frame.position_lps @ normal for frame in frames])
     order = np.argsort(depth, kind="stable")
     frames, depth = [frames[i] for i in order], depth[order]
     if len(frames) == 1:
-        return frames, 1.0
+        return frames, depth, 1.0, False
     gaps = np.diff(depth)
     if np.any(gaps < DUPLICATE_TOL_MM):
         at = float(depth[1:][gaps < DUPLICATE_TOL_MM][0])
         raise PipelineError(Reason.DUPLICATE_SLICE_POSITION, f"two slices at {at:.3f} mm along the normal", uri)
     median = float(np.median(gaps))
-    if float(gaps.max() - gaps.min()) > max(UNEVEN_REL_TOL * median, 0.01):
+    uneven = float(gaps.max() - gaps.min()) > max(UNEVEN_REL_TOL * median, 0.01)
+    if uneven and not allow_uneven:
         raise PipelineError(Reason.UNEVEN_SPACING, f"slice gaps range {gaps.min():.3f}-{gaps.max():.3f} mm "
-                            "(a missing slice?); no silent interpolation", uri)
+                            "(a missing slice?); no silent interpolation (see --allow-uneven-dicom-spacing)", uri)
     if {(f.rows, f.columns, f.spacing_row_col_mm) for f in frames} != {(frames[0].rows, frames[0].columns,
                                                                        frames[0].spacing_row_col_mm)}:
         raise PipelineError(Reason.BAD_SHAPE, "slices differ in size or pixel spacing", uri)
-    return frames, median
+    return frames, depth, median, uneven
 
 
 def voxel_count(folder: str, uri: str) -> int:
@@ -143,9 +147,22 @@ def _rescale(dataset, frame_index) -> tuple[float, float]:
     return float(dataset.get("RescaleSlope", 1) or 1), float(dataset.get("RescaleIntercept", 0) or 0)
 
 
-def read_series(folder: str, uri: str):
-    """The series in `folder` as (array i-j-k float32, voxel-to-RAS+ affine)."""
-    frames, slice_mm = sort_and_check(scan_headers(folder, uri), uri)
+def resample_to_even(stack: np.ndarray, depth_mm: np.ndarray, gap_mm: float) -> np.ndarray:
+    """Slices at uneven depths, linearly interpolated onto depths depth[0] + n * gap."""
+    n_out = int(round((depth_mm[-1] - depth_mm[0]) / gap_mm)) + 1
+    targets = depth_mm[0] + gap_mm * np.arange(n_out)
+    upper = np.clip(np.searchsorted(depth_mm, targets, side="right"), 1, len(depth_mm) - 1)
+    weight = ((targets - depth_mm[upper - 1]) / (depth_mm[upper] - depth_mm[upper - 1])).astype(np.float32)
+    weight = np.clip(weight, 0.0, 1.0)
+    return stack[..., upper - 1] * (1 - weight) + stack[..., upper] * weight
+
+
+def read_series(folder: str, uri: str, allow_uneven: bool = False):
+    """The series in `folder` as (array i-j-k float32, voxel-to-RAS+ affine, whether it was uneven).
+
+    An uneven series (only with `allow_uneven`) is resampled to its median gap, and flagged.
+    """
+    frames, depth, slice_mm, uneven = sort_and_check(scan_headers(folder, uri), uri, allow_uneven)
     first = frames[0]
     normal = np.cross(first.row_direction, first.column_direction)
     row_mm, col_mm = first.spacing_row_col_mm
@@ -158,6 +175,8 @@ def read_series(folder: str, uri: str):
         stack = np.stack([_pixels(frame, cache).T for frame in frames], axis=-1)
     except (ValueError, AttributeError, RuntimeError) as exc:
         raise PipelineError(Reason.UNREADABLE, f"cannot decode pixel data ({exc})", uri) from exc
+    if uneven:
+        stack = resample_to_even(stack, depth, slice_mm)
     affine = np.eye(4)
     affine[:3] = LPS_TO_RAS @ affine_lps[:3]
-    return np.ascontiguousarray(stack), affine
+    return np.ascontiguousarray(stack), affine, uneven
