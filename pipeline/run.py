@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import collections
 import datetime
-import gzip
-import io
 import json
 import time
 
 import apache_beam as beam
-import nibabel as nib
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
@@ -21,10 +18,10 @@ from pipeline.sources import SourceError, get_source
 from pipeline.version import __version__
 from transforms.case import CaseRef
 from transforms.errors import Reason
-from transforms.nifti import spatial_shape
+from transforms.nifti import header_spatial_shape
 from transforms.planes import planes_of, SLICE_AXIS
 
-NIFTI_HEADER_BYTES = 540  # a NIfTI-2 header; NIfTI-1 needs 348
+HEADER_READ_BYTES = 1 << 16  # enough compressed bytes to hold a NIfTI-1 or NIfTI-2 header
 
 
 class ReconcileError(RuntimeError):
@@ -80,11 +77,7 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
 def nifti_header_shape(uri: str) -> tuple[int, int, int]:
     """Spatial shape from a NIfTI header, reading only the first bytes of the object."""
     with storage.open_read(uri) as handle:
-        head = handle.read(1 << 16)
-    if uri.endswith(".gz"):
-        head = gzip.GzipFile(fileobj=io.BytesIO(head)).read(NIFTI_HEADER_BYTES)
-    header_class = nib.Nifti2Header if int.from_bytes(head[:4], "little") == 540 else nib.Nifti1Header
-    return spatial_shape(header_class.from_fileobj(io.BytesIO(head)).get_data_shape())
+        return header_spatial_shape(handle.read(HEADER_READ_BYTES), gzipped=uri.endswith(".gz"))
 
 
 def estimated_slices(case: CaseRef) -> int:

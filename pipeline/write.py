@@ -1,4 +1,4 @@
-"""Parquet output: hive partitions, deterministic shards, temp file + rename.
+"""Parquet output: hive partitions, deterministic shards, files that appear only when complete.
 
 Rows are counted per partition first (rows and bytes); that count decides how many files a
 partition gets (~`target_file_mb` each) and is the number the reconciliation checks the
@@ -66,7 +66,7 @@ def _row_groups(rows: list[dict]):
 def _with_shard_key(partition_and_row: tuple, shards_per_partition: dict) -> tuple:
     partition, row = partition_and_row
     n_shards = shards_per_partition[partition]
-    return (partition, shard_of(row.get("sample_id") or _sort_key(row)[1:].__repr__(), n_shards), n_shards), row
+    return (partition, shard_of(row.get("sample_id") or repr(_sort_key(row)), n_shards), n_shards), row
 
 
 def _sort_key(row: dict) -> tuple:

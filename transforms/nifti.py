@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gzip
+import io
 import zlib
 
 import nibabel as nib
@@ -111,6 +112,17 @@ def load(path: str, uri: str = "") -> nib.Nifti1Image:
 def voxel_count(image: nib.Nifti1Image) -> int:
     """Voxels the header declares (all channels), known before any pixel is decompressed."""
     return int(np.prod(image.shape, dtype=np.int64))
+
+
+NIFTI2_HEADER_BYTES = 540
+
+
+def header_spatial_shape(head: bytes, gzipped: bool) -> tuple[int, int, int]:
+    """Spatial shape from the first bytes of a (possibly gzipped) NIfTI-1/2 file: no pixel is read."""
+    if gzipped:
+        head = gzip.GzipFile(fileobj=io.BytesIO(head)).read(NIFTI2_HEADER_BYTES)
+    header_class = nib.Nifti2Header if int.from_bytes(head[:4], "little") == NIFTI2_HEADER_BYTES else nib.Nifti1Header
+    return spatial_shape(header_class.from_fileobj(io.BytesIO(head)).get_data_shape())
 
 
 def spatial_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
