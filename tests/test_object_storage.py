@@ -34,6 +34,11 @@ def check_output(output: str) -> dict:
     return stats
 
 
+def parquet_bytes(output: str) -> dict[str, bytes]:
+    """Every Parquet file of a run by its path relative to the run."""
+    return {uri[len(output):]: storage.read_bytes(uri) for uri in storage.glob(f"{output}/**/*.parquet")}
+
+
 def test_gcs_to_gcs_with_two_worker_processes(tmp_path, gcs_emulator):
     task = make_msd_task(tmp_path / "msd", broken="unknown_label")
     storage.gcs_filesystem().mkdir("medvision-test")
@@ -46,6 +51,11 @@ def test_gcs_to_gcs_with_two_worker_processes(tmp_path, gcs_emulator):
     again = build(["--source", "msd=gs://medvision-test/raw/Task01_BrainTumour",
                    "--output", "gs://medvision-test/out/run1", "--gcs-anonymous"])
     assert again.returncode == 2 and "not empty" in again.stderr  # never over an earlier run
+    one_process = build(["--source", "msd=gs://medvision-test/raw/Task01_BrainTumour",
+                         "--output", "gs://medvision-test/out/run2", "--gcs-anonymous"])
+    assert one_process.returncode == 0, one_process.stderr[-3000:]
+    two_workers_files = parquet_bytes("gs://medvision-test/out/run1")
+    assert len(two_workers_files) >= 2 and two_workers_files == parquet_bytes("gs://medvision-test/out/run2")
 
 
 def test_s3_to_s3_with_two_worker_processes(tmp_path, s3_server):
