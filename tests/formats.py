@@ -30,6 +30,20 @@ def write_itk(path, array_ijk: np.ndarray, affine_ras: np.ndarray) -> str:
     return str(path)
 
 
+def _ct_dataset(sop_class: str, rows: int, columns: int) -> Dataset:
+    """A CT image dataset with file meta, UIDs and a signed 16-bit monochrome pixel format."""
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.file_meta.MediaStorageSOPClassUID = sop_class
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    dataset.SOPClassUID, dataset.Modality = sop_class, "CT"
+    dataset.Rows, dataset.Columns = rows, columns
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 16, 15, 1
+    return dataset
+
+
 def write_dicom_series(folder, array_ijk: np.ndarray, affine_ras: np.ndarray, *, slope=1.0, intercept=-1024.0,
                        skip_slices=(), duplicate_slice=None, drop_tag=None) -> str:
     """A CT series, one file per k-slice, InstanceNumber deliberately reversed (never sort by it).
@@ -45,12 +59,7 @@ def write_dicom_series(folder, array_ijk: np.ndarray, affine_ras: np.ndarray, *,
     if duplicate_slice is not None:
         slices.append(duplicate_slice)
     for number, k in enumerate(slices):
-        dataset = Dataset()
-        dataset.file_meta = FileMetaDataset()
-        dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        dataset.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        dataset.SOPClassUID, dataset.Modality = CTImageStorage, "CT"
+        dataset = _ct_dataset(CTImageStorage, array_ijk.shape[1], array_ijk.shape[0])
         dataset.PatientName, dataset.PatientID, dataset.SeriesDescription = "Secret^Patient", "MRN-12345", "private"
         dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study, series
         dataset.InstanceNumber = n_slices - k
@@ -59,9 +68,6 @@ def write_dicom_series(folder, array_ijk: np.ndarray, affine_ras: np.ndarray, *,
         dataset.ImageOrientationPatient = [f"{v:.8f}" for v in (*directions[:, 0], *directions[:, 1])]
         dataset.PixelSpacing = [f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"]  # between rows, between columns
         dataset.SliceThickness = f"{spacing[2]:.6f}"
-        dataset.Rows, dataset.Columns = array_ijk.shape[1], array_ijk.shape[0]
-        dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
-        dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 16, 15, 1
         dataset.RescaleSlope, dataset.RescaleIntercept = f"{slope:g}", f"{intercept:g}"
         stored = np.rint((array_ijk[:, :, k].T - intercept) / slope).astype(np.int16)
         dataset.PixelData = stored.tobytes()
@@ -78,16 +84,9 @@ def write_enhanced_multiframe(path, array_ijk: np.ndarray, affine_ras: np.ndarra
 
     origin, directions, spacing = _lps_geometry(affine_ras)
     order = np.random.default_rng(0).permutation(array_ijk.shape[2])  # frames need not be stored in order
-    dataset = Dataset()
-    dataset.file_meta = FileMetaDataset()
-    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset.file_meta.MediaStorageSOPClassUID = EnhancedCTImageStorage
-    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    dataset.SOPClassUID, dataset.Modality = EnhancedCTImageStorage, "CT"
+    dataset = _ct_dataset(EnhancedCTImageStorage, array_ijk.shape[1], array_ijk.shape[0])
     dataset.SeriesInstanceUID, dataset.StudyInstanceUID = generate_uid(), generate_uid()
-    dataset.Rows, dataset.Columns, dataset.NumberOfFrames = array_ijk.shape[1], array_ijk.shape[0], len(order)
-    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
-    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 16, 15, 1
+    dataset.NumberOfFrames = len(order)
     shared = Dataset()
     orientation, measures, transform = Dataset(), Dataset(), Dataset()
     orientation.ImageOrientationPatient = [f"{v:.8f}" for v in (*directions[:, 0], *directions[:, 1])]
