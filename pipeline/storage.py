@@ -25,7 +25,7 @@ import tempfile
 import uuid
 from typing import Iterator, Optional
 
-from apache_beam.io.filesystem import BeamIOError, CompressionTypes
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 COPY_CHUNK_BYTES = 8 << 20
@@ -104,11 +104,8 @@ def glob(pattern: str) -> list[str]:
     if _is_gcs(pattern):
         fs = gcs_filesystem()
         return sorted(GCS + path for path in fs.glob(_gcs_path(pattern)) if fs.isfile(path))
-    try:
-        result = FileSystems.match([pattern])[0]
-    except BeamIOError:
-        return []
-    return sorted(m.path for m in result.metadata_list)
+    # A failed listing raises (BeamIOError): it must not read as "no files" and quarantine good cases.
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
 def is_empty_location(uri: str) -> bool:

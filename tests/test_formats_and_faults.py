@@ -235,3 +235,25 @@ def test_nilearn_mni152_template_builds_through_the_pipeline(tmp_path):
     assert sizes == {"axial": (197, 233), "coronal": (197, 189), "sagittal": (233, 189)}
     assert {r["provenance"]["orig_orientation"] for r in rows} == {"RAS"}
     assert not glob.glob(os.path.join(output, "quarantine", "*.parquet"))
+
+
+def test_gantry_tilted_series_is_refused_as_sheared(tmp_path):
+    image, _, affine = phantom()
+    tilted = affine.copy()
+    tilted[0, 2] += 0.5  # each slice also moves 0.5 mm sideways: an 11 degree tilt
+    folder = write_dicom_series(str(tmp_path / "series"), image, tilted)
+    with pytest.raises(PipelineError) as error:
+        dicom.read_series(folder, folder)
+    assert error.value.reason is Reason.NON_ORTHONORMAL and "gantry tilt" in error.value.message
+
+
+def test_planar_image_over_the_budget_is_refused_from_its_header(tmp_path):
+    from PIL import Image
+
+    from transforms.readers import PlanarGeometry, read_planar
+
+    path = str(tmp_path / "big.png")
+    Image.fromarray(np.zeros((40, 30), np.uint8)).save(path)
+    with pytest.raises(PipelineError) as error:
+        read_planar(path, PlanarGeometry("AIR", (0.1, 0.1)), path, max_pixels=1000)
+    assert error.value.reason is Reason.TOO_LARGE

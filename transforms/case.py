@@ -236,7 +236,8 @@ def read_images(case: CaseRef, local: dict[str, str],
     """
     path = local[case.image_uri]
     if case.planar is not None:
-        return _single(case, read_planar(path, case.planar, case.image_uri), "declared", f"pillow {PIL.__version__}")
+        image = read_planar(path, case.planar, case.image_uri, policy.max_voxels)
+        return _single(case, image, "declared", f"pillow {PIL.__version__}")
     if case.realign is not None:
         return _read_realigned(case, local, policy)
     readers = {"dicom": _read_dicom, "itk": _read_itk, "nifti": _read_nifti}

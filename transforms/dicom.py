@@ -56,6 +56,9 @@ def _frames_of(dataset, path: str) -> list[Frame]:
             frames.append(_frame(path, index, position, orientation.get("ImageOrientationPatient"),
                                  measures.get("PixelSpacing"), dataset))
         return frames
+    if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
+        raise PipelineError(Reason.BAD_SHAPE, "multi-frame object without per-frame geometry "
+                            "(no PerFrameFunctionalGroupsSequence)", path)
     return [_frame(path, None, dataset.get("ImagePositionPatient"), dataset.get("ImageOrientationPatient"),
                    dataset.get("PixelSpacing"), dataset)]
 
@@ -93,6 +96,19 @@ def scan_headers(folder: str, uri: str) -> list[Frame]:
     return next(iter(groups.values()))
 
 
+# Scanners report slightly inconsistent IPP/IOP (nibabel's bundled MR: 0.3 deg); gantry tilts are 5-30 deg.
+TILT_TOL_DEG = 1.0
+
+
+def check_no_tilt(frames: list[Frame], normal: np.ndarray, uri: str) -> None:
+    """Slices must follow each other along their normal; gantry tilt makes the grid sheared."""
+    step = frames[-1].position_lps - frames[0].position_lps
+    sine = np.linalg.norm(np.cross(step / np.linalg.norm(step), normal))
+    if np.degrees(np.arcsin(min(float(sine), 1.0))) > TILT_TOL_DEG:
+        raise PipelineError(Reason.NON_ORTHONORMAL, f"slices advance {np.degrees(np.arcsin(min(sine, 1.0))):.2f} deg "
+                            "off their normal (gantry tilt): the grid is sheared", uri)
+
+
 def sort_and_check(frames: list[Frame], uri: str, allow_uneven: bool = False):
     """(frames in order along the slice normal, their depths in mm, median gap in mm, uneven?).
 
@@ -108,6 +124,7 @@ def sort_and_check(frames: list[Frame], uri: str, allow_uneven: bool = False):
     if np.any(gaps < DUPLICATE_TOL_MM):
         at = float(depth[1:][gaps < DUPLICATE_TOL_MM][0])
         raise PipelineError(Reason.DUPLICATE_SLICE_POSITION, f"two slices at {at:.3f} mm along the normal", uri)
+    check_no_tilt(frames, normal, uri)
     median = float(np.median(gaps))
     uneven = float(gaps.max() - gaps.min()) > max(UNEVEN_REL_TOL * median, 0.01)
     if uneven and not allow_uneven:

@@ -29,11 +29,19 @@ class PlanarGeometry:
     spacing_mm_col_row: tuple[float, float]
 
 
-def read_planar(path: str, geometry: PlanarGeometry, uri: str) -> Volume:
-    """A 2D raster (BMP, PNG, ...) as a one-slice volume with i = column, j = row, k = normal."""
+def read_planar(path: str, geometry: PlanarGeometry, uri: str, max_pixels: int | None = None) -> Volume:
+    """A 2D raster (BMP, PNG, ...) as a one-slice volume with i = column, j = row, k = normal.
+
+    The size in the header is checked against `max_pixels` before any pixel is decoded.
+    """
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise PipelineError(Reason.TOO_LARGE, f"declares {width} x {height} pixels, over the budget", uri)
             pixels = np.asarray(image.convert("F") if image.mode not in ("L", "I;16", "I", "F") else image)
+    except Image.DecompressionBombError as exc:
+        raise PipelineError(Reason.TOO_LARGE, str(exc), uri) from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise PipelineError(Reason.UNREADABLE, f"not a readable image ({type(exc).__name__}: {exc})", uri) from exc
     if pixels.ndim != 2:
