@@ -141,20 +141,40 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 @contextlib.contextmanager
 def atomic_create(uri: str, temp_dir: str):
-    """A writable handle whose object appears at `uri` only once complete.
+    """A writable handle whose object appears at `uri` only once the writer finished without error.
 
-    Object stores publish an upload only when it finishes, so they are written in place;
-    a local file is written under `temp_dir` and renamed (a killed write leaves no partial
-    file where readers look, and a retry rewrites the same name).
+    Local files are written under `temp_dir` and renamed. For object stores the bytes are
+    spooled to a local temporary file and uploaded only after the block succeeds: their
+    writers publish whatever was written when a handle closes, even after an error. A failed
+    upload deletes what it may have published; a retry rewrites the same name.
     """
     if is_remote(uri):
-        with create(uri) as handle:
-            yield handle
+        with tempfile.TemporaryFile() as spool:
+            yield spool
+            spool.seek(0)
+            _upload(spool, uri)
         return
     temp_uri = join(temp_dir, f"{uuid.uuid4().hex}.{basename(uri)}")
     with create(temp_uri) as handle:
         yield handle
     rename(temp_uri, uri)
+
+
+def _upload(source, uri: str) -> None:
+    try:
+        with create(uri) as target:
+            shutil.copyfileobj(source, target, COPY_CHUNK_BYTES)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            delete(uri)
+        raise
+
+
+def delete(uri: str) -> None:
+    if _is_gcs(uri):
+        gcs_filesystem().rm(_gcs_path(uri))
+    else:
+        FileSystems.delete([uri])
 
 
 def rename(source: str, destination: str) -> None:

@@ -69,3 +69,20 @@ def test_s3_to_s3_with_two_worker_processes(tmp_path, s3_server):
     assert result.returncode == 0, result.stderr[-3000:]
     stats = check_output("s3://medvision-test/out/run1")
     assert stats["total_rows"] > 0
+
+
+def test_a_write_that_fails_half_way_publishes_nothing(gcs_emulator):
+    import pyarrow as pa
+
+    storage.gcs_filesystem().mkdir("medvision-partial")
+    uri = "gs://medvision-partial/out/part-00000-of-00001.parquet"
+    schema = pa.schema([("sample_id", pa.string())])
+    try:
+        with storage.atomic_create(uri, "gs://medvision-partial/out/_work/tmp") as handle:
+            with pq.ParquetWriter(handle, schema) as writer:
+                writer.write_batch(pa.RecordBatch.from_pylist([{"sample_id": "a"}], schema=schema))
+                raise RuntimeError("the worker dies here")
+    except RuntimeError:
+        pass
+    storage.gcs_filesystem().invalidate_cache()
+    assert not storage.exists(uri)
