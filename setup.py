@@ -23,6 +23,8 @@ setup(
         "SimpleITK>=2.3,<3",
         "nibabel>=5.2,<6",
         "pydicom>=2.4,<4",
+        "pylibjpeg>=2",  # with pylibjpeg-libjpeg: JPEG Lossless and JPEG-LS DICOM pixel data
+        "pylibjpeg-libjpeg>=2",
         "scikit-image>=0.22,<0.27",
         "pillow>=10,<13",
     ],

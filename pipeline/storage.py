@@ -99,11 +99,20 @@ def exists(uri: str) -> bool:
     return FileSystems.exists(uri)
 
 
+def is_folder(uri: str) -> bool:
+    """A local directory, or a gs:// prefix with objects below it (a DICOM series named without '/')."""
+    if _is_gcs(uri):
+        return gcs_filesystem().isdir(_gcs_path(uri))
+    return not is_remote(uri) and os.path.isdir(uri)
+
+
 def glob(pattern: str) -> list[str]:
     """Sorted paths of files matching a glob pattern (`**` crosses folders); empty when none match."""
     if _is_gcs(pattern):
-        fs = gcs_filesystem()
-        return sorted(GCS + path for path in fs.glob(_gcs_path(pattern)) if fs.isfile(path))
+        # detail=True types each match from the listing itself: no per-path call that could
+        # fail and silently drop a file
+        matches = gcs_filesystem().glob(_gcs_path(pattern), detail=True)
+        return sorted(GCS + path for path, info in matches.items() if info.get("type") == "file")
     # A failed listing raises (BeamIOError): it must not read as "no files" and quarantine good cases.
     return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
@@ -161,13 +170,19 @@ def atomic_create(uri: str, temp_dir: str):
 
 
 def _upload(source, uri: str) -> None:
+    """Copy a file to an object; on failure, abandon the upload instead of publishing part of it."""
+    target = create(uri)
     try:
-        with create(uri) as target:
-            shutil.copyfileobj(source, target, COPY_CHUNK_BYTES)
+        shutil.copyfileobj(source, target, COPY_CHUNK_BYTES)
     except BaseException:
-        with contextlib.suppress(Exception):
-            delete(uri)
+        if hasattr(target, "discard"):  # gcsfs: drop the unfinished upload, nothing is published
+            target.discard()
+        else:  # Beam's writers publish on close; remove what this attempt published
+            with contextlib.suppress(Exception):
+                target.close()
+                delete(uri)
         raise
+    target.close()
 
 
 def delete(uri: str) -> None:
@@ -196,7 +211,7 @@ def localized(uri: str) -> Iterator[tuple[str, str]]:
     (a DICOM series) and is copied whole. A missing object raises FileNotFoundError; any other
     I/O error propagates, so that the runner retries the work.
     """
-    if uri.endswith("/"):
+    if uri.endswith("/") or is_folder(uri):
         with localized_folder(uri) as copy:
             yield copy
         return

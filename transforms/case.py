@@ -6,6 +6,7 @@ volumes and lives only inside one worker step; `SliceContent` is what leaves tha
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Iterator, Optional
 
 import nibabel as nib
@@ -23,7 +24,7 @@ from transforms.packed import PackedArray
 from transforms.planes import SpacingMode, display_slice, labelled_slice_indices, plane_grid, planes_of
 from transforms.readers import ITK_SUFFIXES, PlanarGeometry, itk_voxel_count, read_itk, read_planar, \
     resample_through_transform
-from transforms.volume import Volume, as_integer_labels, check_orthonormal, check_same_grid, grid_of, to_canonical
+from transforms.volume import Volume, as_integer_labels, check_orthonormal, grid_of, match_grid, to_canonical
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +197,8 @@ def _single(case: CaseRef, image: Volume, source: str, reader: str, uneven: bool
 
 def _read_realigned(case: CaseRef, local: dict[str, str], policy: ReadPolicy):
     reference = local[case.realign.reference_uri]
-    check_budget(itk_voxel_count(reference, case.image_uri), policy.max_voxels, case.image_uri)
+    for path in (local[case.image_uri], reference):  # the moving image is decoded whole too
+        check_budget(itk_voxel_count(path, case.image_uri), policy.max_voxels, case.image_uri)
     image = resample_through_transform(local[case.image_uri], reference, local[case.realign.transform_uri],
                                        case.image_uri)
     return _single(case, image, "itk_resampled", f"SimpleITK {sitk.Version.VersionString()}")
@@ -205,6 +207,7 @@ def _read_realigned(case: CaseRef, local: dict[str, str], policy: ReadPolicy):
 def _read_dicom(case: CaseRef, path: str, policy: ReadPolicy):
     check_budget(dicom.voxel_count(path, case.image_uri), policy.max_voxels, case.image_uri)
     array, affine, uneven = dicom.read_series(path, case.image_uri, policy.allow_uneven_slices)
+    check_orthonormal(affine)
     return _single(case, Volume(array, affine), "dicom_positions", f"pydicom {pydicom.__version__}", uneven)
 
 
@@ -241,7 +244,8 @@ def read_images(case: CaseRef, local: dict[str, str],
     if case.realign is not None:
         return _read_realigned(case, local, policy)
     readers = {"dicom": _read_dicom, "itk": _read_itk, "nifti": _read_nifti}
-    return readers[image_format(case.image_uri)](case, path, policy)
+    kind = "dicom" if os.path.isdir(path) else image_format(case.image_uri)  # a series named without '/'
+    return readers[kind](case, path, policy)
 
 
 def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume:
@@ -257,7 +261,7 @@ def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume
         mask_file = nifti.load(path, uri)
         check_budget(nifti.voxel_count(mask_file), int(np.prod(grid.array.shape)), uri)
         mask = nifti.to_volume(nifti.read_labels(mask_file, uri), nifti.resolve_affine(mask_file.header))
-    check_same_grid(grid, mask, uri)
+    mask = match_grid(grid, mask, uri)
     check_label_values(mask.array, case.label_names, uri)
     return mask
 

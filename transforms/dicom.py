@@ -79,11 +79,16 @@ def scan_headers(folder: str, uri: str) -> list[Frame]:
         path = os.path.join(folder, name)
         try:
             dataset = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError):
-            continue
-        if "SOPClassUID" not in dataset and "ImagePositionPatient" not in dataset \
-                and "PerFrameFunctionalGroupsSequence" not in dataset:
-            continue  # DICOMDIR and other non-image objects
+        except InvalidDicomError:
+            continue  # not DICOM at all (no preamble): a stray file in the folder
+        except (OSError, ValueError, EOFError) as exc:
+            raise PipelineError(Reason.UNREADABLE, f"corrupt DICOM file {name} ({type(exc).__name__}: {exc}); "
+                                "a dropped slice would change the volume", uri) from exc
+        if "Rows" not in dataset:
+            if "Image Storage" in pydicom.uid.UID(str(dataset.get("SOPClassUID", ""))).name:
+                raise PipelineError(Reason.UNREADABLE, f"image object {name} has no Rows: truncated or corrupt; "
+                                    "a dropped slice would change the volume", uri)
+            continue  # DICOMDIR, RTSTRUCT, SR, presentation states: objects without an image
         for frame in _frames_of(dataset, path):
             key = (str(dataset.get("SeriesInstanceUID", "")),
                    tuple(np.round(np.r_[frame.row_direction, frame.column_direction], ORIENTATION_DECIMALS)))
@@ -96,17 +101,29 @@ def scan_headers(folder: str, uri: str) -> list[Frame]:
     return next(iter(groups.values()))
 
 
-# Scanners report slightly inconsistent IPP/IOP (nibabel's bundled MR: 0.3 deg); gantry tilts are 5-30 deg.
-TILT_TOL_DEG = 1.0
+# The last slice may sit at most this fraction of a pixel off the line through the first slice
+# along the normal (scanners round IPP/IOP: nibabel's bundled MR drifts 0.016 mm; gantry tilt mm).
+MAX_DRIFT_PIXELS = 0.5
+ORTHOGONALITY_TOL = 1e-3
 
 
 def check_no_tilt(frames: list[Frame], normal: np.ndarray, uri: str) -> None:
     """Slices must follow each other along their normal; gantry tilt makes the grid sheared."""
     step = frames[-1].position_lps - frames[0].position_lps
-    sine = np.linalg.norm(np.cross(step / np.linalg.norm(step), normal))
-    if np.degrees(np.arcsin(min(float(sine), 1.0))) > TILT_TOL_DEG:
-        raise PipelineError(Reason.NON_ORTHONORMAL, f"slices advance {np.degrees(np.arcsin(min(sine, 1.0))):.2f} deg "
-                            "off their normal (gantry tilt): the grid is sheared", uri)
+    drift_mm = float(np.linalg.norm(step - (step @ normal) * normal))
+    limit_mm = MAX_DRIFT_PIXELS * min(frames[0].spacing_row_col_mm)
+    if drift_mm > limit_mm:
+        raise PipelineError(Reason.NON_ORTHONORMAL, f"slices drift {drift_mm:.2f} mm sideways from their normal "
+                            f"(gantry tilt; limit {limit_mm:.2f} mm): the grid is sheared", uri)
+
+
+def check_orientation(frame: Frame, uri: str) -> None:
+    """Row and column directions must be unit length and perpendicular."""
+    worst = max(abs(float(frame.row_direction @ frame.column_direction)),
+                abs(float(np.linalg.norm(frame.row_direction)) - 1), abs(float(np.linalg.norm(frame.column_direction)) - 1))
+    if worst > ORTHOGONALITY_TOL:
+        raise PipelineError(Reason.NON_ORTHONORMAL, f"ImageOrientationPatient is not orthonormal (error {worst:.2e})",
+                            uri)
 
 
 def sort_and_check(frames: list[Frame], uri: str, allow_uneven: bool = False):
@@ -114,6 +131,7 @@ def sort_and_check(frames: list[Frame], uri: str, allow_uneven: bool = False):
 
     Duplicate positions are always refused; uneven gaps are refused unless `allow_uneven`.
     """
+    check_orientation(frames[0], uri)
     normal = np.cross(frames[0].row_direction, frames[0].column_direction)
     depth = np.array([frame.position_lps @ normal for frame in frames])
     order = np.argsort(depth, kind="stable")
@@ -137,9 +155,17 @@ def sort_and_check(frames: list[Frame], uri: str, allow_uneven: bool = False):
 
 
 def voxel_count(folder: str, uri: str) -> int:
-    """Voxels the series would decode to, from headers only (for the memory budget)."""
-    frames = scan_headers(folder, uri)
-    return len(frames) * frames[0].rows * frames[0].columns
+    """Voxels the series would decode to, from headers only (for the memory budget).
+
+    An uneven series, if resampled, gets one slice per median gap over its whole depth.
+    """
+    frames, depth, gap_mm, uneven = sort_and_check(scan_headers(folder, uri), uri, allow_uneven=True)
+    n_slices = even_slice_count(depth, gap_mm) if uneven else len(frames)
+    return n_slices * frames[0].rows * frames[0].columns
+
+
+def even_slice_count(depth_mm: np.ndarray, gap_mm: float) -> int:
+    return int(round((depth_mm[-1] - depth_mm[0]) / gap_mm)) + 1
 
 
 def _pixels(frame: Frame, cache: dict) -> np.ndarray:
@@ -149,7 +175,8 @@ def _pixels(frame: Frame, cache: dict) -> np.ndarray:
         cache.clear()
         cache[frame.path] = (dataset, dataset.pixel_array)
     dataset, array = cache[frame.path]
-    pixels = array[frame.frame_index] if frame.frame_index is not None else array
+    # pydicom gives (rows, cols) for a one-frame object, enhanced or not
+    pixels = array[frame.frame_index] if frame.frame_index is not None and array.ndim == 3 else array
     slope, intercept = _rescale(dataset, frame.frame_index)
     return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
@@ -166,7 +193,7 @@ def _rescale(dataset, frame_index) -> tuple[float, float]:
 
 def resample_to_even(stack: np.ndarray, depth_mm: np.ndarray, gap_mm: float) -> np.ndarray:
     """Slices at uneven depths, linearly interpolated onto depths depth[0] + n * gap."""
-    n_out = int(round((depth_mm[-1] - depth_mm[0]) / gap_mm)) + 1
+    n_out = even_slice_count(depth_mm, gap_mm)
     targets = depth_mm[0] + gap_mm * np.arange(n_out)
     upper = np.clip(np.searchsorted(depth_mm, targets, side="right"), 1, len(depth_mm) - 1)
     weight = ((targets - depth_mm[upper - 1]) / (depth_mm[upper] - depth_mm[upper - 1])).astype(np.float32)

@@ -148,3 +148,22 @@ def check_same_grid(image: Volume, mask: Volume, uri: str = "") -> None:
             "mask is not on the image grid: " + "; ".join(problems),
             uri,
         )
+
+
+def match_grid(image: Volume, mask: Volume, uri: str = "") -> Volume:
+    """The mask on the image grid: as it is, or losslessly reordered when it holds the same voxels
+    with axes flipped or permuted (e.g. a NIfTI made from a DICOM series, k stored reversed).
+
+    Anything else raises `mask_grid_mismatch`.
+    """
+    try:
+        check_same_grid(image, mask, uri)
+        return mask
+    except PipelineError:
+        to_image = nib.orientations.ornt_transform(nib.orientations.io_orientation(mask.affine_ras),
+                                                   nib.orientations.io_orientation(image.affine_ras))
+        array = nib.orientations.apply_orientation(mask.array, to_image)
+        reordered = Volume(np.ascontiguousarray(array),
+                           mask.affine_ras @ nib.orientations.inv_ornt_aff(to_image, mask.array.shape))
+        check_same_grid(image, reordered, uri)
+        return reordered
