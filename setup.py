@@ -22,7 +22,7 @@ setup(
         "numpy>=1.26,<2.5",  # Beam 2.77 pins numpy<2.5
         "SimpleITK>=2.3,<3",
         "nibabel>=5.2,<6",
-        "pydicom>=2.4,<4",
+        "pydicom>=3,<4",
         "pylibjpeg>=2",  # with pylibjpeg-libjpeg: JPEG Lossless and JPEG-LS DICOM pixel data
         "pylibjpeg-libjpeg>=2",
         "scikit-image>=0.22,<0.27",
@@ -39,6 +39,7 @@ setup(
             "gcp-storage-emulator>=2024.8",
             "moto[server]>=5,<6",
             "nilearn>=0.10",  # its bundled MNI152 template is a real file for the tests
+            "pydicom-data>=1",  # its liver.dcm is a real DICOM SEG for the tests
         ],
     },
     entry_points={"console_scripts": ["medvision-pipeline = pipeline.cli:main"]},

@@ -95,9 +95,10 @@ class Guarded(beam.PTransform):
 
 
 @contextlib.contextmanager
-def _local_copy(uri: str):
-    try:
-        with storage.localized(uri) as copy:
+def _local_copy(uri: str, policy: ReadPolicy):
+    try:  # an archived series may expand to at most the memory budget (float32 voxels, in bytes)
+        with storage.localized(uri, policy.max_voxels * 4 if policy.max_voxels else
+                               storage.DEFAULT_MAX_ARCHIVE_BYTES) as copy:
             yield copy
     except FileNotFoundError as exc:
         raise PipelineError(Reason.MISSING_FILE, "input file does not exist", uri) from exc
@@ -146,7 +147,7 @@ class _ExtractSlicesFn(beam.DoFn):
         if case.listing_error:
             raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
         with contextlib.ExitStack() as stack:
-            copies = {uri: stack.enter_context(_local_copy(uri)) for uri in case.input_uris()}
+            copies = {uri: stack.enter_context(_local_copy(uri, self._policy)) for uri in case.input_uris()}
             loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()}, self._policy)
         split = ids.subject_split(case.dataset, case.subject_id, self._split_salt, case.official_split)
         digests = {uri: digest for uri, (_, digest) in copies.items()}

@@ -28,7 +28,10 @@ from typing import Iterator, Optional
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from transforms import archives
+
 COPY_CHUNK_BYTES = 8 << 20
+DEFAULT_MAX_ARCHIVE_BYTES = 4 << 30
 # Bytes as stored: Beam would otherwise gunzip `*.gz` objects on the fly.
 RAW = CompressionTypes.UNCOMPRESSED
 GCS = "gs://"
@@ -203,18 +206,30 @@ def rename(source: str, destination: str) -> None:
 
 
 @contextlib.contextmanager
-def localized(uri: str) -> Iterator[tuple[str, str]]:
+def localized(uri: str, max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES) -> Iterator[tuple[str, str]]:
     """Yield (local path, sha256 hex) of the object at `uri`, copied into a private temp folder.
 
     The copy keeps the object's file name (readers pick formats by extension) and is removed
     on exit. A local file is still hashed but not copied. A URI ending in `/` is a folder
-    (a DICOM series) and is copied whole. A missing object raises FileNotFoundError; any other
-    I/O error propagates, so that the runner retries the work.
+    (a DICOM series) and is copied whole; an archive (.zip, .tar, .tar.gz, .tgz) is a series
+    too, extracted safely (at most `max_archive_bytes`) and yielded as its folder. A missing
+    object raises FileNotFoundError; any other I/O error propagates, so that the runner retries.
     """
     if uri.endswith("/") or is_folder(uri):
         with localized_folder(uri) as copy:
             yield copy
         return
+    if archives.is_archive(uri):
+        with localized_archive(uri, max_archive_bytes) as copy:
+            yield copy
+        return
+    with localized_file(uri) as copy:
+        yield copy
+
+
+@contextlib.contextmanager
+def localized_file(uri: str) -> Iterator[tuple[str, str]]:
+    """Yield (local path, sha256 hex) of one object, copied unless it is already local."""
     if not exists(uri):
         raise FileNotFoundError(2, "No such file", uri)
     if not is_remote(uri):
@@ -234,6 +249,17 @@ def localized(uri: str) -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
+def localized_archive(uri: str, max_bytes: int) -> Iterator[tuple[str, str]]:
+    """Yield (extracted folder, sha256 of the archive) for an archived series."""
+    with localized_file(uri) as (path, digest):
+        folder = tempfile.mkdtemp(prefix="medvision-")
+        try:
+            yield archives.extract(path, folder, uri, max_bytes), digest
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def localized_folder(uri: str) -> Iterator[tuple[str, str]]:
     """Yield (local folder, sha256) for every object directly under `uri` (a DICOM series folder).
 
@@ -246,7 +272,7 @@ def localized_folder(uri: str) -> Iterator[tuple[str, str]]:
     try:
         listing = hashlib.sha256()
         for path in members:
-            with localized(path) as (local_path, digest):
+            with localized_file(path) as (local_path, digest):
                 shutil.copyfile(local_path, os.path.join(folder, basename(path)))
             listing.update(f"{basename(path)}\x1f{digest}\n".encode())
         yield folder, listing.hexdigest()

@@ -16,11 +16,12 @@ import pytest
 from pipeline.cli import main
 from tests.conftest import write_nifti
 from tests.formats import write_dicom_series, write_enhanced_multiframe, write_itk
-from transforms import dicom
+from transforms import dicom, dicom_seg
 from transforms.boxes import component_boxes
 from transforms.case import CaseRef, SequenceRef, extract_slices, load_case
 from transforms.errors import PipelineError, Reason
 from transforms.phantoms import Cuboid, centred_affine, rasterize
+from transforms.volume import Volume, grid_affine
 
 SHAPE, SPACING = (40, 36, 12), (0.7, 0.9, 2.5)
 CUBE = Cuboid(1, (-8.0, -6.0, -10.0), (9.0, 7.0, 8.0))
@@ -311,3 +312,77 @@ def test_series_folder_named_without_a_trailing_slash_still_loads(tmp_path):
     case = CaseRef("t", "c", "c", folder, mask, (SequenceRef("CT", "CT"),), ((1, "cube"),))
     loaded = load_case(case, {folder: folder, mask: mask})
     assert loaded.geometry["affine_source"] == "dicom_positions"
+
+
+# pydicom-data's liver.dcm: a real BINARY SEG (3 frames, 512x512, 0.810547 mm, 1 mm apart) whose
+# CT is not distributed; the tests rebuild a CT series on its frame of reference around it.
+LIVER_SPACING_MM = (0.810547, 0.810547, 1.0)
+LIVER_FIRST_FRAME_RAS = np.array([235.2, 226.8, -128.69])  # LPS (-235.2, -226.8, -128.69)
+
+
+def liver_seg() -> str:
+    import data_store  # the pydicom-data package
+
+    return os.path.join(os.path.dirname(data_store.__file__), "data", "liver.dcm")
+
+
+def liver_ct_affine(first_slice_offset: int = 1, orientation: str = "LPS", shift_mm=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """An axial CT grid holding the SEG's frames on its slices `first_slice_offset`.. (k along S or I)."""
+    affine = grid_affine(orientation, LIVER_SPACING_MM)
+    affine[:3, 3] = LIVER_FIRST_FRAME_RAS + np.asarray(shift_mm)
+    affine[:3, 3] -= affine[:3, 2] * first_slice_offset
+    return affine
+
+
+def test_dicom_seg_frames_land_on_their_slices_of_the_image_grid():
+    frames = pydicom.dcmread(liver_seg()).pixel_array.astype(bool)  # stored at z = -128.69, -127.69, -126.69
+    names = {0: "background", 1: "liver"}
+    up = dicom_seg.read_label_map(liver_seg(), "liver.dcm", Volume(np.zeros((512, 512, 5)), liver_ct_affine()), names)
+    assert up.array.dtype == np.uint8 and set(np.unique(up.array)) == {0, 1}
+    for k, frame in zip((1, 2, 3), frames):  # frame rows run along j (P), columns along i (L)
+        assert np.array_equal(up.array[:, :, k], frame.T)
+    assert up.array[:, :, (0, 4)].sum() == 0
+    down = dicom_seg.read_label_map(liver_seg(), "liver.dcm",
+                                    Volume(np.zeros((512, 512, 5)), liver_ct_affine(1, "LPI", (0, 0, 2))), names)
+    for k, frame in zip((3, 2, 1), frames):  # k runs down: the lowest frame lands on the highest k
+        assert np.array_equal(down.array[:, :, k], frame.T)
+
+
+@pytest.mark.parametrize("grid, names, reason", [
+    ((512, 512, 5), {1: "spleen"}, Reason.UNKNOWN_LABEL),
+    ((512, 512, 3), {1: "Liver"}, Reason.MASK_GRID_MISMATCH),  # the last frame falls off the grid
+    ((400, 512, 5), {1: "Liver"}, Reason.MASK_GRID_MISMATCH),  # frames wider than the image
+], ids=["segment_not_in_label_map", "frame_beyond_last_slice", "frame_wider_than_image"])
+def test_dicom_seg_that_does_not_fit_is_refused(grid, names, reason):
+    with pytest.raises(PipelineError) as error:
+        dicom_seg.read_label_map(liver_seg(), "liver.dcm", Volume(np.zeros(grid), liver_ct_affine()), names)
+    assert error.value.reason == reason
+
+
+def test_dicom_seg_half_a_voxel_off_the_grid_is_refused():
+    shifted = Volume(np.zeros((512, 512, 5)), liver_ct_affine(shift_mm=(0.0, 0.0, 0.5)))
+    with pytest.raises(PipelineError) as error:
+        dicom_seg.read_label_map(liver_seg(), "liver.dcm", shifted, {1: "liver"})
+    assert error.value.reason == Reason.MASK_GRID_MISMATCH
+
+
+def test_dicom_seg_builds_through_the_pipeline_on_a_ct_series(tmp_path):
+    task = tmp_path / "Task03_Liver"
+    ct = np.full((512, 512, 5), -100.0, np.float32)
+    write_dicom_series(str(task / "imagesTr" / "liver_0"), ct, liver_ct_affine())
+    os.makedirs(task / "labelsTr")
+    shutil.copy(liver_seg(), task / "labelsTr" / "liver_0.dcm")
+    json.dump({"modality": {"0": "CT"}, "labels": {"0": "background", "1": "liver"},
+               "training": [{"image": "./imagesTr/liver_0/", "label": "./labelsTr/liver_0.dcm"}]},
+              open(task / "dataset.json", "w"))
+    output = str(tmp_path / "out")
+    assert main(["build", "--source", f"msd={task}", "--output", output, "--spacing", "native"]) == 0
+    rows = [r for f in glob.glob(os.path.join(output, "dataset=msd/task=detection/split=*/*.parquet"))
+            for r in pq.read_table(f, columns=["plane", "slice_index", "label_name", "area_px"]).to_pylist()]
+    axial = [r for r in rows if r["plane"] == "axial"]
+    assert {r["label_name"] for r in rows} == {"liver"}
+    assert {r["slice_index"] for r in axial} == {1, 2, 3}
+    frames = pydicom.dcmread(liver_seg()).pixel_array
+    assert sorted(sum(r["area_px"] for r in axial if r["slice_index"] == k) for k in (1, 2, 3)) \
+        == sorted(int(frame.sum()) for frame in frames)
+    assert not glob.glob(os.path.join(output, "quarantine", "*.parquet"))

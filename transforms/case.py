@@ -15,7 +15,7 @@ import PIL
 import pydicom
 import SimpleITK as sitk
 
-from transforms import dicom, nifti
+from transforms import dicom, dicom_seg, nifti
 from transforms.errors import PipelineError, Reason
 from transforms.intensity import Window, encode_png, to_uint8, window_for
 from transforms.landmarks import LandmarkSpace, MeasuredValue, Measurement, measure, point_pairs_from_labels, \
@@ -253,7 +253,9 @@ def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume
     if not case.mask_uri:
         return grid.with_array(np.zeros(grid.array.shape, np.uint8))
     path, uri = local[case.mask_uri], case.mask_uri
-    if image_format(uri) == "itk":
+    if uri.lower().endswith(".dcm"):  # a DICOM SEG: placed frame by frame, already on the grid
+        mask = dicom_seg.read_label_map(path, uri, grid, case.label_names)
+    elif image_format(uri) == "itk":
         check_budget(itk_voxel_count(path, uri), int(np.prod(grid.array.shape)), uri)
         read = read_itk(path, uri)
         mask = read.with_array(as_integer_labels(read.array, uri))

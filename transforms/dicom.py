@@ -44,7 +44,7 @@ def _vector(value, n: int, what: str, path: str) -> np.ndarray:
     return np.asarray([float(v) for v in value])
 
 
-def _frames_of(dataset, path: str) -> list[Frame]:
+def frames_of(dataset, path: str) -> list[Frame]:
     """The frames of one file: classic (one frame) or enhanced multi-frame (functional groups)."""
     if "PerFrameFunctionalGroupsSequence" in dataset:
         shared = dataset.SharedFunctionalGroupsSequence[0]
@@ -89,7 +89,7 @@ def scan_headers(folder: str, uri: str) -> list[Frame]:
                 raise PipelineError(Reason.UNREADABLE, f"image object {name} has no Rows: truncated or corrupt; "
                                     "a dropped slice would change the volume", uri)
             continue  # DICOMDIR, RTSTRUCT, SR, presentation states: objects without an image
-        for frame in _frames_of(dataset, path):
+        for frame in frames_of(dataset, path):
             key = (str(dataset.get("SeriesInstanceUID", "")),
                    tuple(np.round(np.r_[frame.row_direction, frame.column_direction], ORIENTATION_DECIMALS)))
             groups.setdefault(key, []).append(frame)

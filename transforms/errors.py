@@ -26,6 +26,7 @@ class Reason(str, enum.Enum):
     MULTIPLE_SERIES = "multiple_series"
     NONINT_LABELS = "nonint_labels"
     UNKNOWN_LABEL = "unknown_label"
+    OVERLAPPING_SEGMENTS = "overlapping_segments"
     BAD_LANDMARKS = "bad_landmarks"
     BAD_LISTING = "bad_listing"
     UNSAFE_PATH = "unsafe_path"

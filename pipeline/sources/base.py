@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import posixpath
 
 from transforms.case import CaseRef
 
@@ -36,3 +37,16 @@ class Source(abc.ABC):
 
 class SourceError(ValueError):
     """A source root that cannot be listed (wrong layout, unreadable index): a usage error."""
+
+
+# Longest first: `.nii.gz` before `.gz`-less forms, `.tar.gz` before `.tar`.
+VOLUME_SUFFIXES = (".nii.gz", ".tar.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".tgz", ".zip", ".tar", ".dcm")
+
+
+def case_stem(relative_path: str) -> str:
+    """A file or series name without its volume/archive suffix: `imagesTr/la_003.nii.gz` -> `la_003`."""
+    name = posixpath.basename(relative_path.rstrip("/"))
+    for suffix in VOLUME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name

@@ -1,7 +1,8 @@
 """Medical Segmentation Decathlon (MSD) layout: `Task<NN>_<Name>/{dataset.json, imagesTr/, labelsTr/}`.
 
 Also the generic adapter for user data in this layout: `training` entries may name NIfTI,
-MHA/NRRD files, or DICOM series folders (an image path ending in `/`).
+MHA/NRRD files, DICOM series folders (an image path ending in `/`) or archived series
+(.zip, .tar, .tar.gz, .tgz); labels may be NIfTI, MHA/NRRD or a DICOM SEG (.dcm).
 
 Cite: Antonelli M. et al., "The Medical Segmentation Decathlon", Nature Communications 13, 4128 (2022).
 
@@ -16,7 +17,7 @@ import json
 import posixpath
 
 from pipeline import storage
-from pipeline.sources.base import Source, SourceError, SourceInfo
+from pipeline.sources.base import Source, SourceError, SourceInfo, case_stem
 from transforms.case import CaseRef, SequenceRef
 from transforms.errors import Reason
 
@@ -63,14 +64,6 @@ def sequences_of(meta: dict, task_name: str) -> tuple[SequenceRef, ...]:
 
 def labels_of(meta: dict) -> tuple[tuple[int, str], ...]:
     return tuple(sorted((int(k), v) for k, v in meta.get("labels", {}).items() if int(k) != 0))
-
-
-def case_stem(relative_path: str) -> str:
-    name = posixpath.basename(relative_path.rstrip("/"))
-    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def task_lesion_labels(task_name: str) -> tuple[int, ...]:
