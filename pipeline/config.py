@@ -10,6 +10,7 @@ import dataclasses
 import os
 from typing import Optional
 
+from pipeline.casework import LoadSettings
 from schemas.tables import SCHEMA_VERSION
 from transforms import boxes, ids, intensity
 from transforms.case import ReadPolicy
@@ -47,17 +48,23 @@ class BuildConfig:
     max_cases: Optional[int] = None
     cases: Optional[tuple[str, ...]] = None
     dry_run: bool = False
+    dry_run_sample: int = 2
     split_salt: str = DEFAULT_SPLIT_SALT
     target_file_mb: int = DEFAULT_TARGET_FILE_MB
     max_volume_mb: float = DEFAULT_MAX_VOLUME_MB
     max_failure_fraction: float = 1.0
     gcs_anonymous: bool = False
     allow_uneven_dicom_spacing: bool = False
+    publish: bool = False  # pointer rows (no pixels) for sources that may not be redistributed
 
     @property
     def read_policy(self) -> ReadPolicy:
         """The memory budget as float32 voxels, and the DICOM spacing tolerance."""
         return ReadPolicy(int(self.max_volume_mb * 2**20 / 4), self.allow_uneven_dicom_spacing)
+
+    @property
+    def load_settings(self) -> LoadSettings:
+        return LoadSettings(self.spacing, self.split_salt, self.params_hash, self.read_policy, self.publish)
 
     @property
     def work_dir(self) -> str:
@@ -119,7 +126,10 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-cases", type=_positive_int, help="use only the first N cases of each source")
     parser.add_argument("--cases", type=lambda t: tuple(c for c in t.split(",") if c),
                         help="comma-separated case ids to build (others are skipped)")
-    parser.add_argument("--dry-run", action="store_true", help="list cases and estimated slices; write nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list cases and estimated slices and pairs per dataset; write nothing")
+    parser.add_argument("--dry-run-sample", type=_positive_int, default=2,
+                        help="cases per dataset built in memory by --dry-run to estimate pairs per task")
     parser.add_argument("--split-salt", default=DEFAULT_SPLIT_SALT, help="salt of the subject-level split hash")
     parser.add_argument("--target-file-mb", type=_positive_int, default=DEFAULT_TARGET_FILE_MB,
                         help="approximate size of each Parquet file")
@@ -131,6 +141,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gcs-anonymous", action="store_true",
                         help="read and write gs:// without credentials (public buckets; the storage emulator "
                              "named by STORAGE_EMULATOR_HOST)")
+    parser.add_argument("--publish", action="store_true",
+                        help="a public release: rows of sources that may not be redistributed carry no pixels "
+                             "(image_mode 'pointer'; source URI, sha256 and slice spec kept)")
     parser.add_argument("--max-failure-fraction", type=_fraction, default=1.0,
                         help="fail the run when a dataset quarantines more than this fraction of its cases")
 
@@ -148,10 +161,12 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         max_cases=args.max_cases,
         cases=args.cases,
         dry_run=args.dry_run,
+        dry_run_sample=args.dry_run_sample,
         split_salt=args.split_salt,
         target_file_mb=args.target_file_mb,
         max_volume_mb=args.max_volume_mb,
         max_failure_fraction=args.max_failure_fraction,
         gcs_anonymous=args.gcs_anonymous,
         allow_uneven_dicom_spacing=args.allow_uneven_dicom_spacing,
+        publish=args.publish,
     )

@@ -8,7 +8,7 @@ import apache_beam as beam
 from pipeline import storage
 from pipeline.config import BuildConfig
 from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLandmarkMeasures, DeriveLesionSizes, ExtractSlices,
-                             ValidatePairs)
+                             ShareSplitsAcrossDatasets, ValidatePairs)
 from pipeline.write import WriteTable, partition_of
 from transforms.case import CaseRef
 
@@ -23,10 +23,9 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
         pipeline
         | "ListCases" >> beam.Create(cases)
         | "SpreadCases" >> beam.Reshuffle()
-        | "ExtractSlices" >> ExtractSlices(config.spacing, config.split_salt, config.params_hash, config.read_policy,
-                                           settings)
+        | "ExtractSlices" >> ExtractSlices(config.load_settings, settings)
     )
-    slices = slices | "SpreadSlices" >> beam.Reshuffle()
+    slices = slices | "SpreadSlices" >> beam.Reshuffle() | "ShareSplits" >> ShareSplitsAcrossDatasets()
     boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()
     sizes, size_quarantine = slices | "DeriveLesionSizes" >> DeriveLesionSizes()
     measures, measure_quarantine = slices | "DeriveLandmarkMeasures" >> DeriveLandmarkMeasures()

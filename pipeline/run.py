@@ -14,15 +14,11 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from pipeline import storage
 from pipeline.config import BuildConfig, UsageError
 from pipeline.dag import COUNTS_FILE, QUARANTINE_PARTITION, build_graph
+from pipeline.dryrun import dry_run_report
 from pipeline.sources import SourceError, get_source
 from pipeline.version import __version__
 from transforms.case import CaseRef
 from transforms.errors import Reason
-from transforms.nifti import header_spatial_shape
-from transforms.planes import planes_of, SLICE_AXIS
-
-HEADER_READ_BYTES = 1 << 16  # enough compressed bytes to hold a NIfTI-1 or NIfTI-2 header
-
 
 class ReconcileError(RuntimeError):
     """The rows in the written files differ from the rows the pipeline counted."""
@@ -72,34 +68,6 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
     if repeated:
         raise UsageError(f"cases listed more than once (a source given twice?): {repeated[:5]}")
     return selected
-
-
-def nifti_header_shape(uri: str) -> tuple[int, int, int]:
-    """Spatial shape from a NIfTI header, reading only the first bytes of the object."""
-    with storage.open_read(uri) as handle:
-        return header_spatial_shape(handle.read(HEADER_READ_BYTES), gzipped=uri.endswith(".gz"))
-
-
-def estimated_slices(case: CaseRef) -> int:
-    """Upper bound of the slices a case yields: every slice of every plane and sequence."""
-    if case.planar is not None:
-        return len(case.sequences)  # a 2D image is one slice
-    shape = nifti_header_shape(case.realign.reference_uri if case.realign else case.image_uri)
-    return len(case.sequences) * sum(shape[SLICE_AXIS[plane]] for plane in planes_of(shape))
-
-
-def dry_run_report(cases: list[CaseRef]) -> list[dict]:
-    """One line per case: ids, sequences and estimated slices (or why the header is unreadable)."""
-    report = []
-    for case in cases:
-        line = {"dataset": case.dataset, "case_id": case.case_id, "subject_id": case.subject_id,
-                "sequences": [s.name for s in case.sequences]}
-        try:
-            line["estimated_slices"] = estimated_slices(case)
-        except Exception as exc:  # a dry run reports bad headers instead of stopping
-            line["error"] = f"{type(exc).__name__}: {exc}"
-        report.append(line)
-    return report
 
 
 def read_counts(config: BuildConfig) -> list[dict]:
@@ -186,7 +154,7 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
     cases = list_cases(config)
     check_locations_reachable(config, cases, options)
     if config.dry_run:
-        return {"dry_run": dry_run_report(cases)}
+        return {"dry_run": dry_run_report(cases, config)}
     started = time.monotonic()
     with beam.Pipeline(options=options) as pipeline:
         build_graph(pipeline, config, cases, settings)

@@ -10,20 +10,19 @@ are left to fail the bundle, so the runner retries them. Counters are named
 """
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import typing
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline import storage
+from pipeline import casework, storage
 from pipeline.version import __version__
 from schemas import rows as row_builders
 from schemas.validate import pair_problems
 from transforms import ids
-from transforms.case import CaseRef, ReadPolicy, SliceRecord, extract_slices, load_case
+from transforms.case import CaseRef, SliceRecord
 from transforms.errors import PipelineError, Reason
-from transforms.planes import SpacingMode
 
 NAMESPACE = "medvision"
 QUARANTINE = "quarantine"
@@ -94,30 +93,18 @@ class Guarded(beam.PTransform):
         return outputs[MAIN], quarantine
 
 
-@contextlib.contextmanager
-def _local_copy(uri: str, policy: ReadPolicy):
-    try:  # an archived series may expand to at most the memory budget (float32 voxels, in bytes)
-        with storage.localized(uri, policy.max_voxels * 4 if policy.max_voxels else
-                               storage.DEFAULT_MAX_ARCHIVE_BYTES) as copy:
-            yield copy
-    except FileNotFoundError as exc:
-        raise PipelineError(Reason.MISSING_FILE, "input file does not exist", uri) from exc
-
-
 class _ExtractSlicesFn(beam.DoFn):
     """Load one case from storage into the canonical frame and emit its slices."""
 
-    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, policy: ReadPolicy,
-                 settings: storage.StorageSettings):
-        self._spacing, self._split_salt, self._params_hash = spacing, split_salt, params_hash
-        self._policy, self._settings = policy, settings
+    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings):
+        self._load, self._storage_settings = load, storage_settings
 
     def setup(self):
-        storage.configure(self._settings)
+        storage.configure(self._storage_settings)
 
     def process(self, case: CaseRef):
         try:
-            records, unmeasured = self._slices(case)
+            records, unmeasured = casework.slice_records(case, self._load)
         except PipelineError as exc:
             yield quarantined(case, "load", exc.reason, str(exc))
             return
@@ -139,34 +126,50 @@ class _ExtractSlicesFn(beam.DoFn):
             if content.labels_lost and content.sequence == first_sequence:
                 yield quarantined(case, "load", Reason.LABEL_LOST_IN_RESAMPLING,
                                   f"labels {list(content.labels_lost)} vanish from {content.plane} slice "
-                                  f"{content.slice_index} at {self._spacing} mm; pairs of that slice lack them. "
+                                  f"{content.slice_index} at {self._load.spacing} mm; pairs of that slice lack them. "
                                   "Use a finer --spacing.")
-
-    def _slices(self, case: CaseRef) -> tuple[list[SliceRecord], tuple[tuple[str, str], ...]]:
-        """The case's slice records, and the measurements its landmarks could not define."""
-        if case.listing_error:
-            raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
-        with contextlib.ExitStack() as stack:
-            copies = {uri: stack.enter_context(_local_copy(uri, self._policy)) for uri in case.input_uris()}
-            loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()}, self._policy)
-        split = ids.subject_split(case.dataset, case.subject_id, self._split_salt, case.official_split)
-        digests = {uri: digest for uri, (_, digest) in copies.items()}
-        provenance = row_builders.provenance(case, loaded.geometry, digests, str(self._spacing), __version__,
-                                             self._params_hash)
-        records = [SliceRecord(case, split, provenance, content) for content in extract_slices(loaded, self._spacing)]
-        return records, loaded.unmeasured
 
 
 class ExtractSlices(beam.PTransform):
     """CaseRef -> SliceRecord (one per labelled slice, plane and sequence); bad cases quarantined."""
 
-    def __init__(self, spacing: SpacingMode, split_salt: str, params_hash: str, policy: ReadPolicy = ReadPolicy(),
-                 settings: storage.StorageSettings = storage.StorageSettings()):
+    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings = storage.StorageSettings()):
         super().__init__()
-        self._fn = _ExtractSlicesFn(spacing, split_salt, params_hash, policy, settings)
+        self._fn = _ExtractSlicesFn(load, storage_settings)
 
     def expand(self, cases):
         return cases | Guarded("load", self._fn)
+
+
+def _membership(record: SliceRecord) -> tuple:
+    case = record.case
+    return record.volume_hash, case.dataset, case.subject_id, record.split, case.official_split is not None
+
+
+def _with_shared_split(record: SliceRecord, changes: dict) -> SliceRecord:
+    split = changes.get((record.case.dataset, record.case.subject_id))
+    if split is None:
+        return record
+    count(record.case.dataset, "split", "shared_with_another_dataset")
+    return dataclasses.replace(record, split=split)
+
+
+class ShareSplitsAcrossDatasets(beam.PTransform):
+    """SliceRecord -> SliceRecord: subjects whose volumes are the same scan share one split.
+
+    The (volume hash, subject, split) memberships, deduplicated, are few (one per sequence
+    volume), so their union-find runs on one worker and reaches every slice as a side input.
+    """
+
+    def expand(self, slices):
+        changes = (
+            slices
+            | "Memberships" >> beam.Map(_membership)
+            | "Distinct" >> beam.Distinct()
+            | "All" >> beam.combiners.ToList()
+            | "Groups" >> beam.Map(ids.shared_split_overrides)
+        )
+        return slices | "Apply" >> beam.Map(_with_shared_split, beam.pvalue.AsSingleton(changes))
 
 
 class _DeriveBoxesFn(beam.DoFn):

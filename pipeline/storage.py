@@ -120,6 +120,20 @@ def glob(pattern: str) -> list[str]:
     return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
+def list_tree(root: str) -> list[str]:
+    """Root-relative paths ('/'-separated) of every file below `root`, sorted; a failed listing raises."""
+    base = root.rstrip("/")
+    if _is_gcs(base):
+        paths = [GCS + path for path in gcs_filesystem().find(_gcs_path(base))]
+    elif is_remote(base):
+        paths = [m.path for m in FileSystems.match([base + "/**"])[0].metadata_list]
+    else:
+        paths = [os.path.join(folder, name).replace(os.sep, "/") for folder, _, names in os.walk(base)
+                 for name in names]
+    prefix = base + "/"
+    return sorted(path[len(prefix):] for path in paths if path.startswith(prefix))
+
+
 def is_empty_location(uri: str) -> bool:
     """True when nothing exists at or anywhere below `uri` (a new or empty output location)."""
     if not is_remote(uri):

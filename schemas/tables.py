@@ -10,10 +10,10 @@ import json
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 PARTITION_KEYS = ("dataset", "task", "split")
 TASKS = ("detection", "tumor_lesion_size", "angle_distance")
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")  # validation only where a source has an official one
 
 
 def _field(name: str, type_: pa.DataType, doc: str, unit: str = "", nullable: bool = True) -> pa.Field:
@@ -63,7 +63,12 @@ COMMON_FIELDS = [
     _field("subject_id", pa.string(), "patient-level id; splits are made per subject", nullable=False),
     _field("sequence", pa.string(), "image series / channel of the case, e.g. CT, T1w"),
     _field("modality", pa.string(), "imaging modality of the sequence"),
-    _field("image", IMAGE_TYPE, "8-bit PNG of the displayed slice (Hugging Face Image layout)"),
+    _field("image", IMAGE_TYPE, "8-bit PNG of the displayed slice (Hugging Face Image layout); "
+           "null bytes in pointer mode"),
+    _field("image_mode", pa.string(), "pixels: the PNG is embedded; pointer: a --publish row of a source whose "
+           "pixels may not be republished (rebuild from provenance.source_uri/source_sha256 and the slice spec)"),
+    _field("volume_hash", pa.string(), "content hash of the decoded image volume (canonical voxels and geometry "
+           "to 0.01 mm): equal across datasets that ship the same scan, whose subjects then share a split"),
     _field("plane", pa.string(), "axial | coronal | sagittal"),
     _field("slice_index", pa.int32(), "index along the plane normal in the canonical RAS+ grid", "voxels"),
     _field("image_width_px", pa.int32(), "displayed image width (columns)", "px"),

@@ -43,8 +43,12 @@ def _common_problems(row: dict) -> list[str]:
         problems.append(f"task {row.get('task')!r} not in {TASKS}")
     if row.get("split") not in SPLITS:
         problems.append(f"split {row.get('split')!r} not in {SPLITS}")
-    size = png_size((row.get("image") or {}).get("bytes"))
-    if size is None:
+    pixels = (row.get("image") or {}).get("bytes")
+    size = png_size(pixels)
+    if row.get("image_mode") == "pointer":
+        if pixels is not None:
+            problems.append("a pointer row carries image bytes")
+    elif size is None:
         problems.append("image bytes are not a PNG")
     elif size != (row.get("image_width_px"), row.get("image_height_px")):
         problems.append(f"PNG is {size[0]}x{size[1]} px but the row says "

@@ -12,6 +12,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
+from pipeline.casework import LoadSettings
 from pipeline.sources import get_source
 from pipeline.stages import CheckUniqueIds, DeriveBoxes, DeriveLesionSizes, ExtractSlices, Guarded, ValidatePairs
 from pipeline.write import WriteTable, partition_of, row_bytes, shard_count
@@ -53,7 +54,7 @@ def slice_record(labels_2d: np.ndarray, case_id="c1", spacing=(0.5, 0.5)) -> Sli
 def test_extract_slices_emits_slices_and_quarantines_a_truncated_case(demo_root):
     cases = demo_cases(demo_root, "demo_mr_00", "demo_ct_04")
     with BeamPipeline() as pipeline:
-        slices, quarantine = pipeline | beam.Create(cases) | ExtractSlices("finest", "salt", PARAMS)
+        slices, quarantine = pipeline | beam.Create(cases) | ExtractSlices(LoadSettings("finest", "salt", PARAMS))
         assert_that(slices | beam.Map(lambda s: (s.case.case_id, s.content.sequence)) | beam.Distinct(),
                     equal_to([("Task02_DemoMR/demo_mr_00", "T1w"), ("Task02_DemoMR/demo_mr_00", "T2w")]),
                     label="SlicesOfTheGoodCase")

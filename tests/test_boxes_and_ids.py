@@ -54,3 +54,26 @@ def test_split_is_per_subject_and_independent_of_listing_order():
     train_fraction = sum(v == "train" for v in splits.values()) / len(splits)
     assert 0.67 < train_fraction < 0.73
     assert ids.subject_split("demo", "subject_1", "salt", official="test") == "test"
+
+
+def test_split_groups_follow_chains_of_shared_volumes_and_prefer_official_splits():
+    from transforms.ids import shared_split_overrides
+
+    members = [("v1", "a", "s1", "train", False), ("v1", "b", "s9", "test", False),  # a/s1 ~ b/s9
+               ("v2", "b", "s9", "test", False), ("v2", "c", "s3", "test", True),    # b/s9 ~ c/s3 (official)
+               ("v3", "a", "s2", "train", False), ("v4", "d", "s4", "test", False)]  # alone
+    assert shared_split_overrides(members) == {("a", "s1"): "test"}
+    unofficial = [("v1", "x", "s1", "test", False), ("v1", "w", "s2", "train", False)]
+    assert shared_split_overrides(unofficial) == {("x", "s1"): "train"}  # the first by (dataset, subject)
+
+
+def test_volume_hash_sees_voxels_and_geometry_not_storage():
+    from transforms.ids import volume_hash
+
+    array, affine = np.arange(24, dtype=np.int16).reshape(2, 3, 4), np.diag([0.7, 0.7, 2.5, 1.0])
+    same = volume_hash(array.astype(np.float32), affine + 1e-4)  # other dtype, geometry within 0.01 mm
+    assert volume_hash(array, affine) == same
+    changed = array.copy()
+    changed[1, 2, 3] += 1
+    assert volume_hash(changed, affine) != same
+    assert volume_hash(array, np.diag([0.7, 0.7, 2.6, 1.0])) != same

@@ -145,10 +145,26 @@ def test_misuse_is_one_line_and_exit_code_2(tmp_path, capsys, demo_root, argv, m
 def test_dry_run_lists_cases_and_writes_nothing(tmp_path, demo_root, capsys):
     output = str(tmp_path / "dry")
     assert main(["build", "--source", f"demo={demo_root}", "--output", output, "--dry-run", "--max-cases", "3"]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    *lines, summary = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["case_id"] for line in lines] == ["Ceph/001", "Ceph/151", "FeTA/sub-001_rec-mial"]
     assert [line["estimated_slices"] for line in lines] == [1, 1, 80 + 96 + 80]
+    # the first two cases are built in memory: 8 angles + 2 distances each, scaled to 3 cases
+    assert summary == {"summary": "demo", "cases": 3, "subjects": 3, "listing_errors": 0,
+                       "estimated_slices": 258, "cases_without_estimate": 0, "sampled_cases": 2,
+                       "estimated_pairs": {"angle_distance": 30}}
     assert not os.path.exists(output)
+
+
+def test_dry_run_of_a_source_estimates_pairs_per_task_from_sampled_cases(tmp_path, capsys):
+    from tests.source_fixtures import FIXTURES
+
+    FIXTURES["kits23"](str(tmp_path / "kits"))
+    assert main(["build", "--source", f"kits23={tmp_path / 'kits'}", "--output", str(tmp_path / "dry"),
+                 "--dry-run", "--dry-run-sample", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (summary["cases"], summary["subjects"], summary["sampled_cases"]) == (3, 3, 1)
+    assert summary["estimated_slices"] == 3 * (32 + 32 + 8)
+    assert summary["estimated_pairs"]["detection"] > 0 and summary["estimated_pairs"]["tumor_lesion_size"] > 0
 
 
 def test_direct_runner_never_tries_prism(tmp_path, demo_root, caplog):

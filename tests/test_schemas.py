@@ -58,7 +58,7 @@ def test_valid_row_has_no_problems(png_8x6):
     ({"box_xyxy_px": [3.0, 1.0, 3.0, 4.0]}, "empty"),
     ({"box_size_mm": [4.0, 1.5]}, "box_size_mm"),
     ({"image_width_px": 9}, "PNG is 8x6"),
-    ({"split": "validation"}, "split"),
+    ({"split": "dev"}, "split"),
     ({"label_name": None}, "no name"),
     ({"component_index": 1}, "component_index"),
     ({"slice_index": "three"}, "schema"),

@@ -82,6 +82,8 @@ class CaseRef:
     planar: Optional[PlanarGeometry] = None  # set for 2D rasters (BMP, PNG); NIfTI otherwise
     landmarks: Optional[LandmarkSpec] = None
     realign: Optional[RealignSpec] = None
+    mask_parts: tuple[tuple[int, str], ...] = ()  # (label, uri) of per-structure binary masks, merged
+    planes: tuple[str, ...] = ()  # planes to cut; () = every plane the volume has
 
     @property
     def label_names(self) -> dict[int, str]:
@@ -89,7 +91,7 @@ class CaseRef:
 
     def input_uris(self) -> list[str]:
         """Every object the case reads."""
-        uris = [self.image_uri, self.mask_uri]
+        uris = [self.image_uri, self.mask_uri, *(uri for _, uri in self.mask_parts)]
         if self.landmarks:
             uris.append(self.landmarks.uri)
         if self.realign:
@@ -250,12 +252,20 @@ def read_images(case: CaseRef, local: dict[str, str],
 
 def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume:
     """The case's label map on the image grid (checked), or an empty one when the case has none."""
+    if case.mask_parts:
+        return merge_structure_masks(case, local, grid)
     if not case.mask_uri:
         return grid.with_array(np.zeros(grid.array.shape, np.uint8))
-    path, uri = local[case.mask_uri], case.mask_uri
+    mask = _read_mask(local[case.mask_uri], case.mask_uri, grid, case.label_names)
+    check_label_values(mask.array, case.label_names, case.mask_uri)
+    return mask
+
+
+def _read_mask(path: str, uri: str, grid: Volume, label_names: dict[int, str]) -> Volume:
+    """One mask file (NIfTI, MHA/NRRD or DICOM SEG) as integer labels on the image grid."""
     if uri.lower().endswith(".dcm"):  # a DICOM SEG: placed frame by frame, already on the grid
-        mask = dicom_seg.read_label_map(path, uri, grid, case.label_names)
-    elif image_format(uri) == "itk":
+        return dicom_seg.read_label_map(path, uri, grid, label_names)
+    if image_format(uri) == "itk":
         check_budget(itk_voxel_count(path, uri), int(np.prod(grid.array.shape)), uri)
         read = read_itk(path, uri)
         mask = read.with_array(as_integer_labels(read.array, uri))
@@ -263,9 +273,24 @@ def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume
         mask_file = nifti.load(path, uri)
         check_budget(nifti.voxel_count(mask_file), int(np.prod(grid.array.shape)), uri)
         mask = nifti.to_volume(nifti.read_labels(mask_file, uri), nifti.resolve_affine(mask_file.header))
-    mask = match_grid(grid, mask, uri)
-    check_label_values(mask.array, case.label_names, uri)
-    return mask
+    return match_grid(grid, mask, uri)
+
+
+def merge_structure_masks(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume:
+    """Per-structure binary masks (TotalSegmentator-style) merged into one label map.
+
+    Parts are applied in ascending label order and a voxel keeps the first label that claims
+    it, so overlaps resolve the same way on every run. One part is in memory at a time.
+    """
+    largest = max(value for value, _ in case.mask_parts)
+    merged = np.zeros(grid.array.shape, np.uint8 if largest < 256 else np.uint16)
+    for value, uri in sorted(case.mask_parts):
+        part = _read_mask(local[uri], uri, grid, {1: case.label_names.get(value, str(value))})
+        if part.array.max(initial=0) > 1:
+            raise PipelineError(Reason.UNKNOWN_LABEL, f"structure mask holds values above 1 "
+                                f"(max {int(part.array.max())}); expected a binary mask", uri)
+        np.copyto(merged, np.asarray(value, merged.dtype), where=(part.array != 0) & (merged == 0))
+    return grid.with_array(merged)
 
 
 def read_landmarks(spec: LandmarkSpec, local: dict[str, str], grid: Volume) -> dict[str, np.ndarray]:
@@ -345,7 +370,7 @@ def extract_slices(loaded: LoadedCase, spacing: SpacingMode) -> Iterator[SliceCo
         for seq in loaded.case.sequences
     }
     placed = place_measurements(loaded, spacing)
-    for plane in planes_of(labels.array.shape):
+    for plane in planes_of(labels.array.shape, loaded.case.planes):
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing)
         shown = {index for p, index in placed if p == plane}
         for index in sorted(set(labelled_slice_indices(labels.array, plane).tolist()) | shown):
@@ -384,3 +409,5 @@ class SliceRecord:
     split: str
     provenance: dict
     content: SliceContent
+    pointer: bool = False  # published without pixels (the source may not be redistributed)
+    volume_hash: str = ""  # `ids.volume_hash` of the decoded volume of this slice's sequence

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
+
 SAMPLE_ID_VERSION = "sample-id-v1"
 SPLIT_VERSION = "split-v1"
 TRAIN_PER_MILLE = 700
@@ -30,8 +32,59 @@ def sample_id(dataset: str, case_id: str, sequence: str, plane: str, slice_index
 
 
 def subject_split(dataset: str, subject_id: str, salt: str, official: str | None = None) -> str:
-    """'train' or 'test' for a whole subject; the dataset's official split wins where it exists."""
+    """'train' or 'test' for a whole subject; the dataset's official split (may be 'validation') wins."""
     if official is not None:
         return official
     bucket = int(_digest(SPLIT_VERSION, salt, dataset, subject_id), 16) % 1000
     return "train" if bucket < TRAIN_PER_MILLE else "test"
+
+
+VOLUME_HASH_VERSION = "volume-hash-v1"
+GEOMETRY_DECIMALS = 2  # affines agree to 0.01 mm across re-encodings of one scan
+
+
+def volume_hash(array, affine_ras) -> str:
+    """32 hex digits identifying a decoded image volume: canonical voxels (float32) and geometry.
+
+    The same scan re-distributed by two datasets (another container, dtype or axis order) hashes
+    the same once decoded into the canonical frame; any voxel or geometry change differs.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    geometry = np.round(np.asarray(affine_ras, dtype=np.float64), GEOMETRY_DECIMALS) + 0.0  # no -0.0
+    digest.update(f"{VOLUME_HASH_VERSION}\x1f{tuple(array.shape)}\x1f{geometry.tolist()}".encode())
+    for plane in np.asarray(array, dtype=np.float32):  # one slab at a time: no full-volume copy
+        digest.update(np.ascontiguousarray(plane).tobytes())
+    return digest.hexdigest()
+
+
+def shared_split_overrides(members) -> dict[tuple[str, str], str]:
+    """Subjects that share a volume (across datasets) must share a split; returns the changes.
+
+    `members`: (volume_hash, dataset, subject_id, split, official) tuples. Subjects linked by any
+    chain of shared hashes form one group. The group's split is an official split of a member
+    if one has it (the first by (dataset, subject)), else the split of its first member;
+    returns {(dataset, subject): split} for members whose split changes.
+    """
+    parent: dict = {}
+
+    def root(node):
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    splits, official = {}, {}
+    for volume, dataset, subject, split, is_official in members:
+        subject_key = (dataset, subject)
+        splits[subject_key] = split
+        official[subject_key] = official.get(subject_key, False) or bool(is_official)
+        parent[root(subject_key)] = root(("volume", volume, ""))  # 3-tuple: never a (dataset, subject) key
+    groups: dict = {}
+    for subject_key in splits:
+        groups.setdefault(root(subject_key), []).append(subject_key)
+    changes = {}
+    for subjects in groups.values():
+        ordered = sorted(subjects)
+        chosen = splits[next((key for key in ordered if official[key]), ordered[0])]
+        changes.update({key: chosen for key in ordered if splits[key] != chosen})
+    return changes

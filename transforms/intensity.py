@@ -13,6 +13,7 @@ CT_WINDOWS_HU = {
     "lung": (-600.0, 1500.0),
     "brain": (40.0, 80.0),
     "bone": (400.0, 1800.0),
+    "angio": (300.0, 600.0),  # contrast-filled vessels (CTA)
 }
 # Non-CT images: percentiles of the whole volume (never per slice, so slices stay comparable).
 PERCENTILE_WINDOW = (0.5, 99.5)

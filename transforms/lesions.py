@@ -86,7 +86,8 @@ def _segment_px(a_mm, b_mm, spacing) -> tuple[Point, Point]:
 
 def fit_ellipse_mm(contour_mm: np.ndarray):
     """(centre, semi-major, semi-minor, angle of the major axis in rad) or None if the fit fails."""
-    model = EllipseModel.from_estimate(contour_mm)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a circle-like contour has no defined angle: 0/0
+        model = EllipseModel.from_estimate(contour_mm)
     if not model:
         return None
     (half_a, half_b), theta = model.axis_lengths, float(model.theta)

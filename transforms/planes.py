@@ -36,12 +36,14 @@ def parse_spacing_mode(text: str) -> SpacingMode:
     return value
 
 
-def planes_of(shape_ijk: tuple[int, int, int]) -> tuple[str, ...]:
-    """All three planes for a 3D volume; only the plane across the one-voxel axis for 2D images."""
+def planes_of(shape_ijk: tuple[int, int, int], wanted: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """All three planes for a 3D volume; only the plane across the one-voxel axis for 2D images.
+
+    `wanted` narrows the result (e.g. only time frames of a 2D+t stack stored as 3D).
+    """
     flat_axes = [axis for axis, size in enumerate(shape_ijk) if size == 1]
-    if not flat_axes:
-        return PLANES
-    return tuple(plane for plane in PLANES if SLICE_AXIS[plane] == flat_axes[0])
+    planes = PLANES if not flat_axes else tuple(plane for plane in PLANES if SLICE_AXIS[plane] == flat_axes[0])
+    return tuple(plane for plane in planes if not wanted or plane in wanted)
 
 
 def in_plane_axes(plane: str) -> tuple[int, int]:

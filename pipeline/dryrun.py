@@ -1,0 +1,83 @@
+"""`--dry-run`: what a build would do, without writing anything.
+
+One JSON line per case (ids, sequences, slices estimated from the header alone), then one
+summary line per dataset: cases, subjects, listing errors, estimated slices, and pairs per
+task estimated by building the first `--dry-run-sample` cases in memory with the build's own
+code and scaling their mean to the dataset's case count.
+"""
+from __future__ import annotations
+
+import collections
+
+from pipeline import casework, storage
+from pipeline.config import BuildConfig
+from transforms.case import CaseRef
+from transforms.errors import PipelineError
+from transforms.nifti import header_spatial_shape
+from transforms.planes import SLICE_AXIS, planes_of
+
+HEADER_READ_BYTES = 1 << 16  # enough compressed bytes to hold a NIfTI-1 or NIfTI-2 header
+
+
+def nifti_header_shape(uri: str) -> tuple[int, int, int]:
+    """Spatial shape from a NIfTI header, reading only the first bytes of the object."""
+    with storage.open_read(uri) as handle:
+        return header_spatial_shape(handle.read(HEADER_READ_BYTES), gzipped=uri.endswith(".gz"))
+
+
+def estimated_slices(case: CaseRef) -> int:
+    """Upper bound of the slices a case yields: every slice of every plane and sequence."""
+    if case.planar is not None:
+        return len(case.sequences)  # a 2D image is one slice
+    shape = nifti_header_shape(case.realign.reference_uri if case.realign else case.image_uri)
+    return len(case.sequences) * sum(shape[SLICE_AXIS[plane]] for plane in planes_of(shape, case.planes))
+
+
+def case_line(case: CaseRef) -> dict:
+    line = {"dataset": case.dataset, "case_id": case.case_id, "subject_id": case.subject_id,
+            "sequences": [s.name for s in case.sequences]}
+    if case.listing_error:
+        line["error"] = f"{case.listing_error[0]}: {case.listing_error[1]}"
+        return line
+    try:
+        line["estimated_slices"] = estimated_slices(case)
+    except Exception as exc:  # a dry run reports unreadable or non-NIfTI headers instead of stopping
+        line["error"] = f"{type(exc).__name__}: {exc}"
+    return line
+
+
+def sampled_pairs(cases: list[CaseRef], config: BuildConfig) -> tuple[int, collections.Counter]:
+    """(cases built, pairs per task) over the first `config.dry_run_sample` listable cases."""
+    built, pairs = 0, collections.Counter()
+    for case in [case for case in cases if not case.listing_error][: config.dry_run_sample]:
+        try:
+            records, _ = casework.slice_records(case, config.load_settings)
+        except PipelineError:
+            continue
+        built += 1
+        pairs += casework.pair_counts(records)
+    return built, pairs
+
+
+def dataset_summary(dataset: str, cases: list[CaseRef], lines: list[dict], config: BuildConfig) -> dict:
+    built, pairs = sampled_pairs(cases, config)
+    usable = sum(1 for case in cases if not case.listing_error)
+    return {
+        "summary": dataset, "cases": len(cases), "subjects": len({case.subject_id for case in cases}),
+        "listing_errors": len(cases) - usable,
+        "estimated_slices": sum(line.get("estimated_slices", 0) for line in lines),
+        "cases_without_estimate": sum(1 for line in lines if "estimated_slices" not in line),
+        "sampled_cases": built,
+        "estimated_pairs": {task: round(n / built * usable) for task, n in sorted(pairs.items())} if built else {},
+    }
+
+
+def dry_run_report(cases: list[CaseRef], config: BuildConfig) -> list[dict]:
+    """Per-case lines, then one summary line per dataset."""
+    lines = [case_line(case) for case in cases]
+    by_dataset = collections.defaultdict(list)
+    for case, line in zip(cases, lines):
+        by_dataset[case.dataset].append((case, line))
+    summaries = [dataset_summary(dataset, [c for c, _ in pairs], [l for _, l in pairs], config)
+                 for dataset, pairs in by_dataset.items()]
+    return lines + summaries

@@ -1,0 +1,26 @@
+"""autoPET III: whole-body FDG and PSMA PET/CT with lesion masks (one mask for CT and PET).
+
+Cite: Gatidis S. et al., "A whole-body FDG-PET/CT Dataset with manually annotated Tumor
+Lesions", Scientific Data 9, 601 (2022); autoPET III challenge (MICCAI 2024).
+
+Raw layout (nnU-Net release): `imagesTr/<case>_0000.nii.gz` (CT), `imagesTr/<case>_0001.nii.gz`
+(PET, SUV), `labelsTr/<case>.nii.gz` (1 = lesion); cases are `<tracer>_<patient>_<date>`, and
+studies of one patient share the subject. Negative controls (all-zero masks) yield no pairs and
+are recorded as `empty_case`. Lesion size (T/L) is measured on CT, as in MedVision.
+"""
+from pipeline.sources.base import SourceInfo
+from pipeline.sources.layout import LayoutSource, Series
+
+CASE = r"(?P<case>(?P<tracer>fdg|psma)_(?P<patient>[^_/]+)_[^/]+?)"
+LABELS = {1: "tumor"}
+
+
+class AutoPet3Source(LayoutSource):
+    info = SourceInfo("autopet_iii", "whole body", ("CT", "PET"), ("detection", "tumor_lesion_size"), "CC-BY-NC-4.0",
+                      True, "Gatidis et al., whole-body FDG-PET/CT dataset, Sci Data 9, 601 (2022); autoPET III")
+    series = (
+        Series("CT", "CT", image=rf"imagesTr/{CASE}_0000\.nii\.gz", mask=rf"labelsTr/{CASE}\.nii\.gz",
+               case_id="{case}/CT", subject_id="{tracer}_{patient}", labels=LABELS, lesion_labels=(1,)),
+        Series("PET", "PET", image=rf"imagesTr/{CASE}_0001\.nii\.gz", mask=rf"labelsTr/{CASE}\.nii\.gz",
+               case_id="{case}/PET", subject_id="{tracer}_{patient}", labels=LABELS),
+    )
