@@ -51,6 +51,8 @@ PROVENANCE_TYPE = pa.struct([
     _field("sform_qform_mismatch", pa.bool_(), "both forms set and disagreeing beyond 1e-3"),
     _field("uneven_slice_spacing", pa.bool_(),
            "DICOM slices were unevenly spaced and linearly resampled to the median gap"),
+    _field("mask_resampled", pa.bool_(), "the mask lived on another grid and was placed on the image grid by "
+           "nearest neighbour (only for sources that declare it)"),
     _field("resampling", pa.string(), "spacing mode: finest, native or a spacing in mm"),
     _field("pipeline_version", pa.string(), "medvision-pipeline version"),
     _field("params_hash", pa.string(), "hash of the parameters that shape the output"),

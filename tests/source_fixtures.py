@@ -37,9 +37,9 @@ class Expected:
     lesion_labels: set[str] = dataclasses.field(default_factory=set)  # label names with T/L rows
 
 
-def phantom(values, seed: int = 0, shape=SHAPE, orientation: str = "LPS"):
+def phantom(values, seed: int = 0, shape=SHAPE, orientation: str = "LPS", spacing_mm=SPACING_MM):
     """(image int16, labels, affine): one cuboid per label value."""
-    affine = centred_affine(shape, orientation, SPACING_MM)
+    affine = centred_affine(shape, orientation, spacing_mm)
     cuboids = [Cuboid(value, (x, y, -7.5), (x + 12.0, y + 12.0, 7.5)) for value, (x, y) in zip(values, CORNERS_MM)]
     labels = rasterize(shape, affine, cuboids).astype(np.uint16 if max(values) > 255 else np.uint8)
     image = intensities(labels, {v: 200.0 + 40 * i for i, v in enumerate(values)}, 0.0, 10.0, seed)
@@ -102,9 +102,14 @@ def float_labels(path: str) -> None:
 # --- one writer per source -------------------------------------------------------------------
 
 def abdomenatlas(root) -> Expected:
+    """Case 1 has per-organ masks (used) and a broken merge (ignored); 2 and 3 only the merge."""
     for n, case in enumerate(("BDMAP_00000001", "BDMAP_00000002", "BDMAP_00000003")):
         write_pair(root, f"{case}/ct.nii.gz", f"{case}/combined_labels.nii.gz", (5, 8, 3), seed=n)
-        write_pair(root, f"{case}/segmentations/liver.nii.gz", "", (1,), seed=n)  # per-organ masks: not read
+    _, labels, affine = phantom((5, 8, 3))
+    for value, organ in ((5, "liver"), (8, "spleen"), (3, "kidney_left"), (7, "postcava")):
+        write_nifti(os.path.join(root, f"BDMAP_00000001/segmentations/{organ}.nii.gz"),
+                    (labels == value).astype(np.uint8), affine)  # postcava: an empty mask, as in real cases
+    shift_grid(os.path.join(root, "BDMAP_00000001/combined_labels.nii.gz"))
     shift_grid(os.path.join(root, "BDMAP_00000003/combined_labels.nii.gz"))
     return Expected({"detection"}, {"liver", "spleen", "left kidney"}, {"BDMAP_00000001", "BDMAP_00000002"},
                     {"BDMAP_00000003": "mask_grid_mismatch"})
@@ -146,9 +151,11 @@ def amos22(root) -> Expected:
 
 
 def autopet_iii(root) -> Expected:
-    for case in ("fdg_0a1b2c3d_07-12-2003", "fdg_0a1b2c3d_05-02-2005", "psma_9f8e7d6c_01-01-2019"):
+    """PET on a coarser grid (2 x 2 x 6 mm) than the CT and the shared mask: placed by nearest neighbour."""
+    for n, case in enumerate(("fdg_0a1b2c3d_07-12-2003", "fdg_0a1b2c3d_05-02-2005", "psma_9f8e7d6c_01-01-2019")):
         write_pair(root, f"imagesTr/{case}_0000.nii.gz", f"labelsTr/{case}.nii.gz", (1,))
-        write_pair(root, f"imagesTr/{case}_0001.nii.gz", "", (1,), seed=3)
+        pet, _, pet_affine = phantom((1,), seed=next(_NOISE_SEEDS), shape=(16, 16, 4), spacing_mm=(2.0, 2.0, 6.0))
+        write_nifti(os.path.join(root, f"imagesTr/{case}_0001.nii.gz"), pet, pet_affine)
     os.remove(os.path.join(root, "labelsTr/psma_9f8e7d6c_01-01-2019.nii.gz"))
     return Expected({"detection", "tumor_lesion_size"}, {"tumor"}, {"fdg_0a1b2c3d"},
                     {"psma_9f8e7d6c_01-01-2019/CT": "missing_file", "psma_9f8e7d6c_01-01-2019/PET": "missing_file"},

@@ -85,3 +85,22 @@ def test_listing_from_gcs_equals_the_local_listing(tmp_path, gcs_emulator, name)
     local = [(c.case_id, c.image_uri[len(str(tmp_path)):]) for c in source.list_cases(str(tmp_path))]
     remote = [(c.case_id, c.image_uri[len(root):]) for c in source.list_cases(root)]
     assert remote == local and len(local) >= 3
+
+
+def test_nearest_placement_of_a_finer_mask_and_refusal_of_a_disjoint_one():
+    from transforms.errors import PipelineError
+    from transforms.phantoms import Cuboid
+    from transforms.volume import Volume, place_nearest
+
+    cube = (Cuboid(3, (-6.0, -6.0, -6.0), (6.0, 6.0, 6.0)),)
+    coarse_affine = centred_affine((12, 12, 12), "LPS", (2.0, 2.0, 2.0))
+    fine_affine = centred_affine((24, 24, 24), "RAS", (1.0, 1.0, 1.0))
+    fine = Volume(rasterize((24, 24, 24), fine_affine, cube), fine_affine)
+    placed = place_nearest(Volume(np.zeros((12, 12, 12)), coarse_affine), fine)
+    assert np.array_equal(placed.array, rasterize((12, 12, 12), coarse_affine, cube))  # 12 mm cube: 6 voxels a side
+    shifted = fine_affine.copy()
+    shifted[0, 3] += 200.0  # 200 mm to the side: no overlap at all
+    far = Volume(fine.array, shifted)
+    with pytest.raises(PipelineError) as error:
+        place_nearest(Volume(np.zeros((12, 12, 12)), coarse_affine), far)
+    assert error.value.reason.value == "mask_grid_mismatch"

@@ -124,3 +124,11 @@ def test_subjects_sharing_a_scan_across_datasets_share_a_split(tmp_path):
     assert len(hashes[("msd", keys[1][1], "t1gd")]) == 1
     assert splits[keys[1]] == splits[keys[0]] == {subject_split(*keys[0], salt)}  # the first subject's split
     assert len({h for key, found in hashes.items() for h in found}) == len(hashes) - 1  # no other collisions
+
+
+def test_masks_on_another_grid_are_placed_only_where_the_source_declares_it(built):
+    """autoPET's PET is on a coarser grid than its mask: resampled (nearest) and flagged; CT is not."""
+    output, _, _ = built
+    rows = read_rows(output, "dataset=autopet_iii/task=detection/split=*/*.parquet", ["sequence", "provenance"])
+    flags = {(row["sequence"], row["provenance"]["mask_resampled"]) for row in rows}
+    assert flags == {("CT", False), ("PET", True)}

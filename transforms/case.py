@@ -24,7 +24,8 @@ from transforms.packed import PackedArray
 from transforms.planes import SpacingMode, display_slice, labelled_slice_indices, plane_grid, planes_of
 from transforms.readers import ITK_SUFFIXES, PlanarGeometry, itk_voxel_count, read_itk, read_planar, \
     resample_through_transform
-from transforms.volume import Volume, as_integer_labels, check_orthonormal, grid_of, match_grid, to_canonical
+from transforms.volume import Volume, as_integer_labels, check_orthonormal, grid_of, match_grid, place_nearest, \
+    to_canonical
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +84,7 @@ class CaseRef:
     landmarks: Optional[LandmarkSpec] = None
     realign: Optional[RealignSpec] = None
     mask_parts: tuple[tuple[int, str], ...] = ()  # (label, uri) of per-structure binary masks, merged
+    mask_placement: str = "exact"  # "nearest": a mask on another grid is resampled onto the image grid
     planes: tuple[str, ...] = ()  # planes to cut; () = every plane the volume has
 
     @property
@@ -250,33 +252,44 @@ def read_images(case: CaseRef, local: dict[str, str],
     return readers[kind](case, path, policy)
 
 
-def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume:
-    """The case's label map on the image grid (checked), or an empty one when the case has none."""
+def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> tuple[Volume, bool]:
+    """The case's label map on the image grid (checked), or an empty one when the case has none,
+    and whether it had to be resampled onto that grid (nearest neighbour)."""
     if case.mask_parts:
         return merge_structure_masks(case, local, grid)
     if not case.mask_uri:
-        return grid.with_array(np.zeros(grid.array.shape, np.uint8))
-    mask = _read_mask(local[case.mask_uri], case.mask_uri, grid, case.label_names)
+        return grid.with_array(np.zeros(grid.array.shape, np.uint8)), False
+    mask, resampled = _read_mask(local[case.mask_uri], case.mask_uri, grid, case.label_names, case.mask_placement)
     check_label_values(mask.array, case.label_names, case.mask_uri)
-    return mask
+    return mask, resampled
 
 
-def _read_mask(path: str, uri: str, grid: Volume, label_names: dict[int, str]) -> Volume:
-    """One mask file (NIfTI, MHA/NRRD or DICOM SEG) as integer labels on the image grid."""
+def _read_mask(path: str, uri: str, grid: Volume, label_names: dict[int, str],
+               placement: str = "exact") -> tuple[Volume, bool]:
+    """One mask file (NIfTI, MHA/NRRD or DICOM SEG) as integer labels on the image grid, and
+    whether it was resampled. A mask on another grid is `mask_grid_mismatch`, unless `placement`
+    is "nearest" (then it may also hold up to 8x the image's voxels, e.g. a finer grid).
+    """
     if uri.lower().endswith(".dcm"):  # a DICOM SEG: placed frame by frame, already on the grid
-        return dicom_seg.read_label_map(path, uri, grid, label_names)
+        return dicom_seg.read_label_map(path, uri, grid, label_names), False
+    limit = int(np.prod(grid.array.shape)) * (8 if placement == "nearest" else 1)
     if image_format(uri) == "itk":
-        check_budget(itk_voxel_count(path, uri), int(np.prod(grid.array.shape)), uri)
+        check_budget(itk_voxel_count(path, uri), limit, uri)
         read = read_itk(path, uri)
         mask = read.with_array(as_integer_labels(read.array, uri))
     else:
         mask_file = nifti.load(path, uri)
-        check_budget(nifti.voxel_count(mask_file), int(np.prod(grid.array.shape)), uri)
+        check_budget(nifti.voxel_count(mask_file), limit, uri)
         mask = nifti.to_volume(nifti.read_labels(mask_file, uri), nifti.resolve_affine(mask_file.header))
-    return match_grid(grid, mask, uri)
+    try:
+        return match_grid(grid, mask, uri), False
+    except PipelineError:
+        if placement != "nearest":
+            raise
+        return place_nearest(grid, mask, uri), True
 
 
-def merge_structure_masks(case: CaseRef, local: dict[str, str], grid: Volume) -> Volume:
+def merge_structure_masks(case: CaseRef, local: dict[str, str], grid: Volume) -> tuple[Volume, bool]:
     """Per-structure binary masks (TotalSegmentator-style) merged into one label map.
 
     Parts are applied in ascending label order and a voxel keeps the first label that claims
@@ -284,13 +297,16 @@ def merge_structure_masks(case: CaseRef, local: dict[str, str], grid: Volume) ->
     """
     largest = max(value for value, _ in case.mask_parts)
     merged = np.zeros(grid.array.shape, np.uint8 if largest < 256 else np.uint16)
+    any_resampled = False
     for value, uri in sorted(case.mask_parts):
-        part = _read_mask(local[uri], uri, grid, {1: case.label_names.get(value, str(value))})
+        part, resampled = _read_mask(local[uri], uri, grid, {1: case.label_names.get(value, str(value))},
+                                     case.mask_placement)
+        any_resampled |= resampled
         if part.array.max(initial=0) > 1:
             raise PipelineError(Reason.UNKNOWN_LABEL, f"structure mask holds values above 1 "
                                 f"(max {int(part.array.max())}); expected a binary mask", uri)
         np.copyto(merged, np.asarray(value, merged.dtype), where=(part.array != 0) & (merged == 0))
-    return grid.with_array(merged)
+    return grid.with_array(merged), any_resampled
 
 
 def read_landmarks(spec: LandmarkSpec, local: dict[str, str], grid: Volume) -> dict[str, np.ndarray]:
@@ -324,7 +340,8 @@ def load_case(case: CaseRef, local: dict[str, str], policy: ReadPolicy = ReadPol
     Raises `PipelineError` with the reason on failure.
     """
     images, grid, geometry = read_images(case, local, policy)
-    labels = read_label_map(case, local, grid)
+    labels, mask_resampled = read_label_map(case, local, grid)
+    geometry = {**geometry, "mask_resampled": mask_resampled}
     landmarks, measured, unmeasured = {}, [], []
     if case.landmarks is not None:
         landmarks = read_landmarks(case.landmarks, local, grid)

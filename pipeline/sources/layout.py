@@ -31,8 +31,9 @@ class Series:
     """One image series of a dataset in its raw layout, with its label map and tasks.
 
     `image`, `mask`: regexes over root-relative paths ('/' separated), matched at the end.
-    `mask_parts`: instead of `mask`, per-structure binary masks; group `structure` names the
-    file, `structures` maps it to a label value (merged first-wins by value).
+    `mask_parts`: per-structure binary masks; group `structure` names the file, `structures`
+    maps it to a label value (merged first-wins by value). Used when a case has them; `mask`,
+    if also given, is the fallback.
     `unlabelled`: "skip" when images without a mask are expected (e.g. a test folder listed
     with the training folder), "quarantine" when a missing mask is a defect.
     """
@@ -54,6 +55,7 @@ class Series:
     unlabelled: str = "quarantine"
     where: Optional[Callable[[dict], bool]] = None  # keep only images whose groups pass
     planes: tuple[str, ...] = ()  # planes to cut; () = all the volume has
+    mask_placement: str = "exact"  # "nearest" where the dataset's masks are known to use another grid
 
 
 def _compile(pattern: str) -> re.Pattern:
@@ -136,15 +138,15 @@ def _case_fields(series: Series, root: str, path: str, groups: dict, facts: Data
                 sequences=(SequenceRef(series.sequence, series.modality, ct_window=series.ct_window),),
                 labels=tuple(sorted(series.labels.items())), lesion_labels=series.lesion_labels,
                 licence=facts.licence, redistributable=facts.redistributable, dataset_version=facts.version,
-                official_split=series.splits.get(groups.get(series.split_group) or ""), planes=series.planes)
+                official_split=series.splits.get(groups.get(series.split_group) or ""), planes=series.planes,
+                mask_placement=series.mask_placement)
 
 
 def _mask_fields(series: Series, root: str, key: tuple, masks: dict, parts: dict) -> Optional[dict]:
-    """The mask of one case (`mask_uri`, or `mask_parts`), None when it has none, or a listing error."""
-    if series.mask_parts:
-        found = parts.get(key)
-        if not found:
-            return None
+    """The mask of one case (`mask_parts` if the case has them, else `mask_uri`), None when it has
+    none, or a listing error."""
+    if series.mask_parts and key in parts:
+        found = parts[key]
         unknown = sorted(name for name, _ in found if name not in series.structures)
         if unknown:
             return dict(mask_uri="", listing_error=(Reason.UNKNOWN_LABEL.value,
@@ -152,7 +154,7 @@ def _mask_fields(series: Series, root: str, key: tuple, masks: dict, parts: dict
         return dict(mask_uri="", mask_parts=tuple(sorted((series.structures[name], storage.join(root, path))
                                                          for name, path in found)))
     if not series.mask:
-        return dict(mask_uri="")
+        return None if series.mask_parts else dict(mask_uri="")
     found = masks.get(key, [])
     if len(found) > 1:
         return dict(mask_uri="", listing_error=(Reason.BAD_LISTING.value, f"several masks match: {', '.join(found)}"))
