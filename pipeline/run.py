@@ -20,6 +20,10 @@ from pipeline.version import __version__
 from transforms.case import CaseRef
 from transforms.errors import Reason
 
+# Load-stage quarantine rows that do not mean a case failed.
+NOT_FAILURES = {Reason.LABEL_LOST_IN_RESAMPLING.value, Reason.NEGATIVE_CASE.value}
+
+
 class ReconcileError(RuntimeError):
     """The rows in the written files differ from the rows the pipeline counted."""
 
@@ -32,7 +36,7 @@ def failed_case_fractions(stats: dict) -> dict[str, float]:
     """Per dataset: cases put aside at load (each has exactly one such row) / cases listed."""
     failed = collections.Counter()
     for entry in stats["quarantine"]:
-        if entry["stage"] == "load" and entry["reason"] != Reason.LABEL_LOST_IN_RESAMPLING.value:
+        if entry["stage"] == "load" and entry["reason"] not in NOT_FAILURES:
             failed[entry["dataset"]] += entry["rows"]
     return {dataset: failed[dataset] / cases["listed"] for dataset, cases in stats["cases"].items() if cases["listed"]}
 

@@ -112,7 +112,8 @@ class _ExtractSlicesFn(beam.DoFn):
             yield quarantined(case, "angle_distance", Reason.BAD_LANDMARKS, f"{name}: {message}")
         if not records:
             if not unmeasured:
-                yield quarantined(case, "load", Reason.EMPTY_CASE, "no labelled slice and no landmark measurement")
+                reason = Reason.NEGATIVE_CASE if case.negatives_expected else Reason.EMPTY_CASE
+                yield quarantined(case, "load", reason, "no labelled slice and no landmark measurement")
             return
         count(case.dataset, "load", "ok")
         count(case.dataset, "slices", "ok", len(records))

@@ -254,7 +254,7 @@ def hntsmrg24(root) -> Expected:
     empty = os.path.join(root, "HNTSMRG24_train/21/midRT/21_midRT_mask.nii.gz")
     write_nifti(empty, np.zeros(SHAPE, np.uint8), nib.load(empty).affine)  # patient 21's empty midRT mask
     return Expected({"detection", "tumor_lesion_size"}, {"primary gross tumor volume", "metastatic lymph node"},
-                    {"2", "21"}, {"21/midRT": "empty_case"},
+                    {"2", "21"}, {"21/midRT": "negative_case"},
                     lesion_labels={"primary gross tumor volume", "metastatic lymph node"})
 
 

@@ -132,3 +132,12 @@ def test_masks_on_another_grid_are_placed_only_where_the_source_declares_it(buil
     rows = read_rows(output, "dataset=autopet_iii/task=detection/split=*/*.parquet", ["sequence", "provenance"])
     flags = {(row["sequence"], row["provenance"]["mask_resampled"]) for row in rows}
     assert flags == {("CT", False), ("PET", True)}
+
+
+def test_negative_controls_are_recorded_but_not_counted_as_failures():
+    from pipeline.run import failed_case_fractions
+
+    stats = {"cases": {"autopet_iii": {"listed": 4}},
+             "quarantine": [{"dataset": "autopet_iii", "stage": "load", "reason": "negative_case", "rows": 3},
+                            {"dataset": "autopet_iii", "stage": "load", "reason": "truncated_gzip", "rows": 1}]}
+    assert failed_case_fractions(stats) == {"autopet_iii": 0.25}

@@ -85,6 +85,7 @@ class CaseRef:
     realign: Optional[RealignSpec] = None
     mask_parts: tuple[tuple[int, str], ...] = ()  # (label, uri) of per-structure binary masks, merged
     mask_placement: str = "exact"  # "nearest": a mask on another grid is resampled onto the image grid
+    negatives_expected: bool = False  # an all-empty mask is a negative control, not a defect
     planes: tuple[str, ...] = ()  # planes to cut; () = every plane the volume has
 
     @property

@@ -31,6 +31,7 @@ class Reason(str, enum.Enum):
     BAD_LISTING = "bad_listing"
     UNSAFE_PATH = "unsafe_path"
     EMPTY_CASE = "empty_case"
+    NEGATIVE_CASE = "negative_case"  # an empty mask where the source says negatives occur (not a failure)
     LABEL_LOST_IN_RESAMPLING = "label_lost_in_resampling"
     FIT_TOO_FEW_POINTS = "fit_too_few_points"
     TOO_FEW_PIXELS = "too_few_pixels"

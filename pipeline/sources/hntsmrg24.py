@@ -6,7 +6,7 @@ Resonance Guided Applications (HNTS-MRG) 2024 Challenge", LNCS 15273 (2025).
 Raw layout (HNTSMRG24_train.zip): `<id>/{preRT,midRT}/<id>_<phase>_T2.nii.gz` with
 `<id>_<phase>_mask.nii.gz` (1 = GTVp, 2 = GTVn). The registered pre-RT copies in `midRT/`
 are not used. Both phases of a patient share the subject. Some midRT masks are empty
-(patients 21, 25, 29, 42): recorded as `empty_case`.
+(patients 21, 25, 29, 42, a complete response): recorded as `negative_case`, not a failure.
 """
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series
@@ -17,7 +17,8 @@ LABELS = {1: "primary gross tumor volume", 2: "metastatic lymph node"}
 def _phase(phase: str) -> Series:
     case = rf"(?P<case>\d+)/{phase}/(?P=case)_{phase}"
     return Series(f"{phase} T2", "MRI", image=case + r"_T2\.nii\.gz", mask=case + r"_mask\.nii\.gz",
-                  case_id="{case}/" + phase, subject_id="{case}", labels=LABELS, lesion_labels=(1, 2))
+                  case_id="{case}/" + phase, subject_id="{case}", labels=LABELS, lesion_labels=(1, 2),
+                  negatives_expected=True)
 
 
 class Hntsmrg24Source(LayoutSource):

@@ -56,6 +56,7 @@ class Series:
     where: Optional[Callable[[dict], bool]] = None  # keep only images whose groups pass
     planes: tuple[str, ...] = ()  # planes to cut; () = all the volume has
     mask_placement: str = "exact"  # "nearest" where the dataset's masks are known to use another grid
+    negatives_expected: bool = False  # empty masks occur by design (negative controls)
 
 
 def _compile(pattern: str) -> re.Pattern:
@@ -139,7 +140,7 @@ def _case_fields(series: Series, root: str, path: str, groups: dict, facts: Data
                 labels=tuple(sorted(series.labels.items())), lesion_labels=series.lesion_labels,
                 licence=facts.licence, redistributable=facts.redistributable, dataset_version=facts.version,
                 official_split=series.splits.get(groups.get(series.split_group) or ""), planes=series.planes,
-                mask_placement=series.mask_placement)
+                mask_placement=series.mask_placement, negatives_expected=series.negatives_expected)
 
 
 def _mask_fields(series: Series, root: str, key: tuple, masks: dict, parts: dict) -> Optional[dict]:
