@@ -64,7 +64,7 @@ def rasterize_slabs(shape, affine: np.ndarray, structures) -> np.ndarray:
     return labels
 
 
-def write_phantom(shape, spacing_mm, image_path: str, labels_path: str) -> None:
+def write_phantom(shape, spacing_mm, image_path: str, labels_path: str, seed: int = SEED) -> None:
     """The demo CT phantom on this grid (int16 HU image, uint8 labels), written as two .nii.gz files."""
     fov_mm = np.asarray(shape) * np.asarray(spacing_mm)
     scale_xyz = fov_mm / np.array([demo.ABDOMEN_FOV_MM[axis] for axis in "xyz"])
@@ -72,7 +72,7 @@ def write_phantom(shape, spacing_mm, image_path: str, labels_path: str) -> None:
     labels = rasterize_slabs(shape, affine, [scaled_structure(s, scale_xyz) for s in demo.ABDOMEN])
     body_mm = scaled_structure(Ellipsoid(1, (0.0, 0.0, 0.0), (95.0, 75.0, 500.0)), scale_xyz)
     body = rasterize_slabs(shape, affine, (body_mm,)).astype(bool)
-    image = intensities(labels, demo.ABDOMEN_HU, background=30.0, noise_sd=15.0, seed=SEED)
+    image = intensities(labels, demo.ABDOMEN_HU, background=30.0, noise_sd=15.0, seed=seed)
     image[~body] = -1000.0
     for path, array in ((image_path, np.rint(image).astype(np.int16)), (labels_path, labels)):
         with open(path, "wb") as handle:

@@ -7,6 +7,7 @@ import apache_beam as beam
 
 from pipeline import storage
 from pipeline.config import BuildConfig
+from pipeline.progress import ProgressMarks
 from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLandmarkMeasures, DeriveLesionSizes, ExtractSlices,
                              ShareSplitsAcrossDatasets, ValidatePairs)
 from pipeline.write import WriteTable, partition_of
@@ -17,13 +18,14 @@ QUARANTINE_PARTITION = "quarantine"
 
 
 def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRef],
-                settings: storage.StorageSettings = storage.StorageSettings()) -> None:
+                settings: storage.StorageSettings = storage.StorageSettings(),
+                progress: ProgressMarks = ProgressMarks()) -> None:
     """Wire the whole build onto `pipeline`; counts for reconciliation go to `<output>/_work/`."""
     slices, load_quarantine = (
         pipeline
         | "ListCases" >> beam.Create(cases)
         | "SpreadCases" >> beam.Reshuffle()
-        | "ExtractSlices" >> ExtractSlices(config.load_settings, settings)
+        | "ExtractSlices" >> ExtractSlices(config.load_settings, settings, progress)
     )
     slices = slices | "SpreadSlices" >> beam.Reshuffle() | "ShareSplits" >> ShareSplitsAcrossDatasets()
     boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()
@@ -35,7 +37,7 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
                   | "AllQuarantine" >> beam.Flatten())
 
     pair_files = pairs | "WritePairs" >> WriteTable(
-        config.output, partition_of, lambda row: row["task"], config.target_file_mb, settings)
+        config.output, partition_of, lambda row: row["task"], config.target_file_mb, settings, progress)
     quarantine_files = quarantine | "WriteQuarantine" >> WriteTable(
         config.output, lambda row: QUARANTINE_PARTITION, lambda row: QUARANTINE_PARTITION, config.target_file_mb,
         settings)

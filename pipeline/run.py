@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import json
+import tempfile
 import time
 
 import apache_beam as beam
@@ -15,6 +17,7 @@ from pipeline import storage
 from pipeline.config import BuildConfig, UsageError
 from pipeline.dag import COUNTS_FILE, QUARANTINE_PARTITION, build_graph
 from pipeline.dryrun import dry_run_report
+from pipeline.progress import ProgressLine, ProgressMarks
 from pipeline.sources import SourceError, get_source
 from pipeline.version import __version__
 from transforms.case import CaseRef
@@ -147,6 +150,16 @@ def check_locations_reachable(config: BuildConfig, cases: list[CaseRef], options
                          f"such as {local[0]}; put inputs and output in object storage (gs://, s3://)")
 
 
+@contextlib.contextmanager
+def local_progress(options: PipelineOptions, total_cases: int):
+    """Markers and a progress line for the DirectRunner (its workers share this machine); none elsewhere."""
+    if options.view_as(StandardOptions).runner not in (None, "DirectRunner", "direct"):
+        yield ProgressMarks()
+        return
+    with tempfile.TemporaryDirectory(prefix="medvision-progress-") as folder, ProgressLine(folder, total_cases):
+        yield ProgressMarks(folder)
+
+
 def build(config: BuildConfig, beam_args: list[str]) -> dict:
     """Run a whole build; returns stats (or the dry-run report). Raises UsageError on misuse."""
     options = PipelineOptions(beam_args)
@@ -160,8 +173,8 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
     if config.dry_run:
         return {"dry_run": dry_run_report(cases, config)}
     started = time.monotonic()
-    with beam.Pipeline(options=options) as pipeline:
-        build_graph(pipeline, config, cases, settings)
+    with local_progress(options, len(cases)) as progress, beam.Pipeline(options=options) as pipeline:
+        build_graph(pipeline, config, cases, settings, progress)
     counts = read_counts(config)
     written = reconcile(config, counts)
     stats = build_stats(config, cases, counts, written, time.monotonic() - started)

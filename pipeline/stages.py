@@ -11,12 +11,14 @@ are left to fail the bundle, so the runner retries them. Counters are named
 from __future__ import annotations
 
 import dataclasses
+import time
 import typing
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline import casework, storage
+from pipeline.progress import ProgressMarks
 from pipeline.version import __version__
 from schemas import rows as row_builders
 from schemas.validate import pair_problems
@@ -96,18 +98,26 @@ class Guarded(beam.PTransform):
 class _ExtractSlicesFn(beam.DoFn):
     """Load one case from storage into the canonical frame and emit its slices."""
 
-    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings):
-        self._load, self._storage_settings = load, storage_settings
+    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings,
+                 progress: ProgressMarks):
+        self._load, self._storage_settings, self._progress = load, storage_settings, progress
+        self._load_ms = Metrics.distribution(NAMESPACE, "load_ms_per_case")
+        self._slices = Metrics.distribution(NAMESPACE, "slices_per_case")
 
     def setup(self):
         storage.configure(self._storage_settings)
 
     def process(self, case: CaseRef):
+        started = time.monotonic()
         try:
             records, unmeasured = casework.slice_records(case, self._load)
         except PipelineError as exc:
             yield quarantined(case, "load", exc.reason, str(exc))
             return
+        finally:
+            self._progress.case_done(f"{case.dataset}/{case.case_id}")
+        self._load_ms.update(int(1000 * (time.monotonic() - started)))
+        self._slices.update(len(records))
         for name, message in unmeasured:
             yield quarantined(case, "angle_distance", Reason.BAD_LANDMARKS, f"{name}: {message}")
         if not records:
@@ -134,9 +144,10 @@ class _ExtractSlicesFn(beam.DoFn):
 class ExtractSlices(beam.PTransform):
     """CaseRef -> SliceRecord (one per labelled slice, plane and sequence); bad cases quarantined."""
 
-    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings = storage.StorageSettings()):
+    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings = storage.StorageSettings(),
+                 progress: ProgressMarks = ProgressMarks()):
         super().__init__()
-        self._fn = _ExtractSlicesFn(load, storage_settings)
+        self._fn = _ExtractSlicesFn(load, storage_settings, progress)
 
     def expand(self, cases):
         return cases | Guarded("load", self._fn)
@@ -174,9 +185,13 @@ class ShareSplitsAcrossDatasets(beam.PTransform):
 
 
 class _DeriveBoxesFn(beam.DoFn):
+    def __init__(self):
+        self._boxes = Metrics.distribution(NAMESPACE, "boxes_per_slice")
+
     def process(self, record: SliceRecord):
         pairs = row_builders.detection_rows(record)
         count(record.case.dataset, "detection", "pairs", len(pairs))
+        self._boxes.update(len(pairs))
         yield from pairs
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.metrics import Metrics
 
 from pipeline import storage
+from pipeline.progress import ProgressMarks
 from schemas.tables import PARTITION_KEYS, schema_for
 from schemas.validate import file_row
 
@@ -75,9 +78,11 @@ def _sort_key(row: dict) -> tuple:
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, output: str, table_of, settings: storage.StorageSettings):
-        self._output, self._table_of, self._settings = output, table_of, settings
+    def __init__(self, output: str, table_of, settings: storage.StorageSettings, progress: ProgressMarks):
+        self._output, self._table_of, self._settings, self._progress = output, table_of, settings, progress
         self._temp_dir = storage.join(output, "_work", "tmp")
+        self._rows_per_file = Metrics.distribution("medvision", "rows_per_file")
+        self._write_ms = Metrics.distribution("medvision", "write_ms_per_file")
 
     def setup(self):
         storage.configure(self._settings)
@@ -86,7 +91,11 @@ class _WriteShardFn(beam.DoFn):
         (partition, shard, n_shards), rows = element
         rows = sorted(rows, key=_sort_key)
         uri = storage.join(self._output, partition, f"part-{shard:05d}-of-{n_shards:05d}.parquet")
+        started = time.monotonic()
         written = write_parquet(uri, self._table_of(rows[0]), rows, self._temp_dir)
+        self._write_ms.update(int(1000 * (time.monotonic() - started)))
+        self._rows_per_file.update(written)
+        self._progress.rows_written(uri, written)
         yield {"partition": partition, "uri": uri, "rows": written}
 
 
@@ -98,10 +107,11 @@ class WriteTable(beam.PTransform):
     """
 
     def __init__(self, output: str, partition_fn, table_of, target_file_mb: float,
-                 settings: storage.StorageSettings = storage.StorageSettings()):
+                 settings: storage.StorageSettings = storage.StorageSettings(),
+                 progress: ProgressMarks = ProgressMarks()):
         super().__init__()
         self._output, self._partition_fn, self._table_of = output, partition_fn, table_of
-        self._target_file_mb, self._settings = target_file_mb, settings
+        self._target_file_mb, self._settings, self._progress = target_file_mb, settings, progress
 
     def expand(self, rows):
         partition_fn, target_mb = self._partition_fn, self._target_file_mb
@@ -116,7 +126,7 @@ class WriteTable(beam.PTransform):
             keyed
             | "AssignShard" >> beam.Map(_with_shard_key, beam.pvalue.AsDict(shards))
             | "GroupShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(_WriteShardFn(self._output, self._table_of, self._settings))
+            | "WriteShard" >> beam.ParDo(_WriteShardFn(self._output, self._table_of, self._settings, self._progress))
         )
         return totals | "AsRecords" >> beam.MapTuple(
             lambda partition, t: {"partition": partition, "rows": t[0], "bytes": t[1]})

@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -128,3 +131,40 @@ def upload_tree(local_root: str, uri_root: str) -> None:
             relative = os.path.relpath(path, local_root).replace(os.sep, "/")
             with open(path, "rb") as handle:
                 storage.write_bytes(storage.join(uri_root, relative), handle.read())
+
+
+def wait_for_port(port: int, process, timeout_s: float) -> None:
+    """Until something listens on 127.0.0.1:port; fails early if the process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout_s} s: {process.args}")
+
+
+@pytest.fixture(scope="session")
+def portable_runner_options():
+    """Beam's local job service and an EXTERNAL worker pool on loopback: the Flink submission path.
+
+    The pool starts SDK workers as `python` from PATH, so this project's interpreter goes first
+    on PATH (otherwise workers die on import and the job hangs). Returns the Beam options.
+    """
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    job_port, pool_port = free_port(), free_port()
+    commands = ([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", f"--port={job_port}"],
+                [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"])
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for command in commands]
+    try:
+        for port, process in zip((job_port, pool_port), processes):
+            wait_for_port(port, process, timeout_s=60)
+        yield ["--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}", "--environment_type=EXTERNAL",
+               f"--environment_config=localhost:{pool_port}"]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)

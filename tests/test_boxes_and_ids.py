@@ -4,6 +4,8 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transforms import ids
 from transforms.boxes import component_boxes
@@ -77,3 +79,26 @@ def test_volume_hash_sees_voxels_and_geometry_not_storage():
     changed[1, 2, 3] += 1
     assert volume_hash(changed, affine) != same
     assert volume_hash(array, np.diag([0.7, 0.7, 2.6, 1.0])) != same
+
+
+def reference_boxes(labels_2d: np.ndarray) -> list[tuple]:
+    """The definition, label by label: 4-connected components in raster order (skimage regionprops)."""
+    from skimage.measure import label, regionprops
+
+    boxes = []
+    for value in sorted(set(np.unique(labels_2d).tolist()) - {0}):
+        regions = regionprops(label(labels_2d == value, connectivity=1))
+        for index, region in enumerate(regions):
+            r0, c0, r1, c1 = region.bbox
+            boxes.append((value, index, len(regions), (c0, r0, c1, r1), int(region.area)))
+    return boxes
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.floats(0.05, 0.6))
+def test_one_pass_labelling_equals_the_per_label_definition(seed, n_labels, density):
+    """Touching regions of different labels stay separate; order and areas match the definition."""
+    rng = np.random.default_rng(seed)
+    labels_2d = np.where(rng.random((23, 31)) < density, rng.integers(1, n_labels + 1, (23, 31)), 0).astype(np.uint8)
+    got = [(b.label, b.component_index, b.n_components, b.box_xyxy_px, b.area_px) for b in component_boxes(labels_2d)]
+    assert got == reference_boxes(labels_2d)

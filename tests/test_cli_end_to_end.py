@@ -182,7 +182,10 @@ def test_two_worker_processes_give_byte_identical_output(tmp_path, demo_root):
         outputs[mode] = str(tmp_path / mode)
         command = [sys.executable, "-m", "pipeline.cli", "build", "--source", f"demo={demo_root}",
                    "--output", outputs[mode], "--cases", SMALL_DEMO, *extra]
-        subprocess.run(command, check=True, capture_output=True, timeout=600)
+        result = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+        cases = len(SMALL_DEMO.split(","))  # worker processes report progress to the driver's line too
+        rows = json.load(open(os.path.join(outputs[mode], "stats.json")))["rows"]
+        assert f"progress: {cases}/{cases} cases loaded, {sum(r['rows'] for r in rows)} rows written" in result.stderr
     assert part_file_digests(outputs["one"]) == part_file_digests(outputs["two"])
     assert len(part_file_digests(outputs["one"])) >= 2
 

@@ -25,7 +25,7 @@ from transforms.planes import SpacingMode, display_slice, labelled_slice_indices
 from transforms.readers import ITK_SUFFIXES, PlanarGeometry, itk_voxel_count, read_itk, read_planar, \
     resample_through_transform
 from transforms.volume import Volume, as_integer_labels, check_orthonormal, grid_of, match_grid, place_nearest, \
-    to_canonical
+    present_labels, to_canonical
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +149,7 @@ class SliceContent:
 
 def check_label_values(labels: np.ndarray, known: dict[int, str], uri: str) -> None:
     """Every non-zero value must be in the dataset's label map."""
-    present = {int(v) for v in np.unique(labels)} - {0}
+    present = present_labels(labels)
     unknown = sorted(present - set(known))
     if unknown:
         raise PipelineError(
@@ -416,7 +416,7 @@ def extract_slices(loaded: LoadedCase, spacing: SpacingMode) -> Iterator[SliceCo
 
 def lost_labels(source: np.ndarray, resampled: np.ndarray) -> tuple[int, ...]:
     """Labels present before resampling and gone after (possible only when downsampling)."""
-    return tuple(sorted(int(v) for v in set(np.unique(source).tolist()) - set(np.unique(resampled).tolist())))
+    return tuple(sorted(present_labels(source) - present_labels(resampled)))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -142,9 +142,28 @@ def read_channel(image: nib.Nifti1Image, channel: int | None, uri: str) -> np.nd
         raise PipelineError(Reason.BAD_SHAPE, f"channel {channel} requested, file has {n_channels}", uri)
     with reading(uri, image.get_filename() or ""):
         proxy = image.dataobj
-        data = proxy[..., channel] if len(shape) >= 4 else proxy[...]
-        data = np.asarray(data, dtype=np.float32)
+        if len(shape) >= 4:
+            data = np.asarray(proxy[..., channel], dtype=np.float32)  # one channel; scaled by nibabel
+        else:
+            data = _scaled_float32(np.asanyarray(proxy.get_unscaled()), proxy.slope, proxy.inter)
     return data.reshape(spatial_shape(shape))
+
+
+SCALING_SLAB_VOXELS = 1 << 22
+
+
+def _scaled_float32(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
+    """raw * slope + inter as float32, computed in float64 one slab at a time (exactly as nibabel
+    scales, without its whole-volume float64 copy)."""
+    data = np.empty(raw.shape, dtype=np.float32)
+    if slope == 1 and inter == 0:
+        data[...] = raw
+        return data
+    flat_raw, flat = raw.reshape(-1), data.reshape(-1)
+    for start in range(0, flat.size, SCALING_SLAB_VOXELS):
+        part = slice(start, start + SCALING_SLAB_VOXELS)
+        flat[part] = flat_raw[part] * np.float64(slope) + np.float64(inter)
+    return data
 
 
 def read_labels(image: nib.Nifti1Image, uri: str) -> np.ndarray:

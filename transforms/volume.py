@@ -99,6 +99,13 @@ def as_integer_labels(raw: np.ndarray, uri: str = "") -> np.ndarray:
     return rounded.astype(np.int32)
 
 
+def present_labels(labels: np.ndarray) -> set[int]:
+    """Non-zero values of an integer label array, in one O(n) pass (np.unique sorts)."""
+    if labels.dtype.kind not in "ui" or labels.size == 0 or labels.min(initial=0) < 0:
+        return {int(v) for v in np.unique(labels)} - {0}
+    return {int(v) for v in np.flatnonzero(np.bincount(labels.ravel()))} - {0}
+
+
 def grid_of(shape_ijk: tuple[int, int, int], affine_ras: np.ndarray) -> Volume:
     """A volume with no voxel data (a read-only broadcast zero): the grid alone, for checks."""
     return Volume(np.broadcast_to(np.uint8(0), shape_ijk), affine_ras)
@@ -126,7 +133,7 @@ def to_canonical(volume: Volume) -> Volume:
     to_ras = nib.orientations.ornt_transform(current, nib.orientations.axcodes2ornt("RAS"))
     array = nib.orientations.apply_orientation(volume.array, to_ras)
     affine = volume.affine_ras @ nib.orientations.inv_ornt_aff(to_ras, volume.array.shape)
-    return Volume(np.ascontiguousarray(array), affine)
+    return Volume(array, affine)  # a view (flips and transposes): no second copy of the volume
 
 
 def check_same_grid(image: Volume, mask: Volume, uri: str = "") -> None:

@@ -1,0 +1,177 @@
+"""Floor ratio, worker scaling and peak memory of real builds on synthetic CT volumes.
+
+For each SIZE:COUNT: COUNT volumes of that size (own noise each) are built in one run
+(`medvision-pipeline build`, DirectRunner, one process), so Beam's fixed start-up is shared as
+in a real build; their floor is decoding every .nii.gz and encoding every output PNG, nothing
+else, measured in the same run. Ratio = build seconds / floor seconds. Then a mixed workload
+(all sizes together) is built with 1 and with 2 worker processes: the throughput ratio is the
+scaling ratio. Peak RSS is the largest of the build's processes; the baseline is an idle
+process that has imported the pipeline.
+
+    python benchmarks/scaling.py --sizes 256x256x100:6 512x512x300:2 [--mixed 256x256x100:3,512x512x200:1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stage_times  # noqa: E402  (the phantom writer shared with benchmarks/stage_times.py)
+
+from transforms import nifti  # noqa: E402
+from transforms.intensity import encode_png, to_uint8, window_for  # noqa: E402
+from transforms.planes import display_slice, labelled_slice_indices, plane_grid, planes_of  # noqa: E402
+from transforms.volume import Volume, to_canonical  # noqa: E402
+
+SPACING_MM = (0.7, 0.7, 2.5)
+TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+
+
+def parse_size(text: str) -> tuple[int, int, int]:
+    return tuple(int(v) for v in text.lower().split("x"))  # type: ignore[return-value]
+
+
+def write_task(root: str, volumes: list[tuple[str, tuple[int, int, int]]]) -> str:
+    """An MSD-layout CT task holding the given volumes (name, shape), each with its own noise."""
+    task = os.path.join(root, "Task01_BenchCT")
+    os.makedirs(os.path.join(task, "imagesTr"), exist_ok=True)
+    os.makedirs(os.path.join(task, "labelsTr"), exist_ok=True)
+    training = []
+    for seed, (name, shape) in enumerate(volumes):
+        image, labels = (os.path.join(task, folder, f"{name}.nii.gz") for folder in ("imagesTr", "labelsTr"))
+        if not os.path.exists(image):
+            stage_times.write_phantom(shape, SPACING_MM, image, labels, seed)
+        training.append({"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"})
+    labels = {"0": "background", "1": "liver", "2": "right kidney", "3": "left kidney", "4": "spleen",
+              "5": "liver lesion"}
+    with open(os.path.join(task, "dataset.json"), "w") as handle:
+        json.dump({"modality": {"0": "CT"}, "labels": labels, "training": training}, handle)
+    return task
+
+
+def floor_seconds(image_path: str, labels_path: str) -> dict:
+    """Decode the image + encode the PNG of every output slice (slices are prepared untimed):
+    {"decode_s", "encode_s", "pngs", "pixels", "png_bytes"}."""
+    start = time.perf_counter()
+    image_file = nifti.load(image_path)
+    image = Volume(nifti.read_channel(image_file, None, image_path), nifti.resolve_affine(image_file.header).affine_ras)
+    decode_s = time.perf_counter() - start
+    labels_file = nifti.load(labels_path)
+    labels = to_canonical(Volume(nifti.read_labels(labels_file, labels_path),
+                                 nifti.resolve_affine(labels_file.header).affine_ras))
+    image = to_canonical(image)
+    window = window_for("CT", "soft_tissue", image.array)
+    slices = []
+    for plane in planes_of(labels.array.shape):
+        grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, "finest")
+        for index in labelled_slice_indices(labels.array, plane):
+            slices.append(to_uint8(grid.resample_image(display_slice(image.array, plane, int(index))), window))
+    start = time.perf_counter()
+    png_bytes = sum(len(encode_png(pixels)) for pixels in slices)
+    return {"decode_s": decode_s, "encode_s": time.perf_counter() - start, "pngs": len(slices),
+            "pixels": sum(pixels.size for pixels in slices), "png_bytes": png_bytes}
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration, ValueError):
+        return 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                children += [int(child) for child in handle.read().split()]
+        except OSError:
+            pass
+    return children + [grandchild for child in children for grandchild in _descendants(child)]
+
+
+def build(task: str, output: str, extra: list[str]) -> dict:
+    """One build in a child process: stats, wall time, and peak RSS of the driver and of its worker processes
+    (sampled from /proc every 0.2 s; in one-process mode the driver is also the worker)."""
+    command = [sys.executable, "-m", "pipeline.cli", "build", "--source", f"msd={task}", "--output", output, *extra]
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    driver_mb, worker_mb = 0.0, 0.0
+    while child.poll() is None:
+        driver_mb = max(driver_mb, _rss_mb(child.pid))
+        worker_mb = max([worker_mb] + [_rss_mb(pid) for pid in _descendants(child.pid)])
+        time.sleep(0.2)
+    stderr = child.stderr.read()
+    if child.returncode != 0:
+        sys.exit(f"build failed ({child.returncode}): {stderr[-2000:]}")
+    wall = time.perf_counter() - start
+    stats = json.load(open(os.path.join(output, "stats.json")))
+    return {"pipeline_s": stats["wall_seconds"], "process_s": wall, "rows": stats["total_rows"],
+            "peak_mb": driver_mb, "worker_peak_mb": worker_mb}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="*", default=["256x256x100:6", "512x512x300:2"],
+                        help="SIZE[:COUNT] volumes built together per floor-ratio row")
+    parser.add_argument("--mixed", default="256x256x100:3,512x512x200:1",
+                        help="SIZE:COUNT,... of the mixed workload for the worker-scaling ratio ('' to skip)")
+    parser.add_argument("--workdir", default=None, help="keep volumes here between runs (default: a temp folder)")
+    parser.add_argument("--save", help="write the measured unit costs of the last size to this JSON file")
+    args = parser.parse_args()
+    print("$ " + shlex.join([sys.executable, *sys.argv]))
+    print(f"{os.cpu_count()} CPUs; spacing {SPACING_MM} mm, stored LPS; numpy {np.__version__}")
+    root = args.workdir or tempfile.mkdtemp(prefix="scaling_")
+    baseline = subprocess.run([sys.executable, "-c", "import resource, pipeline.run; "
+                               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+                              check=True, capture_output=True, text=True)
+    print(f"baseline RSS of a process that imported the pipeline: {int(baseline.stdout) / 1024:.0f} MB")
+    print("\nfloor ratio (one process): build seconds / (decode + PNG encode) seconds")
+    print(f"{'volumes':<16}{'floor s':>9}{'PNGs':>7}{'build s':>9}{'ratio':>7}{'rows':>8}{'peak MB':>9}"
+          f"{'decoded MB':>11}")
+    for spec in args.sizes:
+        size, count = (spec.split(":") + ["1"])[:2]
+        shape = parse_size(size)
+        names = [f"ct_{size}_{n}" for n in range(int(count))]
+        task = write_task(os.path.join(root, spec.replace(":", "_")), [(name, shape) for name in names])
+        floors = [floor_seconds(*(os.path.join(task, folder, f"{name}.nii.gz") for folder in ("imagesTr", "labelsTr")))
+                  for name in names]
+        floor = {key: sum(f[key] for f in floors) for key in floors[0]}
+        floor_s = floor["decode_s"] + floor["encode_s"]
+        result = build(task, os.path.join(root, f"out-{size}-{time.time_ns()}"), [])
+        decoded_mb = np.prod(shape) * 4 / 2**20
+        print(f"{size + ' x' + count:<16}{floor_s:>9.1f}{floor['pngs']:>7}{result['pipeline_s']:>9.1f}"
+              f"{result['pipeline_s'] / floor_s:>7.2f}{result['rows']:>8}{result['peak_mb']:>9.0f}{decoded_mb:>11.0f}")
+        costs = {"s_per_mvoxel_decode": floor["decode_s"] / (np.prod(shape) * len(names) / 1e6),
+                 "s_per_mpixel_slices": (result["pipeline_s"] - floor["decode_s"]) / (floor["pixels"] / 1e6),
+                 "png_bytes_per_pixel": floor["png_bytes"] / floor["pixels"],
+                 "pairs_per_slice": result["rows"] / floor["pngs"],
+                 "source": f"benchmarks/scaling.py, {spec}, {os.cpu_count()} CPUs, one process"}
+    if args.save:
+        with open(args.save, "w") as handle:
+            json.dump({k: round(v, 4) if isinstance(v, float) else v for k, v in costs.items()}, handle, indent=1)
+        print(f"costs of the last row saved to {args.save} (input of benchmarks/cost_model.py)")
+    if args.mixed:
+        volumes = [(f"ct_{size}_{n}", parse_size(size)) for part in args.mixed.split(",")
+                   for size, count in [part.split(":")] for n in range(int(count))]
+        task = write_task(os.path.join(root, "mixed"), volumes)
+        one = build(task, os.path.join(root, f"mixed-1-{time.time_ns()}"), [])
+        two = build(task, os.path.join(root, f"mixed-2-{time.time_ns()}"), TWO_WORKERS)
+        print(f"\nworker scaling, mixed workload {args.mixed} ({len(volumes)} volumes, {one['rows']} rows)")
+        print(f"  1 process : pipeline {one['pipeline_s']:.1f} s, peak RSS {one['peak_mb']:.0f} MB")
+        print(f"  2 workers : pipeline {two['pipeline_s']:.1f} s, peak RSS driver {two['peak_mb']:.0f} MB, "
+              f"largest worker {two['worker_peak_mb']:.0f} MB")
+        print(f"  throughput ratio 2 vs 1: {one['pipeline_s'] / two['pipeline_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
