@@ -8,8 +8,8 @@ import apache_beam as beam
 from pipeline import storage
 from pipeline.config import BuildConfig
 from pipeline.progress import ProgressMarks
-from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLandmarkMeasures, DeriveLesionSizes, ExtractSlices,
-                             ShareSplitsAcrossDatasets, ValidatePairs)
+from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLandmarkMeasures, DeriveLesionSizes, EncodePng,
+                             ExtractSlices, ShareSplitsAcrossDatasets, ValidatePairs)
 from pipeline.write import WriteTable, partition_of
 from transforms.case import CaseRef
 
@@ -27,7 +27,8 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
         | "SpreadCases" >> beam.Reshuffle()
         | "ExtractSlices" >> ExtractSlices(config.load_settings, settings, progress)
     )
-    slices = slices | "SpreadSlices" >> beam.Reshuffle() | "ShareSplits" >> ShareSplitsAcrossDatasets()
+    slices = (slices | "SpreadSlices" >> beam.Reshuffle() | "ShareSplits" >> ShareSplitsAcrossDatasets()
+              | "EncodePng" >> EncodePng())
     boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()
     sizes, size_quarantine = slices | "DeriveLesionSizes" >> DeriveLesionSizes()
     measures, measure_quarantine = slices | "DeriveLandmarkMeasures" >> DeriveLandmarkMeasures()

@@ -184,6 +184,27 @@ class ShareSplitsAcrossDatasets(beam.PTransform):
         return slices | "Apply" >> beam.Map(_with_shared_split, beam.pvalue.AsSingleton(changes))
 
 
+class _EncodePngFn(beam.DoFn):
+    def __init__(self):
+        self._encode_ms = Metrics.distribution(NAMESPACE, "png_ms_per_slice")
+
+    def process(self, record: SliceRecord):
+        if record.pointer:  # published without pixels: nothing to encode
+            yield dataclasses.replace(record, content=dataclasses.replace(record.content, pixels=None))
+            return
+        started = time.monotonic()
+        encoded = dataclasses.replace(record, content=record.content.with_png())
+        self._encode_ms.update(int(1000 * (time.monotonic() - started)))
+        yield encoded
+
+
+class EncodePng(beam.PTransform):
+    """SliceRecord -> SliceRecord with its PNG: after the slice shuffle, so any worker encodes any slice."""
+
+    def expand(self, slices):
+        return slices | beam.ParDo(_EncodePngFn())
+
+
 class _DeriveBoxesFn(beam.DoFn):
     def __init__(self):
         self._boxes = Metrics.distribution(NAMESPACE, "boxes_per_slice")

@@ -41,8 +41,9 @@ def slice_record(labels_2d: np.ndarray, case_id="c1", spacing=(0.5, 0.5)) -> Sli
     case = CaseRef("demo", case_id, case_id, "mem://img", "mem://seg", (SequenceRef("CT", "CT"),),
                    ((1, "liver"), (2, "lesion")), lesion_labels=(2,))
     rows, cols = labels_2d.shape
-    content = SliceContent("CT", "CT", "axial", 4, encode_png(np.zeros((rows, cols), np.uint8)), (rows, cols),
-                           spacing, spacing[0], Window("soft_tissue", -160.0, 240.0), PackedArray.pack(labels_2d))
+    content = SliceContent("CT", "CT", "axial", 4, None, (rows, cols), spacing, spacing[0],
+                           Window("soft_tissue", -160.0, 240.0), PackedArray.pack(labels_2d),
+                           png=encode_png(np.zeros((rows, cols), np.uint8)))
     geometry = {"orig_orientation": "LPS", "obliquity_deg": 0.0, "orig_spacing_mm": [0.5, 0.5, 2.0],
                 "orig_shape": [cols, rows, 9], "affine_source": "sform", "sform_qform_mismatch": False,
                 "reader": "test"}

@@ -126,13 +126,17 @@ class PlacedMeasurement:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SliceContent:
-    """One displayed slice of one sequence: PNG pixels plus its label slice, in the same pixel frame."""
+    """One displayed slice of one sequence: its 8-bit pixels plus its label slice, in the same pixel frame.
+
+    The pixels travel packed and are PNG-encoded after the slice shuffle (`with_png`), so the
+    encoding, the costliest step, spreads over all workers even for one big volume.
+    """
 
     sequence: str
     modality: str
     plane: str
     slice_index: int  # along the plane's axis of the canonical RAS+ grid
-    png: bytes
+    pixels: Optional[PackedArray]  # uint8 displayed slice until encoded
     shape_rows_cols: tuple[int, int]
     spacing_mm_row_col: tuple[float, float]
     square_spacing_mm: Optional[float]
@@ -140,11 +144,16 @@ class SliceContent:
     packed_labels: PackedArray
     measurements: tuple[PlacedMeasurement, ...] = ()
     labels_lost: tuple[int, ...] = ()  # labels of the source slice that resampling removed
+    png: Optional[bytes] = None  # set by `with_png`
 
     @property
     def labels_2d(self) -> np.ndarray:
         """The label slice in this slice's displayed pixel frame."""
         return self.packed_labels.unpack()
+
+    def with_png(self) -> "SliceContent":
+        """This slice with its pixels encoded as PNG (and the packed pixels dropped)."""
+        return dataclasses.replace(self, png=encode_png(self.pixels.unpack()), pixels=None)
 
 
 def check_label_values(labels: np.ndarray, known: dict[int, str], uri: str) -> None:
@@ -403,7 +412,7 @@ def extract_slices(loaded: LoadedCase, spacing: SpacingMode) -> Iterator[SliceCo
                     modality=seq.modality,
                     plane=plane,
                     slice_index=index,
-                    png=encode_png(to_uint8(pixels, windows[seq.name])),
+                    pixels=PackedArray.pack(to_uint8(pixels, windows[seq.name])),
                     shape_rows_cols=grid.shape_rows_cols,
                     spacing_mm_row_col=grid.spacing_mm_row_col,
                     square_spacing_mm=grid.square_spacing_mm,

@@ -58,8 +58,9 @@ def display_slice(array_ijk: np.ndarray, plane: str, index: int) -> np.ndarray:
     With the canonical slice indexed (u, v) (u, v the remaining RAS axes in order), rows run
     along -v and columns along -u: axial rows go anterior->posterior and columns right->left.
     """
-    cut = np.take(array_ijk, index, axis=SLICE_AXIS[plane])
-    return cut[::-1, ::-1].T
+    selector = [slice(None)] * 3
+    selector[SLICE_AXIS[plane]] = index  # basic indexing: a view even of a flipped/transposed volume
+    return array_ijk[tuple(selector)][::-1, ::-1].T
 
 
 def grid_positions(n_src: int, src_mm: float, dst_mm: float) -> np.ndarray | None:
