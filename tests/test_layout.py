@@ -104,3 +104,18 @@ def test_nearest_placement_of_a_finer_mask_and_refusal_of_a_disjoint_one():
     with pytest.raises(PipelineError) as error:
         place_nearest(Volume(np.zeros((12, 12, 12)), coarse_affine), far)
     assert error.value.reason.value == "mask_grid_mismatch"
+
+
+def test_listing_from_s3_equals_the_local_listing(tmp_path, s3_server):
+    import boto3
+
+    endpoint = s3_server[0].split("=", 1)[1]
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket="layout-acdc")
+    FIXTURES["acdc"](str(tmp_path))
+    upload_tree(str(tmp_path), "s3://layout-acdc/raw")
+    source = get_source("acdc")
+    local = [(c.case_id, c.official_split, c.image_uri[len(str(tmp_path)):]) for c in source.list_cases(str(tmp_path))]
+    remote = [(c.case_id, c.official_split, c.image_uri[len("s3://layout-acdc/raw"):])
+              for c in source.list_cases("s3://layout-acdc/raw")]
+    assert remote == local and len(local) == 5
