@@ -57,7 +57,7 @@ def volume_from_itk(image: sitk.Image) -> Volume:
     affine = np.eye(4)
     affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(image.GetSpacing())
     affine[:3, 3] = LPS_TO_RAS @ np.asarray(image.GetOrigin(), dtype=float)
-    return Volume(np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0)), affine)
+    return Volume(sitk.GetArrayFromImage(image).transpose(2, 1, 0), affine)  # a view of one copy: no second
 
 
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
