@@ -47,7 +47,7 @@ INVENTORY = (
 )
 LABELLED_FRACTION = 0.6  # of the slices along each axis that hold a label (assumption)
 # Measured on the reference machine (2 cores), benchmarks/scaling.py, 512x512x300 CT at 0.7x0.7x2.5 mm.
-DEFAULT_COSTS = {"s_per_mvoxel_decode": 0.0311, "s_per_mpixel_slices": 0.2643, "png_bytes_per_pixel": 0.4266,
+DEFAULT_COSTS = {"s_per_mvoxel_decode": 0.0239, "s_per_mpixel_slices": 0.2042, "png_bytes_per_pixel": 0.4266,
                  "pairs_per_slice": 2.0154, "source": "scaling.py 512x512x300:1, 2 CPUs, one process, 2026-11-28"}
 VCPU_HOUR_USD, GB_HOUR_USD, SHUFFLE_GB_USD = 0.056, 0.003557, 0.011
 WORKER_VCPUS, WORKER_GB = 4, 16

@@ -62,7 +62,9 @@ def component_boxes(labels_2d: np.ndarray) -> list[ComponentBox]:
     if n_components == 0:
         return []
     numbers = np.arange(1, n_components + 1)
-    values = ndimage.maximum(labels_2d, components, numbers)  # each component holds a single label value
+    values = np.zeros(n_components + 1, labels_2d.dtype)
+    values[components] = labels_2d  # every pixel of a component holds the same label: O(n), no sort
+    values = values[1:]
     areas = np.bincount(components.ravel(), minlength=n_components + 1)
     by_label: dict[int, list[tuple[int, tuple[slice, slice]]]] = {}
     for number, value, (rows, cols) in zip(numbers, values, ndimage.find_objects(components)):

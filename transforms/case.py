@@ -412,7 +412,7 @@ def extract_slices(loaded: LoadedCase, spacing: SpacingMode) -> Iterator[SliceCo
                     modality=seq.modality,
                     plane=plane,
                     slice_index=index,
-                    pixels=PackedArray.pack(to_uint8(pixels, windows[seq.name])),
+                    pixels=PackedArray.pack(to_uint8(pixels, windows[seq.name]), compress=False),
                     shape_rows_cols=grid.shape_rows_cols,
                     spacing_mm_row_col=grid.spacing_mm_row_col,
                     square_spacing_mm=grid.square_spacing_mm,
