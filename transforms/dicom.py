@@ -119,8 +119,8 @@ def check_no_tilt(frames: list[Frame], normal: np.ndarray, uri: str) -> None:
 
 def check_orientation(frame: Frame, uri: str) -> None:
     """Row and column directions must be unit length and perpendicular."""
-    worst = max(abs(float(frame.row_direction @ frame.column_direction)),
-                abs(float(np.linalg.norm(frame.row_direction)) - 1), abs(float(np.linalg.norm(frame.column_direction)) - 1))
+    row, column = frame.row_direction, frame.column_direction
+    worst = max(abs(float(row @ column)), abs(float(np.linalg.norm(row)) - 1), abs(float(np.linalg.norm(column)) - 1))
     if worst > ORTHOGONALITY_TOL:
         raise PipelineError(Reason.NON_ORTHONORMAL, f"ImageOrientationPatient is not orthonormal (error {worst:.2e})",
                             uri)

@@ -52,8 +52,8 @@ def volume_hash(array, affine_ras) -> str:
     digest = hashlib.blake2b(digest_size=16)
     geometry = np.round(np.asarray(affine_ras, dtype=np.float64), GEOMETRY_DECIMALS) + 0.0  # no -0.0
     digest.update(f"{VOLUME_HASH_VERSION}\x1f{tuple(array.shape)}\x1f{geometry.tolist()}".encode())
-    for plane in np.asarray(array, dtype=np.float32):  # one slab at a time: no full-volume copy
-        digest.update(np.ascontiguousarray(plane).tobytes())
+    for plane in array:  # converted one plane at a time: never a float32 copy of a whole int16 volume
+        digest.update(np.ascontiguousarray(plane, dtype=np.float32).tobytes())
     return digest.hexdigest()
 
 

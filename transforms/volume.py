@@ -101,7 +101,7 @@ def as_integer_labels(raw: np.ndarray, uri: str = "") -> np.ndarray:
 
 def present_labels(labels: np.ndarray) -> set[int]:
     """Non-zero values of an integer label array, in one O(n) pass (np.unique sorts)."""
-    if labels.dtype.kind not in "ui" or labels.size == 0 or labels.min(initial=0) < 0:
+    if labels.dtype.kind not in "ui" or labels.size == 0 or (labels.dtype.kind == "i" and labels.min() < 0):
         return {int(v) for v in np.unique(labels)} - {0}
     return {int(v) for v in np.flatnonzero(np.bincount(labels.ravel()))} - {0}
 
@@ -170,8 +170,7 @@ def match_grid(image: Volume, mask: Volume, uri: str = "") -> Volume:
         to_image = nib.orientations.ornt_transform(nib.orientations.io_orientation(mask.affine_ras),
                                                    nib.orientations.io_orientation(image.affine_ras))
         array = nib.orientations.apply_orientation(mask.array, to_image)
-        reordered = Volume(np.ascontiguousarray(array),
-                           mask.affine_ras @ nib.orientations.inv_ornt_aff(to_image, mask.array.shape))
+        reordered = Volume(array, mask.affine_ras @ nib.orientations.inv_ornt_aff(to_image, mask.array.shape))
         check_same_grid(image, reordered, uri)
         return reordered
 
