@@ -88,6 +88,16 @@ def _rss_mb(pid: int) -> float:
         return 0.0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _descendants(pid: int) -> list[int]:
     children = []
     for task in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
@@ -100,15 +110,18 @@ def _descendants(pid: int) -> list[int]:
 
 
 def build(task: str, output: str, extra: list[str]) -> dict:
-    """One build in a child process: stats, wall time, and peak RSS of the driver and of its worker processes
-    (sampled from /proc every 0.2 s; in one-process mode the driver is also the worker)."""
+    """One build in a child process: stats, wall time, peak RSS and CPU seconds of the driver and of its
+    worker processes (sampled from /proc every 0.2 s; in one-process mode the driver is also the worker).
+    The driver's CPU share shows how much of the work the runner's controller does itself."""
     command = [sys.executable, "-m", "pipeline.cli", "build", "--source", f"msd={task}", "--output", output, *extra]
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    driver_mb, worker_mb = 0.0, 0.0
+    driver_mb, worker_mb, driver_cpu_s, worker_cpu_s = 0.0, 0.0, 0.0, {}
     while child.poll() is None:
-        driver_mb = max(driver_mb, _rss_mb(child.pid))
-        worker_mb = max([worker_mb] + [_rss_mb(pid) for pid in _descendants(child.pid)])
+        driver_mb, driver_cpu_s = max(driver_mb, _rss_mb(child.pid)), max(driver_cpu_s, _cpu_s(child.pid))
+        for pid in _descendants(child.pid):
+            worker_mb = max(worker_mb, _rss_mb(pid))
+            worker_cpu_s[pid] = max(worker_cpu_s.get(pid, 0.0), _cpu_s(pid))
         time.sleep(0.2)
     stderr = child.stderr.read()
     if child.returncode != 0:
@@ -116,7 +129,8 @@ def build(task: str, output: str, extra: list[str]) -> dict:
     wall = time.perf_counter() - start
     stats = json.load(open(os.path.join(output, "stats.json")))
     return {"pipeline_s": stats["wall_seconds"], "process_s": wall, "rows": stats["total_rows"],
-            "peak_mb": driver_mb, "worker_peak_mb": worker_mb}
+            "peak_mb": driver_mb, "worker_peak_mb": worker_mb, "driver_cpu_s": driver_cpu_s,
+            "worker_cpu_s": sum(worker_cpu_s.values())}
 
 
 def main() -> None:
@@ -170,6 +184,8 @@ def main() -> None:
         print(f"  1 process : pipeline {one['pipeline_s']:.1f} s, peak RSS {one['peak_mb']:.0f} MB")
         print(f"  2 workers : pipeline {two['pipeline_s']:.1f} s, peak RSS driver {two['peak_mb']:.0f} MB, "
               f"largest worker {two['worker_peak_mb']:.0f} MB")
+        print(f"  CPU seconds: 1 process {one['driver_cpu_s']:.0f}; 2 workers: driver (runner controller) "
+              f"{two['driver_cpu_s']:.0f} + workers {two['worker_cpu_s']:.0f}")
         print(f"  throughput ratio 2 vs 1: {one['pipeline_s'] / two['pipeline_s']:.2f}x")
 
 

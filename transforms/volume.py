@@ -99,11 +99,25 @@ def as_integer_labels(raw: np.ndarray, uri: str = "") -> np.ndarray:
     return rounded.astype(np.int32)
 
 
+_BINCOUNT_MAX_LABEL = 1 << 16
+_SLAB_VOXELS = 1 << 22
+
+
 def present_labels(labels: np.ndarray) -> set[int]:
-    """Non-zero values of an integer label array, in one O(n) pass (np.unique sorts)."""
-    if labels.dtype.kind not in "ui" or labels.size == 0 or (labels.dtype.kind == "i" and labels.min() < 0):
+    """Non-zero values of an integer label array, in O(n) (np.unique sorts).
+
+    Counted slab by slab: bincount widens to int64, which for a whole uint8 volume is 8x its size.
+    """
+    if labels.size == 0:
+        return set()
+    if labels.dtype.kind not in "ui" or int(labels.min()) < 0 or int(labels.max()) >= _BINCOUNT_MAX_LABEL:
         return {int(v) for v in np.unique(labels)} - {0}
-    return {int(v) for v in np.flatnonzero(np.bincount(labels.ravel()))} - {0}
+    counts = np.zeros(int(labels.max()) + 1, np.int64)
+    rows = labels.reshape(labels.shape[0], -1) if labels.ndim > 1 else labels.reshape(-1, 1)
+    step = max(1, _SLAB_VOXELS // max(1, rows.shape[1]))
+    for start in range(0, rows.shape[0], step):
+        counts += np.bincount(rows[start:start + step].ravel(), minlength=counts.size)
+    return {int(v) for v in np.flatnonzero(counts)} - {0}
 
 
 def grid_of(shape_ijk: tuple[int, int, int], affine_ras: np.ndarray) -> Volume:
