@@ -2,10 +2,10 @@
 # image of the same Beam version this package pins, with medvision-pipeline installed.
 # The base image's ENTRYPOINT (/opt/apache/beam/boot, the SDK worker launcher) is kept.
 #
-#   docker build -t REGION-docker.pkg.dev/PROJECT/REPO/medvision-pipeline:0.2.0 .
-#   docker push REGION-docker.pkg.dev/PROJECT/REPO/medvision-pipeline:0.2.0
+#   docker build -t REGION-docker.pkg.dev/PROJECT/REPO/medvision-pipeline:0.3.0 .
+#   docker push REGION-docker.pkg.dev/PROJECT/REPO/medvision-pipeline:0.3.0
 #   medvision-pipeline build ... --runner DataflowRunner \
-#     --sdk_container_image REGION-docker.pkg.dev/PROJECT/REPO/medvision-pipeline:0.2.0 --sdk_location container
+#     --sdk_container_image REGION-docker.pkg.dev/PROJECT/REPO/medvision-pipeline:0.3.0 --sdk_location container
 ARG BEAM_VERSION=2.77.0
 FROM apache/beam_python3.11_sdk:${BEAM_VERSION}
 

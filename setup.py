@@ -27,6 +27,8 @@ setup(
         "pylibjpeg-libjpeg>=2",
         "scikit-image>=0.22,<0.27",
         "pillow>=10,<13",
+        "matplotlib>=3.8,<4",  # dataset card figures
+        "pyyaml>=5.1",  # dataset card front matter (also a Beam dependency)
     ],
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.77,<2.78", "gcsfs>=2024.2", "google-cloud-storage>=2.14,<4"],  # gs:// via gcsfs
@@ -40,6 +42,9 @@ setup(
             "moto[server]>=5,<6",
             "nilearn>=0.10",  # its bundled MNI152 template is a real file for the tests
             "pydicom-data>=1",  # its liver.dcm is a real DICOM SEG for the tests
+            "datasets>=3",  # the readers users open the output with
+            "duckdb>=1",
+            "polars>=1",
         ],
     },
     entry_points={"console_scripts": ["medvision-pipeline = pipeline.cli:main"]},

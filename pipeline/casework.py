@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+from typing import Iterable, Iterator
 
 from pipeline import storage
 from pipeline.version import __version__
@@ -15,6 +16,7 @@ from schemas import rows as row_builders
 from transforms import ids
 from transforms.case import CaseRef, ReadPolicy, SliceRecord, extract_slices, load_case
 from transforms.errors import PipelineError, Reason
+from transforms.medvision import CONVENTIONS
 from transforms.planes import SpacingMode
 
 
@@ -34,7 +36,8 @@ class LoadSettings:
     """How the load stage turns a case into slice records.
 
     With `publish`, slices of a source that may not be redistributed become pointer records
-    (their rows carry no pixels).
+    (their rows carry no pixels). `conventions` names a `transforms.medvision.CONVENTIONS` entry,
+    `prompt_style` the template set of the prompt and answer columns.
     """
 
     spacing: SpacingMode
@@ -42,10 +45,16 @@ class LoadSettings:
     params_hash: str
     policy: ReadPolicy = ReadPolicy()
     publish: bool = False
+    conventions: str = "default"
+    prompt_style: str = "default"  # a transforms.prompts.PROMPT_STYLES entry
 
 
-def slice_records(case: CaseRef, settings: LoadSettings) -> tuple[list[SliceRecord], tuple[tuple[str, str], ...]]:
-    """The case's slice records, and the measurements its landmarks could not define."""
+def slice_records(case: CaseRef, settings: LoadSettings) -> tuple[Iterator[SliceRecord], tuple[tuple[str, str], ...]]:
+    """The case's slice records, and the measurements its landmarks could not define.
+
+    The case is read and validated now (bad input raises `PipelineError` here); the records are
+    cut one at a time as the iterator is consumed, so a case's slices never sit in memory together.
+    """
     if case.listing_error:
         raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
     with contextlib.ExitStack() as stack:
@@ -54,15 +63,15 @@ def slice_records(case: CaseRef, settings: LoadSettings) -> tuple[list[SliceReco
     split = ids.subject_split(case.dataset, case.subject_id, settings.split_salt, case.official_split)
     digests = {uri: digest for uri, (_, digest) in copies.items()}
     provenance = row_builders.provenance(case, loaded.geometry, digests, str(settings.spacing), __version__,
-                                         settings.params_hash)
+                                         settings.params_hash, settings.conventions, settings.prompt_style)
     pointer = settings.publish and not case.redistributable
     hashes = {name: ids.volume_hash(volume.array, volume.affine_ras) for name, volume in loaded.images.items()}
-    records = [SliceRecord(case, split, provenance, content, pointer, hashes[content.sequence])
-               for content in extract_slices(loaded, settings.spacing)]
+    records = (SliceRecord(case, split, provenance, content, pointer, hashes[content.sequence])
+               for content in extract_slices(loaded, settings.spacing, CONVENTIONS[settings.conventions].display))
     return records, loaded.unmeasured
 
 
-def pair_counts(records: list[SliceRecord]) -> collections.Counter:
+def pair_counts(records: Iterable[SliceRecord]) -> collections.Counter:
     """Pairs per task that these slice records make (before validation)."""
     counts = collections.Counter()
     for record in records:

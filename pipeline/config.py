@@ -12,9 +12,11 @@ from typing import Optional
 
 from pipeline.casework import LoadSettings
 from schemas.tables import SCHEMA_VERSION
-from transforms import boxes, ids, intensity
+from transforms import ids, intensity
 from transforms.case import ReadPolicy
+from transforms.medvision import CONVENTIONS
 from transforms.planes import SpacingMode, parse_spacing_mode
+from transforms.prompts import PROMPT_STYLES
 
 DEFAULT_SPLIT_SALT = "medvision-v1"
 DEFAULT_TARGET_FILE_MB = 256
@@ -56,6 +58,13 @@ class BuildConfig:
     gcs_anonymous: bool = False
     allow_uneven_dicom_spacing: bool = False
     publish: bool = False  # pointer rows (no pixels) for sources that may not be redistributed
+    conventions: str = "default"  # a transforms.medvision.CONVENTIONS entry
+    prompt_style: str = "default"  # a transforms.prompts.PROMPT_STYLES entry
+
+    def __post_init__(self):
+        fixed = CONVENTIONS[self.conventions].spacing
+        if fixed is not None and self.spacing != fixed:
+            raise UsageError(f"--conventions {self.conventions} uses the {fixed} grid; drop --spacing {self.spacing}")
 
     @property
     def read_policy(self) -> ReadPolicy:
@@ -64,7 +73,8 @@ class BuildConfig:
 
     @property
     def load_settings(self) -> LoadSettings:
-        return LoadSettings(self.spacing, self.split_salt, self.params_hash, self.read_policy, self.publish)
+        return LoadSettings(self.spacing, self.split_salt, self.params_hash, self.read_policy, self.publish,
+                            self.conventions, self.prompt_style)
 
     @property
     def work_dir(self) -> str:
@@ -76,8 +86,10 @@ class BuildConfig:
             "spacing": str(self.spacing),
             "allow_uneven_dicom_spacing": self.allow_uneven_dicom_spacing,
             "split_salt": self.split_salt,
-            "connectivity": boxes.CONNECTIVITY,
-            "display": "radiological",
+            "conventions": self.conventions,
+            "connectivity": CONVENTIONS[self.conventions].connectivity,
+            "display": CONVENTIONS[self.conventions].display,
+            "prompt_style": self.prompt_style,
             "ct_windows_hu": intensity.CT_WINDOWS_HU,
             "percentile_window": list(intensity.PERCENTILE_WINDOW),
             "sample_id": ids.SAMPLE_ID_VERSION,
@@ -121,8 +133,14 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", dest="sources", action="append", type=SourceSpec.parse, required=True,
                         metavar="NAME[=ROOT]", help="source adapter and its data root (repeatable)")
     parser.add_argument("--output", required=True, help="new or empty output location (path, gs://, s3://)")
-    parser.add_argument("--spacing", type=_spacing, default="finest",
+    parser.add_argument("--spacing", type=_spacing,
                         help="pixel size: finest (default; finest in-plane spacing per plane), native, or mm")
+    parser.add_argument("--conventions", choices=sorted(CONVENTIONS), default="default",
+                        help="ground-truth conventions: default, or medvision (the published benchmark's: native "
+                             "grid, raw RAS+ display, its box target and single-instance filter; see README)")
+    parser.add_argument("--prompt-style", choices=PROMPT_STYLES, default="default",
+                        help="template set of the prompt and answer columns: default (states our pixel-edge frame) "
+                             "or medvision (the benchmark's published templates and answer formats; see README)")
     parser.add_argument("--max-cases", type=_positive_int, help="use only the first N cases of each source")
     parser.add_argument("--cases", type=lambda t: tuple(c for c in t.split(",") if c),
                         help="comma-separated case ids to build (others are skipped)")
@@ -153,11 +171,16 @@ def absolute_location(location: str) -> str:
     return location if "://" in location else os.path.abspath(location)
 
 
+def resolved_spacing(spacing: SpacingMode | None, conventions: str) -> SpacingMode:
+    """`--spacing` if given, else the grid the conventions fix, else `finest`."""
+    return spacing or CONVENTIONS[conventions].spacing or "finest"
+
+
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
     return BuildConfig(
         sources=tuple(SourceSpec(s.name, s.root and absolute_location(s.root)) for s in args.sources),
         output=absolute_location(args.output),
-        spacing=args.spacing,
+        spacing=resolved_spacing(args.spacing, args.conventions),
         max_cases=args.max_cases,
         cases=args.cases,
         dry_run=args.dry_run,
@@ -169,4 +192,6 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         gcs_anonymous=args.gcs_anonymous,
         allow_uneven_dicom_spacing=args.allow_uneven_dicom_spacing,
         publish=args.publish,
+        conventions=args.conventions,
+        prompt_style=args.prompt_style,
     )

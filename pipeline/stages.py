@@ -3,8 +3,8 @@
 Every step has two outputs: its results and quarantine rows. Known bad input raises
 `PipelineError` and becomes a quarantine row with that reason; an unexpected error of a kind
 that marks a bug or malformed data is caught by Beam's exception handling
-(`with_exception_handling`, which also buffers an element's outputs so a failing case never
-emits part of its slices) and quarantined as `unexpected_error` with the exception. I/O errors
+(`with_exception_handling`, which buffers an element's outputs so a failing element never
+emits part of its results; the load stage streams instead, see `ExtractSlices`) and quarantined as `unexpected_error` with the exception. I/O errors
 are left to fail the bundle, so the runner retries them. Counters are named
 `<dataset>/<stage>/<outcome>`.
 """
@@ -81,15 +81,15 @@ QUARANTINED_EXCEPTIONS = (PipelineError, ArithmeticError, LookupError, ValueErro
 class Guarded(beam.PTransform):
     """ParDo with a quarantine output and Beam's exception handling; returns (results, quarantine)."""
 
-    def __init__(self, stage: str, dofn: beam.DoFn):
+    def __init__(self, stage: str, dofn: beam.DoFn, stream: bool = False):
         super().__init__()
-        self._stage, self._dofn = stage, dofn
+        self._stage, self._dofn, self._stream = stage, dofn, stream
 
     def expand(self, pcoll):
         # Declaring the quarantine output's type keeps Beam from warning about an undeclared tag.
         pardo = beam.ParDo(self._dofn).with_output_types(typing.Any, **{QUARANTINE: dict})
         outputs = pcoll | pardo.with_outputs(QUARANTINE, main=MAIN).with_exception_handling(
-            main_tag=MAIN, dead_letter_tag=_BAD, exc_class=QUARANTINED_EXCEPTIONS)
+            main_tag=MAIN, dead_letter_tag=_BAD, exc_class=QUARANTINED_EXCEPTIONS, partial=self._stream)
         unexpected = outputs[_BAD] | "Unexpected" >> beam.ParDo(_UnexpectedToQuarantine(self._stage))
         quarantine = (outputs[QUARANTINE], unexpected) | "Quarantine" >> beam.Flatten()
         return outputs[MAIN], quarantine
@@ -117,28 +117,28 @@ class _ExtractSlicesFn(beam.DoFn):
         finally:
             self._progress.case_done(f"{case.dataset}/{case.case_id}")
         self._load_ms.update(int(1000 * (time.monotonic() - started)))
-        self._slices.update(len(records))
         for name, message in unmeasured:
             yield quarantined(case, "angle_distance", Reason.BAD_LANDMARKS, f"{name}: {message}")
-        if not records:
-            if not unmeasured:
-                reason = Reason.NEGATIVE_CASE if case.negatives_expected else Reason.EMPTY_CASE
-                yield quarantined(case, "load", reason, "no labelled slice and no landmark measurement")
-            return
-        count(case.dataset, "load", "ok")
-        count(case.dataset, "slices", "ok", len(records))
-        yield from records
-        yield from self._label_losses(case, records)
-
-    def _label_losses(self, case: CaseRef, records: list[SliceRecord]):
-        first_sequence = case.sequences[0].name
+        n_records = 0
         for record in records:
-            content = record.content
-            if content.labels_lost and content.sequence == first_sequence:
-                yield quarantined(case, "load", Reason.LABEL_LOST_IN_RESAMPLING,
-                                  f"labels {list(content.labels_lost)} vanish from {content.plane} slice "
-                                  f"{content.slice_index} at {self._load.spacing} mm; pairs of that slice lack them. "
-                                  "Use a finer --spacing.")
+            n_records += 1
+            yield record
+            yield from self._label_losses(case, record)
+        self._slices.update(n_records)
+        if n_records:
+            count(case.dataset, "load", "ok")
+            count(case.dataset, "slices", "ok", n_records)
+        elif not unmeasured:
+            reason = Reason.NEGATIVE_CASE if case.negatives_expected else Reason.EMPTY_CASE
+            yield quarantined(case, "load", reason, "no labelled slice and no landmark measurement")
+
+    def _label_losses(self, case: CaseRef, record: SliceRecord):
+        content = record.content
+        if content.labels_lost and content.sequence == case.sequences[0].name:
+            yield quarantined(case, "load", Reason.LABEL_LOST_IN_RESAMPLING,
+                              f"labels {list(content.labels_lost)} vanish from {content.plane} slice "
+                              f"{content.slice_index} at {self._load.spacing} mm; pairs of that slice lack them. "
+                              "Use a finer --spacing.")
 
 
 class ExtractSlices(beam.PTransform):
@@ -150,7 +150,9 @@ class ExtractSlices(beam.PTransform):
         self._fn = _ExtractSlicesFn(load, storage_settings, progress)
 
     def expand(self, cases):
-        return cases | Guarded("load", self._fn)
+        # Streamed: a big case's slices would not fit in memory together. Its input is validated
+        # before the first slice, so only a bug while cutting could leave part of a case behind.
+        return cases | Guarded("load", self._fn, stream=True)
 
 
 def _membership(record: SliceRecord) -> tuple:
@@ -210,14 +212,17 @@ class _DeriveBoxesFn(beam.DoFn):
         self._boxes = Metrics.distribution(NAMESPACE, "boxes_per_slice")
 
     def process(self, record: SliceRecord):
-        pairs = row_builders.detection_rows(record)
+        pairs, dropped = row_builders.detection_pairs(record)
         count(record.case.dataset, "detection", "pairs", len(pairs))
         self._boxes.update(len(pairs))
         yield from pairs
+        for sample_id, rejection in dropped:  # the conventions' filter: counted and kept in quarantine
+            yield quarantined(record, "detection", rejection.reason, rejection.detail, sample_id)
 
 
 class DeriveBoxes(beam.PTransform):
-    """SliceRecord -> detection rows, one per connected component of each label."""
+    """SliceRecord -> detection rows, one per connected component of each label; pairs dropped by the
+    conventions' single-instance filter go to quarantine (`not_single_instance`)."""
 
     def expand(self, slices):
         return slices | Guarded("detection", _DeriveBoxesFn())

@@ -1,2 +1,2 @@
 """The package version, recorded in every row's provenance."""
-__version__ = "0.2.0"
+__version__ = "0.3.0"

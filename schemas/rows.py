@@ -5,11 +5,15 @@ from schemas.tables import SCHEMA_VERSION
 from transforms import ids
 from transforms.boxes import ComponentBox, component_boxes
 from transforms.case import CaseRef, PlacedMeasurement, SliceRecord
+from transforms.errors import Reason
 from transforms.lesions import LesionSize, Rejection, measure_component, target_components
+from transforms.medvision import CONVENTIONS, Conventions, benchmark_box_target
+from transforms.prompts import prompt_and_answer
 
 
 def provenance(case: CaseRef, geometry: dict, sha256_by_uri: dict[str, str],
-               resampling: str, pipeline_version: str, params_hash: str) -> dict:
+               resampling: str, pipeline_version: str, params_hash: str, conventions: str = "default",
+               prompt_style: str = "default") -> dict:
     """The provenance struct of every pair of a case: an allowlist of geometry fields, no header text."""
     landmarks_uri = case.landmarks.uri if case.landmarks else None
     return {
@@ -32,6 +36,8 @@ def provenance(case: CaseRef, geometry: dict, sha256_by_uri: dict[str, str],
         "uneven_slice_spacing": bool(geometry.get("uneven_slice_spacing", False)),
         "mask_resampled": bool(geometry.get("mask_resampled", False)),
         "resampling": resampling,
+        "conventions": conventions,
+        "prompt_style": prompt_style,
         "pipeline_version": pipeline_version,
         "params_hash": params_hash,
         "schema_version": SCHEMA_VERSION,
@@ -71,10 +77,27 @@ def _common(record: SliceRecord, task: str, target: str) -> dict:
     }
 
 
+def with_text(row: dict, record: SliceRecord, point_names: tuple[str, ...] = ()) -> dict:
+    """The row with its `prompt` and `answer`, in the prompt style recorded in its provenance."""
+    row.update(prompt_and_answer(row, record.provenance["prompt_style"], point_names))
+    return row
+
+
+def conventions_of(record: SliceRecord) -> Conventions:
+    """The ground-truth conventions the slice was cut with (recorded in its provenance)."""
+    return CONVENTIONS[record.provenance["conventions"]]
+
+
+def detection_target(box: ComponentBox) -> str:
+    return f"label={box.label}/component={box.component_index}"
+
+
 def detection_row(record: SliceRecord, box: ComponentBox) -> dict:
-    """One detection pair: a component's box in displayed pixels, its size in mm and instance flags."""
+    """One detection pair: a component's box in displayed pixels, its size in mm and instance flags;
+    MedVision's box target too under `--conventions medvision`."""
     content = record.content
-    row = _common(record, "detection", f"label={box.label}/component={box.component_index}")
+    rows_px, cols_px = content.shape_rows_cols
+    row = _common(record, "detection", detection_target(box))
     row.update({
         "label": box.label,
         "label_name": record.case.label_names.get(box.label),
@@ -85,13 +108,30 @@ def detection_row(record: SliceRecord, box: ComponentBox) -> dict:
         "component_index": box.component_index,
         "n_components": box.n_components,
         "single_instance": box.single_instance,
+        "box_medvision_rel": benchmark_box_target(box.box_xyxy_px, cols_px, rows_px)
+        if conventions_of(record).benchmark_box_target else None,
     })
-    return row
+    return with_text(row, record)
+
+
+def detection_pairs(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Rejection]]]:
+    """Detection pairs of a slice, and (sample_id, rejection) for the boxes the conventions'
+    single-instance filter drops (none under the default conventions)."""
+    conventions, pairs, dropped = conventions_of(record), [], []
+    for box in component_boxes(record.content.labels_2d, conventions.connectivity):
+        if conventions.single_instance_only and not box.single_instance:
+            detail = (f"label {box.label}: {box.n_components} component(s), box {box.width_px}x{box.height_px} px; "
+                      "MedVision keeps one component with both sides >= 10 px")
+            dropped.append((pair_sample_id(record, "detection", detection_target(box)),
+                            Rejection(Reason.NOT_SINGLE_INSTANCE, detail)))
+        else:
+            pairs.append(detection_row(record, box))
+    return pairs, dropped
 
 
 def detection_rows(record: SliceRecord) -> list[dict]:
-    """Every detection pair of a slice."""
-    return [detection_row(record, box) for box in component_boxes(record.content.labels_2d)]
+    """Every detection pair of a slice that the conventions keep."""
+    return detection_pairs(record)[0]
 
 
 def _points(points) -> list[list[float]]:
@@ -119,7 +159,7 @@ def lesion_size_row(record: SliceRecord, label: int, component_index: int, n_com
         "component_index": component_index,
         "n_components": n_components,
     })
-    return row
+    return with_text(row, record)
 
 
 def lesion_target(label: int, component_index: int) -> str:
@@ -127,10 +167,16 @@ def lesion_target(label: int, component_index: int) -> str:
 
 
 def lesion_rows(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Rejection]]]:
-    """Tumour/lesion size pairs of a slice, and (sample_id, rejection) for components refused by a guard."""
-    content, pairs, rejected = record.content, [], []
-    for label, index, count, component in target_components(content.labels_2d, record.case.lesion_labels):
-        size = measure_component(component, content.spacing_mm_row_col)
+    """Tumour/lesion size pairs of a slice, and (sample_id, rejection) for components refused by a guard
+    or by the conventions' single-instance filter."""
+    content, conventions, pairs, rejected = record.content, conventions_of(record), [], []
+    for label, index, count, component in target_components(content.labels_2d, record.case.lesion_labels,
+                                                            conventions.connectivity):
+        if conventions.single_instance_only and count > 1:
+            size = Rejection(Reason.NOT_SINGLE_INSTANCE, f"label {label} has {count} components in the slice; "
+                             "MedVision keeps slices with one")
+        else:
+            size = measure_component(component, content.spacing_mm_row_col)
         if isinstance(size, Rejection):
             rejected.append((pair_sample_id(record, "tumor_lesion_size", lesion_target(label, index)), size))
         else:
@@ -151,7 +197,7 @@ def measurement_row(record: SliceRecord, placed: PlacedMeasurement) -> dict:
         "directed_angle_deg": None if value.directed_angle_deg is None else float(value.directed_angle_deg),
         "landmarks_xy_px": [{"name": name, "x": float(x), "y": float(y)} for name, x, y in placed.landmarks_xy_px],
     })
-    return row
+    return with_text(row, record, measurement.points)
 
 
 def measurement_rows(record: SliceRecord) -> list[dict]:

@@ -10,7 +10,7 @@ import json
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 PARTITION_KEYS = ("dataset", "task", "split")
 TASKS = ("detection", "tumor_lesion_size", "angle_distance")
 SPLITS = ("train", "validation", "test")  # validation only where a source has an official one
@@ -54,6 +54,11 @@ PROVENANCE_TYPE = pa.struct([
     _field("mask_resampled", pa.bool_(), "the mask lived on another grid and was placed on the image grid by "
            "nearest neighbour (only for sources that declare it)"),
     _field("resampling", pa.string(), "spacing mode: finest, native or a spacing in mm"),
+    _field("conventions", pa.string(), "ground-truth conventions (--conventions): default (radiological display, "
+           "every component) or medvision (the MedVision benchmark's: native grid, raw RAS+ array display, "
+           "single-instance pairs only, box_medvision_rel filled); see README"),
+    _field("prompt_style", pa.string(), "template set of the prompt and answer columns (--prompt-style): default "
+           "(our pixel-edge frame stated in the prompt) or medvision (the MedVision benchmark's templates); see README"),
     _field("pipeline_version", pa.string(), "medvision-pipeline version"),
     _field("params_hash", pa.string(), "hash of the parameters that shape the output"),
     _field("schema_version", pa.string(), "version of this schema"),
@@ -79,6 +84,10 @@ COMMON_FIELDS = [
     _field("pixel_spacing_mm_row_col", pa.list_(pa.float64()), "pixel size along rows (y) and columns (x)", "mm"),
     _field("intensity_window", WINDOW_TYPE, "how voxel values were mapped to 8 bits"),
     _field("provenance", PROVENANCE_TYPE, "where the pair came from and how it was made (geometry allowlist only)"),
+    _field("prompt", pa.string(), "question for a vision-language model: the task, the structure or measurement, the "
+           "image size, the pixel spacing (size and angle/distance tasks) and the answer format; "
+           "template set in provenance.prompt_style", nullable=False),
+    _field("answer", pa.string(), "the ground truth written in the prompt's answer format", nullable=False),
 ]
 
 DETECTION_FIELDS = [
@@ -92,6 +101,11 @@ DETECTION_FIELDS = [
     _field("component_index", pa.int32(), "component of this label in this slice, raster order, 0-based"),
     _field("n_components", pa.int32(), "connected components (4-connectivity) of this label in this slice"),
     _field("single_instance", pa.bool_(), "one component and both box sides >= 10 px (benchmark filter)"),
+    _field("box_medvision_rel", pa.list_(pa.float64()),
+           "MedVision's benchmark box target [x_min, y_min, x_max, y_max]: relative to width (x) and height (y), "
+           "origin at the image's lower-left corner, from inclusive pixel indices (1 px short of the far edges: "
+           "x_max = (x1 - 1) / W, y_min = (H - (y1 - 1)) / H); null unless provenance.conventions = medvision",
+           "1"),
 ]
 
 POINT = pa.list_(pa.float64())  # [x, y] in displayed pixels, edge frame
@@ -149,7 +163,10 @@ QUARANTINE_FIELDS = [
     _field("pipeline_version", pa.string(), "medvision-pipeline version"),
 ]
 
-# Hugging Face `datasets` reads this to decode the image column into PIL images.
+# Hugging Face `datasets` reads this to decode the image column into PIL images. It takes a
+# declared feature per column, where the feature's Arrow type equals the file's (so IMAGE_TYPE must
+# stay the `Image` layout, nullable), and the other columns' types from the Arrow schema. Declaring
+# only `image` keeps this readable by datasets 3 and by 4+, whose list feature names differ.
 HF_FEATURES_METADATA = {b"huggingface": json.dumps({"info": {"features": {"image": {"_type": "Image"}}}}).encode()}
 
 

@@ -21,7 +21,7 @@ from transforms.intensity import Window, encode_png, to_uint8, window_for
 from transforms.landmarks import LandmarkSpace, MeasuredValue, Measurement, measure, point_pairs_from_labels, \
     read_xy_text, to_world_ras
 from transforms.packed import PackedArray
-from transforms.planes import SpacingMode, display_slice, labelled_slice_indices, plane_grid, planes_of
+from transforms.planes import SpacingMode, labelled_slice_indices, plane_grid, planes_of
 from transforms.readers import ITK_SUFFIXES, PlanarGeometry, itk_voxel_count, read_itk, read_planar, \
     resample_through_transform
 from transforms.volume import Volume, as_integer_labels, check_orthonormal, grid_of, match_grid, place_nearest, \
@@ -369,7 +369,8 @@ def load_nifti_case(case: CaseRef, image_path: str, mask_path: str) -> LoadedCas
     return load_case(case, {case.image_uri: image_path, case.mask_uri: mask_path})
 
 
-def place_measurements(loaded: LoadedCase, spacing: SpacingMode) -> dict[tuple[str, int], list[PlacedMeasurement]]:
+def place_measurements(loaded: LoadedCase, spacing: SpacingMode,
+                       display: str = "radiological") -> dict[tuple[str, int], list[PlacedMeasurement]]:
     """Each measurement on its plane's slice through its first point, with all its points in display pixels."""
     shape, planes = loaded.labels.array.shape, planes_of(loaded.labels.array.shape)
     to_ijk = np.linalg.inv(loaded.labels.affine_ras)
@@ -378,7 +379,7 @@ def place_measurements(loaded: LoadedCase, spacing: SpacingMode) -> dict[tuple[s
         plane = measurement.plane or planes[0]
         if plane not in planes:
             raise PipelineError(Reason.BAD_LANDMARKS, f"{measurement.name} is shown on {plane}; volume has {planes}")
-        grid = plane_grid(shape, loaded.labels.spacing_mm, plane, spacing)
+        grid = plane_grid(shape, loaded.labels.spacing_mm, plane, spacing, display)
         ijk = {name: to_ijk[:3, :3] @ loaded.landmarks_ras[name] + to_ijk[:3, 3] for name in measurement.points}
         shown = tuple((name, *grid.display_xy(ijk[name])) for name in dict.fromkeys(measurement.points))
         key = (plane, grid.slice_of(ijk[measurement.points[0]]))
@@ -386,27 +387,34 @@ def place_measurements(loaded: LoadedCase, spacing: SpacingMode) -> dict[tuple[s
     return placed
 
 
-def extract_slices(loaded: LoadedCase, spacing: SpacingMode) -> Iterator[SliceContent]:
-    """Every slice that holds a label or shows a measurement, per plane and sequence, resampled and encoded.
+def extract_slices(loaded: LoadedCase, spacing: SpacingMode, display: str = "radiological") -> Iterator[SliceContent]:
+    """Every slice that holds a label or shows a measurement, per plane and sequence, resampled and encoded,
+    in the `display` orientation ("radiological" or "raw", see `transforms.planes`).
 
-    The label slice of a (plane, index) is computed once and shared by all sequences.
+    Windows and landmark placement are computed now, so their errors raise before any slice exists;
+    the slices are cut lazily. The label slice of a (plane, index) is computed once and shared by
+    all sequences.
     """
-    labels = loaded.labels
     windows = {
         seq.name: window_for(seq.modality, seq.ct_window, loaded.images[seq.name].array)
         for seq in loaded.case.sequences
     }
-    placed = place_measurements(loaded, spacing)
+    return _cut_slices(loaded, spacing, display, windows, place_measurements(loaded, spacing, display))
+
+
+def _cut_slices(loaded: LoadedCase, spacing: SpacingMode, display: str, windows: dict,
+                placed: dict) -> Iterator[SliceContent]:
+    labels = loaded.labels
     for plane in planes_of(labels.array.shape, loaded.case.planes):
-        grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing)
+        grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing, display)
         shown = {index for p, index in placed if p == plane}
         for index in sorted(set(labelled_slice_indices(labels.array, plane).tolist()) | shown):
-            source_labels = display_slice(labels.array, plane, index)
+            source_labels = grid.cut(labels.array, index)
             labels_2d = grid.resample_labels(source_labels)
             lost = lost_labels(source_labels, labels_2d) if grid.downsamples else ()
             packed = PackedArray.pack(labels_2d)
             for seq in loaded.case.sequences:
-                pixels = grid.resample_image(display_slice(loaded.images[seq.name].array, plane, index))
+                pixels = grid.resample_image(grid.cut(loaded.images[seq.name].array, index))
                 yield SliceContent(
                     sequence=seq.name,
                     modality=seq.modality,

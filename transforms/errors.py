@@ -39,6 +39,8 @@ class Reason(str, enum.Enum):
     FIT_MINOR_BELOW_PIXEL = "fit_minor_below_pixel"
     FIT_MAJOR_EXCEEDS_BOX = "fit_major_exceeds_box"
     BELOW_SIZE_FLOOR = "below_size_floor"
+    # Dropped by `--conventions medvision`'s single-instance filter (a selection rule, not a failure).
+    NOT_SINGLE_INSTANCE = "not_single_instance"
     INVALID_PAIR = "invalid_pair"
     UNEXPECTED_ERROR = "unexpected_error"
 

@@ -2,6 +2,8 @@
 
 Display convention (SPEC §3.9, radiological): axial slices show the patient's left on the image's
 right and anterior up; coronal and sagittal show superior up (sagittal: anterior on the left).
+The "raw" display (MedVision-compatible conventions) shows the canonical RAS+ slice as stored:
+rows along the first remaining array axis, columns along the second, nothing flipped.
 Pixel frame of every displayed slice: origin top-left, x = column, y = row.
 
 Resampling is separable and per slice: each displayed slice has its rows and its columns
@@ -24,6 +26,7 @@ SLICE_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
 SPACING_REL_TOL = 1e-6
 
 SpacingMode = Union[str, float]  # "finest" | "native" | a spacing in mm
+DISPLAYS = ("radiological", "raw")
 
 
 def parse_spacing_mode(text: str) -> SpacingMode:
@@ -46,21 +49,23 @@ def planes_of(shape_ijk: tuple[int, int, int], wanted: tuple[str, ...] = ()) -> 
     return tuple(plane for plane in planes if not wanted or plane in wanted)
 
 
-def in_plane_axes(plane: str) -> tuple[int, int]:
+def in_plane_axes(plane: str, display: str = "radiological") -> tuple[int, int]:
     """(row axis, column axis) of the canonical array for a displayed slice of `plane`."""
     first, second = [axis for axis in range(3) if axis != SLICE_AXIS[plane]]
-    return second, first
+    return (second, first) if display == "radiological" else (first, second)
 
 
-def display_slice(array_ijk: np.ndarray, plane: str, index: int) -> np.ndarray:
+def display_slice(array_ijk: np.ndarray, plane: str, index: int, display: str = "radiological") -> np.ndarray:
     """The 2D slice `index` of `plane`, oriented for display (rows, cols).
 
-    With the canonical slice indexed (u, v) (u, v the remaining RAS axes in order), rows run
-    along -v and columns along -u: axial rows go anterior->posterior and columns right->left.
+    With the canonical slice indexed (u, v) (u, v the remaining RAS axes in order), the
+    radiological display runs rows along -v and columns along -u (axial rows go
+    anterior->posterior, columns right->left); the raw display keeps rows along +u, columns along +v.
     """
     selector = [slice(None)] * 3
     selector[SLICE_AXIS[plane]] = index  # basic indexing: a view even of a flipped/transposed volume
-    return array_ijk[tuple(selector)][::-1, ::-1].T
+    cut = array_ijk[tuple(selector)]
+    return cut[::-1, ::-1].T if display == "radiological" else cut
 
 
 def grid_positions(n_src: int, src_mm: float, dst_mm: float) -> np.ndarray | None:
@@ -114,6 +119,7 @@ class PlaneGrid:
     shape_rows_cols: tuple[int, int]
     source_shape_rows_cols: tuple[int, int]
     source_spacing_mm_row_col: tuple[float, float]
+    display: str = "radiological"
 
     @property
     def square_spacing_mm(self) -> float | None:
@@ -135,19 +141,24 @@ class PlaneGrid:
         rows = interpolate_nearest(slice_2d, 0, self.row_positions)
         return interpolate_nearest(rows, 1, self.col_positions)
 
+    def cut(self, array_ijk: np.ndarray, index: int) -> np.ndarray:
+        """Slice `index` of this plane in this grid's display orientation (before resampling)."""
+        return display_slice(array_ijk, self.plane, index, self.display)
+
     def display_xy(self, point_ijk) -> tuple[float, float]:
         """A continuous canonical voxel position as displayed pixels (x, y), edge frame.
 
         Edge frame: pixel (c, r) spans [c, c+1) x [r, r+1), so a voxel centre lands on a
-        pixel centre. Display flips both in-plane axes (see `display_slice`), then scales
-        each by source / output spacing.
+        pixel centre. The radiological display flips both in-plane axes (see `display_slice`);
+        each axis is then scaled by source / output spacing.
         """
-        row_axis, col_axis = in_plane_axes(self.plane)
+        row_axis, col_axis = in_plane_axes(self.plane, self.display)
         (n_rows, n_cols), (row_src, col_src) = self.source_shape_rows_cols, self.source_spacing_mm_row_col
         row_dst, col_dst = self.spacing_mm_row_col
-        x = (n_cols - point_ijk[col_axis] - 0.5) * col_src / col_dst
-        y = (n_rows - point_ijk[row_axis] - 0.5) * row_src / row_dst
-        return float(x), float(y)
+        col_px, row_px = float(point_ijk[col_axis]) + 0.5, float(point_ijk[row_axis]) + 0.5
+        if self.display == "radiological":
+            col_px, row_px = n_cols - col_px, n_rows - row_px
+        return col_px * col_src / col_dst, row_px * row_src / row_dst
 
     def slice_of(self, point_ijk) -> int:
         """The slice of this plane nearest to a continuous canonical voxel position."""
@@ -166,9 +177,11 @@ def target_spacing_mm(row_mm: float, col_mm: float, mode: SpacingMode) -> tuple[
     return side, side
 
 
-def plane_grid(shape_ijk: tuple[int, int, int], spacing_mm_ijk, plane: str, mode: SpacingMode) -> PlaneGrid:
-    """The resampling plan for `plane` of a canonical volume with this shape and voxel spacing."""
-    row_axis, col_axis = in_plane_axes(plane)
+def plane_grid(shape_ijk: tuple[int, int, int], spacing_mm_ijk, plane: str, mode: SpacingMode,
+               display: str = "radiological") -> PlaneGrid:
+    """The resampling plan for `plane` of a canonical volume with this shape and voxel spacing,
+    displayed `display` ("radiological" or "raw", see the module docstring)."""
+    row_axis, col_axis = in_plane_axes(plane, display)
     src_row_mm, src_col_mm = float(spacing_mm_ijk[row_axis]), float(spacing_mm_ijk[col_axis])
     dst_row_mm, dst_col_mm = target_spacing_mm(src_row_mm, src_col_mm, mode)
     row_positions = grid_positions(shape_ijk[row_axis], src_row_mm, dst_row_mm)
@@ -184,6 +197,7 @@ def plane_grid(shape_ijk: tuple[int, int, int], spacing_mm_ijk, plane: str, mode
         shape_rows_cols=(n_rows, n_cols),
         source_shape_rows_cols=(shape_ijk[row_axis], shape_ijk[col_axis]),
         source_spacing_mm_row_col=(src_row_mm, src_col_mm),
+        display=display,
     )
 
 
