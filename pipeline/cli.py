@@ -1,11 +1,14 @@
-"""`medvision-pipeline`: build the dataset, list the sources.
+"""`medvision-pipeline`: build the dataset, list the sources, score predictions, rewrite a dataset card.
 
     medvision-pipeline build --source demo --output ./out/run1
     medvision-pipeline build --source msd=gs://bucket/Task09_Spleen --output gs://bucket/out/run7 \
         --runner DataflowRunner --project P --region R --temp_location gs://bucket/tmp
     medvision-pipeline sources
+    medvision-pipeline evaluate --pairs ./out/run1 --predictions answers.jsonl --json scores.json
+    medvision-pipeline report ./out/run1      # rewrite the dataset card (README.md, card/) of a build
 
-Arguments `build` does not know are Beam pipeline options. Misuse prints one line and exits 2.
+Arguments `build` and `report` do not know are Beam pipeline options; `evaluate` refuses them. Misuse prints one
+line and exits 2.
 """
 from __future__ import annotations
 
@@ -13,10 +16,16 @@ import argparse
 import json
 import sys
 
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import evaluate as evaluation
+from pipeline import storage
 from pipeline.config import UsageError, add_build_arguments, config_from_args
-from pipeline.run import FailureFractionError, ReconcileError, build
+from pipeline.report import regenerate_card
+from pipeline.run import FailureFractionError, ReconcileError, build, configure_storage
 from pipeline.sources import SOURCES
 from pipeline.version import __version__
+from transforms.card import CARD_FILE
 
 USAGE_EXIT = 2
 FAILED_EXIT = 1
@@ -36,7 +45,35 @@ def make_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build pairs from sources into Parquet")
     add_build_arguments(build)
     commands.add_parser("sources", help="list the source adapters, their tasks and licences")
+    scorer = commands.add_parser("evaluate", help="score model predictions against built pairs")
+    scorer.add_argument("--pairs", required=True, help="a build's output location")
+    scorer.add_argument("--predictions", required=True,
+                        help=".jsonl or .parquet with sample_id and answer text (or box / major_axis_mm, "
+                             "minor_axis_mm / value)")
+    scorer.add_argument("--json", dest="json_out", help="also write the report as JSON here")
+    card = commands.add_parser("report", help="rewrite the dataset card (README.md and figures) of a finished build")
+    card.add_argument("output", help="the build's output location (path, gs://, s3://)")
+    card.add_argument("--gcs-anonymous", action="store_true", help="read and write gs:// without credentials")
     return parser
+
+
+def run_report(args, beam_args: list[str]) -> int:
+    """Unknown arguments are Beam options, as for `build` (e.g. `--s3_endpoint_url`)."""
+    configure_storage(args.gcs_anonymous, PipelineOptions(beam_args))
+    regenerate_card(args.output)
+    print(f"dataset card: {storage.join(args.output, CARD_FILE)}")
+    return 0
+
+
+def run_evaluate(args, extra: list[str]) -> int:
+    if extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+    report = evaluation.evaluate(args.pairs, args.predictions)
+    print(evaluation.format_table(report))
+    if args.json_out:
+        with open(args.json_out, "w") as handle:
+            json.dump(report, handle, indent=1)
+    return 0
 
 
 def print_sources() -> None:
@@ -68,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sources":
             print_sources()
             return 0
+        if args.command == "evaluate":
+            return run_evaluate(args, beam_args)
+        if args.command == "report":
+            return run_report(args, beam_args)
         config = config_from_args(args)
         result = build(config, beam_args)
     except UsageError as exc:

@@ -1,4 +1,5 @@
-"""Driver of a build: list cases, (dry-run or) run the DAG, reconcile, write stats and `_SUCCESS`."""
+"""Driver of a build: list cases, (dry-run or) run the DAG, reconcile, write stats, the dataset card and
+`_SUCCESS`."""
 from __future__ import annotations
 
 import collections
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
-from pipeline import storage
+from pipeline import report, storage
 from pipeline.config import BuildConfig, UsageError
 from pipeline.dag import COUNTS_FILE, QUARANTINE_PARTITION, build_graph
 from pipeline.dryrun import dry_run_report
@@ -160,12 +161,19 @@ def local_progress(options: PipelineOptions, total_cases: int):
         yield ProgressMarks(folder)
 
 
+def configure_storage(gcs_anonymous: bool, options: PipelineOptions) -> storage.StorageSettings:
+    """Set this process's storage access from `--gcs-anonymous` and the Beam options; returns the settings
+    that workers need too."""
+    settings = storage.StorageSettings(gcs_anonymous, options.view_as(GoogleCloudOptions).project)
+    storage.configure(settings)
+    FileSystems.set_options(options)  # s3:// endpoint and keys for the driver's own reads and writes
+    return settings
+
+
 def build(config: BuildConfig, beam_args: list[str]) -> dict:
     """Run a whole build; returns stats (or the dry-run report). Raises UsageError on misuse."""
     options = PipelineOptions(beam_args)
-    settings = storage.StorageSettings(config.gcs_anonymous, options.view_as(GoogleCloudOptions).project)
-    storage.configure(settings)
-    FileSystems.set_options(options)  # s3:// endpoint and keys for the driver's own reads and writes
+    settings = configure_storage(config.gcs_anonymous, options)
     if not config.dry_run and not storage.is_empty_location(config.output):
         raise UsageError(f"output {config.output} exists and is not empty; choose a new location")
     cases = list_cases(config)
@@ -180,6 +188,7 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
     stats = build_stats(config, cases, counts, written, time.monotonic() - started)
     storage.write_bytes(storage.join(config.output, "stats.json"), json.dumps(stats, indent=1).encode())
     check_failure_fraction(stats, config.max_failure_fraction)
+    report.write_card(config.output, stats)
     # Not empty: S3 refuses a multipart upload of zero parts, which an empty write becomes.
     success = {"finished_utc": stats["finished_utc"], "total_rows": stats["total_rows"]}
     storage.write_bytes(storage.join(config.output, "_SUCCESS"), json.dumps(success).encode())
