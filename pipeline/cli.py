@@ -71,8 +71,7 @@ def run_evaluate(args, extra: list[str]) -> int:
     report = evaluation.evaluate(args.pairs, args.predictions)
     print(evaluation.format_table(report))
     if args.json_out:
-        with open(args.json_out, "w") as handle:
-            json.dump(report, handle, indent=1)
+        storage.write_bytes(args.json_out, json.dumps(report, indent=1).encode())
     return 0
 
 

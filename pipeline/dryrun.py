@@ -52,10 +52,11 @@ def sampled_pairs(cases: list[CaseRef], config: BuildConfig) -> tuple[int, colle
     for case in [case for case in cases if not case.listing_error][: config.dry_run_sample]:
         try:
             records, _ = casework.slice_records(case, config.load_settings)
+            case_pairs = casework.pair_counts(records)  # the records are cut here
         except PipelineError:
             continue
         built += 1
-        pairs += casework.pair_counts(records)
+        pairs += case_pairs
     return built, pairs
 
 

@@ -57,6 +57,11 @@ def read_predictions(path: str) -> list[dict]:
         raise UsageError(f"predictions must be .jsonl or .parquet, got {path}")
     if any(not isinstance(r, dict) or not r.get("sample_id") for r in records):
         raise UsageError(f"every prediction in {path} needs a sample_id")
+    if any(r.get("answer") is not None and not isinstance(r["answer"], str) for r in records):
+        raise UsageError(f"'answer' in {path} must be text; give numbers as box / major_axis_mm, minor_axis_mm / value")
+    repeated = [sample_id for sample_id, n in collections.Counter(r["sample_id"] for r in records).items() if n > 1]
+    if repeated:
+        raise UsageError(f"{len(repeated)} sample_ids have several predictions in {path}, e.g. {repeated[:3]}")
     return records
 
 

@@ -4,8 +4,9 @@ Every step has two outputs: its results and quarantine rows. Known bad input rai
 `PipelineError` and becomes a quarantine row with that reason; an unexpected error of a kind
 that marks a bug or malformed data is caught by Beam's exception handling
 (`with_exception_handling`, which buffers an element's outputs so a failing element never
-emits part of its results; the load stage streams instead, see `ExtractSlices`) and quarantined as `unexpected_error` with the exception. I/O errors
-are left to fail the bundle, so the runner retries them. Counters are named
+emits part of its results; the load stage streams, see `ExtractSlices`) and quarantined as
+`unexpected_error` with the exception. I/O errors are left to fail the bundle, so the runner
+retries them. Counters are named
 `<dataset>/<stage>/<outcome>`.
 """
 from __future__ import annotations
@@ -110,20 +111,28 @@ class _ExtractSlicesFn(beam.DoFn):
     def process(self, case: CaseRef):
         started = time.monotonic()
         try:
+            yield from self._case_slices(case)
+        finally:
+            self._progress.case_done(f"{case.dataset}/{case.case_id}")
+            self._load_ms.update(int(1000 * (time.monotonic() - started)))
+
+    def _case_slices(self, case: CaseRef):
+        try:
             records, unmeasured = casework.slice_records(case, self._load)
         except PipelineError as exc:
             yield quarantined(case, "load", exc.reason, str(exc))
             return
-        finally:
-            self._progress.case_done(f"{case.dataset}/{case.case_id}")
-        self._load_ms.update(int(1000 * (time.monotonic() - started)))
         for name, message in unmeasured:
             yield quarantined(case, "angle_distance", Reason.BAD_LANDMARKS, f"{name}: {message}")
         n_records = 0
-        for record in records:
-            n_records += 1
-            yield record
-            yield from self._label_losses(case, record)
+        try:
+            for record in records:
+                yield record
+                n_records += 1
+                yield from self._label_losses(case, record)
+        except QUARANTINED_EXCEPTIONS as exc:  # a bug while cutting a validated case: say how much got out
+            yield quarantined(case, "load", Reason.UNEXPECTED_ERROR,
+                              f"cutting stopped after {n_records} slices (those are kept): {exc!r}"[:4000])
         self._slices.update(n_records)
         if n_records:
             count(case.dataset, "load", "ok")
@@ -144,14 +153,15 @@ class _ExtractSlicesFn(beam.DoFn):
 class ExtractSlices(beam.PTransform):
     """CaseRef -> SliceRecord (one per labelled slice, plane and sequence); bad cases quarantined."""
 
-    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings = storage.StorageSettings(),
+    def __init__(self, load: casework.LoadSettings,
+                 storage_settings: storage.StorageSettings = storage.StorageSettings(),
                  progress: ProgressMarks = ProgressMarks()):
         super().__init__()
         self._fn = _ExtractSlicesFn(load, storage_settings, progress)
 
     def expand(self, cases):
-        # Streamed: a big case's slices would not fit in memory together. Its input is validated
-        # before the first slice, so only a bug while cutting could leave part of a case behind.
+        # Streamed: a big case's slices would not fit in memory together. A case is validated before
+        # its first slice; an error while cutting is quarantined saying how many slices got out.
         return cases | Guarded("load", self._fn, stream=True)
 
 

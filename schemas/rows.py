@@ -89,6 +89,7 @@ def conventions_of(record: SliceRecord) -> Conventions:
 
 
 def detection_target(box: ComponentBox) -> str:
+    """The target part of a detection pair's sample_id: the label and the component's raster index."""
     return f"label={box.label}/component={box.component_index}"
 
 

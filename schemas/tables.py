@@ -58,7 +58,8 @@ PROVENANCE_TYPE = pa.struct([
            "every component) or medvision (the MedVision benchmark's: native grid, raw RAS+ array display, "
            "single-instance pairs only, box_medvision_rel filled); see README"),
     _field("prompt_style", pa.string(), "template set of the prompt and answer columns (--prompt-style): default "
-           "(our pixel-edge frame stated in the prompt) or medvision (the MedVision benchmark's templates); see README"),
+           "(our pixel-edge frame stated in the prompt) or medvision (the MedVision benchmark's templates); "
+           "see README"),
     _field("pipeline_version", pa.string(), "medvision-pipeline version"),
     _field("params_hash", pa.string(), "hash of the parameters that shape the output"),
     _field("schema_version", pa.string(), "version of this schema"),

@@ -43,6 +43,7 @@ def _common_problems(row: dict) -> list[str]:
         problems.append(f"task {row.get('task')!r} not in {TASKS}")
     if row.get("split") not in SPLITS:
         problems.append(f"split {row.get('split')!r} not in {SPLITS}")
+    problems += [f"{column} is empty" for column in ("prompt", "answer") if not row.get(column)]
     pixels = (row.get("image") or {}).get("bytes")
     size = png_size(pixels)
     if row.get("image_mode") == "pointer":
@@ -82,7 +83,21 @@ def _detection_problems(row: dict) -> list[str]:
     n_components, index = row.get("n_components") or 0, row.get("component_index")
     if not (n_components >= 1 and index is not None and 0 <= index < n_components):
         problems.append(f"component_index {index} outside 0..{n_components - 1}")
-    return problems
+    return problems + _benchmark_box_problems(row)
+
+
+def _benchmark_box_problems(row: dict) -> list[str]:
+    """MedVision's box target: present exactly under its conventions, relative, lower-left origin (y_min < y_max)."""
+    target = row.get("box_medvision_rel")
+    wanted = (row.get("provenance") or {}).get("conventions") == "medvision"
+    if target is None:
+        return ["box_medvision_rel missing under --conventions medvision"] if wanted else []
+    if not wanted:
+        return ["box_medvision_rel set outside --conventions medvision"]
+    if len(target) != 4 or not all(0 <= v <= 1 for v in target) or not (target[0] <= target[2] and
+                                                                         target[1] <= target[3]):
+        return [f"box_medvision_rel {target} is not a relative [x_min, y_min, x_max, y_max]"]
+    return []
 
 
 def _inside_image(row: dict, columns: tuple[str, ...]) -> list[str]:

@@ -63,6 +63,36 @@ def test_extract_slices_emits_slices_and_quarantines_a_truncated_case(demo_root)
                     equal_to([("Task01_DemoCT/demo_ct_04", "load", "truncated_gzip")]), label="Quarantined")
 
 
+def test_an_error_while_cutting_keeps_the_slices_out_and_says_how_many(demo_root, monkeypatch):
+    """The load stage streams slices, so a failure after the first ones cannot take them back: the
+    quarantine row must say how many got out, and the rest of the run goes on."""
+    from pipeline import casework
+    real = casework.slice_records
+
+    def fails_after_three(case, settings):
+        records, unmeasured = real(case, settings)
+
+        def cut():
+            for n, record in enumerate(records):
+                if n == 3 and case.case_id.endswith("demo_mr_00"):
+                    raise ValueError("cutting bug")
+                yield record
+        return cut(), unmeasured
+
+    monkeypatch.setattr(casework, "slice_records", fails_after_three)
+    cases = demo_cases(demo_root, "demo_mr_00", "demo_ct_00")
+    with BeamPipeline() as pipeline:
+        slices, quarantine = pipeline | beam.Create(cases) | ExtractSlices(LoadSettings("finest", "salt", PARAMS))
+        assert_that(slices | beam.Map(lambda s: s.case.case_id) | beam.combiners.Count.PerElement(),
+                    check(lambda counts: dict(counts)["Task02_DemoMR/demo_mr_00"] == 3
+                          and dict(counts)["Task01_DemoCT/demo_ct_00"] > 3, "3 slices of the failing case"),
+                    label="SlicesBeforeTheError")
+        assert_that(quarantine | beam.Map(lambda q: (q["case_id"], q["reason"], q["message"][:40])),
+                    equal_to([("Task02_DemoMR/demo_mr_00", "unexpected_error",
+                               "cutting stopped after 3 slices (those ar")]),
+                    label="SaysHowMany")
+
+
 def test_derive_boxes_gives_one_pair_per_component():
     labels = np.zeros((30, 40), np.uint8)
     labels[2:22, 5:25] = 1

@@ -126,8 +126,15 @@ def test_evaluate_usage_errors_exit_2(hand_made, tmp_path, capsys):
     assert main(["evaluate", "--pairs", pairs, "--predictions", str(csv)]) == 2
     assert main(["evaluate", "--pairs", str(tmp_path / "empty"), "--predictions", predictions]) == 2
     assert main(["evaluate", "--pairs", pairs]) == 2
+    repeated = tmp_path / "repeated.jsonl"
+    repeated.write_text('{"sample_id": "d1", "answer": "[0, 0, 2, 2]"}\n{"sample_id": "d1", "answer": "[0, 0, 1, 1]"}\n')
+    assert main(["evaluate", "--pairs", pairs, "--predictions", str(repeated)]) == 2
+    numeric_answer = tmp_path / "numeric_answer.jsonl"
+    numeric_answer.write_text('{"sample_id": "a1", "answer": 20.0}\n')
+    assert main(["evaluate", "--pairs", pairs, "--predictions", str(numeric_answer)]) == 2
     errors = capsys.readouterr().err.splitlines()
-    assert len(errors) == 4 and all(line.startswith("medvision-pipeline: error: ") for line in errors)
+    assert len(errors) == 6 and all(line.startswith("medvision-pipeline: error: ") for line in errors)
+    assert "several predictions" in errors[4] and "must be text" in errors[5]
 
 
 @pytest.fixture(scope="module")

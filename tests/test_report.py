@@ -74,7 +74,7 @@ def test_front_matter_parses_and_every_glob_matches_files(card_build):
     assert {c["config_name"] for c in matter["configs"]} == {f"{d}-{t}" for d, t in present}
     assert len(present) == 3
     for config in matter["configs"]:
-        dataset, task = config["config_name"].split("-", 1)
+        dataset, task = config["config_name"].rsplit("-", 1)
         splits = {r["split"] for r in stats["rows"] if (r["dataset"], r["task"]) == (dataset, task)}
         assert {f["split"] for f in config["data_files"]} == splits
         for data_files in config["data_files"]:

@@ -37,7 +37,7 @@ def valid_row(png_bytes):
                                                                      "high": 240.0},
         "provenance": None, "label": 1, "label_name": "liver", "box_xyxy_px": [1.0, 1.0, 5.0, 4.0],
         "box_xyxy_norm": [0.125, 1 / 6, 0.625, 4 / 6], "box_size_mm": [2.0, 1.5], "area_px": 12,
-        "component_index": 0, "n_components": 1, "single_instance": False,
+        "component_index": 0, "n_components": 1, "single_instance": False, "prompt": "Where?", "answer": "[1, 1, 5, 4]",
     }
 
 
@@ -63,6 +63,10 @@ def test_valid_row_has_no_problems(png_8x6):
     ({"component_index": 1}, "component_index"),
     ({"slice_index": "three"}, "schema"),
     ({"extra_column": 1}, "not in the detection schema"),
+    ({"answer": ""}, "answer is empty"),
+    ({"box_medvision_rel": [0.125, 0.5, 0.5, 5 / 6]}, "set outside --conventions medvision"),
+    ({"provenance": {"conventions": "medvision"}}, "missing under --conventions medvision"),
+    ({"provenance": {"conventions": "medvision"}, "box_medvision_rel": [0.5, 0.5, 0.125, 5 / 6]}, "not a relative"),
 ])
 def test_broken_rows_are_named(png_8x6, change, expected):
     row = {**valid_row(png_8x6), **change}

@@ -172,7 +172,8 @@ def quarantine_section(stats: dict) -> list[str]:
     """Quarantined inputs and refused measurements per dataset, stage and reason code."""
     lines = ["## Quarantine", "",
              f"{stats['total_quarantined']} rows in `quarantine/` (inputs put aside and measurements refused, "
-             "each with a reason code; a load-stage row is a whole case)."]
+             "each with a reason code; a load-stage row is a case put aside, except `label_lost_in_resampling`, "
+             "one row per slice that lost a label)."]
     if stats["quarantine"]:
         rows = [(q["dataset"], q["stage"], q["reason"], q["rows"]) for q in stats["quarantine"]]
         lines += ["", *markdown_table(("dataset", "stage", "reason", "rows"), rows)]

@@ -404,6 +404,7 @@ def extract_slices(loaded: LoadedCase, spacing: SpacingMode, display: str = "rad
 
 def _cut_slices(loaded: LoadedCase, spacing: SpacingMode, display: str, windows: dict,
                 placed: dict) -> Iterator[SliceContent]:
+    """The slices of `extract_slices`, one at a time (only the current one is held)."""
     labels = loaded.labels
     for plane in planes_of(labels.array.shape, loaded.case.planes):
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing, display)

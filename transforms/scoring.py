@@ -26,6 +26,7 @@ ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 ANSWER_SIZE = {"detection": 4, "tumor_lesion_size": 2, "angle_distance": 1}
 IOU_HIT_THRESHOLD = 0.5
 RELATIVE_ERROR_EPSILON = 1e-15  # MedVision's guard against a zero truth
+TASK_UNITS = {"detection": None, "tumor_lesion_size": "mm"}  # angle/distance: the pair's own unit
 
 
 def parse_answer(text: str, task: str, style: str) -> Optional[list[float]]:
@@ -44,6 +45,7 @@ def parse_answer(text: str, task: str, style: str) -> Optional[list[float]]:
 
 
 def _numeric_prediction(prediction: dict, task: str) -> Optional[list[float]]:
+    """The task's numbers from a prediction's numeric fields, or None when one is missing."""
     if task == "detection":
         values = prediction.get("box")
     elif task == "tumor_lesion_size":
@@ -118,9 +120,6 @@ def absolute_and_relative_error(predicted: list[float], truth: list[float]) -> t
     errors = [abs(p - t) for p, t in zip(predicted, truth)]
     relative = [e / (t + RELATIVE_ERROR_EPSILON) for e, t in zip(errors, truth)]
     return sum(errors) / len(errors), sum(relative) / len(relative)
-
-
-TASK_UNITS = {"detection": None, "tumor_lesion_size": "mm"}  # angle/distance: the pair's own unit
 
 
 def group_key(pair: dict) -> tuple[str, str, Optional[str]]:

@@ -113,10 +113,9 @@ def present_labels(labels: np.ndarray) -> set[int]:
     if labels.dtype.kind not in "ui" or int(labels.min()) < 0 or int(labels.max()) >= _BINCOUNT_MAX_LABEL:
         return {int(v) for v in np.unique(labels)} - {0}
     counts = np.zeros(int(labels.max()) + 1, np.int64)
-    rows = labels.reshape(labels.shape[0], -1) if labels.ndim > 1 else labels.reshape(-1, 1)
-    step = max(1, _SLAB_VOXELS // max(1, rows.shape[1]))
-    for start in range(0, rows.shape[0], step):
-        counts += np.bincount(rows[start:start + step].ravel(), minlength=counts.size)
+    step = max(1, _SLAB_VOXELS * labels.shape[0] // labels.size)
+    for start in range(0, labels.shape[0], step):  # a slab of a flipped view is copied alone
+        counts += np.bincount(labels[start:start + step].ravel(), minlength=counts.size)
     return {int(v) for v in np.flatnonzero(counts)} - {0}
 
 
