@@ -96,6 +96,7 @@ def print_summary(stats: dict, output: str) -> None:
     for q in stats["quarantine"]:
         print(f"  {q['dataset']}/{q['stage']}/{q['reason']}: {q['rows']}")
     print(f"total rows: {stats['total_rows']} in {stats['wall_seconds']} s")
+    print(f"dataset card: {storage.join(output, CARD_FILE)}")
 
 
 def main(argv: list[str] | None = None) -> int:
