@@ -12,7 +12,7 @@ from typing import Optional
 
 from pipeline.casework import LoadSettings
 from schemas.tables import SCHEMA_VERSION
-from transforms import ids, intensity
+from transforms import boxes, ids, intensity
 from transforms.case import ReadPolicy
 from transforms.medvision import CONVENTIONS
 from transforms.planes import SpacingMode, parse_spacing_mode
@@ -87,7 +87,7 @@ class BuildConfig:
             "allow_uneven_dicom_spacing": self.allow_uneven_dicom_spacing,
             "split_salt": self.split_salt,
             "conventions": self.conventions,
-            "connectivity": CONVENTIONS[self.conventions].connectivity,
+            "connectivity": boxes.CONNECTIVITY,
             "display": CONVENTIONS[self.conventions].display,
             "prompt_style": self.prompt_style,
             "ct_windows_hu": intensity.CT_WINDOWS_HU,

@@ -119,7 +119,7 @@ def detection_pairs(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Re
     """Detection pairs of a slice, and (sample_id, rejection) for the boxes the conventions'
     single-instance filter drops (none under the default conventions)."""
     conventions, pairs, dropped = conventions_of(record), [], []
-    for box in component_boxes(record.content.labels_2d, conventions.connectivity):
+    for box in component_boxes(record.content.labels_2d):
         if conventions.single_instance_only and not box.single_instance:
             detail = (f"label {box.label}: {box.n_components} component(s), box {box.width_px}x{box.height_px} px; "
                       "MedVision keeps one component with both sides >= 10 px")
@@ -171,8 +171,7 @@ def lesion_rows(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Reject
     """Tumour/lesion size pairs of a slice, and (sample_id, rejection) for components refused by a guard
     or by the conventions' single-instance filter."""
     content, conventions, pairs, rejected = record.content, conventions_of(record), [], []
-    for label, index, count, component in target_components(content.labels_2d, record.case.lesion_labels,
-                                                            conventions.connectivity):
+    for label, index, count, component in target_components(content.labels_2d, record.case.lesion_labels):
         if conventions.single_instance_only and count > 1:
             size = Rejection(Reason.NOT_SINGLE_INSTANCE, f"label {label} has {count} components in the slice; "
                              "MedVision keeps slices with one")

@@ -7,7 +7,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import label as label_components
 
-# Default connectivity (skimage's): 1 = 4-connectivity in 2D, as MedVision's scipy labelling.
+# 1 = 4-connectivity in 2D, as MedVision's scipy labelling.
 CONNECTIVITY = 1
 # MedVision's benchmark filter: one component, at least this many pixels on both sides.
 SINGLE_INSTANCE_MIN_SIDE_PX = 10
@@ -51,15 +51,13 @@ class ComponentBox:
         return x0 / cols, y0 / rows, x1 / cols, y1 / rows
 
 
-def component_boxes(labels_2d: np.ndarray, connectivity: int = CONNECTIVITY) -> list[ComponentBox]:
+def component_boxes(labels_2d: np.ndarray) -> list[ComponentBox]:
     """Boxes of every connected component of every non-zero label, ordered by label then raster order.
-
-    `connectivity` is skimage's: 1 joins edge neighbours only (4-connected), 2 also diagonal ones.
 
     One labelling pass over the whole slice (regions of equal value), one `find_objects` and one
     area count, instead of a pass per label: components of different labels never merge.
     """
-    components, n_components = label_components(labels_2d, background=0, connectivity=connectivity,
+    components, n_components = label_components(labels_2d, background=0, connectivity=CONNECTIVITY,
                                                  return_num=True)
     if n_components == 0:
         return []

@@ -187,16 +187,14 @@ def measure_component(component: np.ndarray, spacing_mm_row_col: tuple[float, fl
     )
 
 
-def target_components(labels_2d: np.ndarray, target_labels,
-                      connectivity: int = CONNECTIVITY) -> list[tuple[int, int, int, np.ndarray]]:
+def target_components(labels_2d: np.ndarray, target_labels) -> list[tuple[int, int, int, np.ndarray]]:
     """(label, component index, components of that label, binary mask) for each target-label component.
 
-    Components use `connectivity` (skimage's; the detection default) and raster order, and are
-    counted before any guard.
+    Components use the detection connectivity and raster order, and are counted before any guard.
     """
     found = []
     for label in target_labels:
-        components = label_components(labels_2d == label, connectivity=connectivity)
+        components = label_components(labels_2d == label, connectivity=CONNECTIVITY)
         count = int(components.max())
         found += [(int(label), index, count, components == index + 1) for index in range(count)]
     return found

@@ -19,30 +19,27 @@ from __future__ import annotations
 
 import dataclasses
 
-from transforms.boxes import CONNECTIVITY
-
 
 @dataclasses.dataclass(frozen=True)
 class Conventions:
     """How slices are displayed and which pairs are kept.
 
     `spacing` overrides `--spacing` when set; `display` is a `transforms.planes.DISPLAYS` value;
-    `connectivity` is skimage's (1 = 4-connected in 2D); `single_instance_only` drops detection and
+    both use 4-connected components (`transforms.boxes.CONNECTIVITY`); `single_instance_only` drops detection and
     T/L pairs whose label has several components in the slice; `benchmark_box_target` fills
     MedVision's box target on detection rows.
     """
 
     name: str
     display: str
-    connectivity: int
     single_instance_only: bool
     benchmark_box_target: bool
     spacing: str | None = None
 
 
 CONVENTIONS = {
-    "default": Conventions("default", "radiological", CONNECTIVITY, False, False),
-    "medvision": Conventions("medvision", "raw", 1, True, True, spacing="native"),  # 1: scipy's cross, 4-connected
+    "default": Conventions("default", "radiological", False, False),
+    "medvision": Conventions("medvision", "raw", True, True, spacing="native"),
 }
 
 
