@@ -8,13 +8,16 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import itertools
+import threading
 from typing import Iterable, Iterator
 
 from pipeline import storage
 from pipeline.version import __version__
 from schemas import rows as row_builders
 from transforms import ids
-from transforms.case import CaseRef, ReadPolicy, SliceRecord, extract_slices, load_case
+from transforms.case import CaseRef, LoadedCase, ReadPolicy, SliceRecord, extract_slices, load_case, \
+    place_measurements, slice_plan
 from transforms.errors import PipelineError, Reason
 from transforms.medvision import CONVENTIONS
 from transforms.planes import SpacingMode
@@ -47,28 +50,111 @@ class LoadSettings:
     publish: bool = False
     conventions: str = "default"
     prompt_style: str = "default"  # a transforms.prompts.PROMPT_STYLES entry
+    max_slices_per_unit: int = 128  # a plane with more slices is cut in several work units
 
 
-def slice_records(case: CaseRef, settings: LoadSettings) -> tuple[Iterator[SliceRecord], tuple[tuple[str, str], ...]]:
-    """The case's slice records, and the measurements its landmarks could not define.
+@dataclasses.dataclass(frozen=True)
+class WorkUnit:
+    """A run of consecutive slices of one plane of a case, with what its rows need from the whole case.
 
-    The case is read and validated now (bad input raises `PipelineError` here); the records are
-    cut one at a time as the iterator is consumed, so a case's slices never sit in memory together.
+    Units, not cases, are spread over workers, so one big volume's slices are cut and encoded in
+    parallel; each unit decodes its case again (`load`, cached per worker thread).
     """
+
+    case: CaseRef
+    plane: str
+    slice_indices: tuple[int, ...]
+    split: str  # before `ids.shared_split_overrides`
+    provenance: dict
+    sha256_by_uri: tuple[tuple[str, str], ...]  # what the plan read: a unit must read the same bytes
+    volume_hashes: tuple[tuple[str, str], ...]  # (sequence, `ids.volume_hash`)
+
+
+@dataclasses.dataclass(frozen=True)
+class CasePlan:
+    """A validated case: its work units, the split memberships of its volumes, and the measurements its
+    landmarks could not define."""
+
+    case: CaseRef
+    units: tuple[WorkUnit, ...]
+    memberships: tuple[tuple, ...]  # (volume_hash, dataset, subject_id, split, official), see `ids`
+    unmeasured: tuple[tuple[str, str], ...]
+    n_slices: int  # over all units and sequences
+
+
+_last_load = threading.local()
+
+
+def load(case: CaseRef, settings: LoadSettings) -> tuple[LoadedCase, dict[str, str]]:
+    """The case decoded into the canonical frame, and the sha256 of each input.
+
+    The last case a worker thread loaded is kept, so consecutive units of one case decode it once;
+    it is dropped before another case is decoded, so a thread never holds two.
+    """
+    key = (case, settings.policy)
+    cached = getattr(_last_load, "entry", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    drop_cached_case()
     if case.listing_error:
         raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
     with contextlib.ExitStack() as stack:
         copies = {uri: stack.enter_context(local_copy(uri, settings.policy)) for uri in case.input_uris()}
         loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()}, settings.policy)
+    _last_load.entry = (key, (loaded, {uri: digest for uri, (_, digest) in copies.items()}))
+    return _last_load.entry[1]
+
+
+def drop_cached_case() -> None:
+    """Forget this thread's last loaded case (the next `load` reads its inputs again)."""
+    _last_load.entry = None
+
+
+def split_into_units(indices: tuple[int, ...], max_slices: int) -> list[tuple[int, ...]]:
+    """Consecutive runs of about equal length, none longer than `max_slices`."""
+    n_units = max(1, -(-len(indices) // max_slices))
+    bounds = [round(k * len(indices) / n_units) for k in range(n_units + 1)]
+    return [indices[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def plan_case(case: CaseRef, settings: LoadSettings) -> CasePlan:
+    """Load and validate a case (bad input raises `PipelineError` here) and cut its slice plan into units."""
+    loaded, digests = load(case, settings)
     split = ids.subject_split(case.dataset, case.subject_id, settings.split_salt, case.official_split)
-    digests = {uri: digest for uri, (_, digest) in copies.items()}
     provenance = row_builders.provenance(case, loaded.geometry, digests, str(settings.spacing), __version__,
                                          settings.params_hash, settings.conventions, settings.prompt_style)
-    pointer = settings.publish and not case.redistributable
-    hashes = {name: ids.volume_hash(volume.array, volume.affine_ras) for name, volume in loaded.images.items()}
-    records = (SliceRecord(case, split, provenance, content, pointer, hashes[content.sequence])
-               for content in extract_slices(loaded, settings.spacing, CONVENTIONS[settings.conventions].display))
-    return records, loaded.unmeasured
+    hashes = tuple((name, ids.volume_hash(volume.array, volume.affine_ras)) for name, volume in loaded.images.items())
+    display = CONVENTIONS[settings.conventions].display
+    plan = slice_plan(loaded, place_measurements(loaded, settings.spacing, display))
+    units = tuple(WorkUnit(case, plane, run, split, provenance, tuple(sorted(digests.items())), hashes)
+                  for plane, indices in plan.items() for run in split_into_units(indices, settings.max_slices_per_unit))
+    memberships = tuple((digest, case.dataset, case.subject_id, split, case.official_split is not None)
+                        for _, digest in hashes)
+    n_slices = len(case.sequences) * sum(len(unit.slice_indices) for unit in units)
+    return CasePlan(case, units, memberships, loaded.unmeasured, n_slices)
+
+
+def unit_records(unit: WorkUnit, settings: LoadSettings, split: str | None = None) -> Iterator[SliceRecord]:
+    """The unit's slice records, cut one at a time as the iterator is consumed; `split` overrides the
+    unit's own (a subject sharing a scan with another dataset's subject)."""
+    loaded, digests = load(unit.case, settings)
+    changed = [uri for uri, digest in unit.sha256_by_uri if digests.get(uri) != digest]
+    if changed:
+        raise PipelineError(Reason.INPUT_CHANGED, "input changed while the build ran (its sha256 differs from "
+                            "the one the case was planned with); rebuild from a stable copy", changed[0])
+    pointer = settings.publish and not unit.case.redistributable
+    hashes = dict(unit.volume_hashes)
+    display = CONVENTIONS[settings.conventions].display
+    contents = extract_slices(loaded, settings.spacing, display, {unit.plane: unit.slice_indices})
+    return (SliceRecord(unit.case, split or unit.split, unit.provenance, content, pointer, hashes[content.sequence])
+            for content in contents)
+
+
+def slice_records(case: CaseRef, settings: LoadSettings) -> tuple[Iterator[SliceRecord], tuple[tuple[str, str], ...]]:
+    """All slice records of a case, unit after unit (what a build emits for it, without shared splits),
+    and the measurements its landmarks could not define. Bad input raises `PipelineError` here."""
+    plan = plan_case(case, settings)
+    return itertools.chain.from_iterable(unit_records(unit, settings) for unit in plan.units), plan.unmeasured
 
 
 def pair_counts(records: Iterable[SliceRecord]) -> collections.Counter:

@@ -1,4 +1,4 @@
-"""The build DAG (ARCHITECTURE.md): cases -> slices -> pairs -> validated Parquet + quarantine + counts."""
+"""The build DAG (ARCHITECTURE.md): cases -> work units -> slices -> pairs -> validated Parquet + quarantine + counts."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pipeline import storage
 from pipeline.config import BuildConfig
 from pipeline.progress import ProgressMarks
 from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLandmarkMeasures, DeriveLesionSizes, EncodePng,
-                             ExtractSlices, ShareSplitsAcrossDatasets, ValidatePairs)
+                             ExtractSlices, PlanCases, SharedSplits, ValidatePairs)
 from pipeline.write import WriteTable, partition_of
 from transforms.case import CaseRef
 
@@ -21,20 +21,27 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
                 settings: storage.StorageSettings = storage.StorageSettings(),
                 progress: ProgressMarks = ProgressMarks()) -> None:
     """Wire the whole build onto `pipeline`; counts for reconciliation go to `<output>/_work/`."""
-    slices, load_quarantine = (
+    plans, load_quarantine = (
         pipeline
         | "ListCases" >> beam.Create(cases)
         | "SpreadCases" >> beam.Reshuffle()
-        | "ExtractSlices" >> ExtractSlices(config.load_settings, settings, progress)
+        | "PlanCases" >> PlanCases(config.load_settings, settings, progress)
     )
-    slices = (slices | "SpreadSlices" >> beam.Reshuffle() | "ShareSplits" >> ShareSplitsAcrossDatasets()
-              | "EncodePng" >> EncodePng())
+    # Units, not slices, cross the shuffle: a unit's slices are cut, encoded and measured in one
+    # fused step, so no pixels are shuffled before the write.
+    slices, cut_quarantine = (
+        plans
+        | "Units" >> beam.FlatMap(lambda plan: plan.units)
+        | "SpreadUnits" >> beam.Reshuffle()
+        | "ExtractSlices" >> ExtractSlices(config.load_settings, settings, plans | "SharedSplits" >> SharedSplits())
+    )
+    slices = slices | "EncodePng" >> EncodePng()
     boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()
     sizes, size_quarantine = slices | "DeriveLesionSizes" >> DeriveLesionSizes()
     measures, measure_quarantine = slices | "DeriveLandmarkMeasures" >> DeriveLandmarkMeasures()
     pairs, invalid = (boxes, sizes, measures) | "AllPairs" >> beam.Flatten() | "ValidatePairs" >> ValidatePairs()
     _ = pairs | "CheckUniqueIds" >> CheckUniqueIds()
-    quarantine = ((load_quarantine, box_quarantine, size_quarantine, measure_quarantine, invalid)
+    quarantine = ((load_quarantine, cut_quarantine, box_quarantine, size_quarantine, measure_quarantine, invalid)
                   | "AllQuarantine" >> beam.Flatten())
 
     pair_files = pairs | "WritePairs" >> WriteTable(

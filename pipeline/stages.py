@@ -4,7 +4,7 @@ Every step has two outputs: its results and quarantine rows. Known bad input rai
 `PipelineError` and becomes a quarantine row with that reason; an unexpected error of a kind
 that marks a bug or malformed data is caught by Beam's exception handling
 (`with_exception_handling`, which buffers an element's outputs so a failing element never
-emits part of its results; the load stage streams, see `ExtractSlices`) and quarantined as
+emits part of its results; the slice stage streams, see `ExtractSlices`) and quarantined as
 `unexpected_error` with the exception. I/O errors are left to fail the bundle, so the runner
 retries them. Counters are named
 `<dataset>/<stage>/<outcome>`.
@@ -41,7 +41,7 @@ def describe(element) -> dict:
     """Where an element of any stage came from, for its quarantine row."""
     if isinstance(element, CaseRef):
         return {"dataset": element.dataset, "case_id": element.case_id, "source_uri": element.image_uri}
-    if isinstance(element, SliceRecord):
+    if isinstance(element, (SliceRecord, casework.CasePlan, casework.WorkUnit)):
         return describe(element.case)
     if isinstance(element, dict):
         return {"dataset": element.get("dataset", ""), "case_id": element.get("case_id", ""),
@@ -82,13 +82,13 @@ QUARANTINED_EXCEPTIONS = (PipelineError, ArithmeticError, LookupError, ValueErro
 class Guarded(beam.PTransform):
     """ParDo with a quarantine output and Beam's exception handling; returns (results, quarantine)."""
 
-    def __init__(self, stage: str, dofn: beam.DoFn, stream: bool = False):
+    def __init__(self, stage: str, dofn: beam.DoFn, *side_inputs, stream: bool = False):
         super().__init__()
-        self._stage, self._dofn, self._stream = stage, dofn, stream
+        self._stage, self._dofn, self._side_inputs, self._stream = stage, dofn, side_inputs, stream
 
     def expand(self, pcoll):
         # Declaring the quarantine output's type keeps Beam from warning about an undeclared tag.
-        pardo = beam.ParDo(self._dofn).with_output_types(typing.Any, **{QUARANTINE: dict})
+        pardo = beam.ParDo(self._dofn, *self._side_inputs).with_output_types(typing.Any, **{QUARANTINE: dict})
         outputs = pcoll | pardo.with_outputs(QUARANTINE, main=MAIN).with_exception_handling(
             main_tag=MAIN, dead_letter_tag=_BAD, exc_class=QUARANTINED_EXCEPTIONS, partial=self._stream)
         unexpected = outputs[_BAD] | "Unexpected" >> beam.ParDo(_UnexpectedToQuarantine(self._stage))
@@ -96,14 +96,15 @@ class Guarded(beam.PTransform):
         return outputs[MAIN], quarantine
 
 
-class _ExtractSlicesFn(beam.DoFn):
-    """Load one case from storage into the canonical frame and emit its slices."""
+class _PlanCasesFn(beam.DoFn):
+    """Load and validate one case and cut its slices into work units."""
 
     def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings,
                  progress: ProgressMarks):
         self._load, self._storage_settings, self._progress = load, storage_settings, progress
         self._load_ms = Metrics.distribution(NAMESPACE, "load_ms_per_case")
         self._slices = Metrics.distribution(NAMESPACE, "slices_per_case")
+        self._units = Metrics.distribution(NAMESPACE, "units_per_case")
 
     def setup(self):
         storage.configure(self._storage_settings)
@@ -111,19 +112,79 @@ class _ExtractSlicesFn(beam.DoFn):
     def process(self, case: CaseRef):
         started = time.monotonic()
         try:
-            yield from self._case_slices(case)
+            yield from self._plan(case)
         finally:
             self._progress.case_done(f"{case.dataset}/{case.case_id}")
             self._load_ms.update(int(1000 * (time.monotonic() - started)))
 
-    def _case_slices(self, case: CaseRef):
+    def _plan(self, case: CaseRef):
         try:
-            records, unmeasured = casework.slice_records(case, self._load)
+            plan = casework.plan_case(case, self._load)
         except PipelineError as exc:
             yield quarantined(case, "load", exc.reason, str(exc))
             return
-        for name, message in unmeasured:
+        for name, message in plan.unmeasured:
             yield quarantined(case, "angle_distance", Reason.BAD_LANDMARKS, f"{name}: {message}")
+        self._slices.update(plan.n_slices)
+        self._units.update(len(plan.units))
+        if plan.n_slices:
+            count(case.dataset, "load", "ok")
+            yield plan
+        elif not plan.unmeasured:
+            reason = Reason.NEGATIVE_CASE if case.negatives_expected else Reason.EMPTY_CASE
+            yield quarantined(case, "load", reason, "no labelled slice and no landmark measurement")
+
+
+class PlanCases(beam.PTransform):
+    """CaseRef -> CasePlan (its work units and split memberships); bad cases quarantined, once each."""
+
+    def __init__(self, load: casework.LoadSettings,
+                 storage_settings: storage.StorageSettings = storage.StorageSettings(),
+                 progress: ProgressMarks = ProgressMarks()):
+        super().__init__()
+        self._fn = _PlanCasesFn(load, storage_settings, progress)
+
+    def expand(self, cases):
+        return cases | Guarded("load", self._fn)
+
+
+class SharedSplits(beam.PTransform):
+    """CasePlan -> one dict {(dataset, subject_id): split}: subjects whose volumes are the same scan
+    share one split (`ids.shared_split_overrides`). The memberships are few (one per sequence volume),
+    so their union-find runs on one worker; the result reaches every unit as a side input."""
+
+    def expand(self, plans):
+        return (
+            plans
+            | "Memberships" >> beam.FlatMap(lambda plan: plan.memberships)
+            | "Distinct" >> beam.Distinct()
+            | "All" >> beam.combiners.ToList()
+            | "Groups" >> beam.Map(ids.shared_split_overrides)
+        )
+
+
+class _ExtractSlicesFn(beam.DoFn):
+    """Cut one work unit's slices from its case (decoded again, or still cached by this thread)."""
+
+    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings):
+        self._load, self._storage_settings = load, storage_settings
+        self._cut_ms = Metrics.distribution(NAMESPACE, "cut_ms_per_unit")
+
+    def setup(self):
+        storage.configure(self._storage_settings)
+
+    def process(self, unit: casework.WorkUnit, shared_splits: dict):
+        started = time.monotonic()
+        yield from self._unit_slices(unit, shared_splits.get((unit.case.dataset, unit.case.subject_id)))
+        self._cut_ms.update(int(1000 * (time.monotonic() - started)))
+
+    def _unit_slices(self, unit: casework.WorkUnit, shared_split: str | None):
+        case, where = unit.case, f"{unit.plane} slices {unit.slice_indices[0]}-{unit.slice_indices[-1]}"
+        try:
+            records = casework.unit_records(unit, self._load, shared_split)
+        except PipelineError as exc:  # planned from the same bytes, so only a changed input lands here
+            yield quarantined(case, "load", exc.reason, f"{where}: {exc}")
+            return
         n_records = 0
         try:
             for record in records:
@@ -132,14 +193,10 @@ class _ExtractSlicesFn(beam.DoFn):
                 yield from self._label_losses(case, record)
         except QUARANTINED_EXCEPTIONS as exc:  # a bug while cutting a validated case: say how much got out
             yield quarantined(case, "load", Reason.UNEXPECTED_ERROR,
-                              f"cutting stopped after {n_records} slices (those are kept): {exc!r}"[:4000])
-        self._slices.update(n_records)
-        if n_records:
-            count(case.dataset, "load", "ok")
-            count(case.dataset, "slices", "ok", n_records)
-        elif not unmeasured:
-            reason = Reason.NEGATIVE_CASE if case.negatives_expected else Reason.EMPTY_CASE
-            yield quarantined(case, "load", reason, "no labelled slice and no landmark measurement")
+                              f"{where}: cutting stopped after {n_records} slices (those are kept): {exc!r}"[:4000])
+        count(case.dataset, "slices", "ok", n_records)
+        if shared_split is not None and shared_split != unit.split:
+            count(case.dataset, "split", "shared_with_another_dataset", n_records)
 
     def _label_losses(self, case: CaseRef, record: SliceRecord):
         content = record.content
@@ -151,49 +208,23 @@ class _ExtractSlicesFn(beam.DoFn):
 
 
 class ExtractSlices(beam.PTransform):
-    """CaseRef -> SliceRecord (one per labelled slice, plane and sequence); bad cases quarantined."""
+    """WorkUnit -> SliceRecord (one per slice and sequence of the unit), in the split shared across datasets.
 
-    def __init__(self, load: casework.LoadSettings,
-                 storage_settings: storage.StorageSettings = storage.StorageSettings(),
-                 progress: ProgressMarks = ProgressMarks()):
-        super().__init__()
-        self._fn = _ExtractSlicesFn(load, storage_settings, progress)
-
-    def expand(self, cases):
-        # Streamed: a big case's slices would not fit in memory together. A case is validated before
-        # its first slice; an error while cutting is quarantined saying how many slices got out.
-        return cases | Guarded("load", self._fn, stream=True)
-
-
-def _membership(record: SliceRecord) -> tuple:
-    case = record.case
-    return record.volume_hash, case.dataset, case.subject_id, record.split, case.official_split is not None
-
-
-def _with_shared_split(record: SliceRecord, changes: dict) -> SliceRecord:
-    split = changes.get((record.case.dataset, record.case.subject_id))
-    if split is None:
-        return record
-    count(record.case.dataset, "split", "shared_with_another_dataset")
-    return dataclasses.replace(record, split=split)
-
-
-class ShareSplitsAcrossDatasets(beam.PTransform):
-    """SliceRecord -> SliceRecord: subjects whose volumes are the same scan share one split.
-
-    The (volume hash, subject, split) memberships, deduplicated, are few (one per sequence
-    volume), so their union-find runs on one worker and reaches every slice as a side input.
+    Streamed: a big unit's slices would not fit in memory together. An error while cutting is
+    quarantined saying how many slices got out. `shared_splits` is the `SharedSplits` output
+    (none: every subject keeps its own split).
     """
 
-    def expand(self, slices):
-        changes = (
-            slices
-            | "Memberships" >> beam.Map(_membership)
-            | "Distinct" >> beam.Distinct()
-            | "All" >> beam.combiners.ToList()
-            | "Groups" >> beam.Map(ids.shared_split_overrides)
-        )
-        return slices | "Apply" >> beam.Map(_with_shared_split, beam.pvalue.AsSingleton(changes))
+    def __init__(self, load: casework.LoadSettings,
+                 storage_settings: storage.StorageSettings = storage.StorageSettings(), shared_splits=None):
+        super().__init__()
+        self._fn, self._shared_splits = _ExtractSlicesFn(load, storage_settings), shared_splits
+
+    def expand(self, units):
+        shared = self._shared_splits
+        if shared is None:
+            shared = units.pipeline | "NoSharedSplits" >> beam.Create([{}])
+        return units | Guarded("load", self._fn, beam.pvalue.AsSingleton(shared), stream=True)
 
 
 class _EncodePngFn(beam.DoFn):

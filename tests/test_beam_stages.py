@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import glob
+import gzip
 import hashlib
 import os
+import shutil
 
 import apache_beam as beam
 import numpy as np
@@ -12,9 +14,11 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
+from pipeline import casework
 from pipeline.casework import LoadSettings
 from pipeline.sources import get_source
-from pipeline.stages import CheckUniqueIds, DeriveBoxes, DeriveLesionSizes, ExtractSlices, Guarded, ValidatePairs
+from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLesionSizes, ExtractSlices, Guarded, PlanCases,
+                             SharedSplits, ValidatePairs)
 from pipeline.write import WriteTable, partition_of, row_bytes, shard_count
 from schemas import rows as row_builders
 from transforms.case import CaseRef, SequenceRef, SliceContent, SliceRecord
@@ -52,44 +56,107 @@ def slice_record(labels_2d: np.ndarray, case_id="c1", spacing=(0.5, 0.5)) -> Sli
     return SliceRecord(case, "train", provenance, content)
 
 
-def test_extract_slices_emits_slices_and_quarantines_a_truncated_case(demo_root):
+def plan_and_cut(pipeline, cases, settings=LoadSettings("finest", "salt", PARAMS)):
+    """PlanCases, then ExtractSlices over the spread units: (slices, plan quarantine, cut quarantine)."""
+    plans, plan_quarantine = pipeline | beam.Create(cases) | PlanCases(settings)
+    slices, cut_quarantine = (plans | beam.FlatMap(lambda plan: plan.units) | beam.Reshuffle()
+                              | ExtractSlices(settings, shared_splits=plans | SharedSplits()))
+    return slices, plan_quarantine, cut_quarantine
+
+
+def test_planned_units_give_the_slices_and_a_truncated_case_is_quarantined_once(demo_root):
     cases = demo_cases(demo_root, "demo_mr_00", "demo_ct_04")
     with BeamPipeline() as pipeline:
-        slices, quarantine = pipeline | beam.Create(cases) | ExtractSlices(LoadSettings("finest", "salt", PARAMS))
+        slices, plan_quarantine, cut_quarantine = plan_and_cut(pipeline, cases)
         assert_that(slices | beam.Map(lambda s: (s.case.case_id, s.content.sequence)) | beam.Distinct(),
                     equal_to([("Task02_DemoMR/demo_mr_00", "T1w"), ("Task02_DemoMR/demo_mr_00", "T2w")]),
                     label="SlicesOfTheGoodCase")
-        assert_that(quarantine | beam.Map(lambda q: (q["case_id"], q["stage"], q["reason"])),
+        assert_that(plan_quarantine | beam.Map(lambda q: (q["case_id"], q["stage"], q["reason"])),
                     equal_to([("Task01_DemoCT/demo_ct_04", "load", "truncated_gzip")]), label="Quarantined")
+        assert_that(cut_quarantine, equal_to([]), label="NothingLostWhileCutting")
+
+
+def slice_digest(records) -> str:
+    """One digest of the records' keys, splits, pixels and labels, in a fixed order (a digest, so the
+    matcher Beam pickles stays small)."""
+    keyed = sorted((r.case.case_id, r.content.sequence, r.content.plane, r.content.slice_index, r.split,
+                    r.volume_hash, r.content.pixels.data, r.content.packed_labels.data) for r in records)
+    return hashlib.sha256(repr(keyed).encode()).hexdigest()
+
+
+def test_units_of_any_size_cut_the_same_slices_as_the_whole_case(demo_root):
+    """Spreading a case over work units must not change what it yields: units of at most 16 slices,
+    through Beam, give exactly the records of cutting the whole case in one pass."""
+    cases = demo_cases(demo_root, "demo_mr_00", "demo_ct_00")
+    whole = LoadSettings("finest", "salt", PARAMS, max_slices_per_unit=10**6)
+    expected = slice_digest(r for case in cases for r in casework.slice_records(case, whole)[0])
+    small_units = LoadSettings("finest", "salt", PARAMS, max_slices_per_unit=16)
+    assert all(len(casework.plan_case(case, small_units).units) > 6 for case in cases)
+    with BeamPipeline() as pipeline:
+        slices, _, _ = plan_and_cut(pipeline, cases, small_units)
+        assert_that(slices | beam.combiners.ToList() | beam.Map(slice_digest),
+                    equal_to([expected]), label="SameRecords")
+
+
+def test_split_into_units_keeps_order_and_balances_lengths():
+    runs = casework.split_into_units(tuple(range(10, 311)), 128)
+    assert sorted(len(run) for run in runs) == [100, 100, 101]
+    assert sum(runs, ()) == tuple(range(10, 311))
+    assert casework.split_into_units((4, 5), 128) == [(4, 5)]
+
+
+def test_an_input_changed_after_planning_is_quarantined(demo_root, tmp_path):
+    """A unit re-reads its case; if the bytes differ from the planned ones its pairs would carry
+    another file's provenance, so the unit is refused with `input_changed`."""
+    shutil.copytree(demo_root, tmp_path / "demo")
+    case = demo_cases(str(tmp_path / "demo"), "demo_mr_00")[0]
+    settings = LoadSettings("finest", "salt", PARAMS)
+    plan = casework.plan_case(case, settings)
+    casework.drop_cached_case()
+    with open(case.image_uri, "rb") as handle:  # the same voxels, compressed again: other bytes
+        voxels = gzip.decompress(handle.read())
+    with open(case.image_uri, "wb") as handle:
+        handle.write(gzip.compress(voxels, compresslevel=1, mtime=0))
+    with BeamPipeline() as pipeline:
+        slices, quarantine = pipeline | beam.Create(plan.units[:1]) | ExtractSlices(settings)
+        assert_that(slices, equal_to([]), label="NoSlices")
+        assert_that(quarantine | beam.Map(lambda q: (q["reason"], q["message"].split(":")[0])),
+                    equal_to([("input_changed", f"{plan.units[0].plane} slices {plan.units[0].slice_indices[0]}-"
+                                                f"{plan.units[0].slice_indices[-1]}")]), label="InputChanged")
 
 
 def test_an_error_while_cutting_keeps_the_slices_out_and_says_how_many(demo_root, monkeypatch):
-    """The load stage streams slices, so a failure after the first ones cannot take them back: the
-    quarantine row must say how many got out, and the rest of the run goes on."""
-    from pipeline import casework
-    real = casework.slice_records
+    """The slice stage streams, so a failure after the first slices of a unit cannot take them back:
+    the quarantine row must say how many got out, and the other units and cases go on."""
+    real = casework.unit_records
+    settings = LoadSettings("finest", "salt", PARAMS)
+    cases = sorted(demo_cases(demo_root, "demo_mr_00", "demo_ct_00"), key=lambda case: "demo_mr_00" not in case.case_id)
+    failing = casework.plan_case(cases[0], settings).units[0]
+    assert len(failing.slice_indices) * len(cases[0].sequences) > 3
 
-    def fails_after_three(case, settings):
-        records, unmeasured = real(case, settings)
+    def fails_after_three(unit, load_settings, split=None):
+        records = real(unit, load_settings, split)
 
         def cut():
             for n, record in enumerate(records):
-                if n == 3 and case.case_id.endswith("demo_mr_00"):
+                if n == 3 and unit == failing:
                     raise ValueError("cutting bug")
                 yield record
-        return cut(), unmeasured
+        return cut()
 
-    monkeypatch.setattr(casework, "slice_records", fails_after_three)
-    cases = demo_cases(demo_root, "demo_mr_00", "demo_ct_00")
+    total = sum(1 for _ in casework.slice_records(cases[0], settings)[0])
+    monkeypatch.setattr(casework, "unit_records", fails_after_three)
+    lost = len(failing.slice_indices) * len(cases[0].sequences) - 3
     with BeamPipeline() as pipeline:
-        slices, quarantine = pipeline | beam.Create(cases) | ExtractSlices(LoadSettings("finest", "salt", PARAMS))
+        slices, _, quarantine = plan_and_cut(pipeline, cases, settings)
         assert_that(slices | beam.Map(lambda s: s.case.case_id) | beam.combiners.Count.PerElement(),
-                    check(lambda counts: dict(counts)["Task02_DemoMR/demo_mr_00"] == 3
-                          and dict(counts)["Task01_DemoCT/demo_ct_00"] > 3, "3 slices of the failing case"),
+                    check(lambda counts: dict(counts)["Task02_DemoMR/demo_mr_00"] == total - lost
+                          and dict(counts)["Task01_DemoCT/demo_ct_00"] > 3, "3 slices of the failing unit"),
                     label="SlicesBeforeTheError")
-        assert_that(quarantine | beam.Map(lambda q: (q["case_id"], q["reason"], q["message"][:40])),
+        where = f"{failing.plane} slices {failing.slice_indices[0]}-{failing.slice_indices[-1]}"
+        assert_that(quarantine | beam.Map(lambda q: (q["case_id"], q["reason"], q["message"][:len(where) + 43])),
                     equal_to([("Task02_DemoMR/demo_mr_00", "unexpected_error",
-                               "cutting stopped after 3 slices (those ar")]),
+                               f"{where}: cutting stopped after 3 slices (those are")]),
                     label="SaysHowMany")
 
 

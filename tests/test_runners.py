@@ -36,7 +36,7 @@ def test_the_build_translates_to_a_portable_pipeline_proto(tmp_path, demo_root):
     build_graph(pipeline, config, cases)
     proto = pipeline.to_runner_api()
     names = {transform.unique_name for transform in proto.components.transforms.values()}
-    for stage in ("ExtractSlices", "SpreadSlices", "ShareSplits", "DeriveBoxes", "DeriveLesionSizes",
+    for stage in ("PlanCases", "SpreadUnits", "SharedSplits", "ExtractSlices", "DeriveBoxes", "DeriveLesionSizes",
                   "DeriveLandmarkMeasures", "ValidatePairs", "WritePairs", "WriteQuarantine", "WriteCounts"):
         assert stage in names
     again = beam.Pipeline.from_runner_api(proto, pipeline.runner, pipeline.options).to_runner_api()
@@ -56,4 +56,4 @@ def test_dataflow_runner_builds_the_job_without_submitting_it(demo_root):
     job = pipeline.run().job
     assert job.proto.type_.name == "JOB_TYPE_BATCH"
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
-    assert {"ExtractSlices", "ShareSplits", "WritePairs"} <= names
+    assert {"PlanCases", "ExtractSlices", "SharedSplits", "WritePairs"} <= names

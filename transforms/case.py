@@ -128,8 +128,7 @@ class PlacedMeasurement:
 class SliceContent:
     """One displayed slice of one sequence: its 8-bit pixels plus its label slice, in the same pixel frame.
 
-    The pixels travel packed and are PNG-encoded after the slice shuffle (`with_png`), so the
-    encoding, the costliest step, spreads over all workers even for one big volume.
+    The pixels are PNG-encoded by `with_png` once the slice is cut, in the same worker step.
     """
 
     sequence: str
@@ -387,9 +386,19 @@ def place_measurements(loaded: LoadedCase, spacing: SpacingMode,
     return placed
 
 
-def extract_slices(loaded: LoadedCase, spacing: SpacingMode, display: str = "radiological") -> Iterator[SliceContent]:
-    """Every slice that holds a label or shows a measurement, per plane and sequence, resampled and encoded,
-    in the `display` orientation ("radiological" or "raw", see `transforms.planes`).
+def slice_plan(loaded: LoadedCase, placed: dict) -> dict[str, tuple[int, ...]]:
+    """The slices a case yields, per plane: every index that holds a label or shows a measurement
+    (`placed`, from `place_measurements`)."""
+    labels = loaded.labels
+    return {plane: tuple(sorted(set(labelled_slice_indices(labels.array, plane).tolist())
+                                | {index for p, index in placed if p == plane}))
+            for plane in planes_of(labels.array.shape, loaded.case.planes)}
+
+
+def extract_slices(loaded: LoadedCase, spacing: SpacingMode, display: str = "radiological",
+                   plan: Optional[dict[str, tuple[int, ...]]] = None) -> Iterator[SliceContent]:
+    """The slices of `plan` (default: the whole `slice_plan`) of every sequence, resampled, in the
+    `display` orientation ("radiological" or "raw", see `transforms.planes`).
 
     Windows and landmark placement are computed now, so their errors raise before any slice exists;
     the slices are cut lazily. The label slice of a (plane, index) is computed once and shared by
@@ -399,21 +408,21 @@ def extract_slices(loaded: LoadedCase, spacing: SpacingMode, display: str = "rad
         seq.name: window_for(seq.modality, seq.ct_window, loaded.images[seq.name].array)
         for seq in loaded.case.sequences
     }
-    return _cut_slices(loaded, spacing, display, windows, place_measurements(loaded, spacing, display))
+    placed = place_measurements(loaded, spacing, display)
+    return _cut_slices(loaded, spacing, display, windows, placed, slice_plan(loaded, placed) if plan is None else plan)
 
 
 def _cut_slices(loaded: LoadedCase, spacing: SpacingMode, display: str, windows: dict,
-                placed: dict) -> Iterator[SliceContent]:
+                placed: dict, plan: dict[str, tuple[int, ...]]) -> Iterator[SliceContent]:
     """The slices of `extract_slices`, one at a time (only the current one is held)."""
     labels = loaded.labels
-    for plane in planes_of(labels.array.shape, loaded.case.planes):
+    for plane, indices in plan.items():
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing, display)
-        shown = {index for p, index in placed if p == plane}
-        for index in sorted(set(labelled_slice_indices(labels.array, plane).tolist()) | shown):
+        for index in indices:
             source_labels = grid.cut(labels.array, index)
             labels_2d = grid.resample_labels(source_labels)
             lost = lost_labels(source_labels, labels_2d) if grid.downsamples else ()
-            packed = PackedArray.pack(labels_2d)
+            packed = PackedArray.pack(labels_2d, compress=False)
             for seq in loaded.case.sequences:
                 pixels = grid.resample_image(grid.cut(loaded.images[seq.name].array, index))
                 yield SliceContent(
@@ -439,7 +448,7 @@ def lost_labels(source: np.ndarray, resampled: np.ndarray) -> tuple[int, ...]:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SliceRecord:
-    """A slice with the case context its pairs need; the unit that crosses the slice shuffle."""
+    """A slice with the case context its pairs need."""
 
     case: CaseRef
     split: str

@@ -30,6 +30,7 @@ class Reason(str, enum.Enum):
     BAD_LANDMARKS = "bad_landmarks"
     BAD_LISTING = "bad_listing"
     UNSAFE_PATH = "unsafe_path"
+    INPUT_CHANGED = "input_changed"  # an input's bytes changed between planning a case and cutting it
     EMPTY_CASE = "empty_case"
     NEGATIVE_CASE = "negative_case"  # an empty mask where the source says negatives occur (not a failure)
     LABEL_LOST_IN_RESAMPLING = "label_lost_in_resampling"
