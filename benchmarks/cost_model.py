@@ -9,6 +9,12 @@ Inputs:
   marked; the slice count follows from them: every plane is cut, coronal/sagittal upsampled to
   the finest in-plane spacing, and LABELLED_FRACTION of each axis holds a label).
 
+The DAG decodes a volume once to plan it and once per work unit (runs of at most
+MAX_SLICES_PER_UNIT slices of one plane; no cache hit is assumed, as on a runner that scatters
+units). No pixels cross a shuffle before the write; the pair rows, each carrying its slice's PNG,
+are shuffled twice: at the fusion break before the shard assignment (its side input is the
+per-partition byte count of those same rows) and at the write's GroupByKey.
+
 Price assumptions (Dataflow batch, us-central1 list prices, stated not fetched): $0.056 per
 vCPU-hour, $0.003557 per GB-hour of memory, $0.011 per GB of Dataflow Shuffle processed,
 workers n2-standard-4 (4 vCPU, 16 GB), no persistent-disk or egress charges counted.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 # (source, volumes, stored shape i x j x k, spacing mm, note); sequences count as volumes.
 INVENTORY = (
@@ -49,16 +56,19 @@ LABELLED_FRACTION = 0.6  # of the slices along each axis that hold a label (assu
 # Measured on the reference machine (2 cores), benchmarks/scaling.py, 512x512x300 CT at 0.7x0.7x2.5 mm.
 DEFAULT_COSTS = {"s_per_mvoxel_decode": 0.0239, "s_per_mpixel_slices": 0.2042, "png_bytes_per_pixel": 0.4266,
                  "pairs_per_slice": 2.0154, "source": "scaling.py 512x512x300:1, 2 CPUs, one process, 2026-11-28"}
+MAX_SLICES_PER_UNIT = 128  # pipeline.casework.LoadSettings.max_slices_per_unit
+ROW_OVERHEAD_BYTES = 1024  # pipeline.write.ROW_OVERHEAD_BYTES: the non-image columns of a pair
 VCPU_HOUR_USD, GB_HOUR_USD, SHUFFLE_GB_USD = 0.056, 0.003557, 0.011
 WORKER_VCPUS, WORKER_GB = 4, 16
 
 
-def output_pixels(shape, spacing_mm) -> tuple[float, float]:
-    """(slices, pixels) cut from one volume: labelled slices of each plane, at the plane's finest spacing."""
+def output_pixels(shape, spacing_mm) -> tuple[float, float, int]:
+    """(slices, pixels, work units) cut from one volume: labelled slices of each plane, at the plane's
+    finest spacing."""
     i, j, k = shape
     si, sj, sk = spacing_mm
     if k == 1:
-        return 1.0, float(i * j)
+        return 1.0, float(i * j), 1
     planes = (  # (slices, rows, cols) of axial, coronal, sagittal at the finer in-plane spacing
         (k, j * sj / min(si, sj), i * si / min(si, sj)),
         (j, k * sk / min(si, sk), i * si / min(si, sk)),
@@ -66,7 +76,8 @@ def output_pixels(shape, spacing_mm) -> tuple[float, float]:
     )
     slices = sum(LABELLED_FRACTION * n for n, _, _ in planes)
     pixels = sum(LABELLED_FRACTION * n * rows * cols for n, rows, cols in planes)
-    return slices, pixels
+    units = sum(math.ceil(LABELLED_FRACTION * n / MAX_SLICES_PER_UNIT) for n, _, _ in planes)
+    return slices, pixels, units
 
 
 def main() -> None:
@@ -77,19 +88,19 @@ def main() -> None:
     costs = json.load(open(args.costs)) if args.costs else DEFAULT_COSTS
     print(f"costs: {costs}")
     print(f"{'source':<20}{'volumes':>8}{'slices M':>10}{'pairs M':>9}{'vCPU h':>9}{'shuffle GB':>11}")
-    totals = {"volumes": 0, "slices": 0.0, "pairs": 0.0, "cpu_s": 0.0, "shuffle_b": 0.0}
+    totals = {"volumes": 0, "slices": 0.0, "pairs": 0.0, "cpu_s": 0.0, "shuffle_b": 0.0, "pixels": 0.0}
     for name, volumes, shape, spacing, _ in INVENTORY:
-        slices, pixels = output_pixels(shape, spacing)
-        cpu_s = volumes * (costs["s_per_mvoxel_decode"] * shape[0] * shape[1] * shape[2] / 1e6
+        slices, pixels, units = output_pixels(shape, spacing)
+        decodes = 1 + units
+        cpu_s = volumes * (decodes * costs["s_per_mvoxel_decode"] * shape[0] * shape[1] * shape[2] / 1e6
                            + costs["s_per_mpixel_slices"] * pixels / 1e6)
         png_b = volumes * pixels * costs["png_bytes_per_pixel"]
         pairs = volumes * slices * costs["pairs_per_slice"]
-        # slices cross one Reshuffle (PNG + packed labels ~ PNG); rows carry their slice's PNG into the write shuffle
-        shuffle_b = 2 * png_b + png_b * costs["pairs_per_slice"]
+        shuffle_b = 2 * (png_b * costs["pairs_per_slice"] + pairs * ROW_OVERHEAD_BYTES)
         print(f"{name:<20}{volumes:>8}{volumes * slices / 1e6:>10.2f}{pairs / 1e6:>9.2f}{cpu_s / 3600:>9.1f}"
               f"{shuffle_b / 1e9:>11.0f}")
         for key, value in (("volumes", volumes), ("slices", volumes * slices), ("pairs", pairs), ("cpu_s", cpu_s),
-                           ("shuffle_b", shuffle_b)):
+                           ("shuffle_b", shuffle_b), ("pixels", volumes * pixels)):
             totals[key] += value
     vcpu_h, shuffle_gb = totals["cpu_s"] / 3600, totals["shuffle_b"] / 1e9
     memory_gb_h = vcpu_h / WORKER_VCPUS * WORKER_GB
@@ -98,6 +109,8 @@ def main() -> None:
           f"{vcpu_h:>9.1f}{shuffle_gb:>11.0f}")
     print(f"\nDataflow estimate: {vcpu_h:.0f} vCPU-h x ${VCPU_HOUR_USD} + {memory_gb_h:.0f} GB-h x ${GB_HOUR_USD} "
           f"+ {shuffle_gb:.0f} GB shuffle x ${SHUFFLE_GB_USD} = ${price:.0f}")
+    print(f"not shuffled, against a DAG that shuffles the 8-bit slices (one byte per pixel, twice: its "
+          f"Reshuffle and a fusion break): {2 * totals['pixels'] / 1e9:.0f} GB")
     print(f"wall time on {args.workers} x n2-standard-4 at full use: "
           f"{vcpu_h / (args.workers * WORKER_VCPUS):.1f} h")
 

@@ -16,8 +16,9 @@ from pipeline import storage
 from pipeline.version import __version__
 from schemas import rows as row_builders
 from transforms import ids
-from transforms.case import CaseRef, LoadedCase, ReadPolicy, SliceRecord, extract_slices, load_case, \
+from transforms.case import CaseRef, LoadedCase, ReadPolicy, SliceRecord, case_windows, extract_slices, load_case, \
     place_measurements, slice_plan
+from transforms.intensity import Window
 from transforms.errors import PipelineError, Reason
 from transforms.medvision import CONVENTIONS
 from transforms.planes import SpacingMode
@@ -68,6 +69,7 @@ class WorkUnit:
     provenance: dict
     sha256_by_uri: tuple[tuple[str, str], ...]  # what the plan read: a unit must read the same bytes
     volume_hashes: tuple[tuple[str, str], ...]  # (sequence, `ids.volume_hash`)
+    windows: tuple[tuple[str, Window], ...]  # (sequence, window of the whole volume)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,12 +126,13 @@ def plan_case(case: CaseRef, settings: LoadSettings) -> CasePlan:
     provenance = row_builders.provenance(case, loaded.geometry, digests, str(settings.spacing), __version__,
                                          settings.params_hash, settings.conventions, settings.prompt_style)
     hashes = tuple((name, ids.volume_hash(volume.array, volume.affine_ras)) for name, volume in loaded.images.items())
+    windows = tuple(case_windows(loaded).items())
     display = CONVENTIONS[settings.conventions].display
     plan = slice_plan(loaded, place_measurements(loaded, settings.spacing, display))
-    units = tuple(WorkUnit(case, plane, run, split, provenance, tuple(sorted(digests.items())), hashes)
+    units = tuple(WorkUnit(case, plane, run, split, provenance, tuple(sorted(digests.items())), hashes, windows)
                   for plane, indices in plan.items() for run in split_into_units(indices, settings.max_slices_per_unit))
-    memberships = tuple((digest, case.dataset, case.subject_id, split, case.official_split is not None)
-                        for _, digest in hashes)
+    memberships = tuple((volume_hash, case.dataset, case.subject_id, split, case.official_split is not None)
+                        for _, volume_hash in hashes)
     n_slices = len(case.sequences) * sum(len(unit.slice_indices) for unit in units)
     return CasePlan(case, units, memberships, loaded.unmeasured, n_slices)
 
@@ -145,7 +148,7 @@ def unit_records(unit: WorkUnit, settings: LoadSettings, split: str | None = Non
     pointer = settings.publish and not unit.case.redistributable
     hashes = dict(unit.volume_hashes)
     display = CONVENTIONS[settings.conventions].display
-    contents = extract_slices(loaded, settings.spacing, display, {unit.plane: unit.slice_indices})
+    contents = extract_slices(loaded, settings.spacing, display, {unit.plane: unit.slice_indices}, dict(unit.windows))
     return (SliceRecord(unit.case, split or unit.split, unit.provenance, content, pointer, hashes[content.sequence])
             for content in contents)
 

@@ -395,19 +395,24 @@ def slice_plan(loaded: LoadedCase, placed: dict) -> dict[str, tuple[int, ...]]:
             for plane in planes_of(labels.array.shape, loaded.case.planes)}
 
 
+def case_windows(loaded: LoadedCase) -> dict[str, Window]:
+    """The intensity window of each sequence (from the whole volume, so every slice shares it)."""
+    return {seq.name: window_for(seq.modality, seq.ct_window, loaded.images[seq.name].array)
+            for seq in loaded.case.sequences}
+
+
 def extract_slices(loaded: LoadedCase, spacing: SpacingMode, display: str = "radiological",
-                   plan: Optional[dict[str, tuple[int, ...]]] = None) -> Iterator[SliceContent]:
+                   plan: Optional[dict[str, tuple[int, ...]]] = None,
+                   windows: Optional[dict[str, Window]] = None) -> Iterator[SliceContent]:
     """The slices of `plan` (default: the whole `slice_plan`) of every sequence, resampled, in the
-    `display` orientation ("radiological" or "raw", see `transforms.planes`).
+    `display` orientation ("radiological" or "raw", see `transforms.planes`), in `windows`
+    (default: `case_windows`).
 
     Windows and landmark placement are computed now, so their errors raise before any slice exists;
     the slices are cut lazily. The label slice of a (plane, index) is computed once and shared by
     all sequences.
     """
-    windows = {
-        seq.name: window_for(seq.modality, seq.ct_window, loaded.images[seq.name].array)
-        for seq in loaded.case.sequences
-    }
+    windows = case_windows(loaded) if windows is None else windows
     placed = place_measurements(loaded, spacing, display)
     return _cut_slices(loaded, spacing, display, windows, placed, slice_plan(loaded, placed) if plan is None else plan)
 
