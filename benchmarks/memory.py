@@ -4,7 +4,8 @@ A worker's own memory is what one case costs it: read and canonicalise the volum
 one at a time, encode each PNG and build each pair row (the same functions the Beam stages call, in
 the same order, without a runner). Each scenario runs in a fresh child process that reports its
 peak RSS above its RSS after imports. Running 1 and N cases of a size in one process shows whether
-the peak depends on the number of cases (it must not: nothing of a finished case may stay alive).
+the peak depends on the number of cases (it must not: a worker thread keeps only its last case,
+dropped before the next one is decoded).
 The runner's own buffering (the DirectRunner holds whole bundles in the controller and in each
 worker's data channel) comes on top and is reported by benchmarks/scaling.py.
 

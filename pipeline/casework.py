@@ -94,10 +94,9 @@ def load(case: CaseRef, settings: LoadSettings) -> tuple[LoadedCase, dict[str, s
     it is dropped before another case is decoded, so a thread never holds two.
     """
     key = (case, settings.policy)
-    cached = getattr(_last_load, "entry", None)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    drop_cached_case()
+    if getattr(_last_load, "entry", None) is not None and _last_load.entry[0] == key:
+        return _last_load.entry[1]
+    drop_cached_case()  # no local may keep the old case alive while the next one is decoded
     if case.listing_error:
         raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
     with contextlib.ExitStack() as stack:

@@ -33,7 +33,8 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
         plans
         | "Units" >> beam.FlatMap(lambda plan: plan.units)
         | "SpreadUnits" >> beam.Reshuffle()
-        | "ExtractSlices" >> ExtractSlices(config.load_settings, settings, plans | "SharedSplits" >> SharedSplits())
+        | "ExtractSlices" >> ExtractSlices(config.load_settings, settings, plans | "SharedSplits" >> SharedSplits(),
+                                           progress)
     )
     slices = slices | "EncodePng" >> EncodePng()
     boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()

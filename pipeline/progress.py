@@ -2,8 +2,9 @@
 
 The DirectRunner runs the pipeline inside `Pipeline.run()`, in this process or in worker
 processes on this machine, and exposes no metrics until the end. So workers leave a marker
-per finished case and per written Parquet file in a local folder, and a driver thread counts
-them. On Dataflow the counters and distributions of `pipeline.stages` show in the job UI.
+per planned case (holding its number of work units), per cut work unit and per written Parquet
+file in a local folder, and a driver thread counts them. On Dataflow the counters and
+distributions of `pipeline.stages` show in the job UI.
 """
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ class ProgressMarks:
 
     folder: Optional[str] = None
 
-    def case_done(self, case_key: str) -> None:
-        self._write("cases", case_key, "")
+    def case_done(self, case_key: str, units: int = 0) -> None:
+        self._write("cases", case_key, str(units))
+
+    def unit_done(self, unit_key: str) -> None:
+        self._write("units", unit_key, "")
 
     def rows_written(self, file_uri: str, rows: int) -> None:
         self._write("rows", file_uri, str(rows))
@@ -39,24 +43,35 @@ class ProgressMarks:
                 handle.write(text)
 
 
-def read_progress(folder: str) -> tuple[int, int]:
-    """(cases done, rows written) from the markers."""
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    cases: int  # planned (read and validated)
+    units_planned: int  # work units of the planned cases
+    units_done: int
+    rows: int  # written to Parquet files
+
+
+def read_progress(folder: str) -> Progress:
+    """What the markers say so far (a marker being written right now is counted next time)."""
     def names(kind):
         path = os.path.join(folder, kind)
         return os.listdir(path) if os.path.isdir(path) else []
 
-    rows = 0
-    for name in names("rows"):
-        try:
-            with open(os.path.join(folder, "rows", name)) as handle:
-                rows += int(handle.read() or 0)
-        except (OSError, ValueError):
-            pass  # being written right now: counted next time
-    return len(names("cases")), rows
+    def total(kind):
+        n = 0
+        for name in names(kind):
+            try:
+                with open(os.path.join(folder, kind, name)) as handle:
+                    n += int(handle.read() or 0)
+            except (OSError, ValueError):
+                pass
+        return n
+
+    return Progress(len(names("cases")), total("cases"), len(names("units")), total("rows"))
 
 
 class ProgressLine:
-    """Driver side: a thread printing `cases done/total, rows written` while the pipeline runs."""
+    """Driver side: a thread printing cases planned, work units cut and rows written while the pipeline runs."""
 
     def __init__(self, folder: str, total_cases: int, stream: TextIO = sys.stderr, interval_s: float = 3.0):
         self._folder, self._total, self._stream, self._interval_s = folder, total_cases, stream, interval_s
@@ -80,9 +95,9 @@ class ProgressLine:
             self._print()
 
     def _print(self) -> None:
-        cases, rows = read_progress(self._folder)
-        line = f"progress: {cases}/{self._total} cases loaded, {rows} rows written, " \
-               f"{time.monotonic() - self._started:.0f} s"
+        done = read_progress(self._folder)
+        line = f"progress: {done.cases}/{self._total} cases loaded, {done.units_done}/{done.units_planned} units cut, " \
+               f"{done.rows} rows written, {time.monotonic() - self._started:.0f} s"
         if line != self._last:
             self._stream.write(("\r" if self._stream.isatty() else "\n") + line)
             self._stream.flush()

@@ -110,19 +110,18 @@ class _PlanCasesFn(beam.DoFn):
         storage.configure(self._storage_settings)
 
     def process(self, case: CaseRef):
-        started = time.monotonic()
-        try:
-            yield from self._plan(case)
-        finally:
-            self._progress.case_done(f"{case.dataset}/{case.case_id}")
-            self._load_ms.update(int(1000 * (time.monotonic() - started)))
-
-    def _plan(self, case: CaseRef):
+        started, plan = time.monotonic(), None
         try:
             plan = casework.plan_case(case, self._load)
         except PipelineError as exc:
             yield quarantined(case, "load", exc.reason, str(exc))
-            return
+        finally:
+            self._load_ms.update(int(1000 * (time.monotonic() - started)))
+            self._progress.case_done(f"{case.dataset}/{case.case_id}", len(plan.units) if plan else 0)
+        if plan is not None:
+            yield from self._planned(case, plan)
+
+    def _planned(self, case: CaseRef, plan: casework.CasePlan):
         for name, message in plan.unmeasured:
             yield quarantined(case, "angle_distance", Reason.BAD_LANDMARKS, f"{name}: {message}")
         self._slices.update(plan.n_slices)
@@ -166,8 +165,9 @@ class SharedSplits(beam.PTransform):
 class _ExtractSlicesFn(beam.DoFn):
     """Cut one work unit's slices from its case (decoded again, or still cached by this thread)."""
 
-    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings):
-        self._load, self._storage_settings = load, storage_settings
+    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings,
+                 progress: ProgressMarks):
+        self._load, self._storage_settings, self._progress = load, storage_settings, progress
         self._cut_ms = Metrics.distribution(NAMESPACE, "cut_ms_per_unit")
 
     def setup(self):
@@ -177,6 +177,7 @@ class _ExtractSlicesFn(beam.DoFn):
         started = time.monotonic()
         yield from self._unit_slices(unit, shared_splits.get((unit.case.dataset, unit.case.subject_id)))
         self._cut_ms.update(int(1000 * (time.monotonic() - started)))
+        self._progress.unit_done(f"{unit.case.dataset}/{unit.case.case_id}/{unit.plane}/{unit.slice_indices[0]}")
 
     def _unit_slices(self, unit: casework.WorkUnit, shared_split: str | None):
         case, where = unit.case, f"{unit.plane} slices {unit.slice_indices[0]}-{unit.slice_indices[-1]}"
@@ -216,9 +217,10 @@ class ExtractSlices(beam.PTransform):
     """
 
     def __init__(self, load: casework.LoadSettings,
-                 storage_settings: storage.StorageSettings = storage.StorageSettings(), shared_splits=None):
+                 storage_settings: storage.StorageSettings = storage.StorageSettings(), shared_splits=None,
+                 progress: ProgressMarks = ProgressMarks()):
         super().__init__()
-        self._fn, self._shared_splits = _ExtractSlicesFn(load, storage_settings), shared_splits
+        self._fn, self._shared_splits = _ExtractSlicesFn(load, storage_settings, progress), shared_splits
 
     def expand(self, units):
         shared = self._shared_splits

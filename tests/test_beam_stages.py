@@ -1,11 +1,13 @@
 """Each PTransform run on a Beam runner (TestPipeline + assert_that)."""
 from __future__ import annotations
 
+import gc
 import glob
 import gzip
 import hashlib
 import os
 import shutil
+import weakref
 
 import apache_beam as beam
 import numpy as np
@@ -96,6 +98,28 @@ def test_units_of_any_size_cut_the_same_slices_as_the_whole_case(demo_root):
         slices, _, _ = plan_and_cut(pipeline, cases, small_units)
         assert_that(slices | beam.combiners.ToList() | beam.Map(slice_digest),
                     equal_to([expected]), label="SameRecords")
+
+
+def test_a_thread_keeps_only_its_last_case_and_frees_it_before_decoding_the_next(demo_root, monkeypatch):
+    """Units of one case in a row decode it once; the memory bound needs the old case gone before
+    the next is decoded, not after."""
+    mr, ct = sorted(demo_cases(demo_root, "demo_mr_00", "demo_ct_00"), key=lambda case: "demo_mr_00" not in case.case_id)
+    settings = LoadSettings("finest", "salt", PARAMS)
+    first, _ = casework.load(mr, settings)
+    assert casework.load(mr, settings)[0] is first
+    first_alive = weakref.ref(first)
+    del first
+    seen_while_decoding = []
+    real = casework.load_case
+
+    def spy(*args, **kwargs):
+        gc.collect()
+        seen_while_decoding.append(first_alive() is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(casework, "load_case", spy)
+    casework.load(ct, settings)
+    assert seen_while_decoding == [False]
 
 
 def test_split_into_units_keeps_order_and_balances_lengths():
