@@ -1,7 +1,8 @@
-"""One case from storage to slice records: the work of the load stage, without Beam.
+"""One case from storage to slice records, without Beam: planning a case into work units, and
+cutting a unit's slices.
 
-The Beam load stage and `--dry-run`'s sampling both use it, so a dry run's pair estimate
-comes from exactly the code that builds the pairs.
+The Beam stages (`PlanCases`, `ExtractSlices`) and `--dry-run`'s sampling all use it, so a dry
+run's pair estimate comes from exactly the code that builds the pairs.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def local_copy(uri: str, policy: ReadPolicy):
 
 @dataclasses.dataclass(frozen=True)
 class LoadSettings:
-    """How the load stage turns a case into slice records.
+    """How a case is planned and cut into slice records.
 
     With `publish`, slices of a source that may not be redistributed become pointer records
     (their rows carry no pixels). `conventions` names a `transforms.medvision.CONVENTIONS` entry,

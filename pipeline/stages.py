@@ -244,7 +244,7 @@ class _EncodePngFn(beam.DoFn):
 
 
 class EncodePng(beam.PTransform):
-    """SliceRecord -> SliceRecord with its PNG: after the slice shuffle, so any worker encodes any slice."""
+    """SliceRecord -> SliceRecord with its PNG, in the fused slice step (the pixels are dropped once encoded)."""
 
     def expand(self, slices):
         return slices | beam.ParDo(_EncodePngFn())
