@@ -54,26 +54,19 @@ class ComponentBox:
 def component_boxes(labels_2d: np.ndarray) -> list[ComponentBox]:
     """Boxes of every connected component of every non-zero label, ordered by label then raster order.
 
-    One labelling pass over the whole slice (regions of equal value), one `find_objects` and one
-    area count, instead of a pass per label: components of different labels never merge.
+    One labelling pass over the whole slice (regions of equal value) and one `find_objects`; each
+    component's label and area are then read inside its own box, never over the whole slice.
     """
-    components, n_components = label_components(labels_2d, background=0, connectivity=CONNECTIVITY,
-                                                 return_num=True)
-    if n_components == 0:
-        return []
-    numbers = np.arange(1, n_components + 1)
-    values = np.zeros(n_components + 1, labels_2d.dtype)
-    values[components] = labels_2d  # every pixel of a component holds the same label: O(n), no sort
-    values = values[1:]
-    areas = np.bincount(components.ravel(), minlength=n_components + 1)
-    by_label: dict[int, list[tuple[int, tuple[slice, slice]]]] = {}
-    for number, value, (rows, cols) in zip(numbers, values, ndimage.find_objects(components)):
-        by_label.setdefault(int(value), []).append((int(number), (rows, cols)))  # numbers follow raster order
+    components = label_components(labels_2d, background=0, connectivity=CONNECTIVITY)
+    by_label: dict[int, list[tuple[tuple[slice, slice], int]]] = {}
+    for number, (rows, cols) in enumerate(ndimage.find_objects(components), start=1):  # raster order
+        mine = components[rows, cols] == number
+        value = int(labels_2d[rows, cols].flat[int(np.argmax(mine))])  # the component's first pixel
+        by_label.setdefault(value, []).append(((rows, cols), int(np.count_nonzero(mine))))
     boxes = []
     for label in sorted(by_label):
         found = by_label[label]
-        for index, (number, (rows, cols)) in enumerate(found):
+        for index, ((rows, cols), area) in enumerate(found):
             boxes.append(ComponentBox(label=label, component_index=index, n_components=len(found),
-                                      box_xyxy_px=(cols.start, rows.start, cols.stop, rows.stop),
-                                      area_px=int(areas[number])))
+                                      box_xyxy_px=(cols.start, rows.start, cols.stop, rows.stop), area_px=area))
     return boxes

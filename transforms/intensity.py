@@ -54,8 +54,13 @@ def window_for(modality: str, ct_window_name: str | None, volume: np.ndarray) ->
 
 def to_uint8(slice_2d: np.ndarray, window: Window) -> np.ndarray:
     """Linear map of [low, high] to [0, 255], clipped and rounded; non-finite voxels become 0."""
-    scaled = (slice_2d.astype(np.float32) - window.low) * (255.0 / (window.high - window.low))
-    return np.clip(np.rint(np.nan_to_num(scaled, nan=0.0)), 0, 255).astype(np.uint8)
+    scaled = slice_2d.astype(np.float32)  # a copy, then every step in place (float32, as before)
+    scaled -= window.low
+    scaled *= 255.0 / (window.high - window.low)
+    np.nan_to_num(scaled, copy=False, nan=0.0)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
