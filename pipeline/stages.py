@@ -183,7 +183,7 @@ class _ExtractSlicesFn(beam.DoFn):
         case, where = unit.case, f"{unit.plane} slices {unit.slice_indices[0]}-{unit.slice_indices[-1]}"
         try:
             records = casework.unit_records(unit, self._load, shared_split)
-        except PipelineError as exc:  # planned from the same bytes, so only a changed input lands here
+        except PipelineError as exc:  # validated when planned: only an input changed or removed since lands here
             yield quarantined(case, "load", exc.reason, f"{where}: {exc}")
             return
         n_records = 0
