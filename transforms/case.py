@@ -427,7 +427,7 @@ def _cut_slices(loaded: LoadedCase, spacing: SpacingMode, display: str, windows:
             source_labels = grid.cut(labels.array, index)
             labels_2d = grid.resample_labels(source_labels)
             lost = lost_labels(source_labels, labels_2d) if grid.downsamples else ()
-            packed = PackedArray.pack(labels_2d, compress=False)
+            packed = PackedArray.pack(labels_2d)
             for seq in loaded.case.sequences:
                 pixels = grid.resample_image(grid.cut(loaded.images[seq.name].array, index))
                 yield SliceContent(
@@ -435,7 +435,7 @@ def _cut_slices(loaded: LoadedCase, spacing: SpacingMode, display: str, windows:
                     modality=seq.modality,
                     plane=plane,
                     slice_index=index,
-                    pixels=PackedArray.pack(to_uint8(pixels, windows[seq.name]), compress=False),
+                    pixels=PackedArray.pack(to_uint8(pixels, windows[seq.name])),
                     shape_rows_cols=grid.shape_rows_cols,
                     spacing_mm_row_col=grid.spacing_mm_row_col,
                     square_spacing_mm=grid.square_spacing_mm,
