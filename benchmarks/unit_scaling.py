@@ -29,7 +29,7 @@ import scaling  # noqa: E402  (the mixed workload writer shared with benchmarks/
 from pipeline import casework  # noqa: E402
 from pipeline.sources import get_source  # noqa: E402
 from schemas import rows as row_builders  # noqa: E402
-from schemas.validate import pair_problems  # noqa: E402
+from schemas.validate import batch_problems  # noqa: E402
 
 SETTINGS = casework.LoadSettings("finest", "bench", "0123456789abcdef")
 
@@ -42,7 +42,7 @@ def units_rows(units: tuple[casework.WorkUnit, ...]) -> int:
             record = dataclasses.replace(record, content=record.content.with_png())
             pairs = (row_builders.detection_pairs(record)[0] + row_builders.lesion_rows(record)[0]
                      + row_builders.measurement_rows(record))
-            made += sum(1 for row in pairs if not pair_problems(row))
+            made += sum(1 for problems in batch_problems(pairs) if not problems)
     return made
 
 

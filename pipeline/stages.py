@@ -22,7 +22,7 @@ from pipeline import casework, storage
 from pipeline.progress import ProgressMarks
 from pipeline.version import __version__
 from schemas import rows as row_builders
-from schemas.validate import pair_problems
+from schemas.validate import batch_problems
 from transforms import ids
 from transforms.case import CaseRef, SliceRecord
 from transforms.errors import PipelineError, Reason
@@ -43,6 +43,8 @@ def describe(element) -> dict:
         return {"dataset": element.dataset, "case_id": element.case_id, "source_uri": element.image_uri}
     if isinstance(element, (SliceRecord, casework.CasePlan, casework.WorkUnit)):
         return describe(element.case)
+    if isinstance(element, list) and element:  # a slice's pairs of one task
+        return describe(element[0])
     if isinstance(element, dict):
         return {"dataset": element.get("dataset", ""), "case_id": element.get("case_id", ""),
                 "source_uri": (element.get("provenance") or {}).get("source_uri", ""),
@@ -258,14 +260,15 @@ class _DeriveBoxesFn(beam.DoFn):
         pairs, dropped = row_builders.detection_pairs(record)
         count(record.case.dataset, "detection", "pairs", len(pairs))
         self._boxes.update(len(pairs))
-        yield from pairs
+        if pairs:
+            yield pairs
         for sample_id, rejection in dropped:  # the conventions' filter: counted and kept in quarantine
             yield quarantined(record, "detection", rejection.reason, rejection.detail, sample_id)
 
 
 class DeriveBoxes(beam.PTransform):
-    """SliceRecord -> detection rows, one per connected component of each label; pairs dropped by the
-    conventions' single-instance filter go to quarantine (`not_single_instance`)."""
+    """SliceRecord -> the slice's detection rows (one list per slice), one per connected component of each
+    label; pairs dropped by the conventions' single-instance filter go to quarantine (`not_single_instance`)."""
 
     def expand(self, slices):
         return slices | Guarded("detection", _DeriveBoxesFn())
@@ -275,13 +278,15 @@ class _DeriveLesionSizesFn(beam.DoFn):
     def process(self, record: SliceRecord):
         pairs, rejected = row_builders.lesion_rows(record)
         count(record.case.dataset, "tumor_lesion_size", "pairs", len(pairs))
-        yield from pairs
+        if pairs:
+            yield pairs
         for sample_id, rejection in rejected:
             yield quarantined(record, "tumor_lesion_size", rejection.reason, rejection.detail, sample_id)
 
 
 class DeriveLesionSizes(beam.PTransform):
-    """SliceRecord -> tumour/lesion size rows, one per component of a target label; guarded fits quarantined."""
+    """SliceRecord -> the slice's tumour/lesion size rows (one list per slice), one per component of a target
+    label; guarded fits quarantined."""
 
     def expand(self, slices):
         return slices | Guarded("tumor_lesion_size", _DeriveLesionSizesFn())
@@ -292,27 +297,29 @@ class _DeriveLandmarkMeasuresFn(beam.DoFn):
         pairs = row_builders.measurement_rows(record)
         if pairs:
             count(record.case.dataset, "angle_distance", "pairs", len(pairs))
-        yield from pairs
+            yield pairs
 
 
 class DeriveLandmarkMeasures(beam.PTransform):
-    """SliceRecord -> angle/distance rows for the measurements shown on that slice."""
+    """SliceRecord -> the angle/distance rows of the measurements shown on that slice (one list per slice)."""
 
     def expand(self, slices):
         return slices | Guarded("angle_distance", _DeriveLandmarkMeasuresFn())
 
 
 class _ValidatePairsFn(beam.DoFn):
-    def process(self, row: dict):
-        problems = pair_problems(row)
-        if problems:
-            yield quarantined(row, "validate", Reason.INVALID_PAIR, "; ".join(problems))
-            return
-        yield row
+    def process(self, rows: list[dict]):
+        for row, problems in zip(rows, batch_problems(rows)):
+            if problems:
+                yield quarantined(row, "validate", Reason.INVALID_PAIR, "; ".join(problems))
+            else:
+                yield row
 
 
 class ValidatePairs(beam.PTransform):
-    """Rows that break the schema or a task invariant go to quarantine, never to the output."""
+    """Lists of rows (a slice's pairs of one task) -> valid rows, one by one; rows that break the schema or
+    a task invariant go to quarantine, never to the output. A list is checked against its table's Arrow
+    schema in one conversion."""
 
     def expand(self, pairs):
         return pairs | Guarded("validate", _ValidatePairsFn())

@@ -19,15 +19,25 @@ def file_row(row: dict, schema: pa.Schema) -> dict:
 
 def schema_problems(row: dict, table: str) -> list[str]:
     """Type conformance: the row must convert to the table's Arrow schema without loss."""
+    return _extra_columns(row, table) or _arrow_problems([row], table)[0]
+
+
+def _extra_columns(row: dict, table: str) -> list[str]:
+    extra = sorted(set(row) - set(schema_for(table).names) - set(PARTITION_KEYS))
+    return [f"columns not in the {table} schema: {extra}"] if extra else []
+
+
+def _arrow_problems(rows: list[dict], table: str) -> list[list[str]]:
+    """Per row, why it does not convert to the table's Arrow schema. One conversion for all rows;
+    only when it fails is each row converted alone, to name the offenders."""
     schema = schema_for(table)
-    extra = sorted(set(row) - set(schema.names) - set(PARTITION_KEYS))
-    if extra:
-        return [f"columns not in the {table} schema: {extra}"]
     try:
-        pa.RecordBatch.from_pylist([file_row(row, schema)], schema=schema)
+        pa.RecordBatch.from_pylist([file_row(row, schema) for row in rows], schema=schema)
+        return [[] for _ in rows]
     except (pa.ArrowException, TypeError, ValueError) as exc:
-        return [f"does not fit the {table} schema: {exc}"]
-    return []
+        if len(rows) == 1:
+            return [[f"does not fit the {table} schema: {exc}"]]
+    return [_arrow_problems([row], table)[0] for row in rows]
 
 
 def png_size(data: bytes) -> tuple[int, int] | None:
@@ -159,10 +169,23 @@ SEMANTIC_CHECKS = {"detection": _detection_problems, "tumor_lesion_size": _lesio
 
 def pair_problems(row: dict) -> list[str]:
     """Everything wrong with a pair row (empty list when it is valid)."""
+    return batch_problems([row])[0]
+
+
+def batch_problems(rows: list[dict]) -> list[list[str]]:
+    """`pair_problems` of each row; the rows that pass every other check are converted to Arrow together,
+    one batch per table (a slice's pairs are validated at once)."""
+    problems = [_semantic_problems(row) for row in rows]
+    for table in TASKS:
+        index = [i for i, row in enumerate(rows) if not problems[i] and row["task"] == table]
+        for i, found in zip(index, _arrow_problems([rows[i] for i in index], table) if index else []):
+            problems[i] = found
+    return problems
+
+
+def _semantic_problems(row: dict) -> list[str]:
     problems = _common_problems(row)
     table_check = SEMANTIC_CHECKS.get(row.get("task"))
     if table_check is not None and not problems:
         problems += table_check(row)
-    if not problems:
-        problems += schema_problems(row, row["task"])
-    return problems
+    return problems or _extra_columns(row, row["task"])

@@ -191,7 +191,8 @@ def test_derive_boxes_gives_one_pair_per_component():
     labels[25:28, 35:38] = 2
     with BeamPipeline() as pipeline:
         pairs, quarantine = pipeline | beam.Create([slice_record(labels)]) | DeriveBoxes()
-        assert_that(pairs | beam.Map(lambda r: (r["label_name"], tuple(r["box_xyxy_px"]), tuple(r["box_size_mm"]),
+        assert_that(pairs | beam.Map(len), equal_to([3]), label="OneListPerSlice")
+        assert_that(pairs | beam.FlatMap(lambda rows: rows) | beam.Map(lambda r: (r["label_name"], tuple(r["box_xyxy_px"]), tuple(r["box_size_mm"]),
                                                 r["n_components"], r["single_instance"])),
                     equal_to([("liver", (5.0, 2.0, 25.0, 22.0), (10.0, 10.0), 1, True),
                               ("lesion", (30.0, 25.0, 33.0, 28.0), (1.5, 1.5), 2, False),
@@ -206,7 +207,7 @@ def test_derive_lesion_sizes_measures_targets_and_quarantines_refused_fits():
     labels[50, 50] = 2  # one pixel: refused
     with BeamPipeline() as pipeline:
         pairs, quarantine = pipeline | beam.Create([slice_record(labels)]) | DeriveLesionSizes()
-        assert_that(pairs | beam.Map(lambda r: (r["label_name"], r["n_components"], round(r["longest_diameter_mm"]))),
+        assert_that(pairs | beam.FlatMap(lambda rows: rows) | beam.Map(lambda r: (r["label_name"], r["n_components"], round(r["longest_diameter_mm"]))),
                     equal_to([("lesion", 2, 11)]), label="Pairs")
         assert_that(quarantine | beam.Map(lambda q: (q["stage"], q["reason"], len(q["sample_id"]))),
                     equal_to([("tumor_lesion_size", "fit_too_few_points", 32)]), label="Refused")
@@ -218,7 +219,7 @@ def test_validate_pairs_quarantines_broken_rows():
     good = row_builders.detection_rows(slice_record(labels))[0]
     broken = {**good, "sample_id": "b" * 32, "box_xyxy_px": [5.0, 2.0, 45.0, 22.0]}
     with BeamPipeline() as pipeline:
-        valid, quarantine = pipeline | beam.Create([good, broken]) | ValidatePairs()
+        valid, quarantine = pipeline | beam.Create([[good, broken]]) | ValidatePairs()
         assert_that(valid | beam.Map(lambda r: r["sample_id"]), equal_to([good["sample_id"]]), label="Valid")
         assert_that(quarantine, check(lambda q: len(q) == 1 and q[0]["reason"] == "invalid_pair"
                                       and q[0]["sample_id"] == "b" * 32 and "outside" in q[0]["message"],

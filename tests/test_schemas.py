@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 from schemas.tables import SCHEMAS, describe
-from schemas.validate import pair_problems
+from schemas.validate import batch_problems, pair_problems
 
 SNAPSHOTS = pathlib.Path(__file__).resolve().parents[1] / "schemas" / "snapshots"
 
@@ -127,3 +127,16 @@ def test_broken_lesion_rows_are_named(png_8x6, change, expected):
 def test_broken_measurement_rows_are_named(png_8x6, kind, change, expected):
     row = {**measurement_row(png_8x6, kind), **change}
     assert any(expected in problem for problem in pair_problems(row)), pair_problems(row)
+
+
+def test_a_batch_names_only_its_broken_rows(png_8x6):
+    """A slice's rows are converted to Arrow together; one row that does not fit must not take the others."""
+    rows = [valid_row(png_8x6), {**valid_row(png_8x6), "area_px": "twelve"}, lesion_row(png_8x6),
+            {**lesion_row(png_8x6), "ellipse_angle_deg": "steep"}, measurement_row(png_8x6),
+            {**valid_row(png_8x6), "box_xyxy_px": [1.0, 1.0, 9.0, 4.0]}]
+    problems = batch_problems(rows)
+    assert [bool(p) for p in problems] == [False, True, False, True, False, True]
+    assert "does not fit the detection schema" in problems[1][0]
+    assert "does not fit the tumor_lesion_size schema" in problems[3][0]
+    assert "outside" in problems[5][0]
+    assert problems == [pair_problems(row) for row in rows]
