@@ -130,3 +130,32 @@ def test_scl_slope_on_a_mask_does_not_rescale_label_codes(tmp_path):
     assert nib.load(mask_path).dataobj.slope == 0.5
     loaded = load_nifti_case(case, image_path, mask_path)
     assert set(np.unique(loaded.labels.array)) == {0, 1}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.int64])
+def test_present_labels_matches_unique_on_views_and_edge_values(dtype):
+    """The flag pass must agree with np.unique on flipped/transposed views, 2D slices and values that
+    take the fallback (negative, or too large to flag)."""
+    from transforms.volume import present_labels
+
+    rng = np.random.default_rng(int(np.dtype(dtype).itemsize))
+    volume = np.where(rng.random((37, 23, 11)) < 0.02, rng.integers(1, 120, (37, 23, 11)), 0).astype(dtype)
+    for view in (volume, volume[::-1, :, ::-1], volume.transpose(2, 0, 1), volume[:, 5], volume[:0]):
+        assert present_labels(view) == set(np.unique(view).tolist()) - {0}
+    if np.dtype(dtype).kind == "i":
+        volume[3, 4, 5] = -2
+        assert present_labels(volume) == set(np.unique(volume).tolist()) - {0}
+    if np.iinfo(dtype).max >= 1 << 16:
+        volume[3, 4, 5] = 1 << 20
+        assert present_labels(volume) == set(np.unique(volume).tolist()) - {0}
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+@pytest.mark.parametrize("slope, inter", [(1.0, 0.0), (0.37, -1024.5)])
+def test_scaled_voxels_equal_nibabels_in_any_memory_order(monkeypatch, order, slope, inter):
+    """Slab-wise scaling (several slabs here) keeps the memory order and equals nibabel's float64 result."""
+    monkeypatch.setattr(nifti, "SCALING_SLAB_VOXELS", 100)
+    raw = np.asarray(np.random.default_rng(3).integers(-3000, 3000, (9, 7, 5)), dtype=np.int16, order=order)
+    scaled = nifti._scaled_float32(raw, slope, inter)
+    np.testing.assert_array_equal(scaled, (raw * np.float64(slope) + np.float64(inter)).astype(np.float32))
+    assert scaled.flags.f_contiguous == (order == "F") and scaled.dtype == np.float32

@@ -154,15 +154,20 @@ SCALING_SLAB_VOXELS = 1 << 22
 
 def _scaled_float32(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
     """raw * slope + inter as float32, computed in float64 one slab at a time (exactly as nibabel
-    scales, without its whole-volume float64 copy)."""
-    data = np.empty(raw.shape, dtype=np.float32)
+    scales, without its whole-volume float64 copy).
+
+    The result keeps raw's memory order: a NIfTI is stored column-major, and a row-major copy is a
+    transpose, 15x slower than the conversion itself. Slabs run along the axis slowest in memory.
+    """
+    data = np.empty_like(raw, dtype=np.float32)
     if slope == 1 and inter == 0:
         data[...] = raw
         return data
-    flat_raw, flat = raw.reshape(-1), data.reshape(-1)
-    for start in range(0, flat.size, SCALING_SLAB_VOXELS):
-        part = slice(start, start + SCALING_SLAB_VOXELS)
-        flat[part] = flat_raw[part] * np.float64(slope) + np.float64(inter)
+    axis = raw.ndim - 1 if raw.flags.f_contiguous and not raw.flags.c_contiguous else 0
+    step = max(1, SCALING_SLAB_VOXELS * raw.shape[axis] // max(raw.size, 1))
+    for start in range(0, raw.shape[axis], step):
+        slab = (slice(None),) * axis + (slice(start, start + step),)
+        data[slab] = raw[slab] * np.float64(slope) + np.float64(inter)
     return data
 
 

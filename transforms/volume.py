@@ -99,24 +99,25 @@ def as_integer_labels(raw: np.ndarray, uri: str = "") -> np.ndarray:
     return rounded.astype(np.int32)
 
 
-_BINCOUNT_MAX_LABEL = 1 << 16
+_FLAGGED_MAX_LABEL = 1 << 16
 _SLAB_VOXELS = 1 << 22
 
 
 def present_labels(labels: np.ndarray) -> set[int]:
     """Non-zero values of an integer label array, in O(n) (np.unique sorts).
 
-    Counted slab by slab: bincount widens to int64, which for a whole uint8 volume is 8x its size.
+    Each value seen sets a flag, slab by slab: a slab of a flipped view is indexed as it is, and
+    numpy widens the indices a buffer at a time (bincount would widen a whole slab to int64 first).
     """
     if labels.size == 0:
         return set()
-    if labels.dtype.kind not in "ui" or int(labels.min()) < 0 or int(labels.max()) >= _BINCOUNT_MAX_LABEL:
+    if labels.dtype.kind not in "ui" or int(labels.min()) < 0 or int(labels.max()) >= _FLAGGED_MAX_LABEL:
         return {int(v) for v in np.unique(labels)} - {0}
-    counts = np.zeros(int(labels.max()) + 1, np.int64)
+    seen = np.zeros(int(labels.max()) + 1, bool)
     step = max(1, _SLAB_VOXELS * labels.shape[0] // labels.size)
-    for start in range(0, labels.shape[0], step):  # a slab of a flipped view is copied alone
-        counts += np.bincount(labels[start:start + step].ravel(), minlength=counts.size)
-    return {int(v) for v in np.flatnonzero(counts)} - {0}
+    for start in range(0, labels.shape[0], step):
+        seen[labels[start:start + step]] = True
+    return {int(v) for v in np.flatnonzero(seen)} - {0}
 
 
 def grid_of(shape_ijk: tuple[int, int, int], affine_ras: np.ndarray) -> Volume:
