@@ -100,3 +100,19 @@ def test_dataflow_cannot_be_given_local_paths(tmp_path, msd_task, capsys):
     argv = ["build", "--source", f"msd={msd_task}", "--output", str(tmp_path / "o"), "--runner", "DataflowRunner"]
     assert main(argv) == 2
     assert "cannot read local paths" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_window_maps_to_rounded_clipped_bytes_with_non_finite_voxels_at_the_ends(dtype):
+    """to_uint8 against its definition: round(255 (v - low) / (high - low)) clipped to 0..255; NaN and -inf
+    give 0, +inf and the largest finite values 255."""
+    from transforms.intensity import Window
+
+    window = Window("w", -160.0, 240.0)
+    values = np.random.default_rng(7).normal(40.0, 300.0, 4000).astype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        values[:5] = [np.nan, np.inf, -np.inf, np.finfo(dtype).max, -np.finfo(dtype).max]
+    with np.errstate(over="ignore"):  # float64 extremes overflow float32 to inf, as intended
+        expected = [0 if np.isnan(v) else int(min(255, max(0, np.rint(
+            np.float32(np.float32(v) - np.float32(-160.0)) * np.float32(255.0 / 400.0))))) for v in values]
+        assert to_uint8(values.reshape(40, 100), window).ravel().tolist() == expected

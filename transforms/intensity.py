@@ -57,9 +57,9 @@ def to_uint8(slice_2d: np.ndarray, window: Window) -> np.ndarray:
     scaled = slice_2d.astype(np.float32)  # a copy, then every step in place (float32, as before)
     scaled -= window.low
     scaled *= 255.0 / (window.high - window.low)
-    np.nan_to_num(scaled, copy=False, nan=0.0)
+    np.fmax(scaled, 0, out=scaled)  # fmax ignores NaN: NaN and -inf become 0, in one pass
+    np.fmin(scaled, 255, out=scaled)  # +inf becomes 255
     np.rint(scaled, out=scaled)
-    np.clip(scaled, 0, 255, out=scaled)
     return scaled.astype(np.uint8)
 
 

@@ -156,10 +156,10 @@ def _scaled_float32(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
     """raw * slope + inter as float32, computed in float64 one slab at a time (exactly as nibabel
     scales, without its whole-volume float64 copy).
 
-    The result keeps raw's memory order: a NIfTI is stored column-major, and a row-major copy is a
-    transpose, 15x slower than the conversion itself. Slabs run along the axis slowest in memory.
+    The result is row-major, which the slicing code is tuned for. A NIfTI is stored column-major,
+    so slabs run along raw's last axis: a flat row-major view of raw would be a whole copy of it.
     """
-    data = np.empty_like(raw, dtype=np.float32)
+    data = np.empty(raw.shape, dtype=np.float32)
     if slope == 1 and inter == 0:
         data[...] = raw
         return data
