@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.sources import demo
-from pipeline.write import PARQUET_OPTIONS
+from pipeline.write import parquet_options
 from schemas.tables import IMAGE_TYPE
 from transforms import nifti
 from transforms.boxes import component_boxes
@@ -127,7 +127,8 @@ def write_rows(path: str, pngs: list[bytes], boxes_xyxy_px: list[list[float]]) -
     """One row per box (as the detection table: the slice PNG repeats per box), zstd Parquet."""
     images = pa.array([{"bytes": png, "path": None} for png in pngs], type=IMAGE_TYPE)
     boxes = pa.array(boxes_xyxy_px, type=pa.list_(pa.float64()))
-    pq.write_table(pa.table({"image": images, "box_xyxy_px": boxes}), path, **PARQUET_OPTIONS)
+    table = pa.table({"image": images, "box_xyxy_px": boxes})
+    pq.write_table(table, path, **parquet_options(table.schema))
 
 
 def print_report(runs: list[tuple[dict, float]], counts: dict, setup_s: float, nifti_mb: float) -> None:

@@ -21,7 +21,7 @@ from pipeline.casework import LoadSettings
 from pipeline.sources import get_source
 from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLesionSizes, ExtractSlices, Guarded, PlanCases,
                              SharedSplits, ValidatePairs)
-from pipeline.write import WriteTable, partition_of, row_bytes, shard_count
+from pipeline.write import WriteTable, column_paths, partition_of, row_bytes, shard_count
 from schemas import rows as row_builders
 from transforms.case import CaseRef, SequenceRef, SliceContent, SliceRecord
 from transforms.intensity import Window, encode_png
@@ -288,3 +288,7 @@ def test_write_table_splits_a_partition_into_deterministic_sorted_shards(tmp_pat
         assert sorted(i for t in tables for i in t.column("sample_id").to_pylist()) == sorted(r["sample_id"] for r in rows)
         digests.append([hashlib.sha256(open(f, "rb").read()).hexdigest() for f in files])
     assert digests[0] == digests[1]
+    group = pq.ParquetFile(files[0]).metadata.row_group(0)
+    codecs = {group.column(i).path_in_schema: group.column(i).compression for i in range(group.num_columns)}
+    assert codecs.pop("image.bytes") == "UNCOMPRESSED"  # PNG is deflated already
+    assert set(codecs) == set(column_paths(tables[0].schema)) - {"image.bytes"} and set(codecs.values()) == {"ZSTD"}
