@@ -91,9 +91,13 @@ def interpolate_linear(array: np.ndarray, axis: int, positions: np.ndarray | Non
     weight_shape = [1] * array.ndim
     weight_shape[axis] = -1
     weight = (positions - low).astype(np.float32).reshape(weight_shape)
-    below = np.take(array, low, axis=axis).astype(np.float32, copy=False)
-    above = np.take(array, high, axis=axis).astype(np.float32, copy=False)
-    return below + (above - below) * weight
+    array = np.ascontiguousarray(array, dtype=np.float32)  # one strided read of a slice view, not two
+    below = np.take(array, low, axis=axis)
+    above = np.take(array, high, axis=axis)
+    above -= below  # below + (above - below) * weight, in place
+    above *= weight
+    above += below
+    return above
 
 
 def interpolate_nearest(array: np.ndarray, axis: int, positions: np.ndarray | None) -> np.ndarray:
