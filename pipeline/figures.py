@@ -134,6 +134,7 @@ def pairs_per_dataset_png(rows: list[dict]) -> bytes:
         left += widths
     axes.set_xlabel("pairs (rows)")
     axes.invert_yaxis()
-    figure.legend(loc="outside lower center", ncols=len(tasks), fontsize=8)
+    if tasks:  # a build without pairs draws empty axes, without a legend
+        figure.legend(loc="outside lower center", ncols=len(tasks), fontsize=8)
     axes.set_title("pairs per dataset and task")
     return png_bytes(figure)
