@@ -22,6 +22,7 @@ from transforms.case import CaseRef, LoadedCase, ReadPolicy, SliceRecord, case_w
 from transforms.intensity import Window
 from transforms.errors import PipelineError, Reason
 from transforms.medvision import CONVENTIONS
+from transforms.pair_estimate import PairEstimate, estimate_pairs
 from transforms.planes import SpacingMode
 
 
@@ -54,6 +55,10 @@ class LoadSettings:
     prompt_style: str = "default"  # a transforms.prompts.PROMPT_STYLES entry
     max_slices_per_unit: int = 128  # a plane with more slices is cut in several work units
 
+    def pointers_only(self, case: CaseRef) -> bool:
+        """Whether the case's rows are published without pixels."""
+        return self.publish and not case.redistributable
+
 
 @dataclasses.dataclass(frozen=True)
 class WorkUnit:
@@ -75,14 +80,16 @@ class WorkUnit:
 
 @dataclasses.dataclass(frozen=True)
 class CasePlan:
-    """A validated case: its work units, the split memberships of its volumes, and the measurements its
-    landmarks could not define."""
+    """A validated case: its work units, the split memberships of its volumes, the measurements its
+    landmarks could not define, and an estimate of its pairs."""
 
     case: CaseRef
     units: tuple[WorkUnit, ...]
     memberships: tuple[tuple, ...]  # (volume_hash, dataset, subject_id, split, official), see `ids`
     unmeasured: tuple[tuple[str, str], ...]
     n_slices: int  # over all units and sequences
+    split: str  # before `ids.shared_split_overrides`
+    pair_estimate: tuple[PairEstimate, ...]  # what the write sizes its files from
 
 
 _last_load = threading.local()
@@ -128,13 +135,16 @@ def plan_case(case: CaseRef, settings: LoadSettings) -> CasePlan:
     hashes = tuple((name, ids.volume_hash(volume.array, volume.affine_ras)) for name, volume in loaded.images.items())
     windows = tuple(case_windows(loaded).items())
     display = CONVENTIONS[settings.conventions].display
-    plan = slice_plan(loaded, place_measurements(loaded, settings.spacing, display))
+    placed = place_measurements(loaded, settings.spacing, display)
+    plan = slice_plan(loaded, placed)
+    estimate = estimate_pairs(loaded, settings.spacing, display, plan, placed, dict(windows),
+                              with_pixels=not settings.pointers_only(case))
     units = tuple(WorkUnit(case, plane, run, split, provenance, tuple(sorted(digests.items())), hashes, windows)
                   for plane, indices in plan.items() for run in split_into_units(indices, settings.max_slices_per_unit))
     memberships = tuple((volume_hash, case.dataset, case.subject_id, split, case.official_split is not None)
                         for _, volume_hash in hashes)
     n_slices = len(case.sequences) * sum(len(unit.slice_indices) for unit in units)
-    return CasePlan(case, units, memberships, loaded.unmeasured, n_slices)
+    return CasePlan(case, units, memberships, loaded.unmeasured, n_slices, split, estimate)
 
 
 def unit_records(unit: WorkUnit, settings: LoadSettings, split: str | None = None) -> Iterator[SliceRecord]:
@@ -145,7 +155,7 @@ def unit_records(unit: WorkUnit, settings: LoadSettings, split: str | None = Non
     if changed:
         raise PipelineError(Reason.INPUT_CHANGED, "input changed while the build ran (its sha256 differs from "
                             "the one the case was planned with); rebuild from a stable copy", changed[0])
-    pointer = settings.publish and not unit.case.redistributable
+    pointer = settings.pointers_only(unit.case)
     hashes = dict(unit.volume_hashes)
     display = CONVENTIONS[settings.conventions].display
     contents = extract_slices(loaded, settings.spacing, display, {unit.plane: unit.slice_indices}, dict(unit.windows))

@@ -10,7 +10,7 @@ from pipeline.config import BuildConfig
 from pipeline.progress import ProgressMarks
 from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLandmarkMeasures, DeriveLesionSizes, EncodePng,
                              ExtractSlices, PlanCases, SharedSplits, ValidatePairs)
-from pipeline.write import WriteTable, partition_of
+from pipeline.write import WriteTable, partition_of, planned_partition_bytes
 from transforms.case import CaseRef
 
 COUNTS_FILE = "counts.jsonl"
@@ -46,7 +46,8 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
                   | "AllQuarantine" >> beam.Flatten())
 
     pair_files = pairs | "WritePairs" >> WriteTable(
-        config.output, partition_of, lambda row: row["task"], config.target_file_mb, settings, progress)
+        config.output, partition_of, lambda row: row["task"], config.target_file_mb, settings, progress,
+        planned_bytes=plans | "PlannedBytes" >> beam.FlatMap(planned_partition_bytes))
     quarantine_files = quarantine | "WriteQuarantine" >> WriteTable(
         config.output, lambda row: QUARANTINE_PARTITION, lambda row: QUARANTINE_PARTITION, config.target_file_mb,
         settings)

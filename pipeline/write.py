@@ -1,9 +1,12 @@
 """Parquet output: hive partitions, deterministic shards, files that appear only when complete.
 
-Rows are counted per partition first (rows and bytes); that count decides how many files a
-partition gets (~`target_file_mb` each) and is the number the reconciliation checks the
-written footers against. A row goes to shard `hash(sample_id) mod n_files`, and each shard
-is sorted by sample_id, so the same input gives byte-identical files on any runner.
+A partition gets about one file per `target_file_mb` of rows. For the pairs, that size is the
+plans' estimate (`transforms.pair_estimate`), known before any row exists, so the rows cross one
+shuffle; elsewhere (the small quarantine table) it is the rows' own size, which makes the runner
+materialise them once more before the shuffle. A row goes to shard `hash(sample_id) mod n_files`,
+and each shard is sorted by sample_id, so the same input gives byte-identical files on any runner.
+The rows and bytes of each partition are also counted from the rows themselves: the exact numbers
+the reconciliation checks the written footers against.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
 from pipeline import storage
+from pipeline.casework import CasePlan
 from pipeline.progress import ProgressMarks
 from schemas.tables import PARTITION_KEYS, schema_for
 from schemas.validate import file_row
@@ -52,6 +56,12 @@ def parquet_options(schema: pa.Schema) -> dict:
 def partition_of(row: dict) -> str:
     """`dataset=…/task=…/split=…` for a pair row."""
     return "/".join(f"{key}={row[key]}" for key in PARTITION_KEYS)
+
+
+def planned_partition_bytes(plan: CasePlan) -> list[tuple[str, int]]:
+    """(partition, estimated bytes) of the pairs a case plan will make, as `row_bytes` counts them."""
+    return [(partition_of({"dataset": plan.case.dataset, "task": estimate.task, "split": plan.split}),
+             estimate.png_bytes + estimate.pairs * ROW_OVERHEAD_BYTES) for estimate in plan.pair_estimate]
 
 
 def row_bytes(row: dict) -> int:
@@ -91,7 +101,7 @@ def _row_groups(rows: list[dict]):
 
 def _with_shard_key(partition_and_row: tuple, shards_per_partition: dict) -> tuple:
     partition, row = partition_and_row
-    n_shards = shards_per_partition[partition]
+    n_shards = shards_per_partition.get(partition, 1)  # unplanned: a subject moved to a shared split
     return (partition, shard_of(row.get("sample_id") or repr(_sort_key(row)), n_shards), n_shards), row
 
 
@@ -125,16 +135,18 @@ class _WriteShardFn(beam.DoFn):
 class WriteTable(beam.PTransform):
     """Rows -> Parquet files under `output/<partition>/part-SSSSS-of-NNNNN.parquet`.
 
-    `partition_fn(row)` names a row's folder, `table_of(row)` its schema. Returns the
-    per-partition counts {"partition", "rows", "bytes"} for reconciliation.
+    `partition_fn(row)` names a row's folder, `table_of(row)` its schema. `planned_bytes`, a
+    PCollection of (partition, estimated bytes), sizes the files (default: the rows themselves).
+    Returns the per-partition counts {"partition", "rows", "bytes"} for reconciliation.
     """
 
     def __init__(self, output: str, partition_fn, table_of, target_file_mb: float,
                  settings: storage.StorageSettings = storage.StorageSettings(),
-                 progress: ProgressMarks = ProgressMarks()):
+                 progress: ProgressMarks = ProgressMarks(), planned_bytes=None):
         super().__init__()
         self._output, self._partition_fn, self._table_of = output, partition_fn, table_of
         self._target_file_mb, self._settings, self._progress = target_file_mb, settings, progress
+        self._planned_bytes = planned_bytes
 
     def expand(self, rows):
         partition_fn, target_mb = self._partition_fn, self._target_file_mb
@@ -144,7 +156,11 @@ class WriteTable(beam.PTransform):
             | "RowsAndBytes" >> beam.MapTuple(lambda partition, row: (partition, (1, row_bytes(row))))
             | "SumPerPartition" >> beam.CombinePerKey(lambda values: tuple(map(sum, zip(*values))) or (0, 0))
         )
-        shards = totals | "ShardCount" >> beam.MapTuple(lambda partition, t: (partition, shard_count(t[1], target_mb)))
+        if self._planned_bytes is None:
+            sizes = totals | "RowBytes" >> beam.MapTuple(lambda partition, t: (partition, t[1]))
+        else:
+            sizes = self._planned_bytes | "PlannedPerPartition" >> beam.CombinePerKey(sum)
+        shards = sizes | "ShardCount" >> beam.MapTuple(lambda partition, size: (partition, shard_count(size, target_mb)))
         _ = (
             keyed
             | "AssignShard" >> beam.Map(_with_shard_key, beam.pvalue.AsDict(shards))

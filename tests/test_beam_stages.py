@@ -292,3 +292,28 @@ def test_write_table_splits_a_partition_into_deterministic_sorted_shards(tmp_pat
     codecs = {group.column(i).path_in_schema: group.column(i).compression for i in range(group.num_columns)}
     assert codecs.pop("image.bytes") == "UNCOMPRESSED"  # PNG is deflated already
     assert set(codecs) == set(column_paths(tables[0].schema)) - {"image.bytes"} and set(codecs.values()) == {"ZSTD"}
+
+
+def test_planned_bytes_size_the_files_and_counts_stay_exact(tmp_path):
+    """With a plan's estimate the write needs no count of the rows first: files follow the estimate (an
+    unplanned partition gets one), while the returned counts are still those of the rows."""
+    labels = np.zeros((30, 40), np.uint8)
+    for index in range(6):
+        labels[2 + 4 * index:4 + 4 * index, 1:39:3] = 1 + index % 2
+    rows = row_builders.detection_rows(slice_record(labels))
+    moved = [{**row, "split": "test", "sample_id": "f" * 31 + str(i)} for i, row in enumerate(rows[:4])]
+    target_mb = 1.0
+    planned = [("dataset=demo/task=detection/split=train", 5 * 2**20 // 2)] * 2  # two cases: 5 MB in all
+    output = str(tmp_path / "out")
+    with BeamPipeline() as pipeline:
+        counts = (pipeline | "Rows" >> beam.Create(rows + moved)
+                  | WriteTable(output, partition_of, lambda r: r["task"], target_mb,
+                               planned_bytes=pipeline | "Planned" >> beam.Create(planned)))
+        assert_that(counts | beam.Map(lambda c: (c["partition"], c["rows"])),
+                    equal_to([("dataset=demo/task=detection/split=train", len(rows)),
+                              ("dataset=demo/task=detection/split=test", len(moved))]))
+    train = glob.glob(os.path.join(output, "dataset=demo/task=detection/split=train/*.parquet"))
+    test = glob.glob(os.path.join(output, "dataset=demo/task=detection/split=test/*.parquet"))
+    assert all(f.endswith("-of-00005.parquet") for f in train) and 1 < len(train) <= 5  # a shard may be empty
+    assert [os.path.basename(f) for f in test] == ["part-00000-of-00001.parquet"]
+    assert sum(pq.read_metadata(f).num_rows for f in train) == len(rows)

@@ -6,6 +6,7 @@ import sys
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.portability.api import beam_runner_api_pb2
 
 from pipeline.config import BuildConfig, SourceSpec
 from pipeline.dag import build_graph
@@ -41,6 +42,35 @@ def test_the_build_translates_to_a_portable_pipeline_proto(tmp_path, demo_root):
         assert stage in names
     again = beam.Pipeline.from_runner_api(proto, pipeline.runner, pipeline.options).to_runner_api()
     assert {t.unique_name for t in again.components.transforms.values()} == names
+
+
+def upstream_transforms(proto, pcollection_id: str) -> set[str]:
+    """Names of every leaf transform that a PCollection depends on."""
+    leaves = [t for t in proto.components.transforms.values() if not t.subtransforms]
+    producer = {pcoll: t for t in leaves for pcoll in t.outputs.values()}
+    seen, todo = set(), [pcollection_id]
+    while todo:
+        transform = producer.get(todo.pop())
+        if transform is not None and transform.unique_name not in seen:
+            seen.add(transform.unique_name)
+            todo += list(transform.inputs.values())
+    return seen
+
+
+def test_the_pair_rows_cross_one_shuffle_as_their_file_sizes_come_from_the_plans(tmp_path, demo_root):
+    """WritePairs' shard counts (a side input) must not depend on the rows: if they did, every runner would
+    materialise all rows, PNGs included, once more before the write's shuffle."""
+    config = BuildConfig(sources=(SourceSpec("demo", demo_root),), output=str(tmp_path / "out"))
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=PortableRunner"]))
+    build_graph(pipeline, config, get_source("demo").list_cases(demo_root)[:2])
+    proto = pipeline.to_runner_api()
+    assign = [t for t in proto.components.transforms.values()
+              if t.unique_name.startswith("WritePairs/AssignShard") and t.spec.urn == "beam:transform:pardo:v1"]
+    side_inputs = beam_runner_api_pb2.ParDoPayload.FromString(assign[0].spec.payload).side_inputs
+    assert len(assign) == 1 and len(side_inputs) == 1
+    upstream = upstream_transforms(proto, assign[0].inputs[next(iter(side_inputs))])
+    assert any(name.startswith("PlanCases") for name in upstream)
+    assert not any(name.startswith(("ExtractSlices", "WritePairs/ByPartition")) for name in upstream)
 
 
 def test_dataflow_runner_builds_the_job_without_submitting_it(demo_root):

@@ -1,0 +1,72 @@
+"""How many pairs a planned case will make, and how many PNG bytes they will carry, before any slice is cut.
+
+The write sizes its files from this estimate, so the pair rows cross one shuffle instead of being
+materialised once more to be counted first. It is an estimate, for file sizes only (the row counts
+that the build reconciles are exact):
+
+- a label makes one detection pair on every planned slice that its 3D bounding box crosses (one
+  component per slice: more components, or a box with holes, make it wrong), and a target label
+  one tumour/lesion size pair likewise;
+- measurements are placed already, so their pairs are counted exactly;
+- a plane's PNG size is that of its middle planned slice, encoded for each sequence.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+
+from transforms.case import LoadedCase, PlacedMeasurement
+from transforms.intensity import Window, encode_png, to_uint8
+from transforms.planes import SLICE_AXIS, SpacingMode, plane_grid
+
+
+@dataclasses.dataclass(frozen=True)
+class PairEstimate:
+    """Estimated pairs of one task of a case and the PNG bytes they carry (a PNG per pair)."""
+
+    task: str
+    pairs: int
+    png_bytes: int
+
+
+def estimate_pairs(loaded: LoadedCase, spacing: SpacingMode, display: str, plan: dict[str, tuple[int, ...]],
+                   placed: dict[tuple[str, int], list[PlacedMeasurement]], windows: dict[str, Window],
+                   with_pixels: bool = True) -> tuple[PairEstimate, ...]:
+    """The estimate for a case's slice `plan` (see the module); `with_pixels=False` for pointer rows."""
+    labels = loaded.labels.array
+    extents = ndimage.find_objects(labels) if labels.size and labels.max() > 0 else []
+    targets = set(loaded.case.lesion_labels)
+    pairs, png_bytes = collections.Counter(), collections.Counter()
+    for plane, indices in plan.items():
+        per_slice = _pairs_per_task(np.asarray(indices), SLICE_AXIS[plane], extents, targets)
+        per_slice["angle_distance"] = sum(len(placed.get((plane, index), ())) for index in indices)
+        png = _png_bytes_per_sequence(loaded, spacing, display, plane, indices[len(indices) // 2], windows) \
+            if with_pixels and indices else {}
+        for task, n in per_slice.items():
+            pairs[task] += n * len(loaded.case.sequences)
+            png_bytes[task] += n * sum(png.values())
+    return tuple(PairEstimate(task, pairs[task], png_bytes[task]) for task in sorted(pairs) if pairs[task])
+
+
+def _pairs_per_task(indices: np.ndarray, axis: int, extents: list, targets: set[int]) -> collections.Counter:
+    """Detection and lesion pairs over the planned slices `indices` (sorted) of one plane, one sequence."""
+    counts = collections.Counter()
+    for label, extent in enumerate(extents, start=1):
+        if extent is None:
+            continue
+        crossed = int(np.searchsorted(indices, extent[axis].stop) - np.searchsorted(indices, extent[axis].start))
+        counts["detection"] += crossed
+        if label in targets:
+            counts["tumor_lesion_size"] += crossed
+    return counts
+
+
+def _png_bytes_per_sequence(loaded: LoadedCase, spacing: SpacingMode, display: str, plane: str, index: int,
+                            windows: dict[str, Window]) -> dict[str, int]:
+    grid = plane_grid(loaded.labels.array.shape, loaded.labels.spacing_mm, plane, spacing, display)
+    return {seq.name: len(encode_png(to_uint8(grid.resample_image(grid.cut(loaded.images[seq.name].array, index)),
+                                              windows[seq.name])))
+            for seq in loaded.case.sequences}
