@@ -54,8 +54,8 @@ INVENTORY = (
 )
 LABELLED_FRACTION = 0.6  # of the slices along each axis that hold a label (assumption)
 # Measured on the reference machine (2 cores), benchmarks/scaling.py, 512x512x300 CT at 0.7x0.7x2.5 mm.
-DEFAULT_COSTS = {"s_per_mvoxel_decode": 0.025, "s_per_mpixel_slices": 0.1849, "png_bytes_per_pixel": 0.4266,
-                 "pairs_per_slice": 2.0154, "source": "scaling.py 512x512x300:1, 2 CPUs, one process, 2026-11-29"}
+DEFAULT_COSTS = {"s_per_mvoxel_decode": 0.021, "s_per_mpixel_slices": 0.1063, "png_bytes_per_pixel": 0.4266,
+                 "pairs_per_slice": 2.0154, "source": "scaling.py 512x512x300:1, 2 CPUs, one process, 2026-11-29 (2)"}
 MAX_SLICES_PER_UNIT = 128  # pipeline.casework.LoadSettings.max_slices_per_unit
 ROW_OVERHEAD_BYTES = 1024  # pipeline.write.ROW_OVERHEAD_BYTES: the non-image columns of a pair
 VCPU_HOUR_USD, GB_HOUR_USD, SHUFFLE_GB_USD = 0.056, 0.003557, 0.011

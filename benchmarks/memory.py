@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import os
-import resource
 import shlex
 import subprocess
 import sys
@@ -29,9 +28,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scaling  # noqa: E402  (the synthetic CT task writer)
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as handle:
-        return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:")) / 1024
+        return next(int(line.split()[1]) for line in handle if line.startswith(field + ":")) / 1024
+
+
+def _rss_mb() -> float:
+    return _status_mb("VmRSS")
+
+
+def _peak_rss_mb() -> float:
+    """This process image's peak RSS. Not getrusage's ru_maxrss: Linux carries it over from the forked
+    parent through exec, so a child of a big parent (one that just wrote the phantoms) reports the parent."""
+    return _status_mb("VmHWM")
 
 
 def measure(task: str, n_cases: int) -> dict:
@@ -52,7 +61,7 @@ def measure(task: str, n_cases: int) -> dict:
         for record in records:
             record = dataclasses.replace(record, content=record.content.with_png())
             n_pairs += len(rows.detection_rows(record)) + len(rows.lesion_rows(record)[0])
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_rss_mb()
     return {"cases": len(cases), "pairs": n_pairs, "start_mb": start_mb, "peak_above_start_mb": peak_mb - start_mb}
 
 

@@ -145,8 +145,8 @@ def main() -> None:
     print("$ " + shlex.join([sys.executable, *sys.argv]))
     print(f"{os.cpu_count()} CPUs; spacing {SPACING_MM} mm, stored LPS; numpy {np.__version__}")
     root = args.workdir or tempfile.mkdtemp(prefix="scaling_")
-    baseline = subprocess.run([sys.executable, "-c", "import resource, pipeline.run; "
-                               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+    baseline = subprocess.run([sys.executable, "-c", "import pipeline.run; print(next(line.split()[1] for line in "
+                               "open('/proc/self/status') if line.startswith('VmHWM:')))"],  # ru_maxrss: the parent's
                               check=True, capture_output=True, text=True)
     print(f"baseline RSS of a process that imported the pipeline: {int(baseline.stdout) / 1024:.0f} MB")
     print("\nfloor ratio (one process): build seconds / (decode + PNG encode) seconds")
