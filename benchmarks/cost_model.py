@@ -13,7 +13,7 @@ The DAG decodes a volume once to plan it and once per work unit (runs of at most
 MAX_SLICES_PER_UNIT slices of one plane; no cache hit is assumed, as on a runner that scatters
 units). No pixels cross a shuffle before the write; the pair rows, each carrying its slice's PNG,
 are shuffled once, at the write's GroupByKey: file sizes come from the plans' estimate, so the rows
-are not materialised before it to be counted (they were until 0.3.0, which doubled this volume).
+are not materialised before it to be counted (they used to be, which doubled this volume).
 
 Price assumptions (Dataflow batch, us-central1 list prices, stated not fetched): $0.056 per
 vCPU-hour, $0.003557 per GB-hour of memory, $0.011 per GB of Dataflow Shuffle processed,
