@@ -17,18 +17,13 @@ def file_row(row: dict, schema: pa.Schema) -> dict:
     return {name: row.get(name) for name in schema.names}
 
 
-def schema_problems(row: dict, table: str) -> list[str]:
-    """Type conformance: the row must convert to the table's Arrow schema without loss."""
-    return _extra_columns(row, table) or _arrow_problems([row], table)[0]
-
-
 def _extra_columns(row: dict, table: str) -> list[str]:
     extra = sorted(set(row) - set(schema_for(table).names) - set(PARTITION_KEYS))
     return [f"columns not in the {table} schema: {extra}"] if extra else []
 
 
 def _arrow_problems(rows: list[dict], table: str) -> list[list[str]]:
-    """Per row, why it does not convert to the table's Arrow schema. One conversion for all rows;
+    """Per row, why it does not convert to the table's Arrow schema without loss. One conversion for all rows;
     only when it fails is each row converted alone, to name the offenders."""
     schema = schema_for(table)
     try:

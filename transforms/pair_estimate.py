@@ -18,9 +18,9 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from transforms.case import LoadedCase, PlacedMeasurement
-from transforms.intensity import Window, encode_png, to_uint8
-from transforms.planes import SLICE_AXIS, SpacingMode, plane_grid
+from transforms.case import LoadedCase, PlacedMeasurement, extract_slices
+from transforms.intensity import Window
+from transforms.planes import SLICE_AXIS, SpacingMode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,15 +39,14 @@ def estimate_pairs(loaded: LoadedCase, spacing: SpacingMode, display: str, plan:
     labels = loaded.labels.array
     extents = ndimage.find_objects(labels) if labels.size and labels.max() > 0 else []
     targets = set(loaded.case.lesion_labels)
+    png_per_slice = _middle_slice_png_bytes(loaded, spacing, display, plan, windows) if with_pixels else {}
     pairs, png_bytes = collections.Counter(), collections.Counter()
     for plane, indices in plan.items():
         per_slice = _pairs_per_task(np.asarray(indices), SLICE_AXIS[plane], extents, targets)
         per_slice["angle_distance"] = sum(len(placed.get((plane, index), ())) for index in indices)
-        png = _png_bytes_per_sequence(loaded, spacing, display, plane, indices[len(indices) // 2], windows) \
-            if with_pixels and indices else {}
         for task, n in per_slice.items():
             pairs[task] += n * len(loaded.case.sequences)
-            png_bytes[task] += n * sum(png.values())
+            png_bytes[task] += n * png_per_slice.get(plane, 0)
     return tuple(PairEstimate(task, pairs[task], png_bytes[task]) for task in sorted(pairs) if pairs[task])
 
 
@@ -64,9 +63,11 @@ def _pairs_per_task(indices: np.ndarray, axis: int, extents: list, targets: set[
     return counts
 
 
-def _png_bytes_per_sequence(loaded: LoadedCase, spacing: SpacingMode, display: str, plane: str, index: int,
-                            windows: dict[str, Window]) -> dict[str, int]:
-    grid = plane_grid(loaded.labels.array.shape, loaded.labels.spacing_mm, plane, spacing, display)
-    return {seq.name: len(encode_png(to_uint8(grid.resample_image(grid.cut(loaded.images[seq.name].array, index)),
-                                              windows[seq.name])))
-            for seq in loaded.case.sequences}
+def _middle_slice_png_bytes(loaded: LoadedCase, spacing: SpacingMode, display: str,
+                            plan: dict[str, tuple[int, ...]], windows: dict[str, Window]) -> dict[str, int]:
+    """Per plane, the PNG bytes of its middle planned slice over all sequences, cut as the build cuts it."""
+    middle = {plane: (indices[len(indices) // 2],) for plane, indices in plan.items() if indices}
+    sizes: collections.Counter = collections.Counter()
+    for content in extract_slices(loaded, spacing, display, middle, windows):
+        sizes[content.plane] += len(content.with_png().png)
+    return sizes
