@@ -308,7 +308,8 @@ class DeriveLandmarkMeasures(beam.PTransform):
 
 
 class _ValidatePairsFn(beam.DoFn):
-    def process(self, rows: list[dict]):
+    def process(self, batch: list[list[dict]]):
+        rows = [row for pairs in batch for row in pairs]
         for row, problems in zip(rows, batch_problems(rows)):
             if problems:
                 yield quarantined(row, "validate", Reason.INVALID_PAIR, "; ".join(problems))
@@ -318,11 +319,23 @@ class _ValidatePairsFn(beam.DoFn):
 
 class ValidatePairs(beam.PTransform):
     """Lists of rows (a slice's pairs of one task) -> valid rows, one by one; rows that break the schema or
-    a task invariant go to quarantine, never to the output. A list is checked against its table's Arrow
-    schema in one conversion."""
+    a task invariant go to quarantine, never to the output.
+
+    Lists are batched up to `max_rows` rows, each checked against its table's Arrow schema in one
+    conversion: a conversion costs about 0.3 ms whatever its size, and most slices make one or two pairs.
+    """
+
+    def __init__(self, max_rows: int = 256):
+        super().__init__()
+        self._max_rows = max_rows
 
     def expand(self, pairs):
-        return pairs | Guarded("validate", _ValidatePairsFn())
+        return (
+            pairs
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._max_rows, element_size_fn=len,
+                                            record_metrics=False)
+            | Guarded("validate", _ValidatePairsFn())
+        )
 
 
 class DuplicateSampleIdError(RuntimeError):

@@ -170,12 +170,21 @@ def pair_problems(row: dict) -> list[str]:
 def batch_problems(rows: list[dict]) -> list[list[str]]:
     """`pair_problems` of each row; the rows that pass every other check are converted to Arrow together,
     one batch per table (a slice's pairs are validated at once)."""
-    problems = [_semantic_problems(row) for row in rows]
+    problems = [_checked_semantic_problems(row) for row in rows]
     for table in TASKS:
         index = [i for i, row in enumerate(rows) if not problems[i] and row["task"] == table]
         for i, found in zip(index, _arrow_problems([rows[i] for i in index], table) if index else []):
             problems[i] = found
     return problems
+
+
+def _checked_semantic_problems(row: dict) -> list[str]:
+    """`_semantic_problems`, where a check that breaks on a malformed row names the row instead of failing
+    the whole batch."""
+    try:
+        return _semantic_problems(row)
+    except (ArithmeticError, LookupError, ValueError, TypeError, AttributeError) as exc:
+        return [f"a check failed on this row: {exc!r}"]
 
 
 def _semantic_problems(row: dict) -> list[str]:

@@ -214,13 +214,16 @@ def test_derive_lesion_sizes_measures_targets_and_quarantines_refused_fits():
 
 
 def test_validate_pairs_quarantines_broken_rows():
+    """Lists are validated in batches of several lists; only the broken row of a batch is quarantined."""
     labels = np.zeros((30, 40), np.uint8)
     labels[2:22, 5:25] = 1
     good = row_builders.detection_rows(slice_record(labels))[0]
     broken = {**good, "sample_id": "b" * 32, "box_xyxy_px": [5.0, 2.0, 45.0, 22.0]}
+    others = [[{**good, "sample_id": f"{n:032d}"}] for n in range(20)]
     with BeamPipeline() as pipeline:
-        valid, quarantine = pipeline | beam.Create([[good, broken]]) | ValidatePairs()
-        assert_that(valid | beam.Map(lambda r: r["sample_id"]), equal_to([good["sample_id"]]), label="Valid")
+        valid, quarantine = pipeline | beam.Create([[good, broken], *others]) | ValidatePairs(max_rows=4)
+        assert_that(valid | beam.Map(lambda r: r["sample_id"]),
+                    equal_to([good["sample_id"]] + [pairs[0]["sample_id"] for pairs in others]), label="Valid")
         assert_that(quarantine, check(lambda q: len(q) == 1 and q[0]["reason"] == "invalid_pair"
                                       and q[0]["sample_id"] == "b" * 32 and "outside" in q[0]["message"],
                                       "one invalid pair"), label="Invalid")

@@ -140,3 +140,12 @@ def test_a_batch_names_only_its_broken_rows(png_8x6):
     assert "does not fit the tumor_lesion_size schema" in problems[3][0]
     assert "outside" in problems[5][0]
     assert problems == [pair_problems(row) for row in rows]
+
+
+def test_a_row_that_breaks_a_check_is_named_not_the_batch(png_8x6):
+    """A malformed value that makes a check raise (here a comparison of str and int) names its row; the
+    batch's other rows are still validated."""
+    rows = [valid_row(png_8x6), {**valid_row(png_8x6), "box_xyxy_px": [1.0, "one", 5.0, 4.0]}, measurement_row(png_8x6)]
+    problems = batch_problems(rows)
+    assert problems[0] == [] and problems[2] == []
+    assert "a check failed on this row" in problems[1][0] and "TypeError" in problems[1][0]
