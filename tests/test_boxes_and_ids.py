@@ -95,10 +95,17 @@ def reference_boxes(labels_2d: np.ndarray) -> list[tuple]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.floats(0.05, 0.6))
-def test_one_pass_labelling_equals_the_per_label_definition(seed, n_labels, density):
-    """Touching regions of different labels stay separate; order and areas match the definition."""
+@given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.floats(0.05, 0.6), st.tuples(*[st.integers(0, 9)] * 4))
+def test_one_pass_labelling_equals_the_per_label_definition(seed, n_labels, density, margins):
+    """Touching regions of different labels stay separate; order and areas match the definition, also
+    when the labelled pixels sit inside empty margins (only their box is labelled)."""
     rng = np.random.default_rng(seed)
     labels_2d = np.where(rng.random((23, 31)) < density, rng.integers(1, n_labels + 1, (23, 31)), 0).astype(np.uint8)
+    top, bottom, left, right = margins
+    labels_2d = np.pad(labels_2d, ((top, bottom), (left, right)))
     got = [(b.label, b.component_index, b.n_components, b.box_xyxy_px, b.area_px) for b in component_boxes(labels_2d)]
     assert got == reference_boxes(labels_2d)
+
+
+def test_a_slice_without_labels_has_no_boxes():
+    assert component_boxes(np.zeros((5, 7), np.uint8)) == []
