@@ -15,6 +15,7 @@ import math
 import time
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
@@ -83,8 +84,39 @@ def write_parquet(uri: str, table: str, rows: list[dict], temp_dir: str) -> int:
     with storage.atomic_create(uri, temp_dir) as handle:
         with pq.ParquetWriter(handle, schema, **parquet_options(schema)) as writer:
             for group in _row_groups(rows):
-                writer.write_batch(pa.RecordBatch.from_pylist([file_row(r, schema) for r in group], schema=schema))
+                writer.write_batch(record_batch(group, schema))
     return len(rows)
+
+
+def record_batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
+    """The rows (`file_row` of each) as one Arrow batch of `schema`, with the PNG bytes copied by
+    `binary_array` (Arrow's row conversion took 0.2-1.9 s for the 330 MB of PNGs of a 512x512x300 CT,
+    slowest when its buffers grow into fresh memory, as for a worker's first file)."""
+    if "image" not in schema.names or not all(isinstance(row.get("image"), dict) for row in rows):
+        return pa.RecordBatch.from_pylist([file_row(row, schema) for row in rows], schema=schema)
+    index, field = schema.get_field_index("image"), schema.field("image")
+    others = schema.remove(index)
+    batch = pa.RecordBatch.from_pylist([file_row(row, others) for row in rows], schema=others)
+    images = [row["image"] for row in rows]
+    image = pa.StructArray.from_arrays([binary_array([i.get("bytes") for i in images]),
+                                        pa.array([i.get("path") for i in images], pa.string())],
+                                       fields=list(field.type))
+    return batch.add_column(index, field, image).replace_schema_metadata(schema.metadata)
+
+
+def binary_array(values: list) -> pa.Array:
+    """`pa.array(values, pa.binary())` for bytes and None, with the bytes copied in one join (a steady
+    0.23 s for 330 MB of PNGs)."""
+    present = [value for value in values if value is not None]
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum([0 if value is None else len(value) for value in values], out=offsets[1:])
+    if offsets[-1] >= 2**31:  # beyond binary's 32-bit offsets: let Arrow say so
+        return pa.array(values, pa.binary())
+    n_nulls = len(values) - len(present)
+    validity = (pa.py_buffer(np.packbits([value is not None for value in values], bitorder="little"))
+                if n_nulls else None)
+    return pa.Array.from_buffers(pa.binary(), len(values), [validity, pa.py_buffer(offsets.astype(np.int32)),
+                                                            pa.py_buffer(b"".join(present))], null_count=n_nulls)
 
 
 def _row_groups(rows: list[dict]):

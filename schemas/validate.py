@@ -27,12 +27,21 @@ def _arrow_problems(rows: list[dict], table: str) -> list[list[str]]:
     only when it fails is each row converted alone, to name the offenders."""
     schema = schema_for(table)
     try:
-        pa.RecordBatch.from_pylist([file_row(row, schema) for row in rows], schema=schema)
+        pa.RecordBatch.from_pylist([_without_png(file_row(row, schema)) for row in rows], schema=schema)
         return [[] for _ in rows]
     except (pa.ArrowException, TypeError, ValueError) as exc:
         if len(rows) == 1:
             return [[f"does not fit the {table} schema: {exc}"]]
     return [_arrow_problems([row], table)[0] for row in rows]
+
+
+def _without_png(stored: dict) -> dict:
+    """The row with its PNG left out of the Arrow check: bytes always convert to binary (`_common_problems`
+    checks the PNG itself), and copying them took 0.2-0.9 s for the 330 MB of rows of a 512x512x300 CT."""
+    image = stored.get("image")
+    if isinstance(image, dict) and type(image.get("bytes")) is bytes:
+        return {**stored, "image": {**image, "bytes": None}}
+    return stored
 
 
 def png_size(data: bytes) -> tuple[int, int] | None:

@@ -11,6 +11,7 @@ import weakref
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
@@ -21,8 +22,10 @@ from pipeline.casework import LoadSettings
 from pipeline.sources import get_source
 from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLesionSizes, ExtractSlices, Guarded, PlanCases,
                              SharedSplits, ValidatePairs)
-from pipeline.write import WriteTable, column_paths, partition_of, row_bytes, shard_count
+from pipeline.write import WriteTable, binary_array, column_paths, partition_of, record_batch, row_bytes, shard_count
 from schemas import rows as row_builders
+from schemas.tables import schema_for
+from schemas.validate import file_row
 from transforms.case import CaseRef, SequenceRef, SliceContent, SliceRecord
 from transforms.intensity import Window, encode_png
 from transforms.packed import PackedArray
@@ -320,3 +323,20 @@ def test_planned_bytes_size_the_files_and_counts_stay_exact(tmp_path):
     assert all(f.endswith("-of-00005.parquet") for f in train) and 1 < len(train) <= 5  # a shard may be empty
     assert [os.path.basename(f) for f in test] == ["part-00000-of-00001.parquet"]
     assert sum(pq.read_metadata(f).num_rows for f in train) == len(rows)
+
+
+def test_record_batch_equals_arrow_row_conversion():
+    """The write's batch (PNG bytes joined in one copy) is the batch Arrow makes from the rows, pointer rows
+    (no bytes) and empty bytes included, with the schema's metadata."""
+    labels = np.zeros((30, 40), np.uint8)
+    labels[2:10, 3:9], labels[15:25, 20:30] = 1, 2
+    rows = row_builders.detection_rows(slice_record(labels))
+    rows += [{**rows[0], "sample_id": "p" * 32, "image_mode": "pointer", "image": {"bytes": None, "path": None}},
+             {**rows[1], "sample_id": "e" * 32, "image": {"bytes": b"", "path": "x.png"}}]
+    schema = schema_for("detection")
+    expected = pa.RecordBatch.from_pylist([file_row(row, schema) for row in rows], schema=schema)
+    batch = record_batch(rows, schema)
+    assert batch.equals(expected) and batch.schema.equals(schema, check_metadata=True)
+    values = [b"\x89PNG", None, b"", b"abc" * 1000, None]
+    assert binary_array(values).equals(pa.array(values, pa.binary()))
+    assert binary_array([b"a", b"bc"]).equals(pa.array([b"a", b"bc"], pa.binary()))
