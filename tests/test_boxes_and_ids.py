@@ -105,6 +105,7 @@ def test_one_pass_labelling_equals_the_per_label_definition(seed, n_labels, dens
     labels_2d = np.pad(labels_2d, ((top, bottom), (left, right)))
     got = [(b.label, b.component_index, b.n_components, b.box_xyxy_px, b.area_px) for b in component_boxes(labels_2d)]
     assert got == reference_boxes(labels_2d)
+    assert all(type(v) is int for box in got for v in box[3])  # plain ints, as the rows store them
 
 
 def test_a_slice_without_labels_has_no_boxes():

@@ -86,4 +86,4 @@ def _labelled_box(labels_2d: np.ndarray) -> tuple[slice, slice] | None:
     if rows.size == 0:
         return None
     cols = np.flatnonzero(labelled[rows[0]:rows[-1] + 1].any(axis=0))
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
