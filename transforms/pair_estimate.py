@@ -37,7 +37,8 @@ def estimate_pairs(loaded: LoadedCase, spacing: SpacingMode, display: str, plan:
                    with_pixels: bool = True) -> tuple[PairEstimate, ...]:
     """The estimate for a case's slice `plan` (see the module); `with_pixels=False` for pointer rows."""
     labels = loaded.labels.array
-    extents = ndimage.find_objects(labels) if labels.size and labels.max() > 0 else []
+    max_label = int(labels.max()) if labels.size else 0  # given to find_objects, which would scan for it again
+    extents = ndimage.find_objects(labels, max_label=max_label) if max_label > 0 else []
     targets = set(loaded.case.lesion_labels)
     png_per_slice = _middle_slice_png_bytes(loaded, spacing, display, plan, windows) if with_pixels else {}
     pairs, png_bytes = collections.Counter(), collections.Counter()
