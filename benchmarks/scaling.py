@@ -85,9 +85,9 @@ def floor_seconds(image_path: str, labels_path: str) -> dict:
             "pixels": sum(pixels.size for pixels in slices), "png_bytes": png_bytes}
 
 
-def floor_and_build(root: str, spec: str) -> tuple[float, dict]:
-    """SIZE[:COUNT] volumes written under `root`: their floor seconds, and the stats of building them
-    (`build`, plus the floor's totals under "floor" and the volume names under "names")."""
+def floor_and_build(root: str, spec: str) -> dict:
+    """SIZE[:COUNT] volumes written under `root`, built: the stats of `build`, with the floor's seconds
+    ("floor_s"), its totals ("floor") and the number of volumes ("volumes")."""
     size, count = (spec.split(":") + ["1"])[:2]
     names = [f"ct_{size}_{n}" for n in range(int(count))]
     task = write_task(os.path.join(root, spec.replace(":", "_")), [(name, parse_size(size)) for name in names])
@@ -95,7 +95,7 @@ def floor_and_build(root: str, spec: str) -> tuple[float, dict]:
               for name in names]
     floor = {key: sum(f[key] for f in floors) for key in floors[0]}
     result = build(task, os.path.join(root, f"out-{size}-{time.time_ns()}"), [])
-    return floor["decode_s"] + floor["encode_s"], {**result, "floor": floor, "names": names}
+    return {**result, "floor_s": floor["decode_s"] + floor["encode_s"], "floor": floor, "volumes": len(names)}
 
 
 def _rss_mb(pid: int) -> float:
@@ -169,20 +169,20 @@ def main() -> None:
     print(f"baseline RSS of a process that imported the pipeline: {int(baseline.stdout) / 1024:.0f} MB")
     print("\nfloor ratio (one process): build seconds / (decode + PNG encode) seconds; marginal: net of a "
           "one-volume run")
-    fixed_floor_s, fixed = floor_and_build(root, FIXED_COST_SPEC)
-    print(f"fixed cost per run ({FIXED_COST_SPEC}): build {fixed['pipeline_s']:.1f} s, floor {fixed_floor_s:.2f} s")
+    fixed = floor_and_build(root, FIXED_COST_SPEC)
+    print(f"fixed cost per run ({FIXED_COST_SPEC}): build {fixed['pipeline_s']:.1f} s, floor {fixed['floor_s']:.2f} s")
     print(f"{'volumes':<16}{'floor s':>9}{'PNGs':>7}{'build s':>9}{'ratio':>7}{'marginal':>9}{'rows':>8}"
           f"{'peak MB':>9}{'decoded MB':>11}")
     for spec in args.sizes:
-        floor_s, result = floor_and_build(root, spec)
-        floor, shape = result["floor"], parse_size(spec.split(":")[0])
-        marginal = (result["pipeline_s"] - fixed["pipeline_s"]) / (floor_s - fixed_floor_s)
+        result = floor_and_build(root, spec)
+        floor, floor_s, shape = result["floor"], result["floor_s"], parse_size(spec.split(":")[0])
+        marginal = (result["pipeline_s"] - fixed["pipeline_s"]) / (floor_s - fixed["floor_s"])
         decoded_mb = np.prod(shape) * 4 / 2**20
         print(f"{spec.replace(':', ' x'):<16}{floor_s:>9.1f}{floor['pngs']:>7}{result['pipeline_s']:>9.1f}"
               f"{result['pipeline_s'] / floor_s:>7.2f}{marginal:>9.2f}{result['rows']:>8}{result['peak_mb']:>9.0f}"
               f"{decoded_mb:>11.0f}")
         per_volume_s = result["pipeline_s"] - fixed["pipeline_s"]  # the fixed cost is paid once per build
-        costs = {"s_per_mvoxel_decode": floor["decode_s"] / (np.prod(shape) * len(result["names"]) / 1e6),
+        costs = {"s_per_mvoxel_decode": floor["decode_s"] / (np.prod(shape) * result["volumes"] / 1e6),
                  "s_per_mpixel_slices": (per_volume_s - floor["decode_s"]) / (floor["pixels"] / 1e6),
                  "png_bytes_per_pixel": floor["png_bytes"] / floor["pixels"],
                  "pairs_per_slice": result["rows"] / floor["pngs"],
