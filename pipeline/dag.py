@@ -11,6 +11,7 @@ from pipeline.progress import ProgressMarks
 from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLandmarkMeasures, DeriveLesionSizes, EncodePng,
                              ExtractSlices, PlanCases, SharedSplits, ValidatePairs)
 from pipeline.write import WriteTable, partition_of, planned_partition_bytes
+from schemas.rows import RowBundle
 from transforms.case import CaseRef
 
 COUNTS_FILE = "counts.jsonl"
@@ -48,9 +49,12 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
     pair_files = pairs | "WritePairs" >> WriteTable(
         config.output, partition_of, lambda row: row["task"], config.target_file_mb, settings, progress,
         planned_bytes=plans | "PlannedBytes" >> beam.FlatMap(planned_partition_bytes))
-    quarantine_files = quarantine | "WriteQuarantine" >> WriteTable(
-        config.output, lambda row: QUARANTINE_PARTITION, lambda row: QUARANTINE_PARTITION, config.target_file_mb,
-        settings)
+    quarantine_files = (
+        quarantine
+        | "OneRowBundles" >> beam.Map(lambda row: RowBundle((row,)))
+        | "WriteQuarantine" >> WriteTable(config.output, lambda row: QUARANTINE_PARTITION,
+                                          lambda row: QUARANTINE_PARTITION, config.target_file_mb, settings)
+    )
     counts = (
         (pair_files | "PairCounts" >> beam.Map(lambda c: {"kind": "rows", **c}),
          quarantine_files | "QuarantineCounts" >> beam.Map(lambda c: {"kind": "rows", **c}),
@@ -93,12 +97,12 @@ class CountReasons(beam.PTransform):
 
 
 class CountCasesWithPairs(beam.PTransform):
-    """Pairs -> {"kind": "cases", dataset, rows: cases that produced at least one pair}."""
+    """Bundles of pairs -> {"kind": "cases", dataset, rows: cases that produced at least one pair}."""
 
     def expand(self, pairs):
         return (
             pairs
-            | beam.Map(lambda row: (row["dataset"], row["case_id"]))
+            | beam.FlatMap(lambda bundle: {(row["dataset"], row["case_id"]) for row in bundle.rows})
             | beam.Distinct()
             | beam.combiners.Count.PerKey()
             | beam.MapTuple(lambda dataset, n: {"kind": "cases", "dataset": dataset, "rows": n})

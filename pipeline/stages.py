@@ -12,6 +12,7 @@ retries them. Counters are named
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 import typing
 
@@ -22,6 +23,7 @@ from pipeline import casework, storage
 from pipeline.progress import ProgressMarks
 from pipeline.version import __version__
 from schemas import rows as row_builders
+from schemas.rows import RowBundle
 from schemas.validate import batch_problems
 from transforms import ids
 from transforms.case import CaseRef, SliceRecord
@@ -43,8 +45,10 @@ def describe(element) -> dict:
         return {"dataset": element.dataset, "case_id": element.case_id, "source_uri": element.image_uri}
     if isinstance(element, (SliceRecord, casework.CasePlan, casework.WorkUnit)):
         return describe(element.case)
-    if isinstance(element, list) and element:  # a slice's pairs of one task
+    if isinstance(element, list) and element:  # a batch of bundles
         return describe(element[0])
+    if isinstance(element, RowBundle) and element.rows:
+        return describe(element.rows[0])
     if isinstance(element, dict):
         return {"dataset": element.get("dataset", ""), "case_id": element.get("case_id", ""),
                 "source_uri": (element.get("provenance") or {}).get("source_uri", ""),
@@ -261,13 +265,13 @@ class _DeriveBoxesFn(beam.DoFn):
         count(record.case.dataset, "detection", "pairs", len(pairs))
         self._boxes.update(len(pairs))
         if pairs:
-            yield pairs
+            yield RowBundle.of(pairs)
         for sample_id, rejection in dropped:  # the conventions' filter: counted and kept in quarantine
             yield quarantined(record, "detection", rejection.reason, rejection.detail, sample_id)
 
 
 class DeriveBoxes(beam.PTransform):
-    """SliceRecord -> the slice's detection rows (one list per slice), one per connected component of each
+    """SliceRecord -> the slice's detection rows (one `RowBundle` per slice), one per connected component of each
     label; pairs dropped by the conventions' single-instance filter go to quarantine (`not_single_instance`)."""
 
     def expand(self, slices):
@@ -279,13 +283,13 @@ class _DeriveLesionSizesFn(beam.DoFn):
         pairs, rejected = row_builders.lesion_rows(record)
         count(record.case.dataset, "tumor_lesion_size", "pairs", len(pairs))
         if pairs:
-            yield pairs
+            yield RowBundle.of(pairs)
         for sample_id, rejection in rejected:
             yield quarantined(record, "tumor_lesion_size", rejection.reason, rejection.detail, sample_id)
 
 
 class DeriveLesionSizes(beam.PTransform):
-    """SliceRecord -> the slice's tumour/lesion size rows (one list per slice), one per component of a target
+    """SliceRecord -> the slice's tumour/lesion size rows (one `RowBundle` per slice), one per component of a target
     label; guarded fits quarantined."""
 
     def expand(self, slices):
@@ -297,31 +301,36 @@ class _DeriveLandmarkMeasuresFn(beam.DoFn):
         pairs = row_builders.measurement_rows(record)
         if pairs:
             count(record.case.dataset, "angle_distance", "pairs", len(pairs))
-            yield pairs
+            yield RowBundle.of(pairs)
 
 
 class DeriveLandmarkMeasures(beam.PTransform):
-    """SliceRecord -> the angle/distance rows of the measurements shown on that slice (one list per slice)."""
+    """SliceRecord -> the angle/distance rows of the measurements shown on that slice (one `RowBundle` per slice)."""
 
     def expand(self, slices):
         return slices | Guarded("angle_distance", _DeriveLandmarkMeasuresFn())
 
 
 class _ValidatePairsFn(beam.DoFn):
-    def process(self, batch: list[list[dict]]):
-        rows = [row for pairs in batch for row in pairs]
-        for row, problems in zip(rows, batch_problems(rows)):
-            if problems:
-                yield quarantined(row, "validate", Reason.INVALID_PAIR, "; ".join(problems))
-            else:
-                yield row
+    def process(self, batch: list[RowBundle]):
+        rows = [bundle.full_rows() for bundle in batch]
+        problems = iter(batch_problems([row for bundle_rows in rows for row in bundle_rows]))
+        for bundle, bundle_rows in zip(batch, rows):
+            valid = []
+            for index, (row, found) in enumerate(zip(bundle_rows, itertools.islice(problems, len(bundle_rows)))):
+                if found:
+                    yield quarantined(row, "validate", Reason.INVALID_PAIR, "; ".join(found))
+                else:
+                    valid.append(index)
+            if valid:
+                yield bundle.keeping(valid)
 
 
 class ValidatePairs(beam.PTransform):
-    """Lists of rows (a slice's pairs of one task) -> valid rows, one by one; rows that break the schema or
-    a task invariant go to quarantine, never to the output.
+    """Bundles of rows (a slice's pairs of one task) -> bundles of the valid rows; rows that break the schema
+    or a task invariant go to quarantine, never to the output.
 
-    Lists are batched up to `max_rows` rows, each checked against its table's Arrow schema in one
+    Bundles are batched up to `max_rows` rows, each checked against its table's Arrow schema in one
     conversion: a conversion costs about 0.3 ms whatever its size, and most slices make one or two pairs.
     """
 
@@ -351,13 +360,14 @@ def _fail_on_duplicates(sample_id_and_examples):
 
 
 class CheckUniqueIds(beam.PTransform):
-    """Fails the run, naming both offenders, when two pairs have the same sample_id."""
+    """Bundles of pairs -> fails the run, naming both offenders, when two pairs have the same sample_id."""
 
     def expand(self, pairs):
         return (
             pairs
-            | "IdAndOrigin" >> beam.Map(lambda row: (row["sample_id"], "/".join(
-                str(row.get(key)) for key in ("dataset", "case_id", "sequence", "plane", "slice_index", "label"))))
+            | "IdAndOrigin" >> beam.FlatMap(lambda bundle: [(row["sample_id"], "/".join(
+                str(row.get(key)) for key in ("dataset", "case_id", "sequence", "plane", "slice_index", "label")))
+                for row in bundle.rows])
             | "TwoPerId" >> beam.combiners.Sample.FixedSizePerKey(2)
             | "FailOnDuplicate" >> beam.Map(_fail_on_duplicates)
         )

@@ -1,12 +1,13 @@
 """Parquet output: hive partitions, deterministic shards, files that appear only when complete.
 
-A partition gets about one file per `target_file_mb` of rows. For the pairs, that size is the
-plans' estimate (`transforms.pair_estimate`), known before any row exists, so the rows cross one
-shuffle; elsewhere (the small quarantine table) it is the rows' own size, which makes the runner
-materialise them once more before the shuffle. A row goes to shard `hash(sample_id) mod n_files`,
-and each shard is sorted by sample_id, so the same input gives byte-identical files on any runner.
-The rows and bytes of each partition are also counted from the rows themselves: the exact numbers
-the reconciliation checks the written footers against.
+Rows arrive in `RowBundle`s (a slice's pairs of one task share one PNG) and stay bundled through the
+shuffle, so each PNG crosses it once. A partition gets about one file per `target_file_mb` of rows.
+For the pairs, that size is the plans' estimate (`transforms.pair_estimate`), known before any row
+exists, so the rows cross one shuffle; elsewhere (the small quarantine table) it is the rows' own
+size, which makes the runner materialise them once more before the shuffle. A bundle goes to shard
+`hash(its first sample_id) mod n_files`, and each shard is sorted by sample_id, so the same input
+gives byte-identical files on any runner. The rows and bytes of each partition are also counted from
+the rows themselves: the exact numbers the reconciliation checks the written footers against.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from apache_beam.metrics import Metrics
 from pipeline import storage
 from pipeline.casework import CasePlan
 from pipeline.progress import ProgressMarks
+from schemas.rows import RowBundle
 from schemas.tables import PARTITION_KEYS, schema_for
 from schemas.validate import file_row
 
@@ -68,6 +70,10 @@ def planned_partition_bytes(plan: CasePlan) -> list[tuple[str, int]]:
 def row_bytes(row: dict) -> int:
     image = row.get("image") or {}
     return len(image.get("bytes") or b"") + ROW_OVERHEAD_BYTES
+
+
+def bundle_bytes(bundle: RowBundle) -> int:
+    return sum(row_bytes(row) for row in bundle.full_rows())
 
 
 def shard_of(sample_id: str, n_shards: int) -> int:
@@ -131,10 +137,11 @@ def _row_groups(rows: list[dict]):
         yield group
 
 
-def _with_shard_key(partition_and_row: tuple, shards_per_partition: dict) -> tuple:
-    partition, row = partition_and_row
+def _with_shard_key(partition_and_bundle: tuple, shards_per_partition: dict) -> tuple:
+    partition, bundle = partition_and_bundle
     n_shards = shards_per_partition.get(partition, 1)  # unplanned: a subject moved to a shared split
-    return (partition, shard_of(row.get("sample_id") or repr(_sort_key(row)), n_shards), n_shards), row
+    first = min(row.get("sample_id") or repr(_sort_key(row)) for row in bundle.rows)
+    return (partition, shard_of(first, n_shards), n_shards), bundle
 
 
 def _sort_key(row: dict) -> tuple:
@@ -153,8 +160,8 @@ class _WriteShardFn(beam.DoFn):
         storage.configure(self._settings)
 
     def process(self, element):
-        (partition, shard, n_shards), rows = element
-        rows = sorted(rows, key=_sort_key)
+        (partition, shard, n_shards), bundles = element
+        rows = sorted((row for bundle in bundles for row in bundle.full_rows()), key=_sort_key)
         uri = storage.join(self._output, partition, f"part-{shard:05d}-of-{n_shards:05d}.parquet")
         started = time.monotonic()
         written = write_parquet(uri, self._table_of(rows[0]), rows, self._temp_dir)
@@ -165,9 +172,10 @@ class _WriteShardFn(beam.DoFn):
 
 
 class WriteTable(beam.PTransform):
-    """Rows -> Parquet files under `output/<partition>/part-SSSSS-of-NNNNN.parquet`.
+    """`RowBundle`s -> Parquet files under `output/<partition>/part-SSSSS-of-NNNNN.parquet`.
 
-    `partition_fn(row)` names a row's folder, `table_of(row)` its schema. `planned_bytes`, a
+    `partition_fn(row)` names a row's folder, `table_of(row)` its schema; the rows of a bundle share
+    both (a slice's pairs of one task: one dataset, task and split). `planned_bytes`, a
     PCollection of (partition, estimated bytes), sizes the files (default: the rows themselves).
     Returns the per-partition counts {"partition", "rows", "bytes"} for reconciliation.
     """
@@ -180,12 +188,13 @@ class WriteTable(beam.PTransform):
         self._target_file_mb, self._settings, self._progress = target_file_mb, settings, progress
         self._planned_bytes = planned_bytes
 
-    def expand(self, rows):
+    def expand(self, bundles):
         partition_fn, target_mb = self._partition_fn, self._target_file_mb
-        keyed = rows | "ByPartition" >> beam.Map(lambda row: (partition_fn(row), row))
+        keyed = bundles | "ByPartition" >> beam.Map(lambda bundle: (partition_fn(bundle.rows[0]), bundle))
         totals = (
             keyed
-            | "RowsAndBytes" >> beam.MapTuple(lambda partition, row: (partition, (1, row_bytes(row))))
+            | "RowsAndBytes" >> beam.MapTuple(lambda partition, bundle: (partition,
+                                                                         (len(bundle), bundle_bytes(bundle))))
             | "SumPerPartition" >> beam.CombinePerKey(lambda values: tuple(map(sum, zip(*values))) or (0, 0))
         )
         if self._planned_bytes is None:

@@ -1,6 +1,8 @@
 """Row builders: the one place where numpy and domain values become output rows (plain Python)."""
 from __future__ import annotations
 
+import dataclasses
+
 from schemas.tables import SCHEMA_VERSION
 from transforms import ids
 from transforms.boxes import ComponentBox, component_boxes
@@ -218,3 +220,34 @@ def quarantine_row(dataset: str, case_id: str, source_uri: str, stage: str, reas
         "sample_id": sample_id,
         "pipeline_version": pipeline_version,
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class RowBundle:
+    """Rows that travel together, with the image they share held once: a slice's pairs of one task (each
+    shows the slice's PNG), or one quarantine row. Bundles, not rows, cross the runner's shuffles and
+    buffers, so a slice's PNG is serialised once instead of once per pair (2.0-2.2 times on CT)."""
+
+    rows: tuple[dict, ...]  # without "image"
+    image: dict | None = None  # the "image" value of every row; None: the rows have no image column
+
+    @classmethod
+    def of(cls, rows: list[dict]) -> RowBundle:
+        if not rows or "image" not in rows[0]:
+            return cls(tuple(rows))
+        image = rows[0]["image"]
+        if any(row.get("image") != image for row in rows):
+            raise ValueError("the rows of a bundle must share one image")
+        return cls(tuple({key: value for key, value in row.items() if key != "image"} for row in rows), image)
+
+    def full_rows(self) -> list[dict]:
+        """The rows with their image."""
+        if self.image is None:
+            return list(self.rows)
+        return [{**row, "image": self.image} for row in self.rows]
+
+    def keeping(self, indices) -> RowBundle:
+        return RowBundle(tuple(self.rows[i] for i in indices), self.image)
+
+    def __len__(self) -> int:
+        return len(self.rows)

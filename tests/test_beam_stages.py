@@ -24,6 +24,7 @@ from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLesionSizes, Ext
                              SharedSplits, ValidatePairs)
 from pipeline.write import WriteTable, binary_array, column_paths, partition_of, record_batch, row_bytes, shard_count
 from schemas import rows as row_builders
+from schemas.rows import RowBundle
 from schemas.tables import schema_for
 from schemas.validate import file_row
 from transforms.case import CaseRef, SequenceRef, SliceContent, SliceRecord
@@ -195,7 +196,7 @@ def test_derive_boxes_gives_one_pair_per_component():
     with BeamPipeline() as pipeline:
         pairs, quarantine = pipeline | beam.Create([slice_record(labels)]) | DeriveBoxes()
         assert_that(pairs | beam.Map(len), equal_to([3]), label="OneListPerSlice")
-        assert_that(pairs | beam.FlatMap(lambda rows: rows) | beam.Map(lambda r: (r["label_name"], tuple(r["box_xyxy_px"]), tuple(r["box_size_mm"]),
+        assert_that(pairs | beam.FlatMap(RowBundle.full_rows) | beam.Map(lambda r: (r["label_name"], tuple(r["box_xyxy_px"]), tuple(r["box_size_mm"]),
                                                 r["n_components"], r["single_instance"])),
                     equal_to([("liver", (5.0, 2.0, 25.0, 22.0), (10.0, 10.0), 1, True),
                               ("lesion", (30.0, 25.0, 33.0, 28.0), (1.5, 1.5), 2, False),
@@ -210,23 +211,27 @@ def test_derive_lesion_sizes_measures_targets_and_quarantines_refused_fits():
     labels[50, 50] = 2  # one pixel: refused
     with BeamPipeline() as pipeline:
         pairs, quarantine = pipeline | beam.Create([slice_record(labels)]) | DeriveLesionSizes()
-        assert_that(pairs | beam.FlatMap(lambda rows: rows) | beam.Map(lambda r: (r["label_name"], r["n_components"], round(r["longest_diameter_mm"]))),
+        assert_that(pairs | beam.FlatMap(RowBundle.full_rows) | beam.Map(lambda r: (r["label_name"], r["n_components"], round(r["longest_diameter_mm"]))),
                     equal_to([("lesion", 2, 11)]), label="Pairs")
         assert_that(quarantine | beam.Map(lambda q: (q["stage"], q["reason"], len(q["sample_id"]))),
                     equal_to([("tumor_lesion_size", "fit_too_few_points", 32)]), label="Refused")
 
 
 def test_validate_pairs_quarantines_broken_rows():
-    """Lists are validated in batches of several lists; only the broken row of a batch is quarantined."""
+    """Bundles are validated in batches of several bundles; only the broken row of a batch is quarantined,
+    and its bundle goes on with the other row and the image."""
     labels = np.zeros((30, 40), np.uint8)
     labels[2:22, 5:25] = 1
     good = row_builders.detection_rows(slice_record(labels))[0]
     broken = {**good, "sample_id": "b" * 32, "box_xyxy_px": [5.0, 2.0, 45.0, 22.0]}
-    others = [[{**good, "sample_id": f"{n:032d}"}] for n in range(20)]
+    others = [RowBundle.of([{**good, "sample_id": f"{n:032d}"}]) for n in range(20)]
     with BeamPipeline() as pipeline:
-        valid, quarantine = pipeline | beam.Create([[good, broken], *others]) | ValidatePairs(max_rows=4)
-        assert_that(valid | beam.Map(lambda r: r["sample_id"]),
-                    equal_to([good["sample_id"]] + [pairs[0]["sample_id"] for pairs in others]), label="Valid")
+        valid, quarantine = pipeline | beam.Create([RowBundle.of([good, broken]), *others]) | ValidatePairs(max_rows=4)
+        assert_that(valid | beam.Map(lambda bundle: tuple(row["sample_id"] for row in bundle.full_rows())),
+                    equal_to([(good["sample_id"],)] + [(bundle.rows[0]["sample_id"],) for bundle in others]),
+                    label="Valid")
+        assert_that(valid | beam.Filter(lambda bundle: bundle.rows[0]["sample_id"] == good["sample_id"])
+                    | beam.FlatMap(RowBundle.full_rows), equal_to([good]), label="GoodRowWithImage")
         assert_that(quarantine, check(lambda q: len(q) == 1 and q[0]["reason"] == "invalid_pair"
                                       and q[0]["sample_id"] == "b" * 32 and "outside" in q[0]["message"],
                                       "one invalid pair"), label="Invalid")
@@ -257,13 +262,14 @@ def test_write_table_writes_sorted_shards_and_counts(tmp_path):
     rows = row_builders.detection_rows(slice_record(labels))
     output = str(tmp_path / "out")
     with BeamPipeline() as pipeline:
-        counts = pipeline | beam.Create(rows) | WriteTable(output, partition_of, lambda r: r["task"], 1)
+        counts = pipeline | beam.Create([RowBundle.of(rows)]) | WriteTable(output, partition_of, lambda r: r["task"], 1)
         assert_that(counts | beam.Map(lambda c: (c["partition"], c["rows"])),
                     equal_to([("dataset=demo/task=detection/split=train", len(rows))]))
     files = glob.glob(os.path.join(output, "dataset=demo/task=detection/split=train/*.parquet"))
     table = pq.read_table(files[0])
     assert len(files) == 1 and table.num_rows == len(rows)
     assert table.column("sample_id").to_pylist() == sorted(r["sample_id"] for r in rows)
+    assert table.column("image").combine_chunks().field("bytes").to_pylist() == [rows[0]["image"]["bytes"]] * len(rows)
     assert "dataset" not in table.column_names and table.schema.metadata[b"huggingface"]
 
 
@@ -273,22 +279,26 @@ def test_duplicate_sample_ids_fail_the_run_naming_both():
     row = row_builders.detection_rows(slice_record(labels))[0]
     with pytest.raises(Exception, match=f"sample_id {row['sample_id']} is shared by"):
         with BeamPipeline() as pipeline:
-            _ = pipeline | beam.Create([row, dict(row)]) | CheckUniqueIds()
+            _ = pipeline | beam.Create([RowBundle.of([row]), RowBundle.of([dict(row)])]) | CheckUniqueIds()
 
 
 def test_write_table_splits_a_partition_into_deterministic_sorted_shards(tmp_path):
+    """Bundles of two rows: each bundle's rows stay in one file."""
     labels = np.zeros((30, 40), np.uint8)
     for index in range(6):
         labels[2 + 4 * index:4 + 4 * index, 1:39:3] = 1 + index % 2
     rows = row_builders.detection_rows(slice_record(labels))
-    target_mb = 3 * row_bytes(rows[0]) / 2**20  # about three rows per file
+    bundles = [RowBundle.of(rows[start:start + 2]) for start in range(0, len(rows), 2)]
+    target_mb = 6 * row_bytes(rows[0]) / 2**20  # about three bundles per file
     digests = []
     for attempt in range(2):
         output = str(tmp_path / f"out{attempt}")
         with BeamPipeline() as pipeline:
-            _ = pipeline | beam.Create(rows) | WriteTable(output, partition_of, lambda r: r["task"], target_mb)
+            _ = pipeline | beam.Create(bundles) | WriteTable(output, partition_of, lambda r: r["task"], target_mb)
         files = sorted(glob.glob(os.path.join(output, "dataset=demo/task=detection/split=train/*.parquet")))
         tables = [pq.read_table(f) for f in files]
+        file_of = {i: n for n, t in enumerate(tables) for i in t.column("sample_id").to_pylist()}
+        assert all(len({file_of[row["sample_id"]] for row in bundle.rows}) == 1 for bundle in bundles)
         assert 1 < len(files) <= shard_count(sum(row_bytes(r) for r in rows), target_mb)  # a shard may be empty
         assert all(t.column("sample_id").to_pylist() == sorted(t.column("sample_id").to_pylist()) for t in tables)
         assert sorted(i for t in tables for i in t.column("sample_id").to_pylist()) == sorted(r["sample_id"] for r in rows)
@@ -312,7 +322,7 @@ def test_planned_bytes_size_the_files_and_counts_stay_exact(tmp_path):
     planned = [("dataset=demo/task=detection/split=train", 5 * 2**20 // 2)] * 2  # two cases: 5 MB in all
     output = str(tmp_path / "out")
     with BeamPipeline() as pipeline:
-        counts = (pipeline | "Rows" >> beam.Create(rows + moved)
+        counts = (pipeline | "Rows" >> beam.Create([RowBundle.of([row]) for row in rows + moved])
                   | WriteTable(output, partition_of, lambda r: r["task"], target_mb,
                                planned_bytes=pipeline | "Planned" >> beam.Create(planned)))
         assert_that(counts | beam.Map(lambda c: (c["partition"], c["rows"])),

@@ -149,3 +149,32 @@ def test_a_row_that_breaks_a_check_is_named_not_the_batch(png_8x6):
     problems = batch_problems(rows)
     assert problems[0] == [] and problems[2] == []
     assert "a check failed on this row" in problems[1][0] and "TypeError" in problems[1][0]
+
+
+def test_a_bundle_holds_its_rows_shared_image_once():
+    """A slice's pairs travel as one bundle: the runner's coder writes the PNG once, not once per pair, and
+    the rows come back whole."""
+    import numpy as np
+    from apache_beam.coders import FastPrimitivesCoder
+
+    from schemas.rows import RowBundle
+    from transforms.intensity import encode_png
+    png = encode_png(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8))  # ~4 kB, incompressible
+    rows = [{**valid_row(png), "sample_id": f"{n:032d}", "image": {"bytes": png, "path": None}} for n in range(3)]
+    bundle = RowBundle.of(rows)
+    assert bundle.full_rows() == rows and len(bundle) == 3
+    assert all("image" not in row for row in bundle.rows)
+    coder = FastPrimitivesCoder()
+    assert coder.decode(coder.encode(bundle)) == bundle
+    assert len(coder.encode(bundle)) < len(png) + len(coder.encode(list(bundle.rows)))  # the rows alone: 1 PNG
+    assert len(coder.encode(rows)) > 3 * len(png)
+    assert bundle.keeping([2]).full_rows() == rows[2:]
+
+
+def test_a_bundle_refuses_rows_with_different_images_and_keeps_imageless_rows(png_8x6):
+    from schemas.rows import RowBundle
+    with pytest.raises(ValueError, match="share one image"):
+        RowBundle.of([valid_row(png_8x6), valid_row(png_8x6 + b"\0")])
+    quarantine_row = {"dataset": "demo", "case_id": "c", "reason": "empty_case"}
+    assert RowBundle((quarantine_row,)).full_rows() == [quarantine_row]
+    assert RowBundle.of([quarantine_row]).image is None
