@@ -3,7 +3,8 @@
 Inputs:
 - measured costs (`--costs FILE`, written by `benchmarks/scaling.py --save FILE`; without it the
   figures measured on the reference 2-core machine are used and printed): seconds per decoded
-  megavoxel and per megapixel of output slices, PNG bytes per output pixel, pairs per slice;
+  megavoxel and per megapixel of output slices, PNG bytes per output pixel, pairs per slice and
+  bundles per slice (a slice's pairs of one task: a slice with boxes and lesion sizes makes two);
 - the inventory below: volumes per source from sources.yaml (`counts.volumes`, Table 1), and a
   typical stored shape and spacing per source, which sources.yaml does not give (assumptions,
   marked; the slice count follows from them: every plane is cut, coronal/sagittal upsampled to
@@ -11,9 +12,10 @@ Inputs:
 
 The DAG decodes a volume once to plan it and once per work unit (runs of at most
 MAX_SLICES_PER_UNIT slices of one plane; no cache hit is assumed, as on a runner that scatters
-units). No pixels cross a shuffle before the write; the pair rows, each carrying its slice's PNG,
-are shuffled once, at the write's GroupByKey: file sizes come from the plans' estimate, so the rows
-are not materialised before it to be counted (they used to be, which doubled this volume).
+units). No pixels cross a shuffle before the write; the pair rows are shuffled once, at the write's
+GroupByKey, in bundles that carry their slice's PNG once (it used to travel with every pair). File
+sizes come from the plans' estimate, so the rows are not materialised before it to be counted (they
+used to be, which doubled this volume).
 
 Price assumptions (Dataflow batch, us-central1 list prices, stated not fetched): $0.056 per
 vCPU-hour, $0.003557 per GB-hour of memory, $0.011 per GB of Dataflow Shuffle processed,
@@ -54,8 +56,11 @@ INVENTORY = (
 )
 LABELLED_FRACTION = 0.6  # of the slices along each axis that hold a label (assumption)
 # Measured on the reference machine (2 cores), benchmarks/scaling.py, 512x512x300 CT at 0.7x0.7x2.5 mm.
+# bundles_per_slice comes from the demo build instead: the synthetic CT has no lesion label, so each of its
+# slices makes one bundle (1.0), while a slice with a lesion makes a second one (the demo: 2277 bundles, 1783 slices).
 DEFAULT_COSTS = {"s_per_mvoxel_decode": 0.021, "s_per_mpixel_slices": 0.1063, "png_bytes_per_pixel": 0.4266,
-                 "pairs_per_slice": 2.0154, "source": "scaling.py 512x512x300:1, 2 CPUs, one process, 2026-11-29 (2)"}
+                 "pairs_per_slice": 2.0154, "bundles_per_slice": 1.28,
+                 "source": "scaling.py 512x512x300:1, 2 CPUs, one process, 2026-11-29 (2); bundles: demo build"}
 MAX_SLICES_PER_UNIT = 128  # pipeline.casework.LoadSettings.max_slices_per_unit
 ROW_OVERHEAD_BYTES = 1024  # pipeline.write.ROW_OVERHEAD_BYTES: the non-image columns of a pair
 VCPU_HOUR_USD, GB_HOUR_USD, SHUFFLE_GB_USD = 0.056, 0.003557, 0.011
@@ -88,7 +93,8 @@ def main() -> None:
     costs = json.load(open(args.costs)) if args.costs else DEFAULT_COSTS
     print(f"costs: {costs}")
     print(f"{'source':<20}{'volumes':>8}{'slices M':>10}{'pairs M':>9}{'vCPU h':>9}{'shuffle GB':>11}")
-    totals = {"volumes": 0, "slices": 0.0, "pairs": 0.0, "cpu_s": 0.0, "shuffle_b": 0.0, "pixels": 0.0}
+    totals = {"volumes": 0, "slices": 0.0, "pairs": 0.0, "cpu_s": 0.0, "shuffle_b": 0.0, "pixels": 0.0,
+              "png_b": 0.0}
     for name, volumes, shape, spacing, _ in INVENTORY:
         slices, pixels, units = output_pixels(shape, spacing)
         decodes = 1 + units
@@ -96,11 +102,11 @@ def main() -> None:
                            + costs["s_per_mpixel_slices"] * pixels / 1e6)
         png_b = volumes * pixels * costs["png_bytes_per_pixel"]
         pairs = volumes * slices * costs["pairs_per_slice"]
-        shuffle_b = png_b * costs["pairs_per_slice"] + pairs * ROW_OVERHEAD_BYTES
+        shuffle_b = png_b * costs["bundles_per_slice"] + pairs * ROW_OVERHEAD_BYTES
         print(f"{name:<20}{volumes:>8}{volumes * slices / 1e6:>10.2f}{pairs / 1e6:>9.2f}{cpu_s / 3600:>9.1f}"
               f"{shuffle_b / 1e9:>11.0f}")
         for key, value in (("volumes", volumes), ("slices", volumes * slices), ("pairs", pairs), ("cpu_s", cpu_s),
-                           ("shuffle_b", shuffle_b), ("pixels", volumes * pixels)):
+                           ("shuffle_b", shuffle_b), ("pixels", volumes * pixels), ("png_b", png_b)):
             totals[key] += value
     vcpu_h, shuffle_gb = totals["cpu_s"] / 3600, totals["shuffle_b"] / 1e9
     memory_gb_h = vcpu_h / WORKER_VCPUS * WORKER_GB
@@ -109,9 +115,12 @@ def main() -> None:
           f"{vcpu_h:>9.1f}{shuffle_gb:>11.0f}")
     print(f"\nDataflow estimate: {vcpu_h:.0f} vCPU-h x ${VCPU_HOUR_USD} + {memory_gb_h:.0f} GB-h x ${GB_HOUR_USD} "
           f"+ {shuffle_gb:.0f} GB shuffle x ${SHUFFLE_GB_USD} = ${price:.0f}")
+    per_pair_gb = (totals["png_b"] * costs["pairs_per_slice"] + totals["pairs"] * ROW_OVERHEAD_BYTES) / 1e9
     print(f"not shuffled, against a DAG that shuffles the 8-bit slices (one byte per pixel, twice: its "
-          f"Reshuffle and a fusion break): {2 * totals['pixels'] / 1e9:.0f} GB; and the rows' second pass when "
-          f"files were sized by counting the rows first: {shuffle_gb:.0f} GB (${shuffle_gb * SHUFFLE_GB_USD:.0f})")
+          f"Reshuffle and a fusion break): {2 * totals['pixels'] / 1e9:.0f} GB; the PNG of every pair instead of "
+          f"every bundle: {per_pair_gb - shuffle_gb:.0f} GB more (${(per_pair_gb - shuffle_gb) * SHUFFLE_GB_USD:.0f}); "
+          f"and the rows' second pass when files were sized by counting the rows first: {shuffle_gb:.0f} GB more "
+          f"(${shuffle_gb * SHUFFLE_GB_USD:.0f})")
     print(f"wall time on {args.workers} x n2-standard-4 at full use: "
           f"{vcpu_h / (args.workers * WORKER_VCPUS):.1f} h")
 

@@ -17,6 +17,7 @@ process that has imported the pipeline.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import shlex
@@ -26,6 +27,7 @@ import tempfile
 import time
 
 import numpy as np
+import pyarrow.dataset as ds
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stage_times  # noqa: E402  (the phantom writer shared with benchmarks/stage_times.py)
@@ -127,6 +129,14 @@ def _descendants(pid: int) -> list[int]:
     return children + [grandchild for child in children for grandchild in _descendants(child)]
 
 
+def bundle_count(output: str) -> int:
+    """Bundles of the pairs written (a slice's pairs of one task), each of which shuffles one PNG."""
+    files = glob.glob(os.path.join(output, "dataset=*", "task=*", "split=*", "*.parquet"))
+    keys = ["case_id", "sequence", "plane", "slice_index", "task"]
+    pairs = ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=output)
+    return pairs.to_table(columns=keys).group_by(keys).aggregate([]).num_rows
+
+
 def build(task: str, output: str, extra: list[str]) -> dict:
     """One build in a child process: stats, wall time, peak RSS and CPU seconds of the driver and of its
     worker processes (sampled from /proc every 0.2 s; in one-process mode the driver is also the worker).
@@ -147,6 +157,7 @@ def build(task: str, output: str, extra: list[str]) -> dict:
     wall = time.perf_counter() - start
     stats = json.load(open(os.path.join(output, "stats.json")))
     return {"pipeline_s": stats["wall_seconds"], "process_s": wall, "rows": stats["total_rows"],
+            "bundles": bundle_count(output),
             "peak_mb": driver_mb, "worker_peak_mb": worker_mb, "driver_cpu_s": driver_cpu_s,
             "worker_cpu_s": sum(worker_cpu_s.values())}
 
@@ -186,6 +197,7 @@ def main() -> None:
                  "s_per_mpixel_slices": (per_volume_s - floor["decode_s"]) / (floor["pixels"] / 1e6),
                  "png_bytes_per_pixel": floor["png_bytes"] / floor["pixels"],
                  "pairs_per_slice": result["rows"] / floor["pngs"],
+                 "bundles_per_slice": result["bundles"] / floor["pngs"],
                  "source": f"benchmarks/scaling.py, {spec}, {os.cpu_count()} CPUs, one process"}
     if args.save:
         with open(args.save, "w") as handle:
