@@ -12,7 +12,6 @@ retries them. Counters are named
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import time
 import typing
 
@@ -327,12 +326,11 @@ class _ValidatePairsFn(QuarantiningFn):
         rows = [bundle.full_rows() for bundle in batch]
         problems = iter(batch_problems([row for bundle_rows in rows for row in bundle_rows]))
         for bundle, bundle_rows in zip(batch, rows):
-            valid = []
-            for index, (row, found) in enumerate(zip(bundle_rows, itertools.islice(problems, len(bundle_rows)))):
-                if found:
-                    yield quarantined(row, "validate", Reason.INVALID_PAIR, "; ".join(found))
-                else:
-                    valid.append(index)
+            found = [next(problems) for _ in bundle_rows]
+            for row, row_problems in zip(bundle_rows, found):
+                if row_problems:
+                    yield quarantined(row, "validate", Reason.INVALID_PAIR, "; ".join(row_problems))
+            valid = [index for index, row_problems in enumerate(found) if not row_problems]
             if valid:
                 yield bundle.keeping(valid)
 
