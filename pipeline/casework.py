@@ -54,6 +54,9 @@ class LoadSettings:
     conventions: str = "default"
     prompt_style: str = "default"  # a transforms.prompts.PROMPT_STYLES entry
     max_slices_per_unit: int = 128  # a plane with more slices is cut in several work units
+    # Cases decoded to fewer voxels (all sequences) are cut right where they were planned, from the
+    # plan's decode; larger ones spread their units over workers. 0: every case spreads.
+    cut_here_below_voxels: int = 0
 
     def pointers_only(self, case: CaseRef) -> bool:
         """Whether the case's rows are published without pixels."""
@@ -64,8 +67,8 @@ class LoadSettings:
 class WorkUnit:
     """A run of consecutive slices of one plane of a case, with what its rows need from the whole case.
 
-    Units, not cases, are spread over workers, so one big volume's slices are cut and encoded in
-    parallel; each unit decodes its case again (`load`, cached per worker thread).
+    A big case's units are spread over workers, so its slices are cut and encoded in parallel; each
+    unit decodes the case again (`load`, cached per worker thread). See `CasePlan.spread`.
     """
 
     case: CaseRef
@@ -90,6 +93,7 @@ class CasePlan:
     n_slices: int  # over all units and sequences
     split: str  # before `ids.shared_split_overrides`
     pair_estimate: tuple[PairEstimate, ...]  # what the write sizes its files from
+    spread: bool  # its units are spread over workers; else cut where planned (`cut_here_below_voxels`)
 
 
 _last_load = threading.local()
@@ -144,12 +148,14 @@ def plan_case(case: CaseRef, settings: LoadSettings) -> CasePlan:
     memberships = tuple((volume_hash, case.dataset, case.subject_id, split, case.official_split is not None)
                         for _, volume_hash in hashes)
     n_slices = len(case.sequences) * sum(len(unit.slice_indices) for unit in units)
-    return CasePlan(case, units, memberships, loaded.unmeasured, n_slices, split, estimate)
+    voxels = sum(volume.array.size for volume in loaded.images.values())
+    return CasePlan(case, units, memberships, loaded.unmeasured, n_slices, split, estimate,
+                    spread=voxels >= settings.cut_here_below_voxels)
 
 
-def unit_records(unit: WorkUnit, settings: LoadSettings, split: str | None = None) -> Iterator[SliceRecord]:
-    """The unit's slice records, cut one at a time as the iterator is consumed; `split` overrides the
-    unit's own (a subject sharing a scan with another dataset's subject)."""
+def unit_records(unit: WorkUnit, settings: LoadSettings) -> Iterator[SliceRecord]:
+    """The unit's slice records, cut one at a time as the iterator is consumed, in the unit's own split
+    (the pairs take a split shared with another dataset's subject later, see `pipeline.stages`)."""
     loaded, digests = load(unit.case, settings)
     changed = [uri for uri, digest in unit.sha256_by_uri if digests.get(uri) != digest]
     if changed:
@@ -159,7 +165,7 @@ def unit_records(unit: WorkUnit, settings: LoadSettings, split: str | None = Non
     hashes = dict(unit.volume_hashes)
     display = CONVENTIONS[settings.conventions].display
     contents = extract_slices(loaded, settings.spacing, display, {unit.plane: unit.slice_indices}, dict(unit.windows))
-    return (SliceRecord(unit.case, split or unit.split, unit.provenance, content, pointer, hashes[content.sequence])
+    return (SliceRecord(unit.case, unit.split, unit.provenance, content, pointer, hashes[content.sequence])
             for content in contents)
 
 

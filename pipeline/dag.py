@@ -8,8 +8,7 @@ import apache_beam as beam
 from pipeline import storage
 from pipeline.config import BuildConfig
 from pipeline.progress import ProgressMarks
-from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLandmarkMeasures, DeriveLesionSizes, EncodePng,
-                             ExtractSlices, PlanCases, SharedSplits, ValidatePairs)
+from pipeline.stages import ApplySharedSplits, CheckUniqueIds, PlanCases, SharedSplits, SlicePairs, ValidatePairs
 from pipeline.write import WriteTable, partition_of, planned_partition_bytes
 from schemas.rows import RowBundle
 from transforms.case import CaseRef
@@ -22,28 +21,33 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
                 settings: storage.StorageSettings = storage.StorageSettings(),
                 progress: ProgressMarks = ProgressMarks()) -> None:
     """Wire the whole build onto `pipeline`; counts for reconciliation go to `<output>/_work/`."""
+    load = config.load_settings
     plans, load_quarantine = (
         pipeline
         | "ListCases" >> beam.Create(cases)
         | "SpreadCases" >> beam.Reshuffle()
-        | "PlanCases" >> PlanCases(config.load_settings, settings, progress)
+        | "PlanCases" >> PlanCases(load, settings, progress)
     )
-    # Units, not slices, cross the shuffle: a unit's slices are cut, encoded and measured in one
-    # fused step, so no pixels are shuffled before the write.
-    slices, cut_quarantine = (
+    # A big case's units, not its slices, cross a shuffle: its slices are cut, encoded and measured on
+    # many workers, each decoding the case again, and no pixels are shuffled before the write.
+    branches = [
         plans
-        | "Units" >> beam.FlatMap(lambda plan: plan.units)
+        | "Units" >> beam.FlatMap(lambda plan: plan.units if plan.spread else ())
         | "SpreadUnits" >> beam.Reshuffle()
-        | "ExtractSlices" >> ExtractSlices(config.load_settings, settings, plans | "SharedSplits" >> SharedSplits(),
-                                           progress)
+        | "SlicePairs" >> SlicePairs(load, settings, progress)
+    ]
+    if load.cut_here_below_voxels:  # a small case is cut in the step that planned it, from its decode
+        branches.append(plans
+                        | "UnitsHere" >> beam.FlatMap(lambda plan: () if plan.spread else plan.units)
+                        | "SlicePairsHere" >> SlicePairs(load, settings, progress))
+    pairs, invalid = (
+        [bundles for branch_pairs, _ in branches for bundles in branch_pairs]
+        | "AllPairs" >> beam.Flatten()
+        | "ApplySharedSplits" >> ApplySharedSplits(plans | "SharedSplits" >> SharedSplits())
+        | "ValidatePairs" >> ValidatePairs()
     )
-    slices = slices | "EncodePng" >> EncodePng()
-    boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()
-    sizes, size_quarantine = slices | "DeriveLesionSizes" >> DeriveLesionSizes()
-    measures, measure_quarantine = slices | "DeriveLandmarkMeasures" >> DeriveLandmarkMeasures()
-    pairs, invalid = (boxes, sizes, measures) | "AllPairs" >> beam.Flatten() | "ValidatePairs" >> ValidatePairs()
     _ = pairs | "CheckUniqueIds" >> CheckUniqueIds()
-    quarantine = ((load_quarantine, cut_quarantine, box_quarantine, size_quarantine, measure_quarantine, invalid)
+    quarantine = ([load_quarantine, invalid] + [rows for _, branch_quarantine in branches for rows in branch_quarantine]
                   | "AllQuarantine" >> beam.Flatten())
 
     pair_files = pairs | "WritePairs" >> WriteTable(

@@ -15,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from pipeline import report, storage
-from pipeline.config import BuildConfig, UsageError
+from pipeline.config import DIRECT_RUNNERS, BuildConfig, UsageError
 from pipeline.dag import COUNTS_FILE, QUARANTINE_PARTITION, build_graph
 from pipeline.dryrun import dry_run_report
 from pipeline.progress import ProgressLine, ProgressMarks
@@ -154,7 +154,7 @@ def check_locations_reachable(config: BuildConfig, cases: list[CaseRef], options
 @contextlib.contextmanager
 def local_progress(options: PipelineOptions, total_cases: int):
     """Markers and a progress line for the DirectRunner (its workers share this machine); none elsewhere."""
-    if options.view_as(StandardOptions).runner not in (None, "DirectRunner", "direct"):
+    if options.view_as(StandardOptions).runner not in DIRECT_RUNNERS:
         yield ProgressMarks()
         return
     with tempfile.TemporaryDirectory(prefix="medvision-progress-") as folder, ProgressLine(folder, total_cases):
@@ -173,6 +173,7 @@ def configure_storage(gcs_anonymous: bool, options: PipelineOptions) -> storage.
 def build(config: BuildConfig, beam_args: list[str]) -> dict:
     """Run a whole build; returns stats (or the dry-run report). Raises UsageError on misuse."""
     options = PipelineOptions(beam_args)
+    config = config.for_runner(options.view_as(StandardOptions).runner)
     settings = configure_storage(config.gcs_anonymous, options)
     if not config.dry_run and not storage.is_empty_location(config.output):
         raise UsageError(f"output {config.output} exists and is not empty; choose a new location")

@@ -166,7 +166,7 @@ class PlanCases(beam.PTransform):
 class SharedSplits(beam.PTransform):
     """CasePlan -> one dict {(dataset, subject_id): split}: subjects whose volumes are the same scan
     share one split (`ids.shared_split_overrides`). The memberships are few (one per sequence volume),
-    so their union-find runs on one worker; the result reaches every unit as a side input."""
+    so their union-find runs on one worker; the result is a side input of `ApplySharedSplits`."""
 
     def expand(self, plans):
         return (
@@ -176,6 +176,28 @@ class SharedSplits(beam.PTransform):
             | "All" >> beam.combiners.ToList()
             | "Groups" >> beam.Map(ids.shared_split_overrides)
         )
+
+
+def _in_shared_split(bundle: RowBundle, overrides: dict):
+    first = bundle.rows[0]  # a bundle is one slice of one case: one dataset, subject and split
+    split = overrides.get((first["dataset"], first["subject_id"]))
+    if split is None or split == first["split"]:
+        return bundle
+    count(first["dataset"], "split", "shared_with_another_dataset", len(bundle))
+    return bundle.with_split(split)
+
+
+class ApplySharedSplits(beam.PTransform):
+    """Bundles of pairs -> the same, each in the split its subject shares with another dataset's
+    subject of the same scan (`SharedSplits`, a side input: it needs every plan, so it is applied to
+    the pairs, not to the units, which may be cut before the last case is planned)."""
+
+    def __init__(self, shared_splits):
+        super().__init__()
+        self._shared_splits = shared_splits
+
+    def expand(self, pairs):
+        return pairs | beam.Map(_in_shared_split, beam.pvalue.AsSingleton(self._shared_splits))
 
 
 class _ExtractSlicesFn(QuarantiningFn):
@@ -189,16 +211,16 @@ class _ExtractSlicesFn(QuarantiningFn):
     def setup(self):
         storage.configure(self._storage_settings)
 
-    def process(self, unit: casework.WorkUnit, shared_splits: dict):
+    def process(self, unit: casework.WorkUnit):
         started = time.monotonic()
-        yield from self._unit_slices(unit, shared_splits.get((unit.case.dataset, unit.case.subject_id)))
+        yield from self._unit_slices(unit)
         self._cut_ms.update(int(1000 * (time.monotonic() - started)))
         self._progress.unit_done(f"{unit.case.dataset}/{unit.case.case_id}/{unit.plane}/{unit.slice_indices[0]}")
 
-    def _unit_slices(self, unit: casework.WorkUnit, shared_split: str | None):
+    def _unit_slices(self, unit: casework.WorkUnit):
         case, where = unit.case, f"{unit.plane} slices {unit.slice_indices[0]}-{unit.slice_indices[-1]}"
         try:
-            records = casework.unit_records(unit, self._load, shared_split)
+            records = casework.unit_records(unit, self._load)
         except PipelineError as exc:  # validated when planned: only an input changed or removed since lands here
             yield quarantined(case, "load", exc.reason, f"{where}: {exc}")
             return
@@ -212,8 +234,6 @@ class _ExtractSlicesFn(QuarantiningFn):
             yield quarantined(case, "load", Reason.UNEXPECTED_ERROR,
                               f"{where}: cutting stopped after {n_records} slices (those are kept): {exc!r}"[:4000])
         count(case.dataset, "slices", "ok", n_records)
-        if shared_split is not None and shared_split != unit.split:
-            count(case.dataset, "split", "shared_with_another_dataset", n_records)
 
     def _label_losses(self, case: CaseRef, record: SliceRecord):
         content = record.content
@@ -225,24 +245,20 @@ class _ExtractSlicesFn(QuarantiningFn):
 
 
 class ExtractSlices(beam.PTransform):
-    """WorkUnit -> SliceRecord (one per slice and sequence of the unit), in the split shared across datasets.
+    """WorkUnit -> SliceRecord (one per slice and sequence of the unit), in the unit's own split.
 
     Streamed: a big unit's slices would not fit in memory together. An error while cutting is
-    quarantined saying how many slices got out. `shared_splits` is the `SharedSplits` output
-    (none: every subject keeps its own split).
+    quarantined saying how many slices got out.
     """
 
     def __init__(self, load: casework.LoadSettings,
-                 storage_settings: storage.StorageSettings = storage.StorageSettings(), shared_splits=None,
+                 storage_settings: storage.StorageSettings = storage.StorageSettings(),
                  progress: ProgressMarks = ProgressMarks()):
         super().__init__()
-        self._fn, self._shared_splits = _ExtractSlicesFn(load, storage_settings, progress), shared_splits
+        self._fn = _ExtractSlicesFn(load, storage_settings, progress)
 
     def expand(self, units):
-        shared = self._shared_splits
-        if shared is None:
-            shared = units.pipeline | "NoSharedSplits" >> beam.Create([{}])
-        return units | Guarded("load", self._fn, beam.pvalue.AsSingleton(shared), stream=True)
+        return units | Guarded("load", self._fn, stream=True)
 
 
 class _EncodePngFn(beam.DoFn):
@@ -319,6 +335,27 @@ class DeriveLandmarkMeasures(beam.PTransform):
 
     def expand(self, slices):
         return slices | Guarded("angle_distance", _DeriveLandmarkMeasuresFn())
+
+
+class SlicePairs(beam.PTransform):
+    """WorkUnit -> (pair bundles of each task, quarantine rows of each step): ExtractSlices, EncodePng
+    and the three derive steps, which a runner fuses, so no pixels leave a worker before the write.
+    (The PCollections are returned unflattened: the caller flattens them once, with other sources.)"""
+
+    def __init__(self, load: casework.LoadSettings,
+                 storage_settings: storage.StorageSettings = storage.StorageSettings(),
+                 progress: ProgressMarks = ProgressMarks()):
+        super().__init__()
+        self._load, self._storage_settings, self._progress = load, storage_settings, progress
+
+    def expand(self, units):
+        slices, cut_quarantine = units | "ExtractSlices" >> ExtractSlices(self._load, self._storage_settings,
+                                                                          self._progress)
+        slices = slices | "EncodePng" >> EncodePng()
+        boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()
+        sizes, size_quarantine = slices | "DeriveLesionSizes" >> DeriveLesionSizes()
+        measures, measure_quarantine = slices | "DeriveLandmarkMeasures" >> DeriveLandmarkMeasures()
+        return (boxes, sizes, measures), (cut_quarantine, box_quarantine, size_quarantine, measure_quarantine)
 
 
 class _ValidatePairsFn(QuarantiningFn):

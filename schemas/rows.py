@@ -249,5 +249,8 @@ class RowBundle:
     def keeping(self, indices) -> RowBundle:
         return RowBundle(tuple(self.rows[i] for i in indices), self.image)
 
+    def with_split(self, split: str) -> RowBundle:
+        return RowBundle(tuple({**row, "split": split} for row in self.rows), self.image)
+
     def __len__(self) -> int:
         return len(self.rows)

@@ -21,7 +21,7 @@ from pipeline import casework
 from pipeline.casework import LoadSettings
 from pipeline.sources import get_source
 from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLesionSizes, ExtractSlices, Guarded, PlanCases,
-                             SharedSplits, ValidatePairs)
+                             ValidatePairs)
 from pipeline.write import WriteTable, binary_array, column_paths, partition_of, record_batch, row_bytes, shard_count
 from schemas import rows as row_builders
 from schemas.rows import RowBundle
@@ -65,8 +65,7 @@ def slice_record(labels_2d: np.ndarray, case_id="c1", spacing=(0.5, 0.5)) -> Sli
 def plan_and_cut(pipeline, cases, settings=LoadSettings("finest", "salt", PARAMS)):
     """PlanCases, then ExtractSlices over the spread units: (slices, plan quarantine, cut quarantine)."""
     plans, plan_quarantine = pipeline | beam.Create(cases) | PlanCases(settings)
-    slices, cut_quarantine = (plans | beam.FlatMap(lambda plan: plan.units) | beam.Reshuffle()
-                              | ExtractSlices(settings, shared_splits=plans | SharedSplits()))
+    slices, cut_quarantine = plans | beam.FlatMap(lambda plan: plan.units) | beam.Reshuffle() | ExtractSlices(settings)
     return slices, plan_quarantine, cut_quarantine
 
 
@@ -162,8 +161,8 @@ def test_an_error_while_cutting_keeps_the_slices_out_and_says_how_many(demo_root
     failing = casework.plan_case(cases[0], settings).units[0]
     assert len(failing.slice_indices) * len(cases[0].sequences) > 3
 
-    def fails_after_three(unit, load_settings, split=None):
-        records = real(unit, load_settings, split)
+    def fails_after_three(unit, load_settings):
+        records = real(unit, load_settings)
 
         def cut():
             for n, record in enumerate(records):

@@ -1,6 +1,7 @@
 """The CLI end to end on the DirectRunner: demo and MSD builds, quarantine, usage errors, determinism."""
 from __future__ import annotations
 
+import collections
 import glob
 import hashlib
 import math
@@ -8,6 +9,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -15,8 +17,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import casework
 from pipeline.cli import main
+from pipeline.sources import get_source
 from pipeline.sources.demo import LESION_MM
+from tests.conftest import make_msd_task
+from transforms import ids
 
 SMALL_DEMO = "Task02_DemoMR/demo_mr_00,Task01_DemoCT/demo_ct_02,Task01_DemoCT/demo_ct_04"
 
@@ -202,3 +208,28 @@ def test_listing_order_does_not_change_any_output_byte(tmp_path, msd_task):
     second = str(tmp_path / "second")
     assert main(["build", "--source", f"msd={msd_task}", "--output", second]) == 0
     assert part_file_digests(first) == part_file_digests(second)
+
+
+def test_cases_cut_where_planned_or_spread_give_the_same_bytes_and_scans_share_a_split(tmp_path, monkeypatch):
+    """On the DirectRunner a small case is cut in the step that planned it, from that decode; spread, its
+    units decode it again. Either way the files are the same, and two subjects with one scan share a
+    split, which is applied to their pairs once every case is planned."""
+    task = make_msd_task(tmp_path / "msd", n_cases=3)
+    shutil.copy(os.path.join(task, "imagesTr", "BRATS_001.nii.gz"), os.path.join(task, "imagesTr", "BRATS_002.nii.gz"))
+    first, second, _ = get_source("msd").list_cases(task)
+    salt = next(f"salt{n}" for n in range(1000) if len({ids.subject_split(case.dataset, case.subject_id, f"salt{n}")
+                                                            for case in (first, second)}) == 2)
+    decodes, load_case = [], casework.load_case
+    monkeypatch.setattr(casework, "load_case", lambda case, *args: decodes.append(case.case_id) or load_case(case, *args))
+    outputs, decoded = {}, {}
+    for name, extra in (("here", []), ("spread", ["--cut-here-below-mvoxels", "0"])):
+        outputs[name], decodes[:] = str(tmp_path / name), []
+        assert main(["build", "--source", f"msd={task}", "--output", outputs[name], "--split-salt", salt, *extra]) == 0
+        decoded[name] = collections.Counter(decodes)
+    assert set(decoded["here"].values()) == {1}
+    assert all(decoded["spread"][case] >= 2 for case in decoded["here"])
+    assert part_file_digests(outputs["here"]) == part_file_digests(outputs["spread"])
+    table = pairs_table(outputs["here"], ["case_id", "split"])
+    splits = {(case_id, split) for case_id, split in zip(*table.to_pydict().values())}
+    expected = ids.subject_split(first.dataset, first.subject_id, salt)  # the first subject of the group
+    assert {(first.case_id, expected), (second.case_id, expected)} <= splits and len(splits) == 3

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability.api import beam_runner_api_pb2
 
@@ -32,14 +33,17 @@ def test_portable_runner_with_external_workers_writes_the_direct_runners_bytes(t
 def test_the_build_translates_to_a_portable_pipeline_proto(tmp_path, demo_root):
     """What a job server receives: every stage present, and the proto round-trips."""
     config = BuildConfig(sources=(SourceSpec("demo", demo_root),), output=str(tmp_path / "out"))
+    config = config.for_runner("PortableRunner")
     cases = get_source("demo").list_cases(demo_root)[:2]
     pipeline = beam.Pipeline(options=PipelineOptions(["--runner=PortableRunner"]))
     build_graph(pipeline, config, cases)
     proto = pipeline.to_runner_api()
     names = {transform.unique_name for transform in proto.components.transforms.values()}
-    for stage in ("PlanCases", "SpreadUnits", "SharedSplits", "ExtractSlices", "DeriveBoxes", "DeriveLesionSizes",
-                  "DeriveLandmarkMeasures", "ValidatePairs", "WritePairs", "WriteQuarantine", "WriteCounts"):
+    for stage in ("PlanCases", "SpreadUnits", "SharedSplits", "SlicePairs/ExtractSlices", "SlicePairs/DeriveBoxes",
+                  "SlicePairs/DeriveLesionSizes", "SlicePairs/DeriveLandmarkMeasures", "ApplySharedSplits",
+                  "ValidatePairs", "WritePairs", "WriteQuarantine", "WriteCounts"):
         assert stage in names
+    assert not [name for name in names if "Here" in name]  # every case spreads off the DirectRunner
     again = beam.Pipeline.from_runner_api(proto, pipeline.runner, pipeline.options).to_runner_api()
     assert {t.unique_name for t in again.components.transforms.values()} == names
 
@@ -57,11 +61,12 @@ def upstream_transforms(proto, pcollection_id: str) -> set[str]:
     return seen
 
 
-def test_the_pair_rows_cross_one_shuffle_as_their_file_sizes_come_from_the_plans(tmp_path, demo_root):
+@pytest.mark.parametrize("runner", ["PortableRunner", "DirectRunner"])
+def test_the_pair_rows_cross_one_shuffle_as_their_file_sizes_come_from_the_plans(tmp_path, demo_root, runner):
     """WritePairs' shard counts (a side input) must not depend on the rows: if they did, every runner would
     materialise all rows, PNGs included, once more before the write's shuffle."""
-    config = BuildConfig(sources=(SourceSpec("demo", demo_root),), output=str(tmp_path / "out"))
-    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=PortableRunner"]))
+    config = BuildConfig(sources=(SourceSpec("demo", demo_root),), output=str(tmp_path / "out")).for_runner(runner)
+    pipeline = beam.Pipeline(options=PipelineOptions([f"--runner={runner}"]))
     build_graph(pipeline, config, get_source("demo").list_cases(demo_root)[:2])
     proto = pipeline.to_runner_api()
     assign = [t for t in proto.components.transforms.values()
@@ -70,7 +75,7 @@ def test_the_pair_rows_cross_one_shuffle_as_their_file_sizes_come_from_the_plans
     assert len(assign) == 1 and len(side_inputs) == 1
     upstream = upstream_transforms(proto, assign[0].inputs[next(iter(side_inputs))])
     assert any(name.startswith("PlanCases") for name in upstream)
-    assert not any(name.startswith(("ExtractSlices", "WritePairs/ByPartition")) for name in upstream)
+    assert not any(name.startswith(("SlicePairs", "WritePairs/ByPartition")) for name in upstream)
 
 
 def test_dataflow_runner_builds_the_job_without_submitting_it(demo_root):
@@ -86,7 +91,7 @@ def test_dataflow_runner_builds_the_job_without_submitting_it(demo_root):
     job = pipeline.run().job
     assert job.proto.type_.name == "JOB_TYPE_BATCH"
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
-    assert {"PlanCases", "ExtractSlices", "SharedSplits", "WritePairs"} <= names
+    assert {"PlanCases", "SlicePairs/ExtractSlices", "SharedSplits", "WritePairs"} <= names
 
 
 def test_building_the_graph_runs_no_bytecode_inference_of_the_steps(tmp_path, demo_root, monkeypatch):
