@@ -56,7 +56,7 @@ class LoadSettings:
     max_slices_per_unit: int = 128  # a plane with more slices is cut in several work units
     # Cases decoded to fewer voxels (all sequences) are cut right where they were planned, from the
     # plan's decode; larger ones spread their units over workers. 0: every case spreads.
-    cut_here_below_voxels: int = 0
+    cut_here_below_voxels: float = 0  # inf: none spreads
 
     def pointers_only(self, case: CaseRef) -> bool:
         """Whether the case's rows are published without pixels."""

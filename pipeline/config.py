@@ -82,7 +82,7 @@ class BuildConfig:
     def load_settings(self) -> LoadSettings:
         return LoadSettings(self.spacing, self.split_salt, self.params_hash, self.read_policy, self.publish,
                             self.conventions, self.prompt_style,
-                            cut_here_below_voxels=int((self.cut_here_below_mvoxels or 0) * 1e6))
+                            cut_here_below_voxels=(self.cut_here_below_mvoxels or 0) * 1e6)
 
     def for_runner(self, runner: Optional[str]) -> "BuildConfig":
         """With `cut_here_below_mvoxels` set: as given, else 32 on the DirectRunner and 0 (every case

@@ -137,6 +137,7 @@ def test_existing_output_is_never_overwritten(demo_build, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["build", "--source", "nosuch", "--output", "x"], "unknown source 'nosuch'"),
     (["build", "--source", "demo", "--output", "x", "--spacing", "-1"], "spacing must be"),
+    (["build", "--source", "demo", "--output", "x", "--cut-here-below-mvoxels", "-1"], "expected a number >= 0"),
     (["build", "--source", "demo"], "--output"),
     (["build", "--source", "msd", "--output", "x"], "needs a root"),
     (["frobnicate"], "invalid choice"),
