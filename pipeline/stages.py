@@ -98,13 +98,13 @@ class Guarded(beam.PTransform):
     """ParDo (of a `QuarantiningFn`, or any DoFn) with a quarantine output and Beam's exception handling;
     returns (results, quarantine)."""
 
-    def __init__(self, stage: str, dofn: beam.DoFn, *side_inputs, stream: bool = False):
+    def __init__(self, stage: str, dofn: beam.DoFn, stream: bool = False):
         super().__init__()
-        self._stage, self._dofn, self._side_inputs, self._stream = stage, dofn, side_inputs, stream
+        self._stage, self._dofn, self._stream = stage, dofn, stream
 
     def expand(self, pcoll):
         # Declaring the quarantine output's type keeps Beam from warning about an undeclared tag.
-        pardo = beam.ParDo(self._dofn, *self._side_inputs).with_output_types(typing.Any, **{QUARANTINE: dict})
+        pardo = beam.ParDo(self._dofn).with_output_types(typing.Any, **{QUARANTINE: dict})
         outputs = pcoll | pardo.with_outputs(QUARANTINE, main=MAIN).with_exception_handling(
             main_tag=MAIN, dead_letter_tag=_BAD, exc_class=QUARANTINED_EXCEPTIONS, partial=self._stream)
         unexpected = outputs[_BAD] | "Unexpected" >> beam.ParDo(_UnexpectedToQuarantine(self._stage))
