@@ -27,11 +27,11 @@ from transforms.planes import SpacingMode
 
 
 @contextlib.contextmanager
-def local_copy(uri: str, policy: ReadPolicy):
-    """(local path, sha256) of an input; a missing object is `missing_file`."""
-    try:  # an archived series may expand to at most the memory budget (float32 voxels, in bytes)
+def local_copy(uri: str, policy: ReadPolicy, root: str = ""):
+    """(local path, sha256) of an input confined to the source `root`; a missing object is `missing_file`."""
+    try:  # an input (or an archived series expanded) may hold at most the memory budget's bytes
         with storage.localized(uri, policy.max_voxels * 4 if policy.max_voxels else
-                               storage.DEFAULT_MAX_ARCHIVE_BYTES) as copy:
+                               storage.DEFAULT_MAX_ARCHIVE_BYTES, root) as copy:
             yield copy
     except FileNotFoundError as exc:
         raise PipelineError(Reason.MISSING_FILE, "input file does not exist", uri) from exc
@@ -112,7 +112,8 @@ def load(case: CaseRef, settings: LoadSettings) -> tuple[LoadedCase, dict[str, s
     if case.listing_error:
         raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
     with contextlib.ExitStack() as stack:
-        copies = {uri: stack.enter_context(local_copy(uri, settings.policy)) for uri in case.input_uris()}
+        copies = {uri: stack.enter_context(local_copy(uri, settings.policy, case.source_root))
+                  for uri in case.input_uris()}
         loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()}, settings.policy)
     _last_load.entry = (key, (loaded, {uri: digest for uri, (_, digest) in copies.items()}))
     return _last_load.entry[1]

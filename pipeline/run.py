@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import datetime
 import json
 import tempfile
@@ -62,7 +63,8 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
             root = spec.root or source.default_root()
             if root is None:
                 raise UsageError(f"--source {spec.name} needs a root: --source {spec.name}=PATH_OR_URI")
-            cases = source.list_cases(root)
+            # every input of a case is confined to the root it was listed under (`storage.localized`)
+            cases = [dataclasses.replace(case, source_root=root) for case in source.list_cases(root)]
         except SourceError as exc:
             raise UsageError(str(exc)) from exc
         if config.cases:

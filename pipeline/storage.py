@@ -21,6 +21,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 import uuid
 from typing import Iterator, Optional
@@ -28,7 +29,8 @@ from typing import Iterator, Optional
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import archives
+from transforms import archives, detached
+from transforms.errors import PipelineError, Reason
 
 COPY_CHUNK_BYTES = 8 << 20
 DEFAULT_MAX_ARCHIVE_BYTES = 4 << 30
@@ -219,53 +221,171 @@ def rename(source: str, destination: str) -> None:
     FileSystems.rename([source], [destination])
 
 
+def inside_root(uri: str, root: str) -> bool:
+    """Whether `uri` names something at or below `root`, lexically (no `..` or `.` segment in between).
+
+    Object stores have no links, so this is their whole confinement; local paths are also checked
+    after links are resolved (`_real_local_path`).
+    """
+    base, path = root.rstrip("/"), uri.rstrip("/")
+    if path != base and not path.startswith(base + "/"):
+        return False
+    return not {".", ".."} & set(path[len(base):].split("/"))
+
+
+def _real_local_path(path: str, root: str) -> str:
+    """The path with links resolved, if it stays inside `root`'s own resolved path; else `unsafe_path`."""
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise PipelineError(Reason.UNSAFE_PATH, "a link leads outside the source root; only files inside it "
+                            "are read", path)
+    return real
+
+
+def check_confined(uri: str, root: str) -> None:
+    """Refuse (`unsafe_path`) an input outside the source root, or a local link that leads out of it.
+    An empty `root` confines nothing (library use; every build sets it)."""
+    if not root:
+        return
+    if not inside_root(uri, root):
+        raise PipelineError(Reason.UNSAFE_PATH, "input is not inside the source root", uri)
+    if not is_remote(uri):
+        _real_local_path(uri, root)
+
+
+def _open_local_regular(path: str, max_bytes: int):
+    """A binary handle on a local regular file of at most `max_bytes`; FIFOs, devices and sockets are
+    refused before they are opened (a FIFO would block the read forever, a device never ends)."""
+    kind = os.stat(path)
+    if not stat.S_ISREG(kind.st_mode):
+        raise PipelineError(Reason.UNSAFE_PATH, "not a regular file (a FIFO, device, socket or folder)", path)
+    # O_NONBLOCK: should the path become a FIFO after the check, opening it still returns at once.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    handle = os.fdopen(descriptor, "rb")
+    kind = os.fstat(descriptor)
+    if not stat.S_ISREG(kind.st_mode):
+        handle.close()
+        raise PipelineError(Reason.UNSAFE_PATH, "not a regular file (a FIFO, device, socket or folder)", path)
+    _check_size(kind.st_size, max_bytes, path)
+    return handle
+
+
+def _check_size(n_bytes: int, max_bytes: int, uri: str) -> None:
+    if n_bytes > max_bytes:
+        raise PipelineError(Reason.TOO_LARGE, f"input holds {n_bytes:,} bytes, over the budget of {max_bytes:,} "
+                            "(--max-volume-mb)", uri)
+
+
+def object_size(uri: str) -> int:
+    """Stored bytes of one object (a listing call, no read)."""
+    if _is_gcs(uri):
+        return int(gcs_filesystem().size(_gcs_path(uri)))
+    return int(FileSystems.match([uri])[0].metadata_list[0].size_in_bytes)
+
+
 @contextlib.contextmanager
-def localized(uri: str, max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES) -> Iterator[tuple[str, str]]:
+def localized(uri: str, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES, root: str = "") -> Iterator[tuple[str, str]]:
     """Yield (local path, sha256 hex) of the object at `uri`, copied into a private temp folder.
 
     The copy keeps the object's file name (readers pick formats by extension) and is removed
     on exit. A local file is still hashed but not copied. A URI ending in `/` is a folder
     (a DICOM series) and is copied whole; an archive (.zip, .tar, .tar.gz, .tgz) is a series
-    too, extracted safely (at most `max_archive_bytes`) and yielded as its folder. A missing
-    object raises FileNotFoundError; any other I/O error propagates, so that the runner retries.
+    too, extracted safely (at most `max_bytes`) and yielded as its folder. A file, or a folder's
+    files together, holding more than `max_bytes` is `too_large`.
+
+    Confinement (`root`): nothing outside the source root is read, whatever a link or a header
+    says: links are followed only while they stay inside it, only regular files are opened, and a
+    detached image header (`transforms.detached`) brings its one data file along, hashed with it.
+    A missing object raises FileNotFoundError; any other I/O error propagates, so that the runner retries.
     """
+    check_confined(uri, root)
     if uri.endswith("/") or is_folder(uri):
-        with localized_folder(uri) as copy:
+        with localized_folder(uri, max_bytes, root) as copy:
             yield copy
         return
     if archives.is_archive(uri):
-        with localized_archive(uri, max_archive_bytes) as copy:
+        with localized_archive(uri, max_bytes) as copy:
             yield copy
         return
-    with localized_file(uri) as copy:
+    with localized_image_file(uri, max_bytes, root) as copy:
         yield copy
 
 
 @contextlib.contextmanager
-def localized_file(uri: str) -> Iterator[tuple[str, str]]:
-    """Yield (local path, sha256 hex) of one object, copied unless it is already local."""
+def localized_file(uri: str, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+                   folder: str | None = None) -> Iterator[tuple[str, str]]:
+    """Yield (local path, sha256 hex) of one object: a local regular file as it is (hashed), a remote
+    one copied into `folder` (default: a private temp folder, removed on exit)."""
+    if not is_remote(uri):
+        with _open_local_regular(uri, max_bytes) as handle:
+            digest = _sha256_stream(handle)
+        yield uri, digest
+        return
     if not exists(uri):
         raise FileNotFoundError(2, "No such file", uri)
-    if not is_remote(uri):
-        yield uri, sha256_of(uri)
-        return
-    folder = tempfile.mkdtemp(prefix="medvision-")
+    _check_size(object_size(uri), max_bytes, uri)
+    own_folder = folder is None
+    folder = tempfile.mkdtemp(prefix="medvision-") if own_folder else folder
     try:
         local_path = os.path.join(folder, basename(uri))
-        digest = hashlib.sha256()
         with open_read(uri) as source, open(local_path, "wb") as target:
-            for chunk in iter(lambda: source.read(COPY_CHUNK_BYTES), b""):
-                digest.update(chunk)
-                target.write(chunk)
-        yield local_path, digest.hexdigest()
+            digest = _copy_counted(source, target, max_bytes, uri)
+        yield local_path, digest
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if own_folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _copy_counted(source, target, max_bytes: int, uri: str) -> str:
+    """Copy and hash, stopping at `max_bytes` (an object may grow after its size was listed)."""
+    digest, copied = hashlib.sha256(), 0
+    for chunk in iter(lambda: source.read(COPY_CHUNK_BYTES), b""):
+        copied += len(chunk)
+        _check_size(copied, max_bytes, uri)
+        digest.update(chunk)
+        target.write(chunk)
+    return digest.hexdigest()
+
+
+def _sha256_stream(handle) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(COPY_CHUNK_BYTES), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_head(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(detached.HEADER_MAX_BYTES)
+
+
+@contextlib.contextmanager
+def localized_image_file(uri: str, max_bytes: int, root: str = "") -> Iterator[tuple[str, str]]:
+    """`localized_file`, and for a detached image header (NRRD `data file`, MetaImage `ElementDataFile`)
+    its data file too, confined and placed where the header names it; the sha256 covers both."""
+    with localized_file(uri, max_bytes) as (path, digest):
+        name = detached.data_file_of(_read_head(path), uri)
+        if name is None:
+            yield path, digest
+            return
+        data_uri = join(dirname(uri), name)
+        check_confined(data_uri, root)
+        target = os.path.join(os.path.dirname(path), *name.split("/"))
+        if is_remote(uri):  # the header's copy sits in its own temp folder: the data goes next to it
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open_read(data_uri) as source, open(target, "wb") as copy:
+                _check_size(object_size(data_uri), max_bytes, data_uri)
+                data_digest = _copy_counted(source, copy, max_bytes, data_uri)
+        else:  # the reader finds it where it is: checked above, inside the root
+            with _open_local_regular(data_uri, max_bytes) as handle:
+                data_digest = _sha256_stream(handle)
+        yield path, hashlib.sha256(f"{digest}\x1f{name}\x1f{data_digest}".encode()).hexdigest()
 
 
 @contextlib.contextmanager
 def localized_archive(uri: str, max_bytes: int) -> Iterator[tuple[str, str]]:
     """Yield (extracted folder, sha256 of the archive) for an archived series."""
-    with localized_file(uri) as (path, digest):
+    with localized_file(uri, max_bytes) as (path, digest):
         folder = tempfile.mkdtemp(prefix="medvision-")
         try:
             yield archives.extract(path, folder, uri, max_bytes), digest
@@ -274,8 +394,10 @@ def localized_archive(uri: str, max_bytes: int) -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def localized_folder(uri: str) -> Iterator[tuple[str, str]]:
-    """Yield (local folder, sha256) for every object directly under `uri` (a DICOM series folder).
+def localized_folder(uri: str, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+                     root: str = "") -> Iterator[tuple[str, str]]:
+    """Yield (local folder, sha256) for every object directly under `uri` (a DICOM series folder),
+    at most `max_bytes` together.
 
     The digest covers the sorted (name, sha256) pairs, so it changes when any file does.
     """
@@ -284,9 +406,11 @@ def localized_folder(uri: str) -> Iterator[tuple[str, str]]:
         raise FileNotFoundError(2, "No files in folder", uri)
     folder = tempfile.mkdtemp(prefix="medvision-")
     try:
-        listing = hashlib.sha256()
+        listing, left = hashlib.sha256(), max_bytes
         for path in members:
-            with localized_file(path) as (local_path, digest):
+            check_confined(path, root)
+            with localized_file(path, left) as (local_path, digest):
+                left -= os.path.getsize(local_path)
                 shutil.copyfile(local_path, os.path.join(folder, basename(path)))
             listing.update(f"{basename(path)}\x1f{digest}\n".encode())
         yield folder, listing.hexdigest()
@@ -296,8 +420,5 @@ def localized_folder(uri: str) -> Iterator[tuple[str, str]]:
 
 def sha256_of(uri: str) -> str:
     """sha256 hex of an object's bytes, streamed."""
-    digest = hashlib.sha256()
     with open_read(uri) as handle:
-        for chunk in iter(lambda: handle.read(COPY_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return _sha256_stream(handle)

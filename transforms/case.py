@@ -87,6 +87,7 @@ class CaseRef:
     mask_placement: str = "exact"  # "nearest": a mask on another grid is resampled onto the image grid
     negatives_expected: bool = False  # an all-empty mask is a negative control, not a defect
     planes: tuple[str, ...] = ()  # planes to cut; () = every plane the volume has
+    source_root: str = ""  # the root the case was listed under: nothing outside it is read ("" confines nothing)
 
     @property
     def label_names(self) -> dict[int, str]:
@@ -236,7 +237,7 @@ def _read_itk(case: CaseRef, path: str, policy: ReadPolicy):
 def _read_nifti(case: CaseRef, path: str, policy: ReadPolicy):
     image_file = nifti.load(path, case.image_uri)
     check_budget(nifti.voxel_count(image_file), policy.max_voxels, case.image_uri)
-    affine = nifti.resolve_affine(image_file.header)
+    affine = nifti.resolve_affine(image_file.header, case.image_uri)
     check_orthonormal(affine.affine_ras)
     grid = grid_of(nifti.spatial_shape(image_file.shape), affine.affine_ras)
     images = {seq.name: Volume(nifti.read_channel(image_file, seq.channel, case.image_uri), affine.affine_ras)
@@ -288,8 +289,9 @@ def _read_mask(path: str, uri: str, grid: Volume, label_names: dict[int, str],
         mask = read.with_array(as_integer_labels(read.array, uri))
     else:
         mask_file = nifti.load(path, uri)
+        nifti.check_label_shape(mask_file, uri)
         check_budget(nifti.voxel_count(mask_file), limit, uri)
-        mask = nifti.to_volume(nifti.read_labels(mask_file, uri), nifti.resolve_affine(mask_file.header))
+        mask = nifti.to_volume(nifti.read_labels(mask_file, uri), nifti.resolve_affine(mask_file.header, uri))
     try:
         return match_grid(grid, mask, uri), False
     except PipelineError:
@@ -335,7 +337,7 @@ def read_landmarks(spec: LandmarkSpec, local: dict[str, str], grid: Volume) -> d
                 continue  # a missing pair leaves only the measurements that need it undefined
             voxels = pairs[label][np.argsort(-pairs[label][:, axis], kind="stable")]
             points[first], points[second] = tuple(voxels[0]), tuple(voxels[1])
-        return to_world_ras(points, spec.space, nifti.resolve_affine(mask_file.header).affine_ras)
+        return to_world_ras(points, spec.space, nifti.resolve_affine(mask_file.header, spec.uri).affine_ras)
     raise PipelineError(Reason.BAD_LANDMARKS, f"unknown landmark reader {spec.reader!r}", spec.uri)
 
 
