@@ -14,8 +14,14 @@ class Reason(str, enum.Enum):
     MISSING_FILE = "missing_file"
     UNREADABLE = "unreadable"
     TRUNCATED_GZIP = "truncated_gzip"
+    TRUNCATED_FILE = "truncated_file"  # fewer bytes than the header declares
     NOT_GZIP = "not_gzip"
     TOO_LARGE = "too_large"
+    TIMEOUT = "timeout"  # reading the case took longer than its wall-time limit
+    UNSUPPORTED_PIXEL_TYPE = "unsupported_pixel_type"  # complex, RGB and other non-scalar voxels
+    NONFINITE_IMAGE = "nonfinite_image"  # no finite voxel (all NaN/inf, or scaled past float32)
+    IMPLAUSIBLE_GEOMETRY = "implausible_geometry"  # voxel sizes or output slices outside physical sense
+    TOO_MANY_COMPONENTS = "too_many_components"  # a label of a slice in more pieces than a pair budget allows
     BAD_SHAPE = "bad_shape"
     BAD_AFFINE = "bad_affine"
     NON_ORTHONORMAL = "non_orthonormal"

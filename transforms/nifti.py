@@ -5,6 +5,8 @@ import contextlib
 import dataclasses
 import gzip
 import io
+import math
+import os
 import zlib
 
 import nibabel as nib
@@ -27,16 +29,18 @@ class ResolvedAffine:
 
 
 GZIP_MAGIC = b"\x1f\x8b"
+NIFTI2_HEADER_BYTES = 540
 
 
-def gzip_problem(path: str) -> Reason | None:
-    """Why a `.gz` file is bad, if it is: not gzip at all, or a stream that ends early or is corrupt.
-
-    Decompresses the whole file, so it runs only after a read has already failed.
+def gzip_problem(path: str, whole_stream: bool = True) -> Reason | None:
+    """Why a `.gz` file is bad, if it is: not gzip at all, or (`whole_stream`) a stream that ends early
+    or is corrupt. The whole stream is decompressed, so that check runs only after a read has failed.
     """
     with open(path, "rb") as handle:
         if handle.read(2) != GZIP_MAGIC:
             return Reason.NOT_GZIP
+    if not whole_stream:
+        return None
     try:
         with gzip.open(path) as stream:
             while stream.read(1 << 22):
@@ -50,71 +54,152 @@ def gzip_problem(path: str) -> Reason | None:
 def reading(uri: str, path: str = ""):
     """Turn the ways a NIfTI file can be bad into a quarantine reason naming the file.
 
-    Only content errors are translated. Other I/O errors (network, full disk) propagate
-    unchanged so the runner retries the work instead of quarantining a good file. `path` is
-    the local copy of `uri`; for a `.gz` file it is checked to tell a damaged stream from a
-    damaged header.
+    `path` is a local file the build has just read whole to hash it, so a read that fails now is
+    the file's content, never the storage: an OSError here (nibabel's "Expected N bytes, got M")
+    is a file shorter than its header says. For a `.gz` file the stream is checked to tell a
+    damaged stream from a damaged header. Messages name the exception type only: library messages
+    can quote header fields or worker paths.
     """
     try:
         yield
     except PipelineError:
         raise
     except FileNotFoundError as exc:
-        raise PipelineError(Reason.MISSING_FILE, f"file not found: {exc.filename}", uri) from exc
+        raise PipelineError(Reason.MISSING_FILE, "file not found", uri) from exc
     except (gzip.BadGzipFile, EOFError, zlib.error, nib.filebasedimages.ImageFileError,
-            nib.spatialimages.HeaderDataError, ValueError) as exc:
-        raise _bad_file(exc, uri, gzip_problem(path) if path.endswith(".gz") else None) from exc
-    except OSError as exc:
+            nib.spatialimages.HeaderDataError, ValueError, OSError) as exc:
         problem = gzip_problem(path) if path.endswith(".gz") else None
-        if problem is None:
-            raise  # an I/O failure (network, disk), not a bad file: the runner retries it
+        if problem is None and isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile):
+            problem = Reason.TRUNCATED_FILE
         raise _bad_file(exc, uri, problem) from exc
 
 
-def _bad_file(exc: Exception, uri: str, gzip_reason: Reason | None) -> PipelineError:
+def _bad_file(exc: Exception, uri: str, reason: Reason | None) -> PipelineError:
     messages = {
         Reason.NOT_GZIP: "named .gz but not gzip data",
         Reason.TRUNCATED_GZIP: "compressed stream ends early or is corrupt (truncated download?)",
+        Reason.TRUNCATED_FILE: "the file ends before the voxels its header declares (truncated download?)",
         None: "not a readable NIfTI file",
     }
-    return PipelineError(gzip_reason or Reason.UNREADABLE, f"{messages[gzip_reason]} ({type(exc).__name__}: {exc})",
-                         uri)
+    return PipelineError(reason or Reason.UNREADABLE, f"{messages[reason]} ({type(exc).__name__})", uri)
 
 
 def _usable(matrix: np.ndarray | None) -> bool:
     return matrix is not None and bool(np.all(np.isfinite(matrix))) and abs(np.linalg.det(matrix[:3, :3])) > 1e-12
 
 
-def resolve_affine(header: nib.Nifti1Header) -> ResolvedAffine:
-    """Prefer a coded, usable sform; else a coded qform; else the pixdim-only base affine."""
-    sform, sform_code = header.get_sform(coded=True)
-    qform, qform_code = header.get_qform(coded=True)
-    mismatch = bool(
-        sform_code and qform_code and _usable(sform) and _usable(qform)
-        and not np.allclose(sform, qform, atol=FORM_AGREEMENT_TOL, rtol=0)
-    )
-    if sform_code and _usable(sform):
+def resolve_affine(header: nib.Nifti1Header, uri: str = "") -> ResolvedAffine:
+    """Prefer a coded, usable sform; else a coded qform; else the pixdim-only base affine.
+
+    Never guesses: a form the header marks as valid (code > 0) whose matrix is not finite or is
+    singular (e.g. a NaN quaternion) is `bad_affine`, and so are pixdim-only spacings that are not
+    finite and positive (nibabel would silently turn a 0 into 1 mm).
+    """
+    sform, sform_code = _coded_form(header.get_sform, "sform", uri)
+    qform, qform_code = _coded_form(header.get_qform, "qform", uri)
+    mismatch = bool(sform_code and qform_code and not np.allclose(sform, qform, atol=FORM_AGREEMENT_TOL, rtol=0))
+    if sform_code:
         return ResolvedAffine(sform, "sform", mismatch)
-    if qform_code and _usable(qform):
+    if qform_code:
         return ResolvedAffine(qform, "qform", mismatch)
+    n_spatial = min(3, int(header["dim"][0]))
+    pixdim = np.asarray(header["pixdim"][1:n_spatial + 1], dtype=np.float64)
+    if not (np.all(np.isfinite(pixdim)) and np.all(pixdim > 0)):
+        raise PipelineError(Reason.BAD_AFFINE, "no sform or qform, and pixdim holds a zero, negative or non-finite "
+                            "voxel size: the spacing is unknown", uri)
     return ResolvedAffine(header.get_base_affine(), "pixdim", mismatch)
 
 
+def _coded_form(getter, name: str, uri: str) -> tuple[np.ndarray | None, int]:
+    """(matrix, code) of a header form; a coded form that is unusable is refused, not skipped."""
+    with np.errstate(all="ignore"):
+        try:
+            matrix, code = getter(coded=True)
+        except (ValueError, np.linalg.LinAlgError) as exc:  # nibabel's quaternion checks
+            raise PipelineError(Reason.BAD_AFFINE, f"{name} is coded but not a valid transform", uri) from exc
+    if code and not _usable(matrix):
+        raise PipelineError(Reason.BAD_AFFINE, f"{name} is coded but not finite or singular; the header's "
+                            "orientation cannot be trusted", uri)
+    return matrix, int(code or 0)
+
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# Bytes between the header and the voxels (extensions: dcm2niix JSON, AFNI XML, ...), read at open.
+MAX_EXTENSION_BYTES = 16 << 20
+# NIfTI datatype codes with one real number per voxel; complex, RGB(A) and 128-bit floats are refused.
+SCALAR_DATATYPES = {2, 4, 8, 16, 64, 256, 512, 768, 1024, 1280}
+
+
 def load(path: str, uri: str = "") -> nib.Nifti1Image:
-    """Open a NIfTI-1/2 file (pixels are read lazily, inside `reading`)."""
-    with reading(uri or path, path):
-        image = nib.load(path)
-    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise PipelineError(Reason.UNREADABLE, f"not a NIfTI image ({type(image).__name__})", uri or path)
+    """Open a single-file NIfTI-1/2 (`.nii`, `.nii.gz`; pixels are read lazily, inside `reading`).
+
+    The raw header is checked first (`check_raw_header`), so a header that lies about its size,
+    dimensions or extensions is refused before nibabel acts on it. Other formats nibabel knows
+    (Analyze or NIfTI pairs, whose header names a second file, MINC, ...) are not opened.
+    """
+    uri = uri or path
+    if not path.lower().endswith(NIFTI_SUFFIXES):
+        raise PipelineError(Reason.UNREADABLE, "not a .nii or .nii.gz file", uri)
+    with reading(uri, path):
+        header_class = check_raw_header(_raw_header(path, uri), path, uri)
+        image = (nib.Nifti2Image if header_class is nib.Nifti2Header else nib.Nifti1Image).from_filename(path)
     return image
 
 
+def _raw_header(path: str, uri: str) -> bytes:
+    if not path.lower().endswith(".gz"):
+        with open(path, "rb") as handle:
+            return handle.read(NIFTI2_HEADER_BYTES)
+    problem = gzip_problem(path, whole_stream=False)
+    if problem is not None:
+        raise _bad_file(EOFError(), uri, problem)
+    with gzip.open(path, "rb") as handle:
+        return handle.read(NIFTI2_HEADER_BYTES)
+
+
+def check_raw_header(head: bytes, path: str, uri: str) -> type:
+    """The header class of a NIfTI file's first bytes, after checking what would make reading it costly
+    or wrong: dimensions (1-7, positive; beyond 4D only singletons), a scalar datatype, extensions
+    within `MAX_EXTENSION_BYTES`, and for an uncompressed file, that it holds the voxels it declares.
+    """
+    header_class = _header_class(head, uri)
+    header = header_class(head[:header_class.sizeof_hdr], endianness=_endianness(head, header_class), check=False)
+    dims = [int(d) for d in header["dim"]]
+    if not 1 <= dims[0] <= 7 or any(d <= 0 for d in dims[1:dims[0] + 1]):
+        raise PipelineError(Reason.BAD_SHAPE, f"header dimensions are not 1-7 positive sizes (dim[0] = {dims[0]})",
+                            uri)
+    if math.prod(dims[5:dims[0] + 1]) != 1:
+        raise PipelineError(Reason.BAD_SHAPE, f"{dims[0]}D image: only 2D, 3D and 4D (channels) are read", uri)
+    if int(header["datatype"]) not in SCALAR_DATATYPES:
+        raise PipelineError(Reason.UNSUPPORTED_PIXEL_TYPE, f"datatype code {int(header['datatype'])} is not one real "
+                            "number per voxel (complex, RGB or 128-bit)", uri)
+    offset = float(header["vox_offset"])
+    if not math.isfinite(offset) or offset - header_class.sizeof_hdr > MAX_EXTENSION_BYTES:
+        raise PipelineError(Reason.TOO_LARGE, f"header extensions over {MAX_EXTENSION_BYTES:,} bytes", uri)
+    if not path.lower().endswith(".gz"):
+        n_bytes = math.prod(dims[1:dims[0] + 1]) * int(header["bitpix"]) // 8
+        if os.path.getsize(path) < offset + n_bytes:
+            raise PipelineError(Reason.TRUNCATED_FILE, "the file ends before the voxels its header declares "
+                                "(truncated download?)", uri)
+    return header_class
+
+
+def _header_class(head: bytes, uri: str) -> type:
+    for header_class in (nib.Nifti1Header, nib.Nifti2Header):
+        if len(head) >= header_class.sizeof_hdr and header_class.sizeof_hdr in (
+                int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")):
+            return header_class
+    raise PipelineError(Reason.UNREADABLE, "not a NIfTI-1 or NIfTI-2 header", uri)
+
+
+def _endianness(head: bytes, header_class: type) -> str:
+    return "<" if int.from_bytes(head[:4], "little") == header_class.sizeof_hdr else ">"
+
+
 def voxel_count(image: nib.Nifti1Image) -> int:
-    """Voxels the header declares (all channels), known before any pixel is decompressed."""
-    return int(np.prod(image.shape, dtype=np.int64))
-
-
-NIFTI2_HEADER_BYTES = 540
+    """Voxels the header declares (all channels), known before any pixel is decompressed (exact: Python
+    integers cannot overflow, so a NIfTI-2 size cannot wrap past the budget)."""
+    return math.prod(int(n) for n in image.shape)
 
 
 def header_spatial_shape(head: bytes, gzipped: bool) -> tuple[int, int, int]:
@@ -171,14 +256,20 @@ def _scaled_float32(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
     return data
 
 
+def check_label_shape(image: nib.Nifti1Image, uri: str) -> None:
+    """A label map is one 3D (or 2D) volume: channels are refused (before any budget check, which
+    would count them as voxels and call the file too large)."""
+    if len(image.shape) > 3 and math.prod(int(n) for n in image.shape[3:]) != 1:
+        raise PipelineError(Reason.BAD_SHAPE, f"label map must be 3D, got {len(image.shape)} dimensions", uri)
+
+
 def read_labels(image: nib.Nifti1Image, uri: str) -> np.ndarray:
     """The label map as integers, refusing non-integer values instead of truncating them.
 
     Label values are codes, so the stored values are read and any scl_slope/scl_inter a
     writer put on the mask is ignored (scaling 1, 2, 3 by 0.5 would invent labels).
     """
-    if len(image.shape) > 3 and int(np.prod(image.shape[3:])) != 1:
-        raise PipelineError(Reason.BAD_SHAPE, f"label map must be 3D, got shape {image.shape}", uri)
+    check_label_shape(image, uri)
     with reading(uri, image.get_filename() or ""):
         raw = np.asanyarray(image.dataobj.get_unscaled())
     raw = raw.reshape(spatial_shape(image.shape))

@@ -6,6 +6,7 @@ nowhere else.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import SimpleITK as sitk
@@ -29,13 +30,17 @@ class PlanarGeometry:
     spacing_mm_col_row: tuple[float, float]
 
 
+# Raster formats read for 2D sources; Pillow is not left to guess among all the formats it knows.
+PLANAR_FORMATS = ("BMP", "PNG", "TIFF", "JPEG")
+
+
 def read_planar(path: str, geometry: PlanarGeometry, uri: str, max_pixels: int | None = None) -> Volume:
     """A 2D raster (BMP, PNG, ...) as a one-slice volume with i = column, j = row, k = normal.
 
     The size in the header is checked against `max_pixels` before any pixel is decoded.
     """
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=PLANAR_FORMATS) as image:
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
                 raise PipelineError(Reason.TOO_LARGE, f"declares {width} x {height} pixels, over the budget", uri)
@@ -43,9 +48,10 @@ def read_planar(path: str, geometry: PlanarGeometry, uri: str, max_pixels: int |
     except Image.DecompressionBombError as exc:
         raise PipelineError(Reason.TOO_LARGE, str(exc), uri) from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise PipelineError(Reason.UNREADABLE, f"not a readable image ({type(exc).__name__}: {exc})", uri) from exc
+        raise PipelineError(Reason.UNREADABLE, f"not a readable {'/'.join(PLANAR_FORMATS)} image "
+                            f"({type(exc).__name__})", uri) from exc
     if pixels.ndim != 2:
-        raise PipelineError(Reason.BAD_SHAPE, f"expected a greyscale 2D image, got shape {pixels.shape}", uri)
+        raise PipelineError(Reason.BAD_SHAPE, f"expected a greyscale 2D image, got {pixels.ndim} dimensions", uri)
     col_mm, row_mm = geometry.spacing_mm_col_row
     affine = grid_affine(geometry.axes, (col_mm, row_mm, min(col_mm, row_mm)))
     return Volume(np.ascontiguousarray(pixels.T[:, :, None], dtype=np.float32), affine)
@@ -61,30 +67,66 @@ def volume_from_itk(image: sitk.Image) -> Volume:
 
 
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
+# The ImageIO for each suffix: ITK would otherwise try every IO it has on the file's content, and a
+# file named .nrrd could then be read as, say, a MetaImage whose header names another file.
+IMAGE_IO_BY_SUFFIX = {".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO", ".mha": "MetaImageIO",
+                      ".mhd": "MetaImageIO", ".nii": "NiftiImageIO", ".nii.gz": "NiftiImageIO"}
+TRANSFORM_SUFFIXES = (".txt", ".tfm")  # ITK text transforms (HDF5 ones can link to other files)
+# Complex and non-scalar voxels have no intensity window; vectors are read one component at a time.
+_COMPLEX_PIXELS = {sitk.sitkComplexFloat32, sitk.sitkComplexFloat64}
+
+
+def image_io(uri: str) -> str:
+    """The one ImageIO that reads `uri`, by its suffix; other files are `unreadable`."""
+    lowered = uri.lower()
+    for suffix, io_name in IMAGE_IO_BY_SUFFIX.items():
+        if lowered.endswith(suffix):
+            return io_name
+    raise PipelineError(Reason.UNREADABLE, f"no image reader for this file type (expected one of "
+                        f"{', '.join(IMAGE_IO_BY_SUFFIX)})", uri)
+
+
+def _itk_failure(what: str, uri: str) -> PipelineError:
+    """ITK's messages name worker paths and quote header fields: the row gets neither (the chained
+    exception keeps them for the worker's log)."""
+    return PipelineError(Reason.UNREADABLE, f"not a readable {what} (ITK refused it)", uri)
 
 
 def itk_voxel_count(path: str, uri: str) -> int:
     """Voxels (times components) an ITK-readable file declares, from its header alone."""
     reader = sitk.ImageFileReader()
+    reader.SetImageIO(image_io(uri))
     reader.SetFileName(path)
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise PipelineError(Reason.UNREADABLE, f"not a readable image header ({exc})", uri) from exc
-    return int(np.prod(reader.GetSize())) * reader.GetNumberOfComponents()
+        raise _itk_failure("image header", uri) from exc
+    size = reader.GetSize()
+    if reader.GetDimension() > 3 and math.prod(size[3:]) != 1:
+        raise PipelineError(Reason.BAD_SHAPE, f"{reader.GetDimension()}D image: only 2D and 3D are read", uri)
+    if reader.GetPixelID() in _COMPLEX_PIXELS:
+        raise PipelineError(Reason.UNSUPPORTED_PIXEL_TYPE, "complex voxels", uri)
+    return math.prod(int(n) for n in size) * reader.GetNumberOfComponents()
 
 
 def read_itk(path: str, uri: str, channel: int | None = None) -> Volume:
     """An MHA/NRRD (or other ITK) image as a RAS+ Volume; `channel` picks a vector component."""
     try:
-        image = sitk.ReadImage(path)
+        image = sitk.ReadImage(path, imageIO=image_io(uri))
     except RuntimeError as exc:
-        raise PipelineError(Reason.UNREADABLE, f"not a readable image ({exc})", uri) from exc
+        raise _itk_failure("image", uri) from exc
+    if image.GetPixelID() in _COMPLEX_PIXELS:
+        raise PipelineError(Reason.UNSUPPORTED_PIXEL_TYPE, "complex voxels", uri)
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
     components = image.GetNumberOfComponentsPerPixel()
     if components > 1:
-        if channel is None or not 0 <= channel < components:
+        if channel is None:
+            raise PipelineError(Reason.UNSUPPORTED_PIXEL_TYPE, f"{components} components per voxel (e.g. RGB) and no "
+                                "channel map", uri)
+        if not 0 <= channel < components:
             raise PipelineError(Reason.BAD_SHAPE, f"{components}-component image; channel {channel} requested", uri)
         image = sitk.VectorIndexSelectionCast(image, channel)
     elif channel not in (None, 0):
@@ -100,11 +142,14 @@ def resample_through_transform(image_path: str, reference_path: str, transform_p
     ITK convention: the transform maps points of the reference (output) space to the image
     (input) space, as a registration of the image onto the reference produces it.
     """
+    if not transform_path.lower().endswith(TRANSFORM_SUFFIXES):
+        raise PipelineError(Reason.UNREADABLE, f"transform file must be an ITK text transform "
+                            f"({', '.join(TRANSFORM_SUFFIXES)})", uri)
     try:
-        image = sitk.ReadImage(image_path, sitk.sitkFloat32)
-        reference = sitk.ReadImage(reference_path)
+        image = sitk.ReadImage(image_path, sitk.sitkFloat32, imageIO=image_io(image_path))
+        reference = sitk.ReadImage(reference_path, imageIO=image_io(reference_path))
         transform = sitk.ReadTransform(transform_path)
     except RuntimeError as exc:
-        raise PipelineError(Reason.UNREADABLE, f"cannot read image, reference or transform: {exc}", uri) from exc
+        raise _itk_failure("image, reference or transform", uri) from exc
     resampled = sitk.Resample(image, reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return volume_from_itk(resampled)

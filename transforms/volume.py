@@ -86,12 +86,26 @@ def grid_affine(orientation: str, spacing_mm, origin_mm=(0.0, 0.0, 0.0), rotatio
 LABEL_INTEGER_TOL = 1e-3
 
 
+# Label values are codes of a label map; larger values are refused before any per-value work (a
+# per-label table over 0..max would cost memory in proportion to the largest value).
+MAX_LABEL_VALUE = (1 << 16) - 1
+
+
 def as_integer_labels(raw: np.ndarray, uri: str = "") -> np.ndarray:
-    """A label map as integers, refusing non-integer values instead of truncating them."""
-    if np.issubdtype(raw.dtype, np.integer):
-        return raw
-    if not np.issubdtype(raw.dtype, np.floating) or not np.all(np.isfinite(raw)):
+    """A label map as integers of at most 32 bits, refusing non-integer values instead of truncating them,
+    and values outside 0..`MAX_LABEL_VALUE` (`unknown_label`) instead of wrapping them."""
+    if raw.dtype.kind == "b":
+        return raw.view(np.uint8)
+    if raw.dtype.kind not in "uif" or not np.all(np.isfinite(raw)):
         raise PipelineError(Reason.NONINT_LABELS, f"label map has dtype {raw.dtype} or non-finite values", uri)
+    if raw.dtype.kind in "ui" and raw.dtype.itemsize <= 2:
+        return raw
+    low, high = (float(raw.min()), float(raw.max())) if raw.size else (0.0, 0.0)
+    if low < -0.5 or high > MAX_LABEL_VALUE + 0.5:
+        raise PipelineError(Reason.UNKNOWN_LABEL, f"label values span {low:.0f}..{high:.0f}; label values are "
+                            f"0..{MAX_LABEL_VALUE}", uri)
+    if raw.dtype.kind in "ui":
+        return raw.astype(np.int32, copy=False)
     rounded = np.rint(raw)
     worst = float(np.max(np.abs(raw - rounded))) if raw.size else 0.0
     if worst > LABEL_INTEGER_TOL:
