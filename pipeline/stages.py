@@ -5,14 +5,16 @@ Every step has two outputs: its results and quarantine rows. Known bad input rai
 that marks a bug or malformed data is caught by Beam's exception handling
 (`with_exception_handling`, which buffers an element's outputs so a failing element never
 emits part of its results; the slice stage streams, see `ExtractSlices`) and quarantined as
-`unexpected_error` with the exception. I/O errors are left to fail the bundle, so the runner
-retries them. Counters are named
-`<dataset>/<stage>/<outcome>`.
+`unexpected_error` with the exception's type and code location (its text and traceback, which may
+quote input and name worker paths, go to the worker log only). I/O errors are left to fail the
+bundle, so the runner retries them. Counters are named `<dataset>/<stage>/<outcome>`.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
+import traceback
 import typing
 
 import apache_beam as beam
@@ -27,11 +29,13 @@ from schemas.validate import batch_problems
 from transforms import ids
 from transforms.case import CaseRef, SliceRecord
 from transforms.errors import PipelineError, Reason
+from transforms.tracebacks import describe_exception
 
 NAMESPACE = "medvision"
 QUARANTINE = "quarantine"
 MAIN = "main"
 _BAD = "unexpected"
+LOG = logging.getLogger(__name__)
 
 
 def count(dataset: str, stage: str, outcome: str, n: int = 1) -> None:
@@ -75,6 +79,13 @@ class QuarantiningFn(beam.DoFn):
         return typing.Any
 
 
+def unexpected_message(stage: str, element, exc_type: type, exc_repr: str, trace: list[str]) -> str:
+    """The quarantine message of an unexpected error: its type and code location only. The exception's
+    text and traceback go to the worker log."""
+    LOG.warning("%s: unexpected error on %s: %s\n%s", stage, describe(element), exc_repr, "".join(trace))
+    return describe_exception(exc_type, trace)
+
+
 class _UnexpectedToQuarantine(QuarantiningFn):
     """Beam's dead-letter records (element, (type, repr, traceback)) as quarantine rows."""
 
@@ -83,9 +94,8 @@ class _UnexpectedToQuarantine(QuarantiningFn):
 
     def process(self, bad):
         element, (exc_type, exc_repr, trace) = bad
-        where = "".join(trace[-2:]).strip() if trace else ""
-        tagged = quarantined(element, self._stage, Reason.UNEXPECTED_ERROR, f"{exc_repr} at {where}"[:4000])
-        yield tagged.value
+        message = unexpected_message(self._stage, element, exc_type, exc_repr, trace or [])
+        yield quarantined(element, self._stage, Reason.UNEXPECTED_ERROR, message).value
 
 
 # Exceptions that mean "this element cannot be processed" (a bug or a malformed input) and are
@@ -231,8 +241,9 @@ class _ExtractSlicesFn(QuarantiningFn):
                 n_records += 1
                 yield from self._label_losses(case, record)
         except QUARANTINED_EXCEPTIONS as exc:  # a bug while cutting a validated case: say how much got out
+            error = unexpected_message("load", case, type(exc), repr(exc), traceback.format_exception(exc))
             yield quarantined(case, "load", Reason.UNEXPECTED_ERROR,
-                              f"{where}: cutting stopped after {n_records} slices (those are kept): {exc!r}"[:4000])
+                              f"{where}: cutting stopped after {n_records} slices (those are kept): {error}")
         count(case.dataset, "slices", "ok", n_records)
 
     def _label_losses(self, case: CaseRef, record: SliceRecord):

@@ -6,6 +6,8 @@ spacing from those positions; refuse duplicate positions and uneven spacing (a m
 shows up as a double gap) instead of interpolating; apply RescaleSlope/Intercept per slice.
 Enhanced (multi-frame) objects take the same geometry from their functional groups.
 DICOM is LPS; the `Volume` returned is RAS+ (i = column, j = row, k = slice).
+Messages name a missing or malformed field, never its content: they reach the quarantine table (an
+output), and header text can hold anything.
 """
 from __future__ import annotations
 
@@ -38,29 +40,59 @@ class Frame:
     columns: int
 
 
+def tag_value(dataset, keyword: str, path: str, default=None):
+    """`dataset.get(keyword)`; a value pydicom cannot convert (text in a DS/IS field) is `dicom_missing_tags`."""
+    try:
+        return dataset.get(keyword, default)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{keyword} is malformed (not of its value type)",
+                            path) from exc
+
+
 def _vector(value, n: int, what: str, path: str) -> np.ndarray:
-    if value is None or len(value) != n:
-        raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{what} missing or malformed", path)
-    return np.asarray([float(v) for v in value])
+    try:
+        vector = np.asarray([float(v) for v in value], dtype=np.float64) if value is not None else None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{what} malformed (not {n} numbers)", path) from exc
+    if vector is None or vector.shape != (n,) or not np.isfinite(vector).all():
+        raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{what} missing or malformed (not {n} finite numbers)",
+                            path)
+    return vector
+
+
+def _item(group, keyword: str, path: str, shared=None):
+    """The first item of a functional group sequence, from the frame's group or else the shared one."""
+    sequence = tag_value(group, keyword, path) or (tag_value(shared, keyword, path) if shared is not None else None)
+    if not sequence:
+        raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{keyword} missing from the functional groups", path)
+    return sequence[0]
 
 
 def frames_of(dataset, path: str) -> list[Frame]:
     """The frames of one file: classic (one frame) or enhanced multi-frame (functional groups)."""
     if "PerFrameFunctionalGroupsSequence" in dataset:
-        shared = dataset.SharedFunctionalGroupsSequence[0]
+        shared = _item(dataset, "SharedFunctionalGroupsSequence", path)
         frames = []
-        for index, group in enumerate(dataset.PerFrameFunctionalGroupsSequence):
-            orientation = (group.get("PlaneOrientationSequence") or shared.get("PlaneOrientationSequence"))[0]
-            measures = (group.get("PixelMeasuresSequence") or shared.get("PixelMeasuresSequence"))[0]
-            position = group.PlanePositionSequence[0].get("ImagePositionPatient")
-            frames.append(_frame(path, index, position, orientation.get("ImageOrientationPatient"),
-                                 measures.get("PixelSpacing"), dataset))
+        for index, group in enumerate(tag_value(dataset, "PerFrameFunctionalGroupsSequence", path)):
+            orientation = _item(group, "PlaneOrientationSequence", path, shared)
+            measures = _item(group, "PixelMeasuresSequence", path, shared)
+            position = tag_value(_item(group, "PlanePositionSequence", path), "ImagePositionPatient", path)
+            frames.append(_frame(path, index, position, tag_value(orientation, "ImageOrientationPatient", path),
+                                 tag_value(measures, "PixelSpacing", path), dataset))
         return frames
-    if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
+    if _whole_number(tag_value(dataset, "NumberOfFrames", path, 1) or 1, "NumberOfFrames", path) > 1:
         raise PipelineError(Reason.BAD_SHAPE, "multi-frame object without per-frame geometry "
                             "(no PerFrameFunctionalGroupsSequence)", path)
-    return [_frame(path, None, dataset.get("ImagePositionPatient"), dataset.get("ImageOrientationPatient"),
-                   dataset.get("PixelSpacing"), dataset)]
+    return [_frame(path, None, tag_value(dataset, "ImagePositionPatient", path),
+                   tag_value(dataset, "ImageOrientationPatient", path), tag_value(dataset, "PixelSpacing", path),
+                   dataset)]
+
+
+def _whole_number(value, keyword: str, path: str) -> int:
+    try:
+        return int(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{keyword} is not a whole number", path) from exc
 
 
 def _frame(path, index, position, orientation, spacing, dataset) -> Frame:
@@ -68,8 +100,10 @@ def _frame(path, index, position, orientation, spacing, dataset) -> Frame:
     if "Rows" not in dataset or "Columns" not in dataset:
         raise PipelineError(Reason.DICOM_MISSING_TAGS, "Rows/Columns missing", path)
     row_spacing, col_spacing = _vector(spacing, 2, "PixelSpacing", path)
+    rows, columns = (_whole_number(tag_value(dataset, keyword, path), keyword, path)
+                     for keyword in ("Rows", "Columns"))
     return Frame(path, index, _vector(position, 3, "ImagePositionPatient", path), iop[:3], iop[3:],
-                 (float(row_spacing), float(col_spacing)), int(dataset.Rows), int(dataset.Columns))
+                 (float(row_spacing), float(col_spacing)), rows, columns)
 
 
 def scan_headers(folder: str, uri: str) -> list[Frame]:
@@ -82,15 +116,19 @@ def scan_headers(folder: str, uri: str) -> list[Frame]:
         except InvalidDicomError:
             continue  # not DICOM at all (no preamble): a stray file in the folder
         except (OSError, ValueError, EOFError) as exc:
-            raise PipelineError(Reason.UNREADABLE, f"corrupt DICOM file {name} ({type(exc).__name__}: {exc}); "
+            raise PipelineError(Reason.UNREADABLE, f"corrupt DICOM file {name} ({type(exc).__name__}); "
                                 "a dropped slice would change the volume", uri) from exc
         if "Rows" not in dataset:
-            if "Image Storage" in pydicom.uid.UID(str(dataset.get("SOPClassUID", ""))).name:
+            if "Image Storage" in pydicom.uid.UID(str(tag_value(dataset, "SOPClassUID", path, ""))).name:
                 raise PipelineError(Reason.UNREADABLE, f"image object {name} has no Rows: truncated or corrupt; "
                                     "a dropped slice would change the volume", uri)
             continue  # DICOMDIR, RTSTRUCT, SR, presentation states: objects without an image
-        for frame in frames_of(dataset, path):
-            key = (str(dataset.get("SeriesInstanceUID", "")),
+        try:
+            frames = frames_of(dataset, path)
+        except PipelineError as exc:  # named by the series and the file in it, not the worker's local path
+            raise PipelineError(exc.reason, f"{name}: {exc.message}", uri) from exc
+        for frame in frames:
+            key = (str(tag_value(dataset, "SeriesInstanceUID", path, "")),
                    tuple(np.round(np.r_[frame.row_direction, frame.column_direction], ORIENTATION_DECIMALS)))
             groups.setdefault(key, []).append(frame)
     if not groups:
@@ -168,7 +206,7 @@ def even_slice_count(depth_mm: np.ndarray, gap_mm: float) -> int:
     return int(round((depth_mm[-1] - depth_mm[0]) / gap_mm)) + 1
 
 
-def _pixels(frame: Frame, cache: dict) -> np.ndarray:
+def _pixels(frame: Frame, cache: dict, uri: str) -> np.ndarray:
     """Rescaled float32 pixels (rows, cols) of one frame; each file is decoded once."""
     if frame.path not in cache:
         dataset = pydicom.dcmread(frame.path)
@@ -177,7 +215,11 @@ def _pixels(frame: Frame, cache: dict) -> np.ndarray:
     dataset, array = cache[frame.path]
     # pydicom gives (rows, cols) for a one-frame object, enhanced or not
     pixels = array[frame.frame_index] if frame.frame_index is not None and array.ndim == 3 else array
-    slope, intercept = _rescale(dataset, frame.frame_index)
+    try:
+        slope, intercept = _rescale(dataset, frame.frame_index)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise PipelineError(Reason.DICOM_MISSING_TAGS, "RescaleSlope or RescaleIntercept is not a number",
+                            uri) from exc
     return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
 
@@ -216,9 +258,9 @@ def read_series(folder: str, uri: str, allow_uneven: bool = False):
     affine_lps[:3, 3] = first.position_lps
     cache: dict = {}
     try:
-        stack = np.stack([_pixels(frame, cache).T for frame in frames], axis=-1)
+        stack = np.stack([_pixels(frame, cache, uri).T for frame in frames], axis=-1)
     except (ValueError, AttributeError, RuntimeError) as exc:
-        raise PipelineError(Reason.UNREADABLE, f"cannot decode pixel data ({exc})", uri) from exc
+        raise PipelineError(Reason.UNREADABLE, f"cannot decode pixel data ({type(exc).__name__})", uri) from exc
     if uneven:
         stack = resample_to_even(stack, depth, slice_mm)
     affine = np.eye(4)

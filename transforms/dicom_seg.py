@@ -15,9 +15,9 @@ import re
 import numpy as np
 import pydicom
 from pydicom.pixels import iter_pixels
-from pydicom.uid import SegmentationStorage
+from pydicom.uid import SegmentationStorage, UID_dictionary
 
-from transforms.dicom import LPS_TO_RAS, Frame, frames_of
+from transforms.dicom import LPS_TO_RAS, Frame, frames_of, tag_value
 from transforms.errors import PipelineError, Reason
 from transforms.volume import Volume
 
@@ -52,16 +52,32 @@ def label_name_key(name: str) -> str:
 
 
 def segment_values(dataset, label_names: dict[int, str], uri: str) -> dict[int, int]:
-    """Segment number -> label value of the case, matched by SegmentLabel."""
+    """Segment number -> label value of the case, matched by SegmentLabel.
+
+    Messages count segments instead of quoting them: a SegmentLabel is header text.
+    """
     value_of = {label_name_key(name): value for value, name in label_names.items() if value}
+    segments = tag_value(dataset, "SegmentSequence", uri, [])
     mapping = {}
-    for segment in dataset.get("SegmentSequence", []):
-        name = str(segment.get("SegmentLabel", ""))
+    for position, segment in enumerate(segments, 1):
+        name = str(tag_value(segment, "SegmentLabel", uri, ""))
         if label_name_key(name) not in value_of:
-            raise PipelineError(Reason.UNKNOWN_LABEL, f"segment {segment.SegmentNumber} {name!r} is not in the "
-                                f"label map ({', '.join(sorted(label_names.values()))})", uri)
-        mapping[int(segment.SegmentNumber)] = value_of[label_name_key(name)]
+            raise PipelineError(Reason.UNKNOWN_LABEL, f"the SegmentLabel of segment {position} of {len(segments)} "
+                                f"names none of the case's {len(value_of)} labels (matched by name, ignoring case "
+                                "and separators)", uri)
+        number = tag_value(segment, "SegmentNumber", uri)
+        if not isinstance(number, int):
+            raise PipelineError(Reason.DICOM_MISSING_TAGS, f"segment {position} of {len(segments)} has no "
+                                "SegmentNumber", uri)
+        mapping[number] = value_of[label_name_key(name)]
     return mapping
+
+
+def _uid_name(uid) -> str:
+    """A registered UID's name from pydicom's dictionary (our text, not the file's); else a description."""
+    if uid is None:
+        return "missing"
+    return UID_dictionary[uid][0] if str(uid) in UID_dictionary else "not a registered UID"
 
 
 def place_frame(frame: Frame, grid: Volume, uri: str) -> Placement:
@@ -120,9 +136,10 @@ def read_label_map(path: str, uri: str, grid: Volume, label_names: dict[int, str
     Overlapping segments cannot share one label map and are refused.
     """
     dataset = pydicom.dcmread(path, stop_before_pixels=True)
-    if dataset.get("SOPClassUID") != SegmentationStorage:
-        raise PipelineError(Reason.UNREADABLE, f"not a DICOM Segmentation object "
-                            f"(SOPClassUID {dataset.get('SOPClassUID', 'missing')})", uri)
+    sop_class = tag_value(dataset, "SOPClassUID", uri)
+    if sop_class != SegmentationStorage:
+        raise PipelineError(Reason.UNREADABLE, f"not a DICOM Segmentation object (SOPClassUID {_uid_name(sop_class)})",
+                            uri)
     frames = frames_of(dataset, uri)
     values = segment_values(dataset, label_names, uri)
     numbers = _segment_numbers(dataset, len(frames), uri)

@@ -108,11 +108,11 @@ def read_xy_text(text: str, names: list[str]) -> dict[str, tuple[float, float]]:
     if len(lines) < len(names):
         raise PipelineError(Reason.BAD_LANDMARKS, f"{len(lines)} landmark lines, expected at least {len(names)}")
     points = {}
-    for name, line in zip(names, lines):
+    for number, (name, line) in enumerate(zip(names, lines), 1):
         try:
             x, y = (float(v) for v in line.replace(";", ",").split(",")[:2])
-        except ValueError as exc:
-            raise PipelineError(Reason.BAD_LANDMARKS, f"landmark {name}: cannot read {line!r} as x,y") from exc
+        except ValueError as exc:  # the line itself is input text: not quoted in the message
+            raise PipelineError(Reason.BAD_LANDMARKS, f"landmark {name}: non-empty line {number} is not x,y") from exc
         points[name] = (x, y)
     return points
 
