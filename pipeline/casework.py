@@ -11,19 +11,21 @@ import contextlib
 import dataclasses
 import itertools
 import threading
+import traceback
 from typing import Iterable, Iterator
 
 from pipeline import storage
 from pipeline.version import __version__
 from schemas import rows as row_builders
 from transforms import ids
-from transforms.case import CaseRef, LoadedCase, ReadPolicy, SliceRecord, case_windows, extract_slices, load_case, \
-    place_measurements, slice_plan
+from transforms.case import CaseRef, LoadedCase, ReadPolicy, SliceRecord, case_windows, check_output_geometry, \
+    extract_slices, load_case, place_measurements, slice_plan
 from transforms.intensity import Window
 from transforms.errors import PipelineError, Reason
 from transforms.medvision import CONVENTIONS
 from transforms.pair_estimate import PairEstimate, estimate_pairs
 from transforms.planes import SpacingMode
+from transforms.tracebacks import describe_exception
 
 
 @contextlib.contextmanager
@@ -114,9 +116,31 @@ def load(case: CaseRef, settings: LoadSettings) -> tuple[LoadedCase, dict[str, s
     with contextlib.ExitStack() as stack:
         copies = {uri: stack.enter_context(local_copy(uri, settings.policy, case.source_root))
                   for uri in case.input_uris()}
-        loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()}, settings.policy)
+        with decoding(case):
+            loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()}, settings.policy)
     _last_load.entry = (key, (loaded, {uri: digest for uri, (_, digest) in copies.items()}))
     return _last_load.entry[1]
+
+
+@contextlib.contextmanager
+def decoding(case: CaseRef):
+    """Every failure of decoding a case's local copies is that case's quarantine row.
+
+    The inputs were read whole (hashed) just before, so nothing that fails now is the storage: an
+    OSError is a file shorter than it claims, MemoryError a file that decodes past the memory left,
+    and any other exception a file a library could not parse (pydicom's InvalidDicomError, struct
+    errors, ...). Messages name the exception type and where it was raised, never its text.
+    """
+    try:
+        yield
+    except PipelineError:
+        raise
+    except MemoryError as exc:
+        raise PipelineError(Reason.TOO_LARGE, "decoding ran out of memory", case.image_uri) from exc
+    except Exception as exc:
+        reason = Reason.TRUNCATED_FILE if isinstance(exc, (OSError, EOFError)) else Reason.UNREADABLE
+        where = describe_exception(type(exc), traceback.format_exception(exc))
+        raise PipelineError(reason, f"cannot be decoded: {where}", case.image_uri) from exc
 
 
 def drop_cached_case() -> None:
@@ -134,12 +158,13 @@ def split_into_units(indices: tuple[int, ...], max_slices: int) -> list[tuple[in
 def plan_case(case: CaseRef, settings: LoadSettings) -> CasePlan:
     """Load and validate a case (bad input raises `PipelineError` here) and cut its slice plan into units."""
     loaded, digests = load(case, settings)
+    display = CONVENTIONS[settings.conventions].display
+    check_output_geometry(loaded, settings.spacing, display)
     split = ids.subject_split(case.dataset, case.subject_id, settings.split_salt, case.official_split)
     provenance = row_builders.provenance(case, loaded.geometry, digests, str(settings.spacing), __version__,
                                          settings.params_hash, settings.conventions, settings.prompt_style)
     hashes = tuple((name, ids.volume_hash(volume.array, volume.affine_ras)) for name, volume in loaded.images.items())
     windows = tuple(case_windows(loaded).items())
-    display = CONVENTIONS[settings.conventions].display
     placed = place_measurements(loaded, settings.spacing, display)
     plan = slice_plan(loaded, placed)
     estimate = estimate_pairs(loaded, settings.spacing, display, plan, placed, dict(windows),

@@ -19,9 +19,9 @@ from transforms.planes import SLICE_AXIS, planes_of
 HEADER_READ_BYTES = 1 << 16  # enough compressed bytes to hold a NIfTI-1 or NIfTI-2 header
 
 
-def nifti_header_shape(uri: str) -> tuple[int, int, int]:
-    """Spatial shape from a NIfTI header, reading only the first bytes of the object."""
-    with storage.open_read(uri) as handle:
+def nifti_header_shape(uri: str, root: str = "") -> tuple[int, int, int]:
+    """Spatial shape from a NIfTI header, reading only the first bytes of the object (confined to `root`)."""
+    with storage.open_input(uri, root) as handle:
         return header_spatial_shape(handle.read(HEADER_READ_BYTES), gzipped=uri.endswith(".gz"))
 
 
@@ -29,7 +29,7 @@ def estimated_slices(case: CaseRef) -> int:
     """Upper bound of the slices a case yields: every slice of every plane and sequence."""
     if case.planar is not None:
         return len(case.sequences)  # a 2D image is one slice
-    shape = nifti_header_shape(case.realign.reference_uri if case.realign else case.image_uri)
+    shape = nifti_header_shape(case.realign.reference_uri if case.realign else case.image_uri, case.source_root)
     return len(case.sequences) * sum(shape[SLICE_AXIS[plane]] for plane in planes_of(shape, case.planes))
 
 

@@ -276,6 +276,12 @@ def _check_size(n_bytes: int, max_bytes: int, uri: str) -> None:
                             "(--max-volume-mb)", uri)
 
 
+def open_input(uri: str, root: str = "", max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES):
+    """A binary handle on one input file, confined like `localized` (for reading a header in place)."""
+    check_confined(uri, root)
+    return _open_local_regular(uri, max_bytes) if not is_remote(uri) else open_read(uri)
+
+
 def object_size(uri: str) -> int:
     """Stored bytes of one object (a listing call, no read)."""
     if _is_gcs(uri):

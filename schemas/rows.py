@@ -5,7 +5,7 @@ import dataclasses
 
 from schemas.tables import SCHEMA_VERSION
 from transforms import ids
-from transforms.boxes import ComponentBox, component_boxes
+from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox, component_boxes
 from transforms.case import CaseRef, PlacedMeasurement, SliceRecord
 from transforms.errors import Reason
 from transforms.lesions import LesionSize, Rejection, measure_component, target_components
@@ -117,12 +117,21 @@ def detection_row(record: SliceRecord, box: ComponentBox) -> dict:
     return with_text(row, record)
 
 
+def too_many_components(label: int, count: int) -> Rejection:
+    return Rejection(Reason.TOO_MANY_COMPONENTS, f"label {label} is in {count} pieces in this slice, over "
+                     f"{MAX_COMPONENTS_PER_LABEL}: its pairs of this slice are refused together")
+
+
 def detection_pairs(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Rejection]]]:
     """Detection pairs of a slice, and (sample_id, rejection) for the boxes the conventions'
     single-instance filter drops (none under the default conventions)."""
     conventions, pairs, dropped = conventions_of(record), [], []
     for box in component_boxes(record.content.labels_2d):
-        if conventions.single_instance_only and not box.single_instance:
+        if box.n_components > MAX_COMPONENTS_PER_LABEL:
+            if box.component_index == 0:  # one refusal for the label's pieces in this slice
+                dropped.append((pair_sample_id(record, "detection", detection_target(box)),
+                                too_many_components(box.label, box.n_components)))
+        elif conventions.single_instance_only and not box.single_instance:
             detail = (f"label {box.label}: {box.n_components} component(s), box {box.width_px}x{box.height_px} px; "
                       "MedVision keeps one component with both sides >= 10 px")
             dropped.append((pair_sample_id(record, "detection", detection_target(box)),
@@ -174,7 +183,9 @@ def lesion_rows(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Reject
     or by the conventions' single-instance filter."""
     content, conventions, pairs, rejected = record.content, conventions_of(record), [], []
     for label, index, count, component in target_components(content.labels_2d, record.case.lesion_labels):
-        if conventions.single_instance_only and count > 1:
+        if component is None:
+            size = too_many_components(label, count)
+        elif conventions.single_instance_only and count > 1:
             size = Rejection(Reason.NOT_SINGLE_INSTANCE, f"label {label} has {count} components in the slice; "
                              "MedVision keeps slices with one")
         else:

@@ -11,6 +11,9 @@ from skimage.measure import label as label_components
 CONNECTIVITY = 1
 # MedVision's benchmark filter: one component, at least this many pixels on both sides.
 SINGLE_INSTANCE_MIN_SIDE_PX = 10
+# A label in more pieces than this in one slice is noise or a crafted pattern (a checkerboard mask of a
+# few hundred bytes would make ~10^5 pairs), not anatomy: its pairs of that slice are refused together.
+MAX_COMPONENTS_PER_LABEL = 512
 
 
 @dataclasses.dataclass(frozen=True)

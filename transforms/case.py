@@ -6,6 +6,7 @@ volumes and lives only inside one worker step; `SliceContent` is what leaves tha
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Iterator, Optional
 
@@ -21,7 +22,8 @@ from transforms.intensity import Window, encode_png, to_uint8, window_for
 from transforms.landmarks import LandmarkSpace, MeasuredValue, Measurement, measure, point_pairs_from_labels, \
     read_xy_text, to_world_ras
 from transforms.packed import PackedArray
-from transforms.planes import SpacingMode, labelled_slice_indices, plane_grid, planes_of
+from transforms.planes import SpacingMode, in_plane_axes, labelled_slice_indices, plane_grid, planes_of, \
+    target_spacing_mm
 from transforms.readers import ITK_SUFFIXES, PlanarGeometry, itk_voxel_count, read_itk, read_planar, \
     resample_through_transform
 from transforms.volume import Volume, as_integer_labels, check_orthonormal, grid_of, match_grid, place_nearest, \
@@ -262,6 +264,16 @@ def read_images(case: CaseRef, local: dict[str, str],
     return readers[kind](case, path, policy)
 
 
+def check_some_finite(array: np.ndarray, uri: str) -> None:
+    """Refuse an image with no finite voxel (all NaN/inf, or scaled past float32): every slice would be
+    blank while its pairs looked valid. Slab by slab, stopping at the first finite voxel."""
+    for slab in range(array.shape[0]):
+        if np.isfinite(array[slab]).any():
+            return
+    raise PipelineError(Reason.NONFINITE_IMAGE, "no finite voxel (all NaN or infinite, e.g. a scale factor "
+                        "that overflows float32)", uri)
+
+
 def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> tuple[Volume, bool]:
     """The case's label map on the image grid (checked), or an empty one when the case has none,
     and whether it had to be resampled onto that grid (nearest neighbour)."""
@@ -351,6 +363,8 @@ def load_case(case: CaseRef, local: dict[str, str], policy: ReadPolicy = ReadPol
     Raises `PipelineError` with the reason on failure.
     """
     images, grid, geometry = read_images(case, local, policy)
+    for volume in images.values():
+        check_some_finite(volume.array, case.image_uri)
     labels, mask_resampled = read_label_map(case, local, grid)
     geometry = {**geometry, "mask_resampled": mask_resampled}
     landmarks, measured, unmeasured = {}, [], []
@@ -395,6 +409,30 @@ def slice_plan(loaded: LoadedCase, placed: dict) -> dict[str, tuple[int, ...]]:
     return {plane: tuple(sorted(set(labelled_slice_indices(labels.array, plane).tolist())
                                 | {index for p, index in placed if p == plane}))
             for plane in planes_of(labels.array.shape, loaded.case.planes)}
+
+
+# Output slices are bounded before any pixel work: a header can declare any voxel size, and a plane is
+# resampled to its finer spacing, so a 1e6 mm slice gap would make slices of millions of rows.
+MAX_VOXEL_MM = 50.0  # thicker than any CT/MR slice or X-ray pixel
+MAX_SLICE_PIXELS = 1 << 24  # 4096 x 4096; whole-body CT at its finest spacing is ~1.3 Mpx per slice
+
+
+def check_output_geometry(loaded: LoadedCase, spacing: SpacingMode, display: str = "radiological") -> None:
+    """Refuse (`implausible_geometry`) a case whose cut planes have in-plane voxels over `MAX_VOXEL_MM`, or
+    whose resampled slices would exceed `MAX_SLICE_PIXELS`; computed from the header geometry alone."""
+    shape, spacing_mm = loaded.labels.array.shape, loaded.labels.spacing_mm
+    for plane in planes_of(shape, loaded.case.planes):
+        row_axis, col_axis = in_plane_axes(plane, display)
+        sizes_mm = (float(spacing_mm[row_axis]), float(spacing_mm[col_axis]))
+        if not all(0 < size <= MAX_VOXEL_MM for size in sizes_mm):
+            raise PipelineError(Reason.IMPLAUSIBLE_GEOMETRY, f"{plane} voxels of {sizes_mm[0]:.3g} x {sizes_mm[1]:.3g} "
+                                f"mm; in-plane voxel sizes above {MAX_VOXEL_MM:g} mm are not an image of a body",
+                                loaded.case.image_uri)
+        row_mm, col_mm = target_spacing_mm(*sizes_mm, spacing)
+        pixels = math.ceil(shape[row_axis] * sizes_mm[0] / row_mm) * math.ceil(shape[col_axis] * sizes_mm[1] / col_mm)
+        if pixels > MAX_SLICE_PIXELS:
+            raise PipelineError(Reason.IMPLAUSIBLE_GEOMETRY, f"{plane} slices would hold {pixels:,} pixels after "
+                                f"resampling, over {MAX_SLICE_PIXELS:,}", loaded.case.image_uri)
 
 
 def case_windows(loaded: LoadedCase) -> dict[str, Window]:

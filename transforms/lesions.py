@@ -18,7 +18,7 @@ from scipy.spatial import ConvexHull
 from skimage.measure import EllipseModel, find_contours
 from skimage.measure import label as label_components
 
-from transforms.boxes import CONNECTIVITY
+from transforms.boxes import CONNECTIVITY, MAX_COMPONENTS_PER_LABEL
 from transforms.errors import Reason
 
 MIN_CONTOUR_POINTS = 5
@@ -187,14 +187,18 @@ def measure_component(component: np.ndarray, spacing_mm_row_col: tuple[float, fl
     )
 
 
-def target_components(labels_2d: np.ndarray, target_labels) -> list[tuple[int, int, int, np.ndarray]]:
+def target_components(labels_2d: np.ndarray, target_labels) -> list[tuple[int, int, int, np.ndarray | None]]:
     """(label, component index, components of that label, binary mask) for each target-label component.
 
-    Components use the detection connectivity and raster order, and are counted before any guard.
+    Components use the detection connectivity and raster order, and are counted before any guard. A
+    label in more than `MAX_COMPONENTS_PER_LABEL` pieces gives one entry, index 0, with no mask.
     """
     found = []
     for label in target_labels:
         components = label_components(labels_2d == label, connectivity=CONNECTIVITY)
         count = int(components.max())
+        if count > MAX_COMPONENTS_PER_LABEL:
+            found.append((int(label), 0, count, None))
+            continue
         found += [(int(label), index, count, components == index + 1) for index in range(count)]
     return found
