@@ -15,9 +15,20 @@ SPLIT_VERSION = "split-v1"
 TRAIN_PER_MILLE = 700
 
 
+# Parts are joined by SEPARATOR after escaping SEPARATOR and ESCAPE inside them, so no two lists of parts
+# give one text whatever the names contain; a name without either (both are control characters) is left
+# as it is, so its ids and splits keep the values they had before the escaping.
+SEPARATOR, ESCAPE = "\x1f", "\x1e"
+
+
+def _escaped(part: object) -> str:
+    return str(part).replace(ESCAPE, ESCAPE + ESCAPE).replace(SEPARATOR, ESCAPE + "s")
+
+
 def _digest(*parts: object) -> str:
-    text = "\x1f".join(str(part) for part in parts)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    text = SEPARATOR.join(_escaped(part) for part in parts)
+    # surrogatepass: a name decoded from non-UTF-8 bytes (surrogate escapes) still hashes, distinctly
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def params_hash(params: dict) -> str:
