@@ -21,6 +21,7 @@ from pipeline.dag import COUNTS_FILE, QUARANTINE_PARTITION, build_graph
 from pipeline.dryrun import dry_run_report
 from pipeline.progress import ProgressLine, ProgressMarks
 from pipeline.sources import SourceError, get_source
+from pipeline.sources.listing import checked_cases
 from pipeline.version import __version__
 from transforms.case import CaseRef
 from transforms.errors import Reason
@@ -64,7 +65,7 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
             if root is None:
                 raise UsageError(f"--source {spec.name} needs a root: --source {spec.name}=PATH_OR_URI")
             # every input of a case is confined to the root it was listed under (`storage.localized`)
-            cases = [dataclasses.replace(case, source_root=root) for case in source.list_cases(root)]
+            cases = [dataclasses.replace(case, source_root=root) for case in checked_cases(source, root)]
         except SourceError as exc:
             raise UsageError(str(exc)) from exc
         if config.cases:

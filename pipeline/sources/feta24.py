@@ -56,7 +56,9 @@ def list_feta(root: str, dataset: str) -> list[CaseRef]:
         stem = f"{subject}_rec-{recon}"
         common = dict(dataset=dataset, subject_id=subject, licence=LICENCE, redistributable=False)
         t2w = (SequenceRef("T2w", "MRI"),)
-        cases.append(CaseRef(case_id=stem, image_uri=image_uri, mask_uri=image_uri.replace("_T2w.", "_dseg."),
+        # beside the image: a `_T2w.` in a folder name above it must not move the mask elsewhere
+        mask_uri = storage.join(storage.dirname(image_uri), f"{stem}_dseg.nii.gz")
+        cases.append(CaseRef(case_id=stem, image_uri=image_uri, mask_uri=mask_uri,
                              sequences=t2w, labels=TISSUE_LABELS, **common))
         folder = storage.join(root, "derivatives", "biometry", subject, "anat")
         meas_uri = storage.join(folder, f"{stem}_meas.nii.gz")

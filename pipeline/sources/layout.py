@@ -60,7 +60,8 @@ class Series:
 
 
 def _compile(pattern: str) -> re.Pattern:
-    return re.compile(rf"(?:^|/){pattern}$")
+    # \Z, not $: `$` also matches before a final newline, so `x.nii.gz\n` would list as `x`
+    return re.compile(rf"(?:^|/){pattern}\Z")
 
 
 def usable(paths: list[str]) -> list[str]:

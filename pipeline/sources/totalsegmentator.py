@@ -22,6 +22,7 @@ from pipeline import storage
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import DatasetFacts, LayoutSource, Series
 from transforms.case import CaseRef
+from transforms.errors import Reason
 
 CT_CLASSES = (
     "spleen kidney_right kidney_left gallbladder liver stomach pancreas adrenal_gland_right adrenal_gland_left "
@@ -75,11 +76,25 @@ def _series(name: str, image: str, classes: list[str], prefix: str, window=None)
                   case_id=f"{prefix}/" + "{case}", subject_id=f"{prefix}/" + "{case}", ct_window=window)
 
 
+SPLIT_NAMES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
+UNKNOWN_SPLIT = ""  # a split value meta.csv gives that is none of SPLIT_NAMES: the case is refused
+
+
 def official_splits(meta_csv: str) -> dict[str, str]:
-    """image_id -> split from TotalSegmentator's meta.csv (';'-separated; 'val' becomes 'validation')."""
-    rows = csv.DictReader(io.StringIO(meta_csv), delimiter=";" if ";" in meta_csv.splitlines()[0] else ",")
-    return {row["image_id"]: {"val": "validation"}.get(row.get("split", ""), row.get("split") or None)
-            for row in rows if row.get("image_id")}
+    """image_id -> split from TotalSegmentator's meta.csv (';'-separated; 'val' becomes 'validation').
+
+    A split other than train/val/test maps to UNKNOWN_SPLIT (never into a partition name); an empty
+    split cell gives no entry. Raises csv.Error or ValueError when the text is not such a table.
+    """
+    lines = meta_csv.splitlines()
+    rows = csv.DictReader(io.StringIO(meta_csv), delimiter=";" if lines and ";" in lines[0] else ",")
+    splits = {}
+    for row in rows:
+        image_id, split = row.get("image_id"), row.get("split")
+        if not isinstance(image_id, str) or not image_id or not isinstance(split, str) or not split.strip():
+            continue
+        splits[image_id] = SPLIT_NAMES.get(split.strip().lower(), UNKNOWN_SPLIT)
+    return splits
 
 
 class TotalSegmentatorSource(LayoutSource):
@@ -91,15 +106,35 @@ class TotalSegmentatorSource(LayoutSource):
     def cases_of(self, series: Series, root: str, paths: list[str], facts: DatasetFacts) -> list[CaseRef]:
         if series.modality == "MRI":
             facts = dataclasses.replace(facts, licence=self.MR_LICENCE)
-        tables: dict[str, dict[str, str]] = {}
+        tables: dict[str, dict[str, str] | str] = {}
         cases = []
         for case in super().cases_of(series, root, paths, facts):
             # meta.csv sits next to the s<NNNN>/ folders
             folder = posixpath.dirname(posixpath.dirname(case.image_uri[len(root.rstrip("/")) + 1:]))
             meta = posixpath.join(folder, "meta.csv") if folder else "meta.csv"
             if meta not in tables:
-                tables[meta] = official_splits(storage.read_bytes(storage.join(root, meta)).decode("utf-8", "replace")) \
-                    if meta in paths else {}
-            split = tables[meta].get(case.case_id.split("/", 1)[1])
-            cases.append(dataclasses.replace(case, official_split=split) if split else case)
+                tables[meta] = self._splits(root, meta) if meta in paths else {}
+            cases.append(_with_split(case, tables[meta], meta))
         return cases
+
+    @staticmethod
+    def _splits(root: str, meta: str) -> dict[str, str] | str:
+        """The official splits of one meta.csv, or why it cannot be read as a table."""
+        try:
+            return official_splits(storage.read_bytes(storage.join(root, meta)).decode("utf-8", "replace"))
+        except (csv.Error, ValueError) as exc:
+            return f"{meta} is not a ';' or ',' separated table ({type(exc).__name__})"
+
+
+def _with_split(case: CaseRef, splits: dict[str, str] | str, meta: str) -> CaseRef:
+    """The case with its official split from `splits`, or refused (`bad_listing`) when its meta.csv cannot
+    be read or gives it a split that is not train/val/test."""
+    if case.listing_error:
+        return case
+    if isinstance(splits, str):
+        return dataclasses.replace(case, listing_error=(Reason.BAD_LISTING.value, splits))
+    split = splits.get(case.case_id.split("/", 1)[1])
+    if split == UNKNOWN_SPLIT:
+        return dataclasses.replace(case, listing_error=(Reason.BAD_LISTING.value, f"{meta} gives this case a split "
+                                                        "other than train, val or test"))
+    return dataclasses.replace(case, official_split=split) if split else case
