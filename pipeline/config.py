@@ -13,14 +13,14 @@ from typing import Optional
 from pipeline.casework import LoadSettings
 from schemas.tables import SCHEMA_VERSION
 from transforms import boxes, ids, intensity
-from transforms.case import ReadPolicy
+from transforms.case import PEAK_BYTES_PER_VOXEL, ReadPolicy
 from transforms.medvision import CONVENTIONS
 from transforms.planes import SpacingMode, parse_spacing_mode
 from transforms.prompts import PROMPT_STYLES
 
 DEFAULT_SPLIT_SALT = "medvision-v1"
 DEFAULT_TARGET_FILE_MB = 256
-DEFAULT_MAX_VOLUME_MB = 4096  # decoded float32 size of the largest volume a worker may load
+DEFAULT_MAX_VOLUME_MB = 4096  # memory one case may take to decode (~430 Mvoxels of int16)
 # The DirectRunner keeps every pair in memory between steps anyway, so a case cut where it was planned
 # costs nothing more there and saves a decode. Bigger cases still spread: one of 32 Mvoxels
 # (512x512x128) takes about 20 s to plan and cut on one core.
@@ -75,8 +75,9 @@ class BuildConfig:
 
     @property
     def read_policy(self) -> ReadPolicy:
-        """The memory budget as float32 voxels, and the DICOM spacing tolerance."""
-        return ReadPolicy(int(self.max_volume_mb * 2**20 / 4), self.allow_uneven_dicom_spacing)
+        """The memory budget as int16-equivalent voxels (`PEAK_BYTES_PER_VOXEL` each), and the DICOM spacing
+        tolerance."""
+        return ReadPolicy(int(self.max_volume_mb * 2**20 / PEAK_BYTES_PER_VOXEL), self.allow_uneven_dicom_spacing)
 
     @property
     def load_settings(self) -> LoadSettings:
@@ -177,7 +178,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-file-mb", type=_positive_int, default=DEFAULT_TARGET_FILE_MB,
                         help="approximate size of each Parquet file")
     parser.add_argument("--max-volume-mb", type=_positive_float, default=DEFAULT_MAX_VOLUME_MB,
-                        help="refuse (too_large) a volume whose header declares more float32 MB than this")
+                        help="memory budget of one case in MB: a volume whose header declares more voxels than "
+                             f"this allows ({PEAK_BYTES_PER_VOXEL} bytes per int16 voxel) is refused (too_large) "
+                             "before it is decompressed")
     parser.add_argument("--allow-uneven-dicom-spacing", action="store_true",
                         help="resample unevenly spaced DICOM series to their median gap (linear, flagged in "
                              "provenance) instead of quarantining them")

@@ -13,7 +13,8 @@ CONNECTIVITY = 1
 SINGLE_INSTANCE_MIN_SIDE_PX = 10
 # A label in more pieces than this in one slice is noise or a crafted pattern (a checkerboard mask of a
 # few hundred bytes would make ~10^5 pairs), not anatomy: its pairs of that slice are refused together.
-MAX_COMPONENTS_PER_LABEL = 512
+# Pairs per case are then at most this x labels x planned slices.
+MAX_COMPONENTS_PER_LABEL = 128
 
 
 @dataclasses.dataclass(frozen=True)

@@ -199,11 +199,23 @@ class ReadPolicy:
     allow_uneven_slices: bool = False
 
 
-def check_budget(n_voxels: int, max_voxels: int | None, uri: str) -> None:
+# Peak bytes that decoding and cutting a case hold per image voxel (measured: benchmarks/memory.py and
+# README): the stored voxels (2 bytes for int16 CT), their float32 copy (4), and working copies of
+# about that size (window percentiles, the label map). A budget in bytes is this many times a budget
+# in voxels, so a file of a few KB that declares a huge volume is refused before it is inflated.
+PEAK_BYTES_PER_VOXEL = 10
+
+
+def stored_weight(itemsize: int) -> float:
+    """Voxels of `itemsize`-byte storage in budget voxels (int16 = 1; float64 costs 1.6)."""
+    return (itemsize + 8) / PEAK_BYTES_PER_VOXEL
+
+
+def check_budget(n_voxels: float, max_voxels: int | None, uri: str) -> None:
     """Refuse, from the header alone, a volume larger than the memory budget (decompression bombs)."""
     if max_voxels is not None and n_voxels > max_voxels:
-        raise PipelineError(Reason.TOO_LARGE, f"declares {n_voxels:,} voxels, over the budget of {max_voxels:,} "
-                            "(--max-volume-mb)", uri)
+        raise PipelineError(Reason.TOO_LARGE, f"declares {n_voxels:,.0f} voxels (int16-equivalent), over the "
+                            f"budget of {max_voxels:,} (--max-volume-mb / {PEAK_BYTES_PER_VOXEL} bytes)", uri)
 
 
 def _single(case: CaseRef, image: Volume, source: str, reader: str, uneven: bool = False):
@@ -238,7 +250,8 @@ def _read_itk(case: CaseRef, path: str, policy: ReadPolicy):
 
 def _read_nifti(case: CaseRef, path: str, policy: ReadPolicy):
     image_file = nifti.load(path, case.image_uri)
-    check_budget(nifti.voxel_count(image_file), policy.max_voxels, case.image_uri)
+    weight = stored_weight(image_file.get_data_dtype().itemsize)
+    check_budget(nifti.voxel_count(image_file) * weight, policy.max_voxels, case.image_uri)
     affine = nifti.resolve_affine(image_file.header, case.image_uri)
     check_orthonormal(affine.affine_ras)
     grid = grid_of(nifti.spatial_shape(image_file.shape), affine.affine_ras)

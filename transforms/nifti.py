@@ -159,8 +159,10 @@ def _raw_header(path: str, uri: str) -> bytes:
 
 def check_raw_header(head: bytes, path: str, uri: str) -> type:
     """The header class of a NIfTI file's first bytes, after checking what would make reading it costly
-    or wrong: dimensions (1-7, positive; beyond 4D only singletons), a scalar datatype, extensions
-    within `MAX_EXTENSION_BYTES`, and for an uncompressed file, that it holds the voxels it declares.
+    or wrong: dimensions (1-7, positive; beyond 4D only singletons), a scalar datatype, positive voxel
+    sizes where no form gives the geometry, extensions within `MAX_EXTENSION_BYTES`, and for an
+    uncompressed file, that it holds the voxels it declares. nibabel would repair some of these
+    silently when it loads the header, so they are read here as stored.
     """
     header_class = _header_class(head, uri)
     header = header_class(head[:header_class.sizeof_hdr], endianness=_endianness(head, header_class), check=False)
@@ -173,6 +175,10 @@ def check_raw_header(head: bytes, path: str, uri: str) -> type:
     if int(header["datatype"]) not in SCALAR_DATATYPES:
         raise PipelineError(Reason.UNSUPPORTED_PIXEL_TYPE, f"datatype code {int(header['datatype'])} is not one real "
                             "number per voxel (complex, RGB or 128-bit)", uri)
+    pixdim = [float(v) for v in header["pixdim"][1:min(3, dims[0]) + 1]]
+    if not (int(header["sform_code"]) or int(header["qform_code"])) and not all(0 < v < math.inf for v in pixdim):
+        raise PipelineError(Reason.BAD_AFFINE, "no sform or qform, and pixdim holds a zero, negative or non-finite "
+                            "voxel size: the spacing is unknown (nibabel would invent 1 mm)", uri)
     offset = float(header["vox_offset"])
     if not math.isfinite(offset) or offset - header_class.sizeof_hdr > MAX_EXTENSION_BYTES:
         raise PipelineError(Reason.TOO_LARGE, f"header extensions over {MAX_EXTENSION_BYTES:,} bytes", uri)
@@ -231,7 +237,19 @@ def read_channel(image: nib.Nifti1Image, channel: int | None, uri: str) -> np.nd
             data = np.asarray(proxy[..., channel], dtype=np.float32)  # one channel; scaled by nibabel
         else:
             data = _scaled_float32(np.asanyarray(proxy.get_unscaled()), proxy.slope, proxy.inter)
+    if _may_overflow(image.get_data_dtype(), proxy.slope, proxy.inter) and np.isinf(data).any():
+        raise PipelineError(Reason.NONFINITE_IMAGE, "scl_slope/scl_inter scale voxels past float32 (infinite "
+                            "values)", uri)
     return data.reshape(spatial_shape(shape))
+
+
+def _may_overflow(dtype: np.dtype, slope: float, inter: float) -> bool:
+    """Whether scaling values of `dtype` can leave float32's range (only then is the result checked)."""
+    if slope == 1 and inter == 0:
+        return np.dtype(dtype).itemsize > 4 and np.dtype(dtype).kind == "f"
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "ui" else np.finfo(dtype)
+    bound = max(abs(float(info.min)), abs(float(info.max))) * abs(float(slope)) + abs(float(inter))
+    return not bound <= float(np.finfo(np.float32).max)
 
 
 SCALING_SLAB_VOXELS = 1 << 22
@@ -252,7 +270,8 @@ def _scaled_float32(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
     step = max(1, SCALING_SLAB_VOXELS * raw.shape[axis] // max(raw.size, 1))
     for start in range(0, raw.shape[axis], step):
         slab = (slice(None),) * axis + (slice(start, start + step),)
-        data[slab] = raw[slab] * np.float64(slope) + np.float64(inter)
+        with np.errstate(over="ignore"):  # past float32 becomes inf, refused by `read_channel`
+            data[slab] = raw[slab] * np.float64(slope) + np.float64(inter)
     return data
 
 
