@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 from pipeline import storage
 from pipeline.version import __version__
 from schemas import rows as row_builders
-from transforms import ids
+from transforms import deadline, ids
 from transforms.case import CaseRef, LoadedCase, ReadPolicy, SliceRecord, case_windows, check_output_geometry, \
     extract_slices, load_case, place_measurements, slice_plan
 from transforms.intensity import Window
@@ -113,7 +113,7 @@ def load(case: CaseRef, settings: LoadSettings) -> tuple[LoadedCase, dict[str, s
     drop_cached_case()  # no local may keep the old case alive while the next one is decoded
     if case.listing_error:
         raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
-    with contextlib.ExitStack() as stack:
+    with deadline.limit(settings.policy.max_read_seconds, case.image_uri), contextlib.ExitStack() as stack:
         copies = {uri: stack.enter_context(local_copy(uri, settings.policy, case.source_root))
                   for uri in case.input_uris()}
         with decoding(case):

@@ -20,6 +20,7 @@ from transforms.prompts import PROMPT_STYLES
 
 DEFAULT_SPLIT_SALT = "medvision-v1"
 DEFAULT_TARGET_FILE_MB = 256
+DEFAULT_CASE_TIMEOUT_S = 600.0  # to copy, hash and decode one case (a 1 GB volume takes ~30 s)
 DEFAULT_MAX_VOLUME_MB = 4096  # memory one case may take to decode (~430 Mvoxels of int16)
 # The DirectRunner keeps every pair in memory between steps anyway, so a case cut where it was planned
 # costs nothing more there and saves a decode. Bigger cases still spread: one of 32 Mvoxels
@@ -59,6 +60,7 @@ class BuildConfig:
     split_salt: str = DEFAULT_SPLIT_SALT
     target_file_mb: int = DEFAULT_TARGET_FILE_MB
     max_volume_mb: float = DEFAULT_MAX_VOLUME_MB
+    case_timeout_s: float = DEFAULT_CASE_TIMEOUT_S
     max_failure_fraction: float = 1.0
     gcs_anonymous: bool = False
     allow_uneven_dicom_spacing: bool = False
@@ -77,7 +79,8 @@ class BuildConfig:
     def read_policy(self) -> ReadPolicy:
         """The memory budget as int16-equivalent voxels (`PEAK_BYTES_PER_VOXEL` each), and the DICOM spacing
         tolerance."""
-        return ReadPolicy(int(self.max_volume_mb * 2**20 / PEAK_BYTES_PER_VOXEL), self.allow_uneven_dicom_spacing)
+        return ReadPolicy(int(self.max_volume_mb * 2**20 / PEAK_BYTES_PER_VOXEL), self.allow_uneven_dicom_spacing,
+                          self.case_timeout_s)
 
     @property
     def load_settings(self) -> LoadSettings:
@@ -181,6 +184,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                         help="memory budget of one case in MB: a volume whose header declares more voxels than "
                              f"this allows ({PEAK_BYTES_PER_VOXEL} bytes per int16 voxel) is refused (too_large) "
                              "before it is decompressed")
+    parser.add_argument("--case-timeout-s", type=_positive_float, default=DEFAULT_CASE_TIMEOUT_S,
+                        help="wall-time limit to copy, hash and decode one case; a case past it is quarantined "
+                             "(timeout), checked between chunks, files and slabs")
     parser.add_argument("--allow-uneven-dicom-spacing", action="store_true",
                         help="resample unevenly spaced DICOM series to their median gap (linear, flagged in "
                              "provenance) instead of quarantining them")
@@ -221,6 +227,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         split_salt=args.split_salt,
         target_file_mb=args.target_file_mb,
         max_volume_mb=args.max_volume_mb,
+        case_timeout_s=args.case_timeout_s,
         max_failure_fraction=args.max_failure_fraction,
         gcs_anonymous=args.gcs_anonymous,
         allow_uneven_dicom_spacing=args.allow_uneven_dicom_spacing,

@@ -29,7 +29,7 @@ from typing import Iterator, Optional
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import archives, detached
+from transforms import archives, deadline, detached
 from transforms.errors import PipelineError, Reason
 
 COPY_CHUNK_BYTES = 8 << 20
@@ -346,6 +346,7 @@ def _copy_counted(source, target, max_bytes: int, uri: str) -> str:
     """Copy and hash, stopping at `max_bytes` (an object may grow after its size was listed)."""
     digest, copied = hashlib.sha256(), 0
     for chunk in iter(lambda: source.read(COPY_CHUNK_BYTES), b""):
+        deadline.check()
         copied += len(chunk)
         _check_size(copied, max_bytes, uri)
         digest.update(chunk)
@@ -356,6 +357,7 @@ def _copy_counted(source, target, max_bytes: int, uri: str) -> str:
 def _sha256_stream(handle) -> str:
     digest = hashlib.sha256()
     for chunk in iter(lambda: handle.read(COPY_CHUNK_BYTES), b""):
+        deadline.check()
         digest.update(chunk)
     return digest.hexdigest()
 

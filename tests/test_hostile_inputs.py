@@ -18,9 +18,10 @@ from PIL import Image
 
 from pipeline import storage
 from pipeline.cli import main
-from tests.conftest import upload_tree
+from tests.conftest import make_msd_task, upload_tree
 from tests.hostile_corpus import SECRET_ENV, TASK, make_corpus
-from transforms.errors import Reason
+from transforms import deadline
+from transforms.errors import PipelineError, Reason
 
 BUDGET_MB = 1024
 # Runs the CLI in this process and reports its peak RSS (VmHWM) on the last stderr line.
@@ -135,3 +136,23 @@ def test_object_store_path_is_confined_too(gcs_emulator, tmp_path):
     leaks = [(where, secret) for where, data in _every_output_byte(output) for secret in secrets if secret in data]
     assert not leaks
     assert storage.exists("gs://hostile/base/secret.raw")  # it was there to be read, and was not
+
+
+def test_a_read_past_its_time_limit_is_timeout_and_the_run_goes_on(tmp_path):
+    """Every case of this build outlives a limit of 1 ns: each is quarantined (timeout), none ends the run."""
+    task = make_msd_task(tmp_path / "msd", n_cases=2)
+    output = str(tmp_path / "out")
+    assert main(["build", "--source", f"msd={task}", "--output", output, "--case-timeout-s", "1e-9"]) == 0
+    _, quarantine = output_rows(output)
+    assert set(load_reasons(quarantine).values()) == {Reason.TIMEOUT.value} and len(quarantine) == 2
+
+
+def test_the_time_limit_is_checked_while_copying_and_decoding(tmp_path):
+    path = tmp_path / "volume.raw"
+    path.write_bytes(b"\0" * (3 * storage.COPY_CHUNK_BYTES))
+    with deadline.limit(None):
+        deadline.check()  # no limit: never raises
+    with pytest.raises(PipelineError) as error, deadline.limit(0.0, "the-case"):
+        with storage.localized(str(path)):
+            pass
+    assert error.value.reason is Reason.TIMEOUT and error.value.uri == "the-case"

@@ -12,6 +12,7 @@ import stat
 import tarfile
 import zipfile
 
+from transforms import deadline
 from transforms.errors import PipelineError, Reason
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
@@ -46,6 +47,7 @@ class _Budget:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "xb") as target:  # "x": a repeated name cannot overwrite an earlier member
             for chunk in iter(lambda: source.read(CHUNK_BYTES), b""):
+                deadline.check()
                 self.left -= len(chunk)
                 if self.left < 0:
                     raise PipelineError(Reason.TOO_LARGE, "archive expands beyond the memory budget "

@@ -16,7 +16,7 @@ import PIL
 import pydicom
 import SimpleITK as sitk
 
-from transforms import dicom, dicom_seg, nifti
+from transforms import deadline, dicom, dicom_seg, nifti
 from transforms.errors import PipelineError, Reason
 from transforms.intensity import Window, encode_png, to_uint8, window_for
 from transforms.landmarks import LandmarkSpace, MeasuredValue, Measurement, measure, point_pairs_from_labels, \
@@ -197,6 +197,7 @@ class ReadPolicy:
 
     max_voxels: Optional[int] = None
     allow_uneven_slices: bool = False
+    max_read_seconds: Optional[float] = None  # wall time to localize and decode a case (`transforms.deadline`)
 
 
 # Peak bytes that decoding and cutting a case hold per image voxel (measured: benchmarks/memory.py and
@@ -378,7 +379,9 @@ def load_case(case: CaseRef, local: dict[str, str], policy: ReadPolicy = ReadPol
     images, grid, geometry = read_images(case, local, policy)
     for volume in images.values():
         check_some_finite(volume.array, case.image_uri)
+    deadline.check()
     labels, mask_resampled = read_label_map(case, local, grid)
+    deadline.check()
     geometry = {**geometry, "mask_resampled": mask_resampled}
     landmarks, measured, unmeasured = {}, [], []
     if case.landmarks is not None:

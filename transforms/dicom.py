@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from transforms import deadline
 from transforms.errors import PipelineError, Reason
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -110,6 +111,7 @@ def scan_headers(folder: str, uri: str) -> list[Frame]:
     """Frames of the one series in `folder` (files that are not DICOM are ignored)."""
     groups: dict[tuple, list[Frame]] = {}
     for name in sorted(os.listdir(folder)):
+        deadline.check()
         path = os.path.join(folder, name)
         try:
             dataset = pydicom.dcmread(path, stop_before_pixels=True)
@@ -208,6 +210,7 @@ def even_slice_count(depth_mm: np.ndarray, gap_mm: float) -> int:
 
 def _pixels(frame: Frame, cache: dict, uri: str) -> np.ndarray:
     """Rescaled float32 pixels (rows, cols) of one frame; each file is decoded once."""
+    deadline.check()
     if frame.path not in cache:
         dataset = pydicom.dcmread(frame.path)
         cache.clear()

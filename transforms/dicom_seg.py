@@ -147,6 +147,7 @@ def read_label_map(path: str, uri: str, grid: Volume, label_names: dict[int, str
     labels = np.zeros(grid.array.shape, np.uint8 if max(values.values(), default=0) < 256 else np.uint16)
     threshold = _threshold(dataset)
     for placement, number, pixels in zip(placements, numbers, iter_pixels(path)):
+        deadline.check()
         if number not in values:
             raise PipelineError(Reason.UNKNOWN_LABEL, f"a frame refers to segment {number}, not in SegmentSequence",
                                 uri)

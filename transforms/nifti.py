@@ -12,6 +12,7 @@ import zlib
 import nibabel as nib
 import numpy as np
 
+from transforms import deadline
 from transforms.errors import PipelineError, Reason
 from transforms.volume import Volume, as_integer_labels
 
@@ -269,6 +270,7 @@ def _scaled_float32(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
     axis = raw.ndim - 1 if raw.flags.f_contiguous and not raw.flags.c_contiguous else 0
     step = max(1, SCALING_SLAB_VOXELS * raw.shape[axis] // max(raw.size, 1))
     for start in range(0, raw.shape[axis], step):
+        deadline.check()
         slab = (slice(None),) * axis + (slice(start, start + step),)
         with np.errstate(over="ignore"):  # past float32 becomes inf, refused by `read_channel`
             data[slab] = raw[slab] * np.float64(slope) + np.float64(inter)
