@@ -282,6 +282,19 @@ def open_input(uri: str, root: str = "", max_bytes: int = DEFAULT_MAX_ARCHIVE_BY
     return _open_local_regular(uri, max_bytes) if not is_remote(uri) else open_read(uri)
 
 
+LISTING_MAX_BYTES = 64 << 20  # a dataset.json or meta.csv of 22 sources is at most a few MB
+
+
+def read_listing(uri: str, root: str = "", max_bytes: int = LISTING_MAX_BYTES) -> bytes:
+    """The bytes of a file that lists cases (dataset.json, meta.csv), read while listing: confined to the
+    source root like every input, and at most `max_bytes` (`too_large`): a link to /dev/zero or a FIFO
+    named dataset.json cannot stall or exhaust the driver."""
+    with open_input(uri, root, max_bytes) as handle:
+        data = handle.read(max_bytes + 1)
+    _check_size(len(data), max_bytes, uri)
+    return data
+
+
 def object_size(uri: str) -> int:
     """Stored bytes of one object (a listing call, no read)."""
     if _is_gcs(uri):

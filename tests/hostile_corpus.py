@@ -138,6 +138,11 @@ def _link_cases(corpus: Corpus, other: str) -> None:
     os.symlink("/etc", corpus.path("imagesTr/etc_series"))
     corpus.entries.append({"image": "./imagesTr/etc_series/", "label": f"./{corpus.good_mask}"})
     corpus.expected[f"{TASK}/etc_series"] = unsafe.value
+    # a task whose dataset.json is a link to /dev/zero: that task is refused, the listing goes on
+    index = os.path.join(corpus.root, "Task02_ZeroIndex", "dataset.json")
+    os.makedirs(os.path.dirname(index))
+    os.symlink("/dev/zero", index)
+    corpus.expected["Task02_ZeroIndex"] = Reason.BAD_LISTING.value
     # a link that stays inside the root is followed (policy: README "Reliability and security")
     os.symlink("good_nifti.nii.gz", corpus.path("imagesTr/link_inside.nii.gz"))
     corpus.add("link_inside", "imagesTr/link_inside.nii.gz", None)

@@ -24,7 +24,7 @@ import re
 from pipeline import storage
 from pipeline.sources.base import Source, SourceError, SourceInfo, case_stem
 from transforms.case import CaseRef, SequenceRef
-from transforms.errors import Reason
+from transforms.errors import PipelineError, Reason
 
 LICENCE = "CC-BY-SA-4.0"
 # CT windows by MSD task name; every other CT task is abdominal soft tissue.
@@ -58,7 +58,9 @@ def read_dataset_json(task_root: str) -> dict:
     """The task's dataset.json as a dict; raises TaskError when it is not a readable JSON object."""
     uri = storage.join(task_root, "dataset.json")
     try:
-        meta = json.loads(storage.read_bytes(uri))
+        meta = json.loads(storage.read_listing(uri, task_root))
+    except PipelineError as exc:  # a link out of the task, a FIFO or device, an oversized file
+        raise TaskError(f"cannot be read ({exc.reason.value})") from exc
     except UNREADABLE_INDEX as exc:
         raise TaskError(f"cannot be read ({type(exc).__name__})") from exc
     except OSError as exc:

@@ -22,7 +22,7 @@ from pipeline import storage
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import DatasetFacts, LayoutSource, Series
 from transforms.case import CaseRef
-from transforms.errors import Reason
+from transforms.errors import PipelineError, Reason
 
 CT_CLASSES = (
     "spleen kidney_right kidney_left gallbladder liver stomach pancreas adrenal_gland_right adrenal_gland_left "
@@ -121,7 +121,9 @@ class TotalSegmentatorSource(LayoutSource):
     def _splits(root: str, meta: str) -> dict[str, str] | str:
         """The official splits of one meta.csv, or why it cannot be read as a table."""
         try:
-            return official_splits(storage.read_bytes(storage.join(root, meta)).decode("utf-8", "replace"))
+            return official_splits(storage.read_listing(storage.join(root, meta), root).decode("utf-8", "replace"))
+        except PipelineError as exc:
+            return f"{meta} cannot be read ({exc.reason.value})"
         except (csv.Error, ValueError) as exc:
             return f"{meta} is not a ';' or ',' separated table ({type(exc).__name__})"
 
