@@ -2,12 +2,15 @@
 
 Each function returns PNG bytes. Overlays draw a pair's annotation on its stored slice at an
 integer upscale, with the axes filling the whole canvas, so displayed pixel (edge-frame)
-coordinate x lands on PNG column x * scale exactly.
+coordinate x lands on PNG column x * scale exactly. Text drawn (dataset, landmark names) is shown
+as it is: mathtext (`$...$`) and TeX are off while a figure is drawn.
 """
 from __future__ import annotations
 
+import functools
 import io
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -21,6 +24,16 @@ LINE_PX = 2.0  # drawn lines fully cover the pixel columns on each side of their
 OVERLAY_TARGET_SIDE_PX = 512
 HISTOGRAM_BINS = 40
 ELLIPSE_POINTS = 181
+
+
+def _plain_text(draw):
+    """Run `draw` with matplotlib text taken literally: a name holding `$...$` never becomes mathtext.
+    Tick labels are made while the figure is saved, so the setting covers the whole function."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return draw(*args, **kwargs)
+    return drawn
 
 
 def _points(line_px: float) -> float:
@@ -84,6 +97,7 @@ def _draw_landmarks(axes, row: dict) -> None:
 DRAW = {"detection": _draw_box, "tumor_lesion_size": _draw_lesion, "angle_distance": _draw_landmarks}
 
 
+@_plain_text
 def overlay_png(image_png: bytes, task: str, row: dict) -> bytes:
     """The stored slice (greyscale PNG bytes) upscaled by `overlay_scale`, with the pair's annotation of
     `task` drawn in the edge frame: the image spans [0, W] x [0, H] (y down), so an edge coordinate needs
@@ -105,6 +119,7 @@ def overlay_png(image_png: bytes, task: str, row: dict) -> bytes:
     return png_bytes(figure)
 
 
+@_plain_text
 def distributions_png(dataset: str, panels: dict[str, dict[str, np.ndarray]]) -> bytes:
     """One histogram panel per measurement kind (title with its unit), one outlined series per quantity."""
     figure = Figure(figsize=(4.0 * len(panels), 3.2), dpi=DPI, layout="constrained")
@@ -118,6 +133,7 @@ def distributions_png(dataset: str, panels: dict[str, dict[str, np.ndarray]]) ->
     return png_bytes(figure)
 
 
+@_plain_text
 def pairs_per_dataset_png(rows: list[dict]) -> bytes:
     """Horizontal bars of pairs per dataset, stacked by task (stats.json `rows`)."""
     datasets = sorted({row["dataset"] for row in rows})
