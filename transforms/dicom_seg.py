@@ -17,6 +17,7 @@ import pydicom
 from pydicom.pixels import iter_pixels
 from pydicom.uid import SegmentationStorage, UID_dictionary
 
+from transforms import deadline
 from transforms.dicom import LPS_TO_RAS, Frame, frames_of, tag_value
 from transforms.errors import PipelineError, Reason
 from transforms.volume import Volume
