@@ -42,7 +42,7 @@ def case_line(case: CaseRef) -> dict:
     try:
         line["estimated_slices"] = estimated_slices(case)
     except Exception as exc:  # a dry run reports unreadable or non-NIfTI headers instead of stopping
-        line["error"] = f"{type(exc).__name__}: {exc}"
+        line["error"] = str(exc) if isinstance(exc, PipelineError) else f"header not readable ({type(exc).__name__})"
     return line
 
 

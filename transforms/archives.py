@@ -95,7 +95,7 @@ def extract(path: str, destination: str, uri: str, max_bytes: int) -> str:
         else:
             _extract_tar(path, destination, budget, uri)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
-        raise PipelineError(Reason.UNREADABLE, f"broken archive ({type(exc).__name__}: {exc})", uri) from exc
+        raise PipelineError(Reason.UNREADABLE, f"broken archive ({type(exc).__name__})", uri) from exc
     return _content_root(destination)
 
 
