@@ -27,6 +27,8 @@ from transforms.phantoms import Cuboid, centred_affine, rasterize
 TASK = "Task01_Hostile"
 SHAPE, SPACING = (32, 28, 10), (0.8, 0.9, 2.0)
 SECRET_FILE_TEXT = b"SECRET-FILE-5d1c0e7b"
+# A label name that would inject a heading and a script into the dataset card if copied as markup.
+MARKUP_LABEL = "organ\n# Injected heading\n<script>alert('card')</script><img src=x onerror=alert(1)>"
 SECRET_ENV = {"AWS_SECRET_ACCESS_KEY": "SECRET-AWS-0a9f3c", "GOOGLE_OAUTH_TOKEN": "SECRET-GCP-77e2b1"}
 
 
@@ -88,10 +90,15 @@ class Corpus:
         self.add(name, self.write(f"imagesTr/{name}{suffix}", text.encode()), reason)
 
     def dataset_json(self) -> None:
-        meta = {"name": "hostile", "modality": {"0": "CT"}, "labels": {"0": "background", "1": "organ"},
+        meta = {"name": "hostile", "modality": {"0": "CT"}, "labels": {"0": "background", "1": MARKUP_LABEL},
                 "training": self.entries}
         with open(os.path.join(self.task, "dataset.json"), "w") as handle:
             json.dump(meta, handle)
+        broken = os.path.join(self.root, "Task03_BrokenIndex")  # a listing that is not JSON: its task only
+        os.makedirs(broken)
+        with open(os.path.join(broken, "dataset.json"), "w") as handle:
+            handle.write('{"training": [')
+        self.expected["Task03_BrokenIndex"] = Reason.BAD_LISTING.value
 
 
 NRRD_HEADER = ("NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 32 28 10\n"

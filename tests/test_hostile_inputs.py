@@ -99,6 +99,14 @@ def test_no_secret_reaches_any_output_byte(local_build):
     assert not any(secret.decode() in done.stdout + done.stderr for secret in secrets)
 
 
+def test_names_from_inputs_are_text_in_the_dataset_card(local_build):
+    _, output, _, _, _ = local_build
+    with open(os.path.join(output, "README.md"), encoding="utf-8") as handle:
+        card = handle.read()
+    assert "<script" not in card and "<img src=x" not in card
+    assert not any(line.startswith("# Injected") for line in card.splitlines())
+
+
 def test_peak_memory_stays_within_the_budget(local_build):
     """The corpus declares volumes of gigabytes (a 1 Gvoxel bomb, a NIfTI-2 of 2^93 voxels): all are
     refused from their headers, so the whole run (imports and runner included) stays under the budget."""
