@@ -33,10 +33,12 @@ def local_copy(uri: str, policy: ReadPolicy, root: str = ""):
     """(local path, sha256) of an input confined to the source `root`; a missing object is `missing_file`."""
     try:  # an input (or an archived series expanded) may hold at most the memory budget's bytes
         with storage.localized(uri, policy.max_voxels * 4 if policy.max_voxels else
-                               storage.DEFAULT_MAX_ARCHIVE_BYTES, root) as copy:
+                               storage.DEFAULT_MAX_INPUT_BYTES, root) as copy:
             yield copy
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, NotADirectoryError) as exc:
         raise PipelineError(Reason.MISSING_FILE, "input file does not exist", uri) from exc
+    except PermissionError as exc:  # one unreadable input is its case's problem, not the storage's
+        raise PipelineError(Reason.UNREADABLE, "input file is not readable (permission denied)", uri) from exc
 
 
 @dataclasses.dataclass(frozen=True)

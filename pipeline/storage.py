@@ -33,7 +33,7 @@ from transforms import archives, deadline, detached
 from transforms.errors import PipelineError, Reason
 
 COPY_CHUNK_BYTES = 8 << 20
-DEFAULT_MAX_ARCHIVE_BYTES = 4 << 30
+DEFAULT_MAX_INPUT_BYTES = 4 << 30  # bytes of one input (a file, an archive expanded, a folder)
 # Bytes as stored: Beam would otherwise gunzip `*.gz` objects on the fly.
 RAW = CompressionTypes.UNCOMPRESSED
 GCS = "gs://"
@@ -225,7 +225,7 @@ def inside_root(uri: str, root: str) -> bool:
     """Whether `uri` names something at or below `root`, lexically (no `..` or `.` segment in between).
 
     Object stores have no links, so this is their whole confinement; local paths are also checked
-    after links are resolved (`_real_local_path`).
+    after links are resolved (`_check_links_stay_inside`).
     """
     base, path = root.rstrip("/"), uri.rstrip("/")
     if path != base and not path.startswith(base + "/"):
@@ -233,13 +233,12 @@ def inside_root(uri: str, root: str) -> bool:
     return not {".", ".."} & set(path[len(base):].split("/"))
 
 
-def _real_local_path(path: str, root: str) -> str:
-    """The path with links resolved, if it stays inside `root`'s own resolved path; else `unsafe_path`."""
+def _check_links_stay_inside(path: str, root: str) -> None:
+    """`unsafe_path` unless the path, its links resolved, is inside `root`'s own resolved path."""
     real, real_root = os.path.realpath(path), os.path.realpath(root)
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
         raise PipelineError(Reason.UNSAFE_PATH, "a link leads outside the source root; only files inside it "
                             "are read", path)
-    return real
 
 
 def check_confined(uri: str, root: str) -> None:
@@ -250,7 +249,7 @@ def check_confined(uri: str, root: str) -> None:
     if not inside_root(uri, root):
         raise PipelineError(Reason.UNSAFE_PATH, "input is not inside the source root", uri)
     if not is_remote(uri):
-        _real_local_path(uri, root)
+        _check_links_stay_inside(uri, root)
 
 
 def _open_local_regular(path: str, max_bytes: int):
@@ -276,7 +275,7 @@ def _check_size(n_bytes: int, max_bytes: int, uri: str) -> None:
                             "(--max-volume-mb)", uri)
 
 
-def open_input(uri: str, root: str = "", max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES):
+def open_input(uri: str, root: str = "", max_bytes: int = DEFAULT_MAX_INPUT_BYTES):
     """A binary handle on one input file, confined like `localized` (for reading a header in place)."""
     check_confined(uri, root)
     return _open_local_regular(uri, max_bytes) if not is_remote(uri) else open_read(uri)
@@ -303,7 +302,7 @@ def object_size(uri: str) -> int:
 
 
 @contextlib.contextmanager
-def localized(uri: str, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES, root: str = "") -> Iterator[tuple[str, str]]:
+def localized(uri: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, root: str = "") -> Iterator[tuple[str, str]]:
     """Yield (local path, sha256 hex) of the object at `uri`, copied into a private temp folder.
 
     The copy keeps the object's file name (readers pick formats by extension) and is removed
@@ -331,10 +330,9 @@ def localized(uri: str, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES, root: str = 
 
 
 @contextlib.contextmanager
-def localized_file(uri: str, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
-                   folder: str | None = None) -> Iterator[tuple[str, str]]:
-    """Yield (local path, sha256 hex) of one object: a local regular file as it is (hashed), a remote
-    one copied into `folder` (default: a private temp folder, removed on exit)."""
+def localized_file(uri: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Iterator[tuple[str, str]]:
+    """Yield (local path, sha256 hex) of one object of at most `max_bytes`: a local regular file as it is
+    (hashed), a remote one copied into a private temp folder (removed on exit)."""
     if not is_remote(uri):
         with _open_local_regular(uri, max_bytes) as handle:
             digest = _sha256_stream(handle)
@@ -343,16 +341,14 @@ def localized_file(uri: str, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
     if not exists(uri):
         raise FileNotFoundError(2, "No such file", uri)
     _check_size(object_size(uri), max_bytes, uri)
-    own_folder = folder is None
-    folder = tempfile.mkdtemp(prefix="medvision-") if own_folder else folder
+    folder = tempfile.mkdtemp(prefix="medvision-")
     try:
         local_path = os.path.join(folder, basename(uri))
         with open_read(uri) as source, open(local_path, "wb") as target:
             digest = _copy_counted(source, target, max_bytes, uri)
         yield local_path, digest
     finally:
-        if own_folder:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _copy_counted(source, target, max_bytes: int, uri: str) -> str:
@@ -394,8 +390,8 @@ def localized_image_file(uri: str, max_bytes: int, root: str = "") -> Iterator[t
         target = os.path.join(os.path.dirname(path), *name.split("/"))
         if is_remote(uri):  # the header's copy sits in its own temp folder: the data goes next to it
             os.makedirs(os.path.dirname(target), exist_ok=True)
+            _check_size(object_size(data_uri), max_bytes, data_uri)
             with open_read(data_uri) as source, open(target, "wb") as copy:
-                _check_size(object_size(data_uri), max_bytes, data_uri)
                 data_digest = _copy_counted(source, copy, max_bytes, data_uri)
         else:  # the reader finds it where it is: checked above, inside the root
             with _open_local_regular(data_uri, max_bytes) as handle:
@@ -415,7 +411,7 @@ def localized_archive(uri: str, max_bytes: int) -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def localized_folder(uri: str, max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+def localized_folder(uri: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
                      root: str = "") -> Iterator[tuple[str, str]]:
     """Yield (local folder, sha256) for every object directly under `uri` (a DICOM series folder),
     at most `max_bytes` together.
