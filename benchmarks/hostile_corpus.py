@@ -20,11 +20,7 @@ import time
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests.hostile_corpus import SECRET_ENV, make_corpus  # noqa: E402
-
-CLI_WITH_PEAK = ("import sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
-                 "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
-                 "print(f'peak_kib={hwm}', file=sys.stderr); sys.exit(rc)")
+from tests.hostile_corpus import CLI_WITH_PEAK, SECRET_ENV, make_corpus  # noqa: E402
 
 
 def outcome(output: str, case_id: str) -> str:

@@ -52,6 +52,10 @@ class StorageSettings:
 _settings = StorageSettings()
 
 
+def current_settings() -> StorageSettings:
+    return _settings
+
+
 def configure(settings: StorageSettings) -> None:
     """Set this process's storage settings (the driver at start, each DoFn in `setup`)."""
     global _settings
@@ -295,10 +299,13 @@ def read_listing(uri: str, root: str = "", max_bytes: int = LISTING_MAX_BYTES) -
 
 
 def object_size(uri: str) -> int:
-    """Stored bytes of one object (a listing call, no read)."""
+    """Stored bytes of one object (a metadata call, no read); FileNotFoundError when it does not exist."""
     if _is_gcs(uri):
         return int(gcs_filesystem().size(_gcs_path(uri)))
-    return int(FileSystems.match([uri])[0].metadata_list[0].size_in_bytes)
+    found = FileSystems.match([uri])[0].metadata_list
+    if not found:
+        raise FileNotFoundError(2, "No such file", uri)
+    return int(found[0].size_in_bytes)
 
 
 @contextlib.contextmanager
@@ -338,9 +345,7 @@ def localized_file(uri: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Iterat
             digest = _sha256_stream(handle)
         yield uri, digest
         return
-    if not exists(uri):
-        raise FileNotFoundError(2, "No such file", uri)
-    _check_size(object_size(uri), max_bytes, uri)
+    _check_size(object_size(uri), max_bytes, uri)  # one metadata call: existence and size
     folder = tempfile.mkdtemp(prefix="medvision-")
     try:
         local_path = os.path.join(folder, basename(uri))

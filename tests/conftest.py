@@ -85,6 +85,18 @@ def msd_task(tmp_path) -> str:
 
 # --- storage servers (real emulators on 127.0.0.1, started by the tests) ---------------------------
 
+@pytest.fixture(autouse=True)
+def process_storage_restored():
+    """Each test starts from the storage access the session's fixtures set: a CLI run in this process
+    reconfigures it (gcsfs settings, Beam's S3 options) from its own arguments."""
+    from apache_beam.io.filesystems import FileSystems
+
+    settings, options = storage.current_settings(), FileSystems._pipeline_options
+    yield
+    storage.configure(settings)
+    FileSystems.set_options(options)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -27,6 +27,10 @@ from transforms.phantoms import Cuboid, centred_affine, rasterize
 TASK = "Task01_Hostile"
 SHAPE, SPACING = (32, 28, 10), (0.8, 0.9, 2.0)
 SECRET_FILE_TEXT = b"SECRET-FILE-5d1c0e7b"
+# Runs the CLI in a fresh interpreter and reports its peak RSS (VmHWM) on the last stderr line.
+CLI_WITH_PEAK = ("import sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
+                 "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+                 "print(f'peak_kib={hwm}', file=sys.stderr); sys.exit(rc)")
 # A label name that would inject a heading and a script into the dataset card if copied as markup.
 MARKUP_LABEL = "organ\n# Injected heading\n<script>alert('card')</script><img src=x onerror=alert(1)>"
 SECRET_ENV = {"AWS_SECRET_ACCESS_KEY": "SECRET-AWS-0a9f3c", "GOOGLE_OAUTH_TOKEN": "SECRET-GCP-77e2b1"}

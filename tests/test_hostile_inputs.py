@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import boto3
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -19,15 +20,11 @@ from PIL import Image
 from pipeline import storage
 from pipeline.cli import main
 from tests.conftest import make_msd_task, upload_tree
-from tests.hostile_corpus import SECRET_ENV, TASK, make_corpus
+from tests.hostile_corpus import CLI_WITH_PEAK, SECRET_ENV, TASK, make_corpus
 from transforms import deadline
 from transforms.errors import PipelineError, Reason
 
 BUDGET_MB = 1024
-# Runs the CLI in this process and reports its peak RSS (VmHWM) on the last stderr line.
-CLI_WITH_PEAK = ("import sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
-                 "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
-                 "print(f'peak_kib={hwm}', file=sys.stderr); sys.exit(rc)")
 
 
 def output_rows(output: str) -> tuple[list[dict], list[dict]]:
@@ -123,27 +120,39 @@ def test_no_worker_path_or_header_text_in_messages(local_build):
         assert "/tmp/" not in body and "site-packages" not in body and "/proc/" not in body, row["message"]
 
 
-def test_object_store_path_is_confined_too(gcs_emulator, tmp_path):
-    """The same headers from the GCS emulator: a detached header's data file is fetched next to its copy
-    only when it lies below the header's folder; absolute paths, `..` and lists are refused."""
-    root, expected, secrets = make_corpus(str(tmp_path / "corpus"), links=False)
-    storage.gcs_filesystem().mkdir("hostile")
-    upload_tree(str(tmp_path / "corpus"), "gs://hostile/base")
-    output = str(tmp_path / "out")
-    settings = storage._settings
-    try:
-        assert main(["build", "--source", "msd=gs://hostile/base/data", "--output", output, "--gcs-anonymous",
-                     "--max-volume-mb", str(BUDGET_MB)]) == 0
-    finally:
-        storage.configure(settings)  # the CLI configured this process without the emulator's project
+def _check_object_store_build(output: str, expected: dict, secrets: list[bytes], prefix: str) -> None:
     pairs, quarantine = output_rows(output)
     assert load_reasons(quarantine) == {case: reason for case, reason in expected.items() if reason}
     assert {row["case_id"] for row in pairs} == {c for c, r in expected.items() if r is None} - {f"{TASK}/checkerboard"}
     detached = [row for row in pairs if row["case_id"] == f"{TASK}/good_nhdr"]
-    assert detached and all(row["provenance"]["source_uri"].startswith("gs://hostile/base/data/") for row in detached)
+    assert detached and all(row["provenance"]["source_uri"].startswith(prefix) for row in detached)
     leaks = [(where, secret) for where, data in _every_output_byte(output) for secret in secrets if secret in data]
     assert not leaks
+
+
+def test_object_store_path_is_confined_too(gcs_emulator, tmp_path):
+    """The same headers from the GCS emulator: a detached header's data file is fetched next to its copy
+    only when it lies below the header's folder; absolute paths, `..` and lists are refused."""
+    _, expected, secrets = make_corpus(str(tmp_path / "corpus"), links=False)
+    storage.gcs_filesystem().mkdir("hostile")
+    upload_tree(str(tmp_path / "corpus"), "gs://hostile/base")
+    output = str(tmp_path / "out")
+    assert main(["build", "--source", "msd=gs://hostile/base/data", "--output", output, "--gcs-anonymous",
+                 "--max-volume-mb", str(BUDGET_MB)]) == 0
+    _check_object_store_build(output, expected, secrets, "gs://hostile/base/data/")
     assert storage.exists("gs://hostile/base/secret.raw")  # it was there to be read, and was not
+
+
+def test_s3_path_is_confined_too(s3_server, tmp_path):
+    endpoint = s3_server[0].split("=", 1)[1]
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket="hostile")
+    _, expected, secrets = make_corpus(str(tmp_path / "corpus"), links=False)
+    upload_tree(str(tmp_path / "corpus"), "s3://hostile/base")
+    output = str(tmp_path / "out")
+    assert main(["build", "--source", "msd=s3://hostile/base/data", "--output", output,
+                 "--max-volume-mb", str(BUDGET_MB), *s3_server]) == 0
+    _check_object_store_build(output, expected, secrets, "s3://hostile/base/data/")
 
 
 def test_a_read_past_its_time_limit_is_timeout_and_the_run_goes_on(tmp_path):
