@@ -7,15 +7,20 @@
     medvision-pipeline evaluate --pairs ./out/run1 --predictions answers.jsonl --json scores.json
     medvision-pipeline report ./out/run1      # rewrite the dataset card (README.md, card/) of a build
 
-Arguments `build` and `report` do not know are Beam pipeline options; `evaluate` refuses them. Misuse prints one
-line and exits 2.
+Arguments `build` and `report` do not know must be Beam pipeline options; an argument that neither this tool nor
+Beam knows is refused (a mistyped option must not leave its default in force), and `evaluate` refuses them all.
+Misuse prints one line and exits 2.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import json
+import logging
 import sys
 
+from apache_beam.options import pipeline_options
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import evaluate as evaluation
@@ -55,6 +60,58 @@ def make_parser() -> argparse.ArgumentParser:
     card.add_argument("output", help="the build's output location (path, gs://, s3://)")
     card.add_argument("--gcs-anonymous", action="store_true", help="read and write gs:// without credentials")
     return parser
+
+
+def _raise_usage_error(message):
+    raise UsageError(message)
+
+
+@contextlib.contextmanager
+def _silenced(logger: logging.Logger):
+    """Beam logs the arguments it discards; those are refused here, in one line."""
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
+def beam_leftovers(beam_args: list[str]) -> tuple[list[str], list[str]]:
+    """(the arguments no registered PipelineOptions class knows, every Beam option string).
+
+    Beam's own parser decides, built by `get_all_options` from every PipelineOptions subclass (as
+    `Pipeline` does); its `add_extra_args_fn` hook hands that parser over before Beam parses. A
+    known option with a bad value (`--direct_num_workers=x`) raises UsageError.
+    """
+    leftovers, known = [], []
+
+    def parse(parser: argparse.ArgumentParser) -> None:
+        parser.error = _raise_usage_error  # argparse would print its usage and exit
+        leftovers.extend(parser.parse_known_args(beam_args)[1])
+        known.extend(option for action in parser._actions for option in action.option_strings)
+
+    with _silenced(logging.getLogger(pipeline_options.__name__)):
+        PipelineOptions(beam_args).get_all_options(add_extra_args_fn=parse)
+    return leftovers, known
+
+
+def check_beam_arguments(beam_args: list[str], own_options: list[str]) -> None:
+    """Refuse (UsageError) an argument that neither this command nor Beam knows, naming it and the
+    closest option of this command or of Beam's."""
+    leftovers, beam_options = beam_leftovers(beam_args)
+    if not leftovers:
+        return
+    flags = [arg for arg in leftovers if arg.startswith("-")]
+    name = (flags or leftovers)[0].split("=", 1)[0]
+    close = difflib.get_close_matches(name, own_options + beam_options, n=1) if flags else []
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UsageError(f"unrecognized argument {name}{hint}: neither this tool nor Beam's pipeline options know it")
+
+
+def option_strings(parser: argparse.ArgumentParser, command: str) -> list[str]:
+    """The options of one subcommand of `parser`."""
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return [option for action in commands.choices[command]._actions for option in action.option_strings]
 
 
 def run_report(args, beam_args: list[str]) -> int:
@@ -101,7 +158,10 @@ def print_summary(stats: dict, output: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args, beam_args = make_parser().parse_known_args(argv)
+        parser = make_parser()
+        args, beam_args = parser.parse_known_args(argv)
+        if args.command in ("build", "report"):
+            check_beam_arguments(beam_args, option_strings(parser, args.command))
         if args.command == "sources":
             print_sources()
             return 0

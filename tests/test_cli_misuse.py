@@ -56,3 +56,46 @@ def test_nothing_reads_parquet_through_arrows_thread_pool():
     offenders = [path for path in glob.glob(os.path.join(root, "pipeline", "**", "*.py"), recursive=True)
                  if "pq.read_table(" in open(path).read()]
     assert offenders == []
+
+
+# --- options that neither this tool nor Beam knows ------------------------------------------------
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["build", "dry-run"])
+@pytest.mark.parametrize("arguments, named", [
+    (["--spcing", "1.0"], "--spcing (did you mean --spacing?)"),
+    (["--spcing=1.0"], "--spcing (did you mean --spacing?)"),
+    (["--tasks", "detection"], "--tasks"),
+    (["--runer", "DirectRunner"], "--runer (did you mean --runner?)"),
+    (["--max_cases=1"], "--max_cases (did you mean --max-cases?)"),
+    (["leftover"], "leftover:"),
+])
+def test_unknown_argument_is_refused_before_any_work(tmp_path, demo_root, capsys, dry_run, arguments, named):
+    before = sorted(os.listdir(demo_root))
+    output = tmp_path / "out"
+    argv = ["build", f"--source=demo={demo_root}", "--output", str(output), *dry_run, *arguments]
+    assert main(argv) == 2
+    assert f"unrecognized argument {named}" in one_error_line(capsys)
+    assert not output.exists() and capsys.readouterr().out == "" and sorted(os.listdir(demo_root)) == before
+
+
+def test_bad_value_of_a_beam_option_is_one_line(tmp_path, demo_root, capsys):
+    argv = ["build", f"--source=demo={demo_root}", "--output", str(tmp_path / "out"), "--direct_num_workers=two"]
+    assert main(argv) == 2
+    assert "--direct_num_workers" in one_error_line(capsys)
+
+
+def test_report_refuses_unknown_arguments_too(small_build, capsys):
+    assert main(["report", small_build, "--gcs-anonymus"]) == 2
+    assert "--gcs-anonymus (did you mean --gcs-anonymous?)" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("form", ["=", " "])
+def test_beam_options_still_pass_in_both_forms(tmp_path, demo_root, capsys, form):
+    beam = {"--runner": "DirectRunner", "--direct_num_workers": "2", "--s3_endpoint_url": "http://127.0.0.1:9",
+            "--job_endpoint": "localhost:9", "--environment_type": "EXTERNAL", "--environment_config": "localhost:9"}
+    arguments = [part for option, value in beam.items()
+                 for part in ([f"{option}={value}"] if form == "=" else [option, value])]
+    argv = ["build", f"--source=demo={demo_root}", "--output", str(tmp_path / "out"), "--dry-run",
+            "--cases", "Ceph/001", "--dry-run-sample", "1", *arguments, "--save_main_session"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["case_id"] == "Ceph/001"
