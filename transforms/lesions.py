@@ -108,27 +108,38 @@ def longest_diameter_mm(contour_mm: np.ndarray) -> tuple[float, np.ndarray, np.n
 def perpendicular_diameter_mm(contour_mm: np.ndarray, start: np.ndarray, end: np.ndarray, step_mm: float):
     """Longest chord inside the boundary polygon perpendicular to the segment start-end (RECIST short axis).
 
-    Chords are cut every `step_mm` along the long axis; on each cut, the polygon's edge
-    crossings pair up (even-odd rule) into inside segments, and the longest one wins.
+    Chords are cut every `step_mm` along the long axis, the first `step_mm / 2` past the contour's
+    lowest point along it; on each cut, the polygon's edge crossings pair up (even-odd rule) into
+    inside segments, and the longest one wins (the first cut, then the first segment, on ties).
+    Returns (length in mm, one end, the other end); (0, start, start) when no chord is found.
+    All cuts are made at once: each edge crosses the cuts strictly between its two ends' positions.
     """
     axis = (end - start) / np.linalg.norm(end - start)
     normal = np.array([-axis[1], axis[0]])
     along = (contour_mm - start) @ axis
     across = (contour_mm - start) @ normal
     next_along, next_across = np.roll(along, -1), np.roll(across, -1)
-    best = (0.0, start, start)
-    for cut in np.arange(along.min() + step_mm / 2, along.max(), step_mm):
-        crossing = (along - cut) * (next_along - cut) < 0
-        if not crossing.any():
-            continue
-        weight = (cut - along[crossing]) / (next_along[crossing] - along[crossing])
-        positions = np.sort(across[crossing] + weight * (next_across[crossing] - across[crossing]))
-        lengths = positions[1::2] - positions[0:-1:2]
-        if lengths.size and lengths.max() > best[0]:
-            k = int(np.argmax(lengths))
-            base = start + cut * axis
-            best = (float(lengths[k]), base + positions[2 * k] * normal, base + positions[2 * k + 1] * normal)
-    return best
+    cuts = np.arange(along.min() + step_mm / 2, along.max(), step_mm)
+    first = np.searchsorted(cuts, np.minimum(along, next_along), side="right")
+    crossed = np.maximum(np.searchsorted(cuts, np.maximum(along, next_along), side="left") - first, 0)
+    edge = np.repeat(np.arange(len(along)), crossed)
+    starts = np.cumsum(crossed) - crossed
+    cut_index = np.repeat(first - starts, crossed) + np.arange(edge.size)
+    cut = cuts[cut_index]
+    weight = (cut - along[edge]) / (next_along[edge] - along[edge])
+    position = across[edge] + weight * (next_across[edge] - across[edge])
+    order = np.lexsort((position, cut_index))
+    cut_index, position = cut_index[order], position[order]
+    # crossings pair up within a cut: (0, 1), (2, 3), ...; an odd last one is left alone
+    group_start = np.flatnonzero(np.r_[True, cut_index[1:] != cut_index[:-1]]) if cut_index.size else cut_index
+    rank = np.arange(cut_index.size) - np.repeat(group_start, np.diff(np.r_[group_start, cut_index.size]))
+    left = np.flatnonzero((rank % 2 == 0) & np.r_[cut_index[1:] == cut_index[:-1], False])
+    lengths = position[left + 1] - position[left]
+    if not lengths.size or not lengths.max() > 0.0:
+        return 0.0, start, start
+    best = left[int(np.argmax(lengths))]
+    base = start + cuts[cut_index[best]] * axis
+    return float(position[best + 1] - position[best]), base + position[best] * normal, base + position[best + 1] * normal
 
 
 def _pixel_width_mm(direction: np.ndarray, spacing_mm_row_col) -> float:
