@@ -18,6 +18,7 @@ import contextlib
 import difflib
 import json
 import logging
+import signal
 import sys
 
 from apache_beam.options import pipeline_options
@@ -27,7 +28,7 @@ from pipeline import evaluate as evaluation
 from pipeline import storage
 from pipeline.config import UsageError, add_build_arguments, config_from_args
 from pipeline.report import regenerate_card
-from pipeline.run import FailureFractionError, ReconcileError, build, configure_storage
+from pipeline.run import BuildStopped, FailureFractionError, ReconcileError, build, configure_storage
 from pipeline.sources import SOURCES
 from pipeline.version import __version__
 from transforms.card import CARD_FILE
@@ -177,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FailureFractionError, ReconcileError) as exc:
         print(f"medvision-pipeline: build failed: {exc}", file=sys.stderr)
         return FAILED_EXIT
+    except (BuildStopped, KeyboardInterrupt) as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"medvision-pipeline: stopped by {signal.Signals(signum).name}; temporary files removed, an "
+              "unfinished output has no _SUCCESS", file=sys.stderr)
+        return 128 + signum
     if "dry_run" in result:
         for line in result["dry_run"]:
             print(json.dumps(line))

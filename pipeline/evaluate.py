@@ -38,6 +38,13 @@ def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
         return parquet.read(columns=columns, use_threads=False)
 
 
+def check_finished(root: str) -> None:
+    """Refuse (UsageError) an output without `_SUCCESS`: its pairs may be missing or partly written."""
+    if not storage.exists(storage.join(root, "_SUCCESS")):
+        raise UsageError(f"{root} is not a finished build (no _SUCCESS): a build that failed, was stopped or is "
+                         "still running, whose pairs may be incomplete; score a finished build")
+
+
 def read_pairs(root: str) -> dict[str, dict]:
     """Every pair of a built output by sample_id: its task's truth columns, dataset, task and prompt style."""
     pairs = {}
@@ -80,6 +87,7 @@ def read_predictions(path: str) -> list[dict]:
 def evaluate(pairs_root: str, predictions_path: str) -> dict:
     """The evaluation report: one line per (dataset, task, unit), parse failures, and the predictions
     whose sample_id is not among the pairs (counted and listed, never scored)."""
+    check_finished(pairs_root)
     pairs, predictions = read_pairs(pairs_root), read_predictions(predictions_path)
     pairs_per_group = collections.Counter(scoring.group_key(pair) for pair in pairs.values())
     per_group, failures, unknown = collections.defaultdict(list), [], []

@@ -7,7 +7,11 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import os
+import shutil
+import signal
 import tempfile
+import threading
 import time
 
 import apache_beam as beam
@@ -15,7 +19,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
-from pipeline import report, storage
+from pipeline import claim, report, scratch, storage
 from pipeline.config import DIRECT_RUNNERS, BuildConfig, UsageError
 from pipeline.dag import COUNTS_FILE, QUARANTINE_PARTITION, build_graph
 from pipeline.dryrun import dry_run_report
@@ -36,6 +40,18 @@ class ReconcileError(RuntimeError):
 
 class FailureFractionError(RuntimeError):
     """A dataset lost more of its cases to quarantine than --max-failure-fraction allows."""
+
+
+class BuildStopped(BaseException):
+    """SIGTERM, SIGHUP or SIGINT reached the driver during a build: raised there so that its cleanup runs.
+
+    A BaseException, like KeyboardInterrupt: a step running in this process catches `Exception` to
+    quarantine a case, and must not quarantine the stop.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 def failed_case_fractions(stats: dict) -> dict[str, float]:
@@ -173,17 +189,71 @@ def configure_storage(gcs_anonymous: bool, options: PipelineOptions) -> storage.
     return settings
 
 
+@contextlib.contextmanager
+def signals_stop_the_build():
+    """SIGTERM, SIGHUP and SIGINT raise BuildStopped in the driver while the block runs (main thread only).
+
+    Beam wraps an exception raised inside a step running in this process in its own RuntimeError; after
+    a signal, any exception leaving the block is the stop.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def stop(signum, frame):
+        received.append(signum)
+        raise BuildStopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    try:
+        yield
+    except Exception as exc:
+        if received:
+            raise BuildStopped(received[0]) from exc
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def remove_write_temp(config: BuildConfig) -> None:
+    """Remove `_work/tmp`, where WriteTable writes local files before renaming them into place (object
+    stores are written from local spool files, in the run's scratch folder)."""
+    if not storage.is_remote(config.output):
+        shutil.rmtree(os.path.join(config.work_dir, "tmp"), ignore_errors=True)
+
+
 def build(config: BuildConfig, beam_args: list[str]) -> dict:
-    """Run a whole build; returns stats (or the dry-run report). Raises UsageError on misuse."""
+    """Run a whole build; returns stats (or the dry-run report). Raises UsageError on misuse.
+
+    The output location is checked before anything else and claimed (pipeline/claim.py) just before the
+    pipeline runs, after every usage check, so a refused command leaves nothing behind. Temporary files
+    live in the run's scratch folder (pipeline/scratch.py) and `_work/tmp`; both are removed when the
+    build ends, failed or not.
+    """
     options = PipelineOptions(beam_args)
     config = config.for_runner(options.view_as(StandardOptions).runner)
     settings = configure_storage(config.gcs_anonymous, options)
+    claim.check_output_location(config.output)
     if not config.dry_run and not storage.is_empty_location(config.output):
         raise UsageError(f"output {config.output} exists and is not empty; choose a new location")
-    cases = list_cases(config)
-    check_locations_reachable(config, cases, options)
-    if config.dry_run:
-        return {"dry_run": dry_run_report(cases, config)}
+    run_id = claim.new_run_id()
+    with signals_stop_the_build(), scratch.run_scratch(run_id):
+        cases = list_cases(config)
+        check_locations_reachable(config, cases, options)
+        if config.dry_run:
+            return {"dry_run": dry_run_report(cases, config)}
+        claim.claim_output(config.output, run_id, options)
+        try:
+            return run_pipeline(config, cases, options, settings, run_id)
+        finally:
+            remove_write_temp(config)
+
+
+def run_pipeline(config: BuildConfig, cases: list[CaseRef], options: PipelineOptions,
+                 settings: storage.StorageSettings, run_id: str) -> dict:
+    """The claimed part of a build: the DAG, reconciliation, stats, the dataset card, then `_SUCCESS`."""
     started = time.monotonic()
     with local_progress(options, len(cases)) as progress, beam.Pipeline(options=options) as pipeline:
         build_graph(pipeline, config, cases, settings, progress)
@@ -194,6 +264,6 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
     check_failure_fraction(stats, config.max_failure_fraction)
     report.write_card(config.output, stats)
     # Not empty: S3 refuses a multipart upload of zero parts, which an empty write becomes.
-    success = {"finished_utc": stats["finished_utc"], "total_rows": stats["total_rows"]}
+    success = {"run_id": run_id, "finished_utc": stats["finished_utc"], "total_rows": stats["total_rows"]}
     storage.write_bytes(storage.join(config.output, "_SUCCESS"), json.dumps(success).encode())
     return stats

@@ -5,8 +5,10 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pyarrow.parquet as pq
 import pytest
@@ -99,3 +101,49 @@ def test_beam_options_still_pass_in_both_forms(tmp_path, demo_root, capsys, form
             "--cases", "Ceph/001", "--dry-run-sample", "1", *arguments, "--save_main_session"]
     assert main(argv) == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out.splitlines()[0])["case_id"] == "Ceph/001"
+
+
+# --- outputs that can never be this build's folder ----------------------------------------------------
+
+def tree(root) -> dict[str, tuple[int, int]]:
+    """Every path under `root` with its size and mtime (ns): equal trees mean nothing was written."""
+    listing = {}
+    for folder, folders, files in os.walk(root):
+        for name in folders + files:
+            path = os.path.join(folder, name)
+            status = os.lstat(path)
+            listing[os.path.relpath(path, root)] = (status.st_size, status.st_mtime_ns)
+    return listing
+
+
+@pytest.mark.parametrize("output, message", [
+    ("a_file", "is a file, not a folder"),
+    ("a_file/below/it", "is below {tmp}/a_file, which is a file"),
+    ("dangling", "is a symbolic link to {tmp}/nowhere, which does not exist"),
+    ("dangling/below", "is a symbolic link to {tmp}/nowhere, which does not exist"),
+])
+def test_output_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, demo_root, capsys, output, message):
+    (tmp_path / "a_file").write_text("keep me")
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    before = tree(tmp_path)
+    assert main(["build", f"--source=demo={demo_root}", "--output", str(tmp_path / output), *SMALL]) == 2
+    assert message.format(tmp=tmp_path) in one_error_line(capsys)
+    assert tree(tmp_path) == before
+
+
+def test_output_below_a_system_file_is_refused(demo_root, capsys):
+    assert main(["build", f"--source=demo={demo_root}", "--output", "/etc/passwd/x", *SMALL]) == 2
+    assert "is below /etc/passwd, which is a file" in one_error_line(capsys)
+
+
+def test_report_and_evaluate_refuse_an_output_without_success(small_build, tmp_path, capsys):
+    partial = str(tmp_path / "partial")
+    shutil.copytree(small_build, partial)
+    os.remove(os.path.join(partial, "_SUCCESS"))
+    predictions = tmp_path / "answers.jsonl"
+    predictions.write_text("".join(json.dumps({"sample_id": i, "answer": "1"}) + "\n" for i in sample_ids(partial)))
+    assert main(["evaluate", "--pairs", partial, "--predictions", str(predictions)]) == 2
+    assert "is not a finished build (no _SUCCESS)" in one_error_line(capsys)
+    assert main(["report", partial]) == 2
+    assert "is not a finished build" in one_error_line(capsys)
+
