@@ -71,15 +71,34 @@ def check_failure_fraction(stats: dict, limit: float) -> None:
                                    "problem must not be quarantined away: see quarantine/ and stats.json")
 
 
+def unlisted_by_dry_run(config: BuildConfig) -> list[dict]:
+    """With --dry-run, one line per source whose listing would write (the demo before it is generated):
+    a dry run writes nothing, so it skips them and says why."""
+    lines = []
+    for spec in config.sources if config.dry_run else ():
+        try:
+            source = get_source(spec.name)
+            why = source.listing_writes(spec.root or source.default_root() or "")
+        except SourceError as exc:
+            raise UsageError(str(exc)) from exc
+        if why:
+            lines.append({"summary": spec.name, "not_listed": why})
+    return lines
+
+
 def list_cases(config: BuildConfig) -> list[CaseRef]:
-    """Cases of every `--source`, narrowed by `--cases` and `--max-cases` (per source)."""
-    selected = []
+    """Cases of every `--source`, narrowed by `--cases` and `--max-cases` (per source); with --dry-run,
+    the sources whose listing would write are skipped (`unlisted_by_dry_run`)."""
+    selected, skipped = [], False
     for spec in config.sources:
         try:
             source = get_source(spec.name)
             root = spec.root or source.default_root()
             if root is None:
                 raise UsageError(f"--source {spec.name} needs a root: --source {spec.name}=PATH_OR_URI")
+            if config.dry_run and source.listing_writes(root):
+                skipped = True
+                continue
             # every input of a case is confined to the root it was listed under (`storage.localized`)
             cases = [dataclasses.replace(case, source_root=root) for case in checked_cases(source, root)]
         except SourceError as exc:
@@ -88,7 +107,7 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
             cases = [case for case in cases if case.case_id in config.cases]
         selected += cases[: config.max_cases]
     missing = sorted(set(config.cases or ()) - {case.case_id for case in selected})
-    if missing:
+    if missing and not skipped:
         raise UsageError(f"--cases names cases no source lists: {', '.join(missing)}")
     keys = collections.Counter((case.dataset, case.case_id) for case in selected)
     repeated = sorted(key for key, n in keys.items() if n > 1)
@@ -243,7 +262,7 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
         cases = list_cases(config)
         check_locations_reachable(config, cases, options)
         if config.dry_run:
-            return {"dry_run": dry_run_report(cases, config)}
+            return {"dry_run": dry_run_report(cases, config) + unlisted_by_dry_run(config)}
         claim.claim_output(config.output, run_id, options)
         try:
             return run_pipeline(config, cases, options, settings, run_id)

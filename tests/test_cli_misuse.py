@@ -147,3 +147,48 @@ def test_report_and_evaluate_refuse_an_output_without_success(small_build, tmp_p
     assert main(["report", partial]) == 2
     assert "is not a finished build" in one_error_line(capsys)
 
+
+# --- --dry-run writes nothing; the demo writes only where nothing else is -------------------------------
+
+def test_dry_run_of_a_generated_demo_writes_nothing(tmp_path, demo_root, capsys, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the run's scratch folder would show here
+    before = tree(tmp_path), tree(demo_root)
+    assert main(["build", f"--source=demo={demo_root}", "--output", str(tmp_path / "out"), "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["summary"] == "demo"
+    assert (tree(tmp_path), tree(demo_root)) == before
+
+
+def test_dry_run_does_not_generate_the_demo(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    before = tree(tmp_path)
+    root = str(tmp_path / "demo")
+    assert main(["build", f"--source=demo={root}", "--output", str(tmp_path / "out"), "--dry-run"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["summary"] == "demo" and "not generated yet" in line["not_listed"]
+    assert tree(tmp_path) == before
+
+
+def test_demo_is_not_generated_into_a_folder_holding_other_files(tmp_path, capsys):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "mine.txt").write_text("keep me")
+    before = tree(tmp_path)
+    for dry_run in ([], ["--dry-run"]):
+        assert main(["build", f"--source=demo={root}", "--output", str(tmp_path / "out"), *dry_run]) == 2
+        assert "holds other files (mine.txt)" in one_error_line(capsys)
+        assert tree(tmp_path) == before
+
+
+def test_demo_never_overwrites_a_file_of_its_own_name(tmp_path, capsys):
+    """A folder holding only the demo's folders (an interrupted generation) is completed, but a file that
+    differs from the demo's is never replaced."""
+    from pipeline.sources import demo
+
+    impostor = tmp_path / "data" / "Task01_DemoCT" / "dataset.json"
+    impostor.parent.mkdir(parents=True)
+    impostor.write_text("{}")
+    before = tree(tmp_path)
+    assert main(["build", f"--source=demo={tmp_path / 'data'}", "--output", str(tmp_path / "out"), *SMALL]) == 2
+    assert "exists and differs from the demo's file" in one_error_line(capsys)
+    assert impostor.read_text() == "{}" and not os.path.exists(tmp_path / "data" / demo.COMPLETE_MARKER)
+    assert tree(tmp_path) == before

@@ -34,6 +34,12 @@ class Source(abc.ABC):
         """Where the source's data is when the user names no root (only built-in sources have one)."""
         return None
 
+    def listing_writes(self, root: str) -> str | None:
+        """None when listing `root` only reads; else a sentence saying what listing would write there first
+        (the demo generates its data), and `--dry-run`, which writes nothing, skips the source with it.
+        Raises SourceError for a root the source cannot use."""
+        return None
+
 
 class SourceError(ValueError):
     """A source root that cannot be listed (wrong layout, unreadable index): a usage error."""

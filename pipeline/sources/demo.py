@@ -16,12 +16,13 @@ import gzip
 import io
 import json
 import os
+import tempfile
 
 import nibabel as nib
 import numpy as np
 
 from pipeline import storage
-from pipeline.sources.base import Source, SourceInfo
+from pipeline.sources.base import Source, SourceError, SourceInfo
 from pipeline.sources.ceph_biometrics_400 import list_cephalograms
 from pipeline.sources.feta24 import list_feta
 from pipeline.sources.msd import list_task
@@ -31,6 +32,7 @@ from transforms.phantoms import Cuboid, Ellipsoid, centred_affine, intensities, 
 DEMO_VERSION = "demo-v3"
 LICENCE = "CC0-1.0"
 COMPLETE_MARKER = "_COMPLETE"
+DEMO_TOP_LEVEL = ("Task01_DemoCT", "Task02_DemoMR", "Ceph", "FeTA", COMPLETE_MARKER)
 
 ABDOMEN_LABELS = {1: "liver", 2: "right kidney", 3: "left kidney", 4: "spleen", 5: "liver lesion"}
 LESION_MM = Cuboid(5, (35.0, 0.0, 0.0), (55.0, 16.0, 25.0))
@@ -119,10 +121,57 @@ def write_task(root: str, task: str, modality: dict, labels: dict, cases: dict[s
 
 
 def generate(root: str) -> None:
-    """Write the demo dataset under `root` (any storage); skipped when already complete."""
-    marker = storage.join(root, COMPLETE_MARKER)
-    if storage.exists(marker):
+    """Write the demo dataset under `root` (any storage); skipped when already complete.
+
+    The demo never overwrites: it is written only into a new or empty root, or one holding nothing but
+    the demo's own folders (an interrupted generation), where a file of the demo's that is already
+    there must hold the demo's bytes. Anything else is a SourceError, raised before anything is written:
+    the files are made in a local temporary folder and compared with the root before the missing ones
+    are written.
+    """
+    if storage.exists(storage.join(root, COMPLETE_MARKER)):
         return
+    check_generation_root(root)
+    with tempfile.TemporaryDirectory(prefix="medvision-demo-") as staging:
+        write_demo(staging)
+        files = {}
+        for relative in storage.list_tree(staging):
+            with open(os.path.join(staging, relative), "rb") as handle:
+                files[storage.join(root, relative)] = handle.read()
+    missing = [uri for uri, data in files.items() if not _exists_as(uri, data)]
+    for uri in missing:
+        storage.write_bytes(uri, files[uri])
+    storage.write_bytes(storage.join(root, COMPLETE_MARKER), DEMO_VERSION.encode())
+
+
+def check_generation_root(root: str) -> None:
+    """Refuse (SourceError) a root holding anything besides the demo's own top-level folders."""
+    if storage.is_remote(root):
+        names = {relative.split("/", 1)[0] for relative in storage.list_tree(root)}
+    elif os.path.isdir(root):
+        names = set(os.listdir(root))
+    elif os.path.lexists(root):
+        raise SourceError(f"demo root {root} is not a folder")
+    else:
+        names = set()
+    foreign = sorted(names - set(DEMO_TOP_LEVEL))
+    if foreign:
+        raise SourceError(f"demo root {root} holds other files ({', '.join(foreign[:3])}); the demo is generated "
+                          "only into a new or empty folder: give another root, or `--source demo` for the default")
+
+
+def _exists_as(uri: str, data: bytes) -> bool:
+    """False when nothing is at `uri`, True when it holds `data`; SourceError when it holds anything else."""
+    if not storage.exists(uri):
+        return False
+    if storage.read_bytes(uri) != data:
+        raise SourceError(f"{uri} exists and differs from the demo's file, which would replace it; remove it "
+                          "or give another root")
+    return True
+
+
+def write_demo(root: str) -> None:
+    """Write every demo file under `root` (without the completion marker)."""
     ct_files = {}
     for seed, (case_id, orientation, spacing, rotation) in enumerate(CT_CASES):
         image, labels, affine = ct_case(orientation, spacing, rotation, seed)
@@ -137,7 +186,6 @@ def generate(root: str) -> None:
     write_task(root, "Task02_DemoMR", list(BRAIN_VALUES), BRAIN_LABELS, mr_files)
     write_ceph(storage.join(root, "Ceph"))
     write_feta(storage.join(root, "FeTA", "feta_2.4"))
-    storage.write_bytes(marker, DEMO_VERSION.encode())
 
 
 class DemoSource(Source):
@@ -154,6 +202,12 @@ class DemoSource(Source):
     def default_root(self) -> str:
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         return os.path.join(cache, "medvision-pipeline", DEMO_VERSION)
+
+    def listing_writes(self, root: str) -> str | None:
+        if storage.exists(storage.join(root, COMPLETE_MARKER)):
+            return None
+        check_generation_root(root)
+        return f"the demo data is not generated yet: a build generates it into {root} first, a dry run writes nothing"
 
     def list_cases(self, root: str) -> list[CaseRef]:
         generate(root)
