@@ -21,12 +21,11 @@ import time
 import numpy as np
 
 from transforms import nifti
-from transforms.boxes import component_boxes
-from transforms.case import lost_labels
-from transforms.lesions import measure_component, target_components
+from transforms.lesions import LesionSize
 from transforms.medvision import CONVENTIONS
 from transforms.planes import labelled_slice_indices, plane_grid, planes_of
 from transforms.readers import ITK_SUFFIXES, read_itk
+from transforms.slice_labels import derive_plane
 from transforms.volume import Volume, as_integer_labels, to_canonical
 
 
@@ -42,25 +41,19 @@ def read_labels(path: str) -> Volume:
 
 
 def derive(labels: Volume, lesion_labels: tuple[int, ...], conventions: str) -> dict[str, tuple[int, int, int]]:
-    """The label side of every planned slice; per plane (slices, boxes kept, lesion sizes measured)."""
+    """The label side of every planned slice, as a build's slice step derives it (`transforms.case.extract_slices`);
+    per plane (slices, detection pairs kept, lesion sizes measured)."""
     chosen = CONVENTIONS[conventions]
     spacing = chosen.spacing or "finest"
     counts = {}
     for plane in planes_of(labels.array.shape):
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing, chosen.display)
         indices = labelled_slice_indices(labels.array, plane)
-        n_boxes = n_sizes = 0
-        for index in indices:
-            source = grid.cut(labels.array, index)
-            labels_2d = grid.resample_labels(source)
-            if grid.downsamples:
-                lost_labels(source, labels_2d)
-            boxes = component_boxes(labels_2d)
-            n_boxes += sum(1 for box in boxes if box.single_instance or not chosen.single_instance_only)
-            for _, _, count, component in target_components(labels_2d, lesion_labels):
-                if component is None or (chosen.single_instance_only and count > 1):
-                    continue
-                n_sizes += not hasattr(measure_component(component, grid.spacing_mm_row_col), "reason")
+        derived = derive_plane(labels.array, grid, indices, lesion_labels, not chosen.single_instance_only)
+        n_boxes = sum(1 for found in derived.values() for box in found.boxes
+                      if box.single_instance or not chosen.single_instance_only)
+        n_sizes = sum(1 for found in derived.values() for entry in found.lesions if isinstance(entry.size, LesionSize)
+                      and (entry.n_components == 1 or not chosen.single_instance_only))
         counts[plane] = (len(indices), n_boxes, n_sizes)
     return counts
 

@@ -191,8 +191,9 @@ def unit_records(unit: WorkUnit, settings: LoadSettings) -> Iterator[SliceRecord
                             "the one the case was planned with); rebuild from a stable copy", changed[0])
     pointer = settings.pointers_only(unit.case)
     hashes = dict(unit.volume_hashes)
-    display = CONVENTIONS[settings.conventions].display
-    contents = extract_slices(loaded, settings.spacing, display, {unit.plane: unit.slice_indices}, dict(unit.windows))
+    conventions = CONVENTIONS[settings.conventions]
+    contents = extract_slices(loaded, settings.spacing, conventions.display, {unit.plane: unit.slice_indices},
+                              dict(unit.windows), measure_several=not conventions.single_instance_only)
     return (SliceRecord(unit.case, unit.split, unit.provenance, content, pointer, hashes[content.sequence])
             for content in contents)
 

@@ -5,12 +5,13 @@ import dataclasses
 
 from schemas.tables import SCHEMA_VERSION
 from transforms import ids
-from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox, component_boxes
+from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox
 from transforms.case import CaseRef, PlacedMeasurement, SliceRecord
 from transforms.errors import Reason
-from transforms.lesions import LesionSize, Rejection, measure_component, target_components
+from transforms.lesions import LesionSize, Rejection
 from transforms.medvision import CONVENTIONS, Conventions, benchmark_box_target
 from transforms.prompts import prompt_and_answer
+from transforms.slice_labels import SliceLabels, derive_slice
 
 
 def provenance(case: CaseRef, geometry: dict, sha256_by_uri: dict[str, str],
@@ -122,11 +123,20 @@ def too_many_components(label: int, count: int) -> Rejection:
                      f"{MAX_COMPONENTS_PER_LABEL}: its pairs of this slice are refused together")
 
 
+def slice_labels(record: SliceRecord) -> SliceLabels:
+    """The boxes and lesion components of a slice: derived when it was cut, else from its label slice now."""
+    content = record.content
+    if content.derived is not None:
+        return content.derived
+    return derive_slice(content.labels_2d, content.spacing_mm_row_col, record.case.lesion_labels,
+                        measure_several=not conventions_of(record).single_instance_only)
+
+
 def detection_pairs(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Rejection]]]:
     """Detection pairs of a slice, and (sample_id, rejection) for the boxes the conventions'
     single-instance filter drops (none under the default conventions)."""
     conventions, pairs, dropped = conventions_of(record), [], []
-    for box in component_boxes(record.content.labels_2d):
+    for box in slice_labels(record).boxes:
         if box.n_components > MAX_COMPONENTS_PER_LABEL:
             if box.component_index == 0:  # one refusal for the label's pieces in this slice
                 dropped.append((pair_sample_id(record, "detection", detection_target(box)),
@@ -181,15 +191,17 @@ def lesion_target(label: int, component_index: int) -> str:
 def lesion_rows(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Rejection]]]:
     """Tumour/lesion size pairs of a slice, and (sample_id, rejection) for components refused by a guard
     or by the conventions' single-instance filter."""
-    content, conventions, pairs, rejected = record.content, conventions_of(record), [], []
-    for label, index, count, component in target_components(content.labels_2d, record.case.lesion_labels):
-        if component is None:
+    conventions, pairs, rejected = conventions_of(record), [], []
+    for entry in slice_labels(record).lesions:
+        label, index, count, size = entry.label, entry.component_index, entry.n_components, entry.size
+        if count > MAX_COMPONENTS_PER_LABEL:
             size = too_many_components(label, count)
         elif conventions.single_instance_only and count > 1:
             size = Rejection(Reason.NOT_SINGLE_INSTANCE, f"label {label} has {count} components in the slice; "
                              "MedVision keeps slices with one")
-        else:
-            size = measure_component(component, content.spacing_mm_row_col)
+        elif size is None:
+            raise ValueError(f"label {label} component {index} of {count} was cut without its measurement; "
+                             "cut the slices with measure_several=True for these conventions")
         if isinstance(size, Rejection):
             rejected.append((pair_sample_id(record, "tumor_lesion_size", lesion_target(label, index)), size))
         else:

@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from transforms.lesions import longest_diameter_mm, outer_contour_mm, perpendicular_diameter_mm
+from transforms.boxes import component_boxes
+from transforms.case import lost_labels
+from transforms.lesions import (longest_diameter_mm, measure_component, outer_contour_mm, perpendicular_diameter_mm,
+                                target_components)
+from transforms.planes import DISPLAYS, PLANES, labelled_slice_indices, plane_grid
+from transforms.slice_labels import derive_plane
 
 spacings = st.sampled_from([0.5, 0.7, 0.78125, 1.0, 2.0, 2.5, 6.5])
 
@@ -76,3 +81,48 @@ def test_perpendicular_diameter_matches_the_cut_by_cut_reference(seed, row_mm, c
         assert got[0] == expected[0]
         np.testing.assert_array_equal(got[1], expected[1])
         np.testing.assert_array_equal(got[2], expected[2])
+
+
+def reference_slice(labels_2d, spacing, lesion_labels):
+    """Boxes and lesion measurements of one displayed label slice, one label and component at a time."""
+    boxes = [(b.label, b.component_index, b.n_components, b.box_xyxy_px, b.area_px) for b in component_boxes(labels_2d)]
+    lesions = []
+    for label, index, count, component in target_components(labels_2d, lesion_labels):
+        lesions.append((label, index, count, None if component is None else measure_component(component, spacing)))
+    return boxes, lesions
+
+
+def label_volume(seed: int) -> np.ndarray:
+    """Random blobs of labels 1-3 (3 drawn thin and scattered) in a small volume."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(4, 24, 3))
+    labels = np.zeros(shape, np.uint8)
+    for value in (1, 2, 3):
+        field = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0.6, 2.5))
+        labels[field > np.quantile(field, rng.uniform(0.6, 0.97))] = value
+    return labels
+
+
+@settings(max_examples=120, deadline=None)
+@given(seed=st.integers(0, 10**6), spacing=st.tuples(spacings, spacings, spacings),
+       plane=st.sampled_from(PLANES), display=st.sampled_from(DISPLAYS),
+       mode=st.sampled_from(["finest", "native", 1.3, 3.0]), measure_several=st.booleans())
+def test_plane_derivation_is_that_of_each_displayed_slice(seed, spacing, plane, display, mode, measure_several):
+    labels = label_volume(seed)
+    grid = plane_grid(labels.shape, spacing, plane, mode, display)
+    indices = sorted(set(labelled_slice_indices(labels, plane).tolist()) | {0})
+    derived = derive_plane(labels, grid, indices, (3, 1), measure_several)
+    for index in indices:
+        source = grid.cut(labels, index)
+        labels_2d = grid.resample_labels(source)
+        boxes, lesions = reference_slice(labels_2d, grid.spacing_mm_row_col, (3, 1))
+        got = derived[index]
+        np.testing.assert_array_equal(got.labels_2d(grid.shape_rows_cols), labels_2d)
+        assert got.labels_lost == (lost_labels(source, labels_2d) if grid.downsamples else ())
+        assert [(b.label, b.component_index, b.n_components, b.box_xyxy_px, b.area_px) for b in got.boxes] == boxes
+        assert [(e.label, e.component_index, e.n_components) for e in got.lesions] == [entry[:3] for entry in lesions]
+        for entry, (_, _, count, expected) in zip(got.lesions, lesions):
+            if entry.size is None:
+                assert expected is None or (not measure_several and count > 1)
+            else:
+                assert entry.size == expected

@@ -26,6 +26,7 @@ from transforms.planes import SpacingMode, in_plane_axes, labelled_slice_indices
     target_spacing_mm
 from transforms.readers import ITK_SUFFIXES, PlanarGeometry, itk_voxel_count, read_itk, read_planar, \
     resample_through_transform
+from transforms.slice_labels import SliceLabels, derive_plane
 from transforms.volume import Volume, as_integer_labels, check_orthonormal, grid_of, match_grid, place_nearest, \
     present_labels, to_canonical
 
@@ -147,10 +148,14 @@ class SliceContent:
     measurements: tuple[PlacedMeasurement, ...] = ()
     labels_lost: tuple[int, ...] = ()  # labels of the source slice that resampling removed
     png: Optional[bytes] = None  # set by `with_png`
+    derived: Optional[SliceLabels] = None  # boxes and lesion components, when cut with them (then packed_labels
+    # holds only the labelled box, and `labels_2d` is made from it)
 
     @property
     def labels_2d(self) -> np.ndarray:
         """The label slice in this slice's displayed pixel frame."""
+        if self.derived is not None:
+            return self.derived.labels_2d(self.shape_rows_cols)
         return self.packed_labels.unpack()
 
     def with_png(self) -> "SliceContent":
@@ -459,31 +464,40 @@ def case_windows(loaded: LoadedCase) -> dict[str, Window]:
 
 def extract_slices(loaded: LoadedCase, spacing: SpacingMode, display: str = "radiological",
                    plan: Optional[dict[str, tuple[int, ...]]] = None,
-                   windows: Optional[dict[str, Window]] = None) -> Iterator[SliceContent]:
+                   windows: Optional[dict[str, Window]] = None, measure_several: bool = True,
+                   with_labels: bool = True) -> Iterator[SliceContent]:
     """The slices of `plan` (default: the whole `slice_plan`) of every sequence, resampled, in the
     `display` orientation ("radiological" or "raw", see `transforms.planes`), in `windows`
     (default: `case_windows`).
 
     Windows and landmark placement are computed now, so their errors raise before any slice exists;
-    the slices are cut lazily. The label slice of a (plane, index) is computed once and shared by
-    all sequences.
+    the slices are cut lazily. The label side of a plane's planned slices (boxes, lesion components,
+    `transforms.slice_labels`) is derived at once when the plane is reached, and shared by all
+    sequences; `measure_several=False` leaves unmeasured the lesion components of a label in several
+    pieces, `with_labels=False` derives nothing (slices for their pixels only).
     """
     windows = case_windows(loaded) if windows is None else windows
     placed = place_measurements(loaded, spacing, display)
-    return _cut_slices(loaded, spacing, display, windows, placed, slice_plan(loaded, placed) if plan is None else plan)
+    return _cut_slices(loaded, spacing, display, windows, placed, slice_plan(loaded, placed) if plan is None else plan,
+                       measure_several, with_labels)
+
+
+_NO_LABELS = PackedArray.pack(np.zeros((0, 0), np.uint8))
 
 
 def _cut_slices(loaded: LoadedCase, spacing: SpacingMode, display: str, windows: dict,
-                placed: dict, plan: dict[str, tuple[int, ...]]) -> Iterator[SliceContent]:
-    """The slices of `extract_slices`, one at a time (only the current one is held)."""
+                placed: dict, plan: dict[str, tuple[int, ...]], measure_several: bool = True,
+                with_labels: bool = True) -> Iterator[SliceContent]:
+    """The slices of `extract_slices`, one at a time (only the current one and its plane's labels are held)."""
     labels = loaded.labels
     for plane, indices in plan.items():
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing, display)
+        derived = derive_plane(labels.array, grid, indices if with_labels else (), loaded.case.lesion_labels,
+                               measure_several)
         for index in indices:
-            source_labels = grid.cut(labels.array, index)
-            labels_2d = grid.resample_labels(source_labels)
-            lost = lost_labels(source_labels, labels_2d) if grid.downsamples else ()
-            packed = PackedArray.pack(labels_2d)
+            mine = derived.get(index)
+            lost = mine.labels_lost if mine is not None else ()
+            packed = mine.crop if mine is not None and mine.crop is not None else _NO_LABELS
             for seq in loaded.case.sequences:
                 pixels = grid.resample_image(grid.cut(loaded.images[seq.name].array, index))
                 yield SliceContent(
@@ -499,6 +513,7 @@ def _cut_slices(loaded: LoadedCase, spacing: SpacingMode, display: str, windows:
                     packed_labels=packed,
                     measurements=tuple(placed.get((plane, index), ())),
                     labels_lost=lost,
+                    derived=mine,
                 )
 
 

@@ -61,18 +61,22 @@ def size_floor_mm(spacing_mm_row_col: tuple[float, float]) -> float:
     return max(SIZE_FLOOR_MM, SIZE_FLOOR_PIXELS * max(spacing_mm_row_col))
 
 
-def outer_contour_mm(component: np.ndarray, spacing_mm_row_col) -> np.ndarray:
+def outer_contour_mm(component: np.ndarray, spacing_mm_row_col, origin_row_col: tuple[int, int] = (0, 0)) -> np.ndarray:
     """The component's outer boundary as (x, y) mm points, on pixel edges, in the edge frame.
 
     Marching squares at level 0.5 on the zero-padded mask runs between inside and outside
     pixel centres, i.e. along pixel edges; the longest closed contour is the outer one.
+    `component` may be a crop of the slice holding the whole component, its top-left pixel at
+    `origin_row_col` of the slice: the contour is the same (squares are scanned in the same order),
+    shifted by a whole number of pixels, which the coordinates add back exactly.
     """
     padded = np.pad(component.astype(np.uint8), 1)
     contours = find_contours(padded, 0.5)
     rows_cols = max(contours, key=len)[:-1]  # closed contour: last point repeats the first
     # padded index p is edge-frame coordinate p - 1 + 0.5
     row_mm, col_mm = spacing_mm_row_col
-    return np.column_stack(((rows_cols[:, 1] - 0.5) * col_mm, (rows_cols[:, 0] - 0.5) * row_mm))
+    rows, cols = rows_cols[:, 0] + origin_row_col[0], rows_cols[:, 1] + origin_row_col[1]
+    return np.column_stack(((cols - 0.5) * col_mm, (rows - 0.5) * row_mm))
 
 
 def _to_px(point_mm, spacing_mm_row_col) -> Point:
@@ -139,7 +143,8 @@ def perpendicular_diameter_mm(contour_mm: np.ndarray, start: np.ndarray, end: np
         return 0.0, start, start
     best = left[int(np.argmax(lengths))]
     base = start + cuts[cut_index[best]] * axis
-    return float(position[best + 1] - position[best]), base + position[best] * normal, base + position[best + 1] * normal
+    ends = base + position[best] * normal, base + position[best + 1] * normal
+    return float(position[best + 1] - position[best]), *ends
 
 
 def _pixel_width_mm(direction: np.ndarray, spacing_mm_row_col) -> float:
@@ -149,10 +154,15 @@ def _pixel_width_mm(direction: np.ndarray, spacing_mm_row_col) -> float:
     return float(unit[0] * col_mm + unit[1] * row_mm)
 
 
-def measure_component(component: np.ndarray, spacing_mm_row_col: tuple[float, float]) -> LesionSize | Rejection:
-    """Ellipse and RECIST measurements of one binary component, or the reason it is rejected."""
+def measure_component(component: np.ndarray, spacing_mm_row_col: tuple[float, float],
+                      origin_row_col: tuple[int, int] = (0, 0)) -> LesionSize | Rejection:
+    """Ellipse and RECIST measurements of one binary component, or the reason it is rejected.
+
+    `component` is the slice's mask of the component, or any crop of it holding the whole component
+    with its top-left pixel at `origin_row_col` of the slice: the results are the same.
+    """
     row_mm, col_mm = spacing_mm_row_col
-    contour = outer_contour_mm(component, spacing_mm_row_col)
+    contour = outer_contour_mm(component, spacing_mm_row_col, origin_row_col)
     if len(contour) < MIN_CONTOUR_POINTS:
         return Rejection(Reason.FIT_TOO_FEW_POINTS, f"{len(contour)} contour points < {MIN_CONTOUR_POINTS}")
     n_pixels = int(component.sum())

@@ -69,6 +69,6 @@ def _middle_slice_png_bytes(loaded: LoadedCase, spacing: SpacingMode, display: s
     """Per plane, the PNG bytes of its middle planned slice over all sequences, cut as the build cuts it."""
     middle = {plane: (indices[len(indices) // 2],) for plane, indices in plan.items() if indices}
     sizes: collections.Counter = collections.Counter()
-    for content in extract_slices(loaded, spacing, display, middle, windows):
+    for content in extract_slices(loaded, spacing, display, middle, windows, with_labels=False):
         sizes[content.plane] += len(content.with_png().png)
     return sizes

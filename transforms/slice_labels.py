@@ -1,0 +1,242 @@
+"""The label side of a plane's planned slices, derived at once: boxes, lesion components, lost labels.
+
+The planned slices of a plane are cut from the canonical label volume as one stack, cropped to the
+box holding their labels, in display orientation. Every label's connected components (4-connected,
+never across slices) are found by one labelling of the whole stack, and their boxes by one
+`find_objects`. Along an in-plane axis that the plane's grid keeps or upsamples, nearest-neighbour
+resampling turns each source pixel into one or more whole output pixels, in order: components, their
+raster order and counts are those of the source pixels, a box edge maps exactly to the first output
+pixel of its source pixel, and an area counts the output pixels of each source pixel. Along an axis
+the grid downsamples, pixels can vanish and components split or merge, so the stack is resampled
+along it first. A lesion component is measured on its own box resampled to output pixels, which is
+exactly that component's mask in the displayed slice. Results are those of `transforms.boxes` and
+`transforms.lesions` run on each displayed label slice (tests compare them).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+
+from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox
+from transforms.lesions import LesionSize, Rejection, measure_component
+from transforms.packed import PackedArray
+from transforms.planes import SLICE_AXIS, SPACING_REL_TOL, PlaneGrid
+from transforms.volume import present_labels
+
+# 4-connected within a slice, nothing across slices.
+_IN_SLICE_CROSS = np.zeros((3, 3, 3), bool)
+_IN_SLICE_CROSS[1] = ndimage.generate_binary_structure(2, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class LesionComponent:
+    """One component of a lesion label in a slice; `size` is None when it was not measured: the label is in
+    more than `MAX_COMPONENTS_PER_LABEL` pieces (one entry, index 0), or in several and only single ones are."""
+
+    label: int
+    component_index: int
+    n_components: int
+    size: LesionSize | Rejection | None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SliceLabels:
+    """What one displayed label slice gives: its boxes (by label, then raster order), its lesion components,
+    the labels resampling removed, and the slice itself held as its labelled box at source resolution."""
+
+    boxes: tuple[ComponentBox, ...] = ()
+    lesions: tuple[LesionComponent, ...] = ()
+    labels_lost: tuple[int, ...] = ()
+    crop: Optional[PackedArray] = None  # the labelled box of the slice, source pixels, display orientation
+    origin_row_col: tuple[int, int] = (0, 0)  # displayed pixel of the crop's first output pixel
+    row_map: Optional[np.ndarray] = None  # crop row shown by each output row from the origin; None: one each
+    col_map: Optional[np.ndarray] = None
+
+    def labels_2d(self, shape_rows_cols: tuple[int, int]) -> np.ndarray:
+        """The displayed label slice (rows, cols)."""
+        if self.crop is None:
+            return np.zeros(shape_rows_cols, np.uint8)
+        crop = self.crop.unpack()
+        crop = crop if self.row_map is None else crop[self.row_map]
+        crop = crop if self.col_map is None else crop[:, self.col_map]
+        full = np.zeros(shape_rows_cols, crop.dtype)
+        row, col = self.origin_row_col
+        full[row:row + crop.shape[0], col:col + crop.shape[1]] = crop
+        return full
+
+
+@dataclasses.dataclass(frozen=True)
+class _Axis:
+    """How one in-plane axis of the working stack maps to displayed pixels."""
+
+    origin: int  # displayed pixel of working index 0
+    out_map: Optional[np.ndarray]  # working index of each displayed pixel from the origin; None: one each
+    take: Optional[np.ndarray]  # source indices (in the crop) the working stack is resampled to first
+
+    def first_out(self, n_working: int) -> np.ndarray:
+        """Displayed pixel (from the origin) where each working index 0..n begins; index n is the end."""
+        edges = np.arange(n_working + 1)
+        return edges if self.out_map is None else np.searchsorted(self.out_map, edges, side="left")
+
+    def counts(self, n_working: int) -> np.ndarray | None:
+        return None if self.out_map is None else np.bincount(self.out_map, minlength=n_working)
+
+
+def _axis(positions: np.ndarray | None, src_mm: float, dst_mm: float, low: int, high: int) -> _Axis:
+    """The plan of one axis for a crop [low, high) of source pixels (see the module docstring)."""
+    if positions is None:
+        return _Axis(low, None, None)
+    source = np.floor(positions + 0.5).astype(np.intp)  # as `planes.interpolate_nearest`
+    first, stop = np.searchsorted(source, (low, high), side="left")
+    if dst_mm > src_mm * (1 + SPACING_REL_TOL):
+        return _Axis(int(first), None, source[first:stop] - low)
+    return _Axis(int(first), source[first:stop] - low, None)
+
+
+def _display_stack(labels_ijk: np.ndarray, grid: PlaneGrid) -> np.ndarray:
+    """View (slice, row, col) of every slice of the plane in display orientation (`planes.display_slice`)."""
+    stack = np.moveaxis(labels_ijk, SLICE_AXIS[grid.plane], 0)
+    return stack[:, ::-1, ::-1].transpose(0, 2, 1) if grid.display == "radiological" else stack
+
+
+def _labelled_box(stack: np.ndarray) -> tuple[np.ndarray, slice, slice] | None:
+    """Which slices of a stack hold a label, and the in-plane box of all its labels (None: none)."""
+    labelled = stack != 0
+    rows = np.flatnonzero(labelled.any(axis=(0, 2)))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(labelled[:, rows[0]:rows[-1] + 1].any(axis=(0, 1)))
+    has = labelled[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].any(axis=(1, 2))
+    return has, slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def derive_plane(labels_ijk: np.ndarray, grid: PlaneGrid, indices, lesion_labels=(),
+                 measure_several: bool = True) -> dict[int, SliceLabels]:
+    """`SliceLabels` of each slice `indices` of `grid`'s plane of a canonical label volume.
+
+    Lesion components of `lesion_labels` are measured (`transforms.lesions.measure_component`) unless
+    their label is in more than `MAX_COMPONENTS_PER_LABEL` pieces, or in several and `measure_several`
+    is False (MedVision's single-instance conventions never use those).
+    """
+    indices = [int(index) for index in indices]
+    result = {index: SliceLabels() for index in indices}
+    if not indices:
+        return result
+    stack = _display_stack(labels_ijk, grid)[min(indices):max(indices) + 1]
+    found = _labelled_box(stack)
+    if found is None:
+        return result
+    has, rows, cols = found
+    kept = [index for index in indices if has[index - min(indices)]]
+    source = stack[:, rows, cols][np.asarray(kept) - min(indices)]
+    row_axis = _axis(grid.row_positions, *_spacings(grid, 0), rows.start, rows.stop)
+    col_axis = _axis(grid.col_positions, *_spacings(grid, 1), cols.start, cols.stop)
+    working = source if row_axis.take is None else np.take(source, row_axis.take, axis=1)
+    working = working if col_axis.take is None else np.take(working, col_axis.take, axis=2)
+    derived = _derive_stack(working, row_axis, col_axis, grid.spacing_mm_row_col, lesion_labels, measure_several)
+    for position, index in enumerate(kept):
+        lost = ()
+        if row_axis.take is not None or col_axis.take is not None:
+            lost = tuple(sorted(present_labels(source[position]) - present_labels(working[position])))
+        result[index] = dataclasses.replace(derived[position], labels_lost=lost,
+                                            **_own_crop(working[position], row_axis, col_axis))
+    return result
+
+
+def _own_crop(working_2d: np.ndarray, row_axis: _Axis, col_axis: _Axis) -> dict:
+    """A slice's own labelled box (so it does not depend on the other slices cut with it), where it is
+    displayed, and which of its rows and columns each displayed pixel shows."""
+    rows = np.flatnonzero(working_2d.any(axis=1))
+    cols = np.flatnonzero(working_2d.any(axis=0))
+    if rows.size == 0:
+        return {}
+    (r0, r1), (c0, c1) = (rows[0], rows[-1] + 1), (cols[0], cols[-1] + 1)
+    origins, maps = [], []
+    for axis, low, high in ((row_axis, r0, r1), (col_axis, c0, c1)):
+        if axis.out_map is None:
+            origins.append(axis.origin + int(low))
+            maps.append(None)
+            continue
+        first, stop = np.searchsorted(axis.out_map, (low, high), side="left")
+        origins.append(axis.origin + int(first))
+        maps.append(axis.out_map[first:stop] - low)
+    return {"crop": PackedArray.pack(working_2d[r0:r1, c0:c1]), "origin_row_col": tuple(origins),
+            "row_map": maps[0], "col_map": maps[1]}
+
+
+def derive_slice(labels_2d: np.ndarray, spacing_mm_row_col: tuple[float, float], lesion_labels=(),
+                 measure_several: bool = True) -> SliceLabels:
+    """`SliceLabels` of one displayed label slice (boxes and lesion components; no crop is kept)."""
+    identity = _Axis(0, None, None)
+    return _derive_stack(labels_2d[None], identity, identity, spacing_mm_row_col, lesion_labels, measure_several)[0]
+
+
+def _spacings(grid: PlaneGrid, axis: int) -> tuple[float, float]:
+    return grid.source_spacing_mm_row_col[axis], grid.spacing_mm_row_col[axis]
+
+
+def _label_values(stack: np.ndarray) -> list[int]:
+    return sorted(present_labels(stack))
+
+
+def _derive_stack(working: np.ndarray, row_axis: _Axis, col_axis: _Axis, spacing_mm_row_col,
+                  lesion_labels, measure_several: bool) -> list[SliceLabels]:
+    """`SliceLabels` (boxes, lesions) of each slice of a working stack (slice, row, col)."""
+    n_slices, n_rows, n_cols = working.shape
+    first_row, first_col = row_axis.first_out(n_rows), col_axis.first_out(n_cols)
+    row_counts, col_counts = row_axis.counts(n_rows), col_axis.counts(n_cols)
+    boxes = [[] for _ in range(n_slices)]
+    lesions = [{} for _ in range(n_slices)]  # by label
+    targets = {int(label) for label in lesion_labels}
+    for value in _label_values(working):
+        components, count = ndimage.label(working == value, _IN_SLICE_CROSS, output=np.int32)
+        extents = ndimage.find_objects(components, max_label=count)
+        areas = _areas(components, count, row_counts, col_counts)
+        slice_of = np.fromiter((extent[0].start for extent in extents), np.intp, count)
+        per_slice = np.bincount(slice_of, minlength=n_slices)
+        index_in_slice = np.arange(count) - (np.cumsum(per_slice) - per_slice)[slice_of]
+        for number, extent in enumerate(extents):
+            position, box_rows, box_cols = extent
+            k, n_in_slice = position.start, int(per_slice[position.start])
+            index = int(index_in_slice[number])
+            box = (col_axis.origin + int(first_col[box_cols.start]), row_axis.origin + int(first_row[box_rows.start]),
+                   col_axis.origin + int(first_col[box_cols.stop]), row_axis.origin + int(first_row[box_rows.stop]))
+            boxes[k].append(ComponentBox(value, index, n_in_slice, box, int(areas[number + 1])))
+            if value not in targets:
+                continue
+            if n_in_slice > MAX_COMPONENTS_PER_LABEL:
+                if index == 0:
+                    lesions[k].setdefault(value, []).append(LesionComponent(value, 0, n_in_slice, None))
+                continue
+            size = None
+            if measure_several or n_in_slice == 1:
+                mask = components[k, box_rows, box_cols] == number + 1
+                size = measure_component(_to_output(mask, box_rows, box_cols, row_axis, col_axis, first_row, first_col),
+                                         spacing_mm_row_col, (box[1], box[0]))
+            lesions[k].setdefault(value, []).append(LesionComponent(value, index, n_in_slice, size))
+    order = [int(label) for label in lesion_labels]  # the case's order, as rows are made
+    return [SliceLabels(tuple(b), tuple(entry for label in order for entry in by_label.get(label, ())))
+            for b, by_label in zip(boxes, lesions)]
+
+
+def _areas(components: np.ndarray, count: int, row_counts, col_counts) -> np.ndarray:
+    """Displayed pixels of each component (index 0: background): source pixels weighted by their output pixels."""
+    if row_counts is None and col_counts is None:
+        return np.bincount(components.ravel(), minlength=count + 1)
+    rows = np.ones(components.shape[1]) if row_counts is None else row_counts.astype(float)
+    cols = np.ones(components.shape[2]) if col_counts is None else col_counts.astype(float)
+    weights = np.broadcast_to(np.outer(rows, cols), components.shape)
+    return np.rint(np.bincount(components.ravel(), weights.ravel(), minlength=count + 1)).astype(np.int64)
+
+
+def _to_output(mask: np.ndarray, box_rows: slice, box_cols: slice, row_axis: _Axis, col_axis: _Axis,
+               first_row: np.ndarray, first_col: np.ndarray) -> np.ndarray:
+    """A component's box mask in displayed pixels (nearest-neighbour replication of its source pixels)."""
+    if row_axis.out_map is not None:
+        mask = mask[row_axis.out_map[first_row[box_rows.start]:first_row[box_rows.stop]] - box_rows.start]
+    if col_axis.out_map is not None:
+        mask = mask[:, col_axis.out_map[first_col[box_cols.start]:first_col[box_cols.stop]] - box_cols.start]
+    return mask
