@@ -23,7 +23,7 @@ import numpy as np
 from transforms import nifti
 from transforms.lesions import LesionSize
 from transforms.medvision import CONVENTIONS
-from transforms.planes import labelled_slice_indices, plane_grid, planes_of
+from transforms.planes import labelled_slices, plane_grid, planes_of
 from transforms.readers import ITK_SUFFIXES, read_itk
 from transforms.slice_labels import derive_plane
 from transforms.volume import Volume, as_integer_labels, to_canonical
@@ -45,10 +45,10 @@ def derive(labels: Volume, lesion_labels: tuple[int, ...], conventions: str) -> 
     per plane (slices, detection pairs kept, lesion sizes measured)."""
     chosen = CONVENTIONS[conventions]
     spacing = chosen.spacing or "finest"
-    counts = {}
+    counts, plan = {}, labelled_slices(labels.array)
     for plane in planes_of(labels.array.shape):
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing, chosen.display)
-        indices = labelled_slice_indices(labels.array, plane)
+        indices = plan[plane]
         derived = derive_plane(labels.array, grid, indices, lesion_labels, not chosen.single_instance_only)
         n_boxes = sum(1 for found in derived.values() for box in found.boxes
                       if box.single_instance or not chosen.single_instance_only)

@@ -8,7 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from transforms.phantoms import grid_affine, reorient
 from transforms.planes import (PLANES, display_slice, grid_positions, interpolate_linear, plane_grid,
-                               planes_of)
+                               labelled_slice_indices, labelled_slices, planes_of)
 from transforms.volume import Volume, to_canonical
 
 ORIENTATIONS = ["".join(p) for p in (
@@ -76,3 +76,15 @@ def test_two_dimensional_images_have_one_plane():
     assert planes_of((512, 400, 1)) == ("axial",)
     assert planes_of((1, 64, 64)) == ("sagittal",)
     assert planes_of((8, 8, 8)) == PLANES
+
+
+@settings(max_examples=80, deadline=None)
+@given(labels=label_maps, orientation=st.sampled_from(ORIENTATIONS), density=st.floats(0, 1))
+def test_labelled_slices_of_all_planes_are_those_of_each_plane(labels, orientation, density):
+    """One pass in memory order finds the labelled slices of every plane of a flipped, transposed view."""
+    labels = np.where(labels > 4 * density, labels, 0).astype(np.uint8)
+    stored, affine = reorient(labels, grid_affine("RAS", (1.0, 1.0, 1.0)), orientation)
+    canonical = to_canonical(Volume(stored, affine)).array
+    found = labelled_slices(canonical)
+    for plane in PLANES:
+        np.testing.assert_array_equal(found[plane], labelled_slice_indices(canonical, plane))

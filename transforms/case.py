@@ -22,7 +22,7 @@ from transforms.intensity import Window, encode_png, to_uint8, window_for
 from transforms.landmarks import LandmarkSpace, MeasuredValue, Measurement, measure, point_pairs_from_labels, \
     read_xy_text, to_world_ras
 from transforms.packed import PackedArray
-from transforms.planes import SpacingMode, in_plane_axes, labelled_slice_indices, plane_grid, planes_of, \
+from transforms.planes import SpacingMode, in_plane_axes, labelled_slices, plane_grid, planes_of, \
     target_spacing_mm
 from transforms.readers import ITK_SUFFIXES, PlanarGeometry, itk_voxel_count, read_itk, read_planar, \
     resample_through_transform
@@ -427,8 +427,8 @@ def slice_plan(loaded: LoadedCase, placed: dict) -> dict[str, tuple[int, ...]]:
     """The slices a case yields, per plane: every index that holds a label or shows a measurement
     (`placed`, from `place_measurements`)."""
     labels = loaded.labels
-    return {plane: tuple(sorted(set(labelled_slice_indices(labels.array, plane).tolist())
-                                | {index for p, index in placed if p == plane}))
+    labelled = labelled_slices(labels.array)
+    return {plane: tuple(sorted(set(labelled[plane].tolist()) | {index for p, index in placed if p == plane}))
             for plane in planes_of(labels.array.shape, loaded.case.planes)}
 
 

@@ -209,3 +209,26 @@ def labelled_slice_indices(labels_ijk: np.ndarray, plane: str) -> np.ndarray:
     """Indices of the slices of `plane` that contain any non-zero label."""
     other_axes = tuple(axis for axis in range(3) if axis != SLICE_AXIS[plane])
     return np.flatnonzero(labels_ijk.any(axis=other_axes))
+
+
+def labelled_slices(labels_ijk: np.ndarray) -> dict[str, np.ndarray]:
+    """`labelled_slice_indices` of every plane, from one pass over the volume in its memory order.
+
+    A canonical volume is usually a flipped, transposed view of the array as read; reducing over
+    its outermost axis in memory, every axis running forward in memory, reads the memory once and
+    in order; the other two axes are then read inside the box of the labels only.
+    """
+    order = sorted(range(3), key=lambda axis: -abs(labels_ijk.strides[axis]))
+    flipped = [labels_ijk.strides[axis] < 0 for axis in order]
+    outer = labels_ijk.transpose(order)[tuple(slice(None, None, -1 if flip else 1) for flip in flipped)]
+    across = np.logical_or.reduce(outer if outer.dtype.kind in "biu" else outer != 0, axis=0) != 0
+    found = [None, np.flatnonzero(across.any(axis=1)), np.flatnonzero(across.any(axis=0))]
+    found[0] = found[1]  # empty
+    if found[1].size:
+        (a0, a1), (b0, b1) = ((int(f[0]), int(f[-1]) + 1) for f in found[1:])
+        found[0] = np.flatnonzero((outer[:, a0:a1, b0:b1] != 0).any(axis=(1, 2)))
+    for position, axis in enumerate(order):
+        if flipped[position]:
+            found[position] = labels_ijk.shape[axis] - 1 - found[position][::-1]
+    by_axis = dict(zip(order, found))
+    return {plane: by_axis[axis] for plane, axis in SLICE_AXIS.items()}

@@ -194,7 +194,7 @@ def _derive_stack(working: np.ndarray, row_axis: _Axis, col_axis: _Axis, spacing
     for value in _label_values(working):
         components, count = ndimage.label(working == value, _IN_SLICE_CROSS, output=np.int32)
         extents = ndimage.find_objects(components, max_label=count)
-        areas = _areas(components, count, row_counts, col_counts)
+        areas = _areas(components, count, extents, row_counts, col_counts)
         slice_of = np.fromiter((extent[0].start for extent in extents), np.intp, count)
         per_slice = np.bincount(slice_of, minlength=n_slices)
         index_in_slice = np.arange(count) - (np.cumsum(per_slice) - per_slice)[slice_of]
@@ -222,14 +222,17 @@ def _derive_stack(working: np.ndarray, row_axis: _Axis, col_axis: _Axis, spacing
             for b, by_label in zip(boxes, lesions)]
 
 
-def _areas(components: np.ndarray, count: int, row_counts, col_counts) -> np.ndarray:
-    """Displayed pixels of each component (index 0: background): source pixels weighted by their output pixels."""
+def _areas(components: np.ndarray, count: int, extents, row_counts, col_counts) -> np.ndarray:
+    """Displayed pixels of each component (index 0: background): its source pixels, each weighted by the
+    displayed pixels it becomes (the product of its row's and its column's counts), summed inside its box."""
     if row_counts is None and col_counts is None:
         return np.bincount(components.ravel(), minlength=count + 1)
-    rows = np.ones(components.shape[1]) if row_counts is None else row_counts.astype(float)
-    cols = np.ones(components.shape[2]) if col_counts is None else col_counts.astype(float)
-    weights = np.broadcast_to(np.outer(rows, cols), components.shape)
-    return np.rint(np.bincount(components.ravel(), weights.ravel(), minlength=count + 1)).astype(np.int64)
+    areas = np.zeros(count + 1, np.int64)
+    for number, (position, rows, cols) in enumerate(extents, start=1):
+        mine = (components[position.start, rows, cols] == number).astype(np.int64)
+        per_row = mine.sum(axis=1) if col_counts is None else mine @ col_counts[cols]
+        areas[number] = int(per_row.sum() if row_counts is None else per_row @ row_counts[rows])
+    return areas
 
 
 def _to_output(mask: np.ndarray, box_rows: slice, box_cols: slice, row_axis: _Axis, col_axis: _Axis,
