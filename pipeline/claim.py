@@ -84,6 +84,15 @@ def claim_output(uri: str, run_id: str, options: PipelineOptions) -> dict:
     return record
 
 
+def describe_existing(uri: str) -> str:
+    """What the claim of a non-empty location says, as a parenthesis for an error message ('' if none)."""
+    target = storage.join(uri, CLAIM_FILE)
+    if not storage.exists(target):
+        return ""
+    state = "finished" if storage.exists(storage.join(uri, "_SUCCESS")) else "unfinished: no _SUCCESS"
+    return f" (claimed by {_describe(_read_claim(target))}; {state})"
+
+
 def _create_exclusive(uri: str, data: bytes, options: PipelineOptions) -> None:
     """Write a new object; FileExistsError when one exists at `uri` (the store decides, atomically)."""
     if uri.startswith(storage.GCS):

@@ -256,7 +256,8 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
     settings = configure_storage(config.gcs_anonymous, options)
     claim.check_output_location(config.output)
     if not config.dry_run and not storage.is_empty_location(config.output):
-        raise UsageError(f"output {config.output} exists and is not empty; choose a new location")
+        raise UsageError(f"output {config.output} exists and is not empty{claim.describe_existing(config.output)}; "
+                         "choose a new location")
     run_id = claim.new_run_id()
     with signals_stop_the_build(), scratch.run_scratch(run_id):
         cases = list_cases(config)

@@ -17,6 +17,8 @@ import socket
 import tempfile
 from typing import Iterator
 
+from pipeline.config import UsageError
+
 PREFIX = "medvision-run-"
 OWNER_FILE = "owner.json"
 
@@ -27,9 +29,14 @@ def run_scratch(run_id: str) -> Iterator[str]:
     base = tempfile.gettempdir()
     remove_stale(base)
     folder = os.path.join(base, PREFIX + run_id)
-    os.mkdir(folder, 0o700)
-    with open(os.path.join(folder, OWNER_FILE), "w") as handle:
-        json.dump({"host": socket.gethostname(), "pid": os.getpid()}, handle)
+    try:
+        os.mkdir(folder, 0o700)
+        with open(os.path.join(folder, OWNER_FILE), "w") as handle:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid()}, handle)
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise UsageError(f"cannot create a temporary folder in {base} ({exc.strerror or exc}); set TMPDIR to a "
+                         "writable folder") from exc
     saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"], tempfile.tempdir = folder, folder
     try:

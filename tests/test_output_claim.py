@@ -166,7 +166,11 @@ def wait_for_work(process: subprocess.Popen, output: str, tmpdir: str) -> None:
 
 
 def check_refused_as_unfinished(output: str, capsys) -> None:
+    """No _SUCCESS: `report` and `evaluate` refuse it, and a build into it says whose unfinished output it is."""
     assert not os.path.exists(os.path.join(output, "_SUCCESS"))
+    assert main(["build", "--source=demo", "--output", output]) == 2
+    error = capsys.readouterr().err
+    assert "exists and is not empty (claimed by run " in error and "; unfinished: no _SUCCESS)" in error
     assert main(["report", output]) == 2
     assert "not a finished build" in capsys.readouterr().err
     predictions = os.path.join(os.path.dirname(output), "answers.jsonl")
