@@ -52,10 +52,6 @@ class StorageSettings:
 _settings = StorageSettings()
 
 
-def current_settings() -> StorageSettings:
-    return _settings
-
-
 def configure(settings: StorageSettings) -> None:
     """Set this process's storage settings (the driver at start, each DoFn in `setup`)."""
     global _settings

@@ -85,16 +85,22 @@ def msd_task(tmp_path) -> str:
 
 # --- storage servers (real emulators on 127.0.0.1, started by the tests) ---------------------------
 
+# What the session's storage fixtures configured; every test starts from it.
+SESSION_STORAGE: dict = {}
+
+
 @pytest.fixture(autouse=True)
 def process_storage_restored():
-    """Each test starts from the storage access the session's fixtures set: a CLI run in this process
-    reconfigures it (gcsfs settings, Beam's S3 options) from its own arguments."""
+    """Each test starts from the storage access the session's fixtures set (gcsfs settings, Beam's S3
+    options): a CLI run in this process, in a test or a module fixture, reconfigures it from its own
+    arguments."""
     from apache_beam.io.filesystems import FileSystems
 
-    settings, options = storage.current_settings(), FileSystems._pipeline_options
+    if "settings" in SESSION_STORAGE:
+        storage.configure(SESSION_STORAGE["settings"])
+    if "s3_options" in SESSION_STORAGE:
+        FileSystems.set_options(SESSION_STORAGE["s3_options"])
     yield
-    storage.configure(settings)
-    FileSystems.set_options(options)
 
 
 def free_port() -> int:
@@ -113,7 +119,8 @@ def gcs_emulator():
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     os.environ["STORAGE_EMULATOR_HOST"] = endpoint
-    storage.configure(storage.StorageSettings(gcs_anonymous=True, gcs_project="medvision-test"))
+    SESSION_STORAGE["settings"] = storage.StorageSettings(gcs_anonymous=True, gcs_project="medvision-test")
+    storage.configure(SESSION_STORAGE["settings"])
     yield endpoint
     server.stop()
 
@@ -130,7 +137,8 @@ def s3_server():
     server.start()
     options = [f"--s3_endpoint_url=http://127.0.0.1:{port}", "--s3_access_key_id=testing",
                "--s3_secret_access_key=testing", "--s3_region_name=us-east-1"]
-    FileSystems.set_options(PipelineOptions(options))
+    SESSION_STORAGE["s3_options"] = PipelineOptions(options)
+    FileSystems.set_options(SESSION_STORAGE["s3_options"])
     yield options
     server.stop()
 
