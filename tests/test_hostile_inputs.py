@@ -143,16 +143,22 @@ def test_object_store_path_is_confined_too(gcs_emulator, tmp_path):
     assert storage.exists("gs://hostile/base/secret.raw")  # it was there to be read, and was not
 
 
+S3_CASES = {"good_nifti", "good_nhdr", "good_mhd", "nhdr_environ", "nhdr_stdin", "nrrd_dotdot", "nrrd_list",
+            "nhdr_pattern", "mhd_passwd", "mha_secret", "zeros_bomb"}
+
+
 def test_s3_path_is_confined_too(s3_server, tmp_path):
     endpoint = s3_server[0].split("=", 1)[1]
     boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
                  region_name="us-east-1").create_bucket(Bucket="hostile")
     _, expected, secrets = make_corpus(str(tmp_path / "corpus"), links=False)
     upload_tree(str(tmp_path / "corpus"), "s3://hostile/base")
+    # the header cases only: moto answers each metadata call in ~0.2 s
+    headers = {case: reason for case, reason in expected.items() if case.rsplit("/", 1)[-1] in S3_CASES}
     output = str(tmp_path / "out")
-    assert main(["build", "--source", "msd=s3://hostile/base/data", "--output", output,
+    assert main(["build", "--source", "msd=s3://hostile/base/data", "--output", output, "--cases", ",".join(headers),
                  "--max-volume-mb", str(BUDGET_MB), *s3_server]) == 0
-    _check_object_store_build(output, expected, secrets, "s3://hostile/base/data/")
+    _check_object_store_build(output, headers, secrets, "s3://hostile/base/data/")
 
 
 def test_a_read_past_its_time_limit_is_timeout_and_the_run_goes_on(tmp_path):
