@@ -27,6 +27,7 @@ setup(
         "pylibjpeg-libjpeg>=2",
         "scikit-image>=0.22,<0.27",
         "pillow>=10,<13",
+        "opencv-python-headless>=4.9,<6",  # PNG encoding (chosen by measurement: benchmarks/png_encoders.py)
         "matplotlib>=3.8,<4",  # dataset card figures
         "pyyaml>=5.1",  # dataset card front matter (also a Beam dependency)
     ],
