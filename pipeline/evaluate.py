@@ -26,15 +26,20 @@ EXAMPLES_LISTED = 10
 
 
 def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
-    """The rows of one Parquet object, read and decoded on this thread.
+    """The rows of one Parquet object.
 
-    Arrow's thread pools must not touch the Python file: a pool thread that drops the last
-    reference to it (or to bytes read from it) after the interpreter began to exit is killed
-    while unwinding C++, and the process aborts (exit 134, "terminate called without an active
-    exception"). `pq.read_table` on a file object did so in about one run in two, and
-    `ParquetFile.read` with threads in about one in thirty.
+    Arrow must not hold Python objects on its own threads: a pool thread that drops the last reference
+    to a Python file, or to bytes read from it, after the interpreter began to exit is killed while
+    unwinding C++, and the process aborts (exit 134, "terminate called without an active exception").
+    `pq.read_table` on a file object did so in about one run in three; `ParquetFile.read` with its
+    default pre-buffering (reads on Arrow's IO pool), once in a few hundred runs under load. So a local
+    file is opened by Arrow itself, by path, and an object-store file is read through its Python handle
+    on this thread only (no pre-buffering, no decoding threads).
     """
-    with storage.open_read(uri) as handle, pq.ParquetFile(handle) as parquet:
+    if not storage.is_remote(uri):
+        with pq.ParquetFile(uri) as parquet:
+            return parquet.read(columns=columns)
+    with storage.open_read(uri) as handle, pq.ParquetFile(handle, pre_buffer=False) as parquet:
         return parquet.read(columns=columns, use_threads=False)
 
 

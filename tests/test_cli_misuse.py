@@ -49,7 +49,21 @@ def test_evaluate_exits_0_or_2_run_after_run(small_build, tmp_path):
                                      "--predictions", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
             for path in expected for _ in range(2)]
     codes = [(path, process.wait(timeout=300), process.stderr.read().decode()) for path, process in runs]
-    assert [(path, code) for path, code, _ in codes] == [(path, expected[path]) for path, _ in runs], codes
+    assert [(path, code) for path, code, _ in codes] == [(path, expected[path]) for path, _ in runs], \
+        "\n".join(f"{path}: exit {code}: {error}" for path, code, error in codes)
+
+
+def test_evaluate_reads_pairs_from_object_storage(small_build, tmp_path, gcs_emulator, capsys):
+    """The object-store branch of `read_parquet`: the Python handle, read on this thread only."""
+    from pipeline import storage
+    from tests.conftest import upload_tree
+
+    storage.gcs_filesystem().mkdir("medvision-evaluate")
+    upload_tree(small_build, "gs://medvision-evaluate/build")
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps({"sample_id": i, "answer": "12.5"}) + "\n" for i in sample_ids(small_build)))
+    assert main(["evaluate", "--pairs", "gs://medvision-evaluate/build", "--predictions", str(good)]) == 0
+    assert "predictions for sample_ids not in the pairs: 0" in capsys.readouterr().out
 
 
 def test_nothing_reads_parquet_through_arrows_thread_pool():
