@@ -382,7 +382,7 @@ def localized_image_file(uri: str, max_bytes: int, root: str = "") -> Iterator[t
     """`localized_file`, and for a detached image header (NRRD `data file`, MetaImage `ElementDataFile`)
     its data file too, confined and placed where the header names it; the sha256 covers both."""
     with localized_file(uri, max_bytes) as (path, digest):
-        name = detached.data_file_of(_read_head(path), uri)
+        name = detached.data_file_of(_read_head(path), uri) if detached.may_name_data_file(uri) else None
         if name is None:
             yield path, digest
             return

@@ -76,6 +76,11 @@ def relative_below(name: str, uri: str) -> str:
     return cleaned
 
 
+def may_name_data_file(uri: str) -> bool:
+    """Whether a file of this type has a header that can name a data file (NRRD, MetaImage)."""
+    return uri.lower().endswith(NRRD_SUFFIXES + METAIMAGE_SUFFIXES)
+
+
 def data_file_of(head: bytes, uri: str) -> str | None:
     """The data file a header at `uri` makes its reader open (relative to the header's folder), or None
     when its voxels follow the header. `head` is the file's first `HEADER_MAX_BYTES` bytes.
@@ -84,12 +89,9 @@ def data_file_of(head: bytes, uri: str) -> str | None:
     `unreadable` for a header that cannot be parsed.
     """
     lowered = uri.lower()
-    if lowered.endswith(NRRD_SUFFIXES):
-        name = _nrrd_data_file(head, uri)
-    elif lowered.endswith(METAIMAGE_SUFFIXES):
-        name = _metaimage_data_file(head, uri)
-    else:
+    if not may_name_data_file(uri):
         return None
+    name = _nrrd_data_file(head, uri) if lowered.endswith(NRRD_SUFFIXES) else _metaimage_data_file(head, uri)
     if name is None:
         if lowered.endswith(".nhdr"):
             raise PipelineError(Reason.UNREADABLE, "detached NRRD header (.nhdr) without a 'data file' field", uri)
