@@ -164,3 +164,18 @@ def test_demo_build_has_prompt_and_answer_on_every_row_and_scores_its_own_answer
             assert group["iou"] > 0.99 and group["iou_above_0_5_rate"] == 1
         else:  # answers carry 2 decimals
             assert group["mae"] <= 0.005 + 1e-9
+
+
+def test_a_one_pixel_high_box_scores_zero_instead_of_stopping_evaluate(tmp_path):
+    # Rows 4..4 (one pixel) of a 10 x 10 image: MedVision's target from inclusive indices has
+    # y_min = y_max = (10 - 4) / 10, no area; MedVision scores any answer to it 0.
+    pairs = str(tmp_path / "pairs")
+    _write(pairs, "a", "detection", [{"sample_id": "flat", "box_xyxy_px": [2.0, 4.0, 6.0, 5.0], "image_width_px": 10,
+                                      "image_height_px": 10, "provenance": _provenance("medvision")}])
+    open(os.path.join(pairs, "_SUCCESS"), "w").close()
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text('{"sample_id": "flat", "answer": "<answer>0.2, 0.5, 0.5, 0.7</answer>"}\n')
+    out = str(tmp_path / "report.json")
+    assert main(["evaluate", "--pairs", pairs, "--predictions", str(predictions), "--json", out]) == 0
+    detection = _groups(json.load(open(out)))[("a", "detection", None)]
+    assert (detection["parsed"], detection["iou"], detection["f1"], detection["recall"]) == (1, 0, 0, 0)

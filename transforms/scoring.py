@@ -97,19 +97,17 @@ def _sorted_box(box: list[float]) -> tuple[float, float, float, float]:
 def box_overlap(predicted_xyxy: list[float], true_xyxy: list[float]) -> BoxOverlap:
     """IoU, F1 (Dice), precision and recall of two `[x0, y0, x1, y1]` boxes by area.
 
-    Corners are sorted per axis first. No overlap (or a predicted box of zero area) gives 0 for all
-    four. Raises ValueError when the true box has no area.
+    Corners are sorted per axis first. No overlap gives 0 for all four, and so does a box of zero
+    area on either side: MedVision's target of a 1-px-high or -wide box (inclusive indices) has none,
+    and MedVision scores it 0 (its overlap test comes before any division).
     """
     px0, py0, px1, py1 = _sorted_box(predicted_xyxy)
     tx0, ty0, tx1, ty1 = _sorted_box(true_xyxy)
-    true_area = (tx1 - tx0) * (ty1 - ty0)
-    if true_area <= 0:
-        raise ValueError(f"true box {true_xyxy} has no area")
     overlap_w, overlap_h = min(px1, tx1) - max(px0, tx0), min(py1, ty1) - max(py0, ty0)
     if overlap_w <= 0 or overlap_h <= 0:
         return BoxOverlap(0.0, 0.0, 0.0, 0.0)
     overlap = overlap_w * overlap_h
-    predicted_area = (px1 - px0) * (py1 - py0)
+    predicted_area, true_area = (px1 - px0) * (py1 - py0), (tx1 - tx0) * (ty1 - ty0)
     return BoxOverlap(overlap / (predicted_area + true_area - overlap), 2 * overlap / (predicted_area + true_area),
                       overlap / predicted_area, overlap / true_area)
 
