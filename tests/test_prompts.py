@@ -43,7 +43,7 @@ def test_lesion_size_prompts_carry_width_and_height_pixel_size():
     assert medvision["answer"] == "<answer>12.35, 6.00</answer>"
     assert ("estimate the major and minor axis lengths of the ellipse enclosing the tumour, in millimeters.\n"
             "Additional information:\nThe image size is 8 pixels (width) x 6 pixels (height).\n"
-            "The pixel size for this image is 0.800 millimeters (width) x 0.500 millimeters (height).\n"
+            "The pixel size for this image is 0.800 mm (width) x 0.500 mm (height).\n"
             "Format requirement:\n") in medvision["prompt"]
 
 
@@ -52,6 +52,9 @@ def test_angle_and_distance_prompts_name_the_landmarks_in_order():
     assert ("estimate the angle of SNA in degrees, which is the angle between 2 lines: (line 1) the line "
             "connecting P1 and P2, (line 2) the line connecting P3 and P4.\n") in angle["prompt"]
     assert angle["answer"] == "<answer>81.00</answer>"
+    # MedVision's template states the pixel size in mm for every task, angles included.
+    assert "The pixel size for this image is 0.800 mm (width) x 0.500 mm (height).\n" in angle["prompt"]
+    assert "degrees (width)" not in angle["prompt"]
     distance = prompt_and_answer(DISTANCE, "medvision", ("P1", "P2"))
     assert ("estimate the distance between 2 landmark points in millimeters: (landmark 1) P1, (landmark 2) P2.\n"
             in distance["prompt"])

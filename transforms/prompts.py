@@ -135,13 +135,13 @@ def _medvision_task_line(row: dict) -> str:
     return f"Task:\nGiven the input medical image: {_image_description(row)}, "
 
 
-def _medvision_additional_information(row: dict, unit_words: str) -> str:
+def _medvision_additional_information(row: dict) -> str:
+    """The image and pixel size lines; MedVision's template writes the pixel size in "mm" whatever the task's unit."""
     width_px, height_px = _image_size_px(row)
     width_mm, height_mm = _pixel_size_mm_width_height(row)
     return ("Additional information:\n"
             f"The image size is {width_px} pixels (width) x {height_px} pixels (height).\n"
-            f"The pixel size for this image is {width_mm:.3f} {unit_words} (width) x {height_mm:.3f} {unit_words} "
-            "(height).\n")
+            f"The pixel size for this image is {width_mm:.3f} mm (width) x {height_mm:.3f} mm (height).\n")
 
 
 def _medvision_answer(values, decimals: int) -> str:
@@ -167,7 +167,7 @@ def medvision_lesion_size(row: dict) -> tuple[str, str]:
     unit_words = MEDVISION_UNIT_WORDS["mm"]
     prompt = (_medvision_task_line(row) +
               f"estimate the major and minor axis lengths of the ellipse enclosing the {row['label_name']}, "
-              f"in {unit_words}.\n" + _medvision_additional_information(row, unit_words) +
+              f"in {unit_words}.\n" + _medvision_additional_information(row) +
               f"Format requirement:\n{MEDVISION_FORMAT_TUMOR_LESION_SIZE}")
     return prompt, _medvision_answer((row["major_axis_mm"], row["minor_axis_mm"]), MEASURE_DECIMALS)
 
@@ -193,9 +193,8 @@ def _medvision_biometric_question(row: dict, point_names, unit_words: str) -> st
 def medvision_angle_distance(row: dict, point_names) -> tuple[str, str]:
     """MedVision's angle/distance question; answer: the value (mm or degrees)."""
     unit_words = MEDVISION_UNIT_WORDS[row["unit"]]
-    # The pixel size line names the measurement's unit, as MedVision's template does (degrees for angles).
     prompt = (_medvision_task_line(row) + _medvision_biometric_question(row, point_names, unit_words) +
-              _medvision_additional_information(row, unit_words) +
+              _medvision_additional_information(row) +
               f"Format requirement:\n{MEDVISION_FORMAT_BIOMETRICS}")
     return prompt, _medvision_answer([row["value"]], MEASURE_DECIMALS)
 
