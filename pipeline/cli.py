@@ -21,17 +21,12 @@ import logging
 import signal
 import sys
 
-from apache_beam.options import pipeline_options
-from apache_beam.options.pipeline_options import PipelineOptions
-
-from pipeline import evaluate as evaluation
 from pipeline import storage
 from pipeline.config import UsageError, add_build_arguments, config_from_args
-from pipeline.report import regenerate_card
-from pipeline.run import BuildStopped, FailureFractionError, ReconcileError, build, configure_storage
-from pipeline.sources import SOURCES
 from pipeline.version import __version__
-from transforms.card import CARD_FILE
+
+# Beam, the imaging stack and pyarrow are imported by the command that needs them: `--help` and
+# `sources` answer in a fraction of a second.
 
 USAGE_EXIT = 2
 FAILED_EXIT = 1
@@ -91,8 +86,10 @@ def beam_leftovers(beam_args: list[str]) -> tuple[list[str], list[str]]:
         leftovers.extend(parser.parse_known_args(beam_args)[1])
         known.extend(option for action in parser._actions for option in action.option_strings)
 
+    from apache_beam.options import pipeline_options
+
     with _silenced(logging.getLogger(pipeline_options.__name__)):
-        PipelineOptions(beam_args).get_all_options(add_extra_args_fn=parse)
+        pipeline_options.PipelineOptions(beam_args).get_all_options(add_extra_args_fn=parse)
     return leftovers, known
 
 
@@ -117,6 +114,12 @@ def option_strings(parser: argparse.ArgumentParser, command: str) -> list[str]:
 
 def run_report(args, beam_args: list[str]) -> int:
     """Unknown arguments are Beam options, as for `build` (e.g. `--s3_endpoint_url`)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.report import regenerate_card
+    from pipeline.run import configure_storage
+    from transforms.card import CARD_FILE
+
     configure_storage(args.gcs_anonymous, PipelineOptions(beam_args))
     regenerate_card(args.output)
     print(f"dataset card: {storage.join(args.output, CARD_FILE)}")
@@ -126,6 +129,8 @@ def run_report(args, beam_args: list[str]) -> int:
 def run_evaluate(args, extra: list[str]) -> int:
     if extra:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+    from pipeline import evaluate as evaluation
+
     report = evaluation.evaluate(args.pairs, args.predictions)
     print(evaluation.format_table(report))
     if args.json_out:
@@ -134,6 +139,8 @@ def run_evaluate(args, extra: list[str]) -> int:
 
 
 def print_sources() -> None:
+    from pipeline.sources import SOURCES
+
     columns = ("name", "anatomy", "modalities", "tasks", "licence", "redistributable")
     table = [columns] + [
         (i.name, i.anatomy, ",".join(i.modalities), ",".join(i.tasks), i.licence, str(i.redistributable).lower())
@@ -154,6 +161,8 @@ def print_summary(stats: dict, output: str) -> None:
     for q in stats["quarantine"]:
         print(f"  {q['dataset']}/{q['stage']}/{q['reason']}: {q['rows']}")
     print(f"total rows: {stats['total_rows']} in {stats['wall_seconds']} s")
+    from transforms.card import CARD_FILE
+
     print(f"dataset card: {storage.join(output, CARD_FILE)}")
 
 
@@ -170,25 +179,37 @@ def main(argv: list[str] | None = None) -> int:
             return run_evaluate(args, beam_args)
         if args.command == "report":
             return run_report(args, beam_args)
-        config = config_from_args(args)
-        result = build(config, beam_args)
+        return run_build(args, beam_args)
     except UsageError as exc:
         print(f"medvision-pipeline: error: {exc}", file=sys.stderr)
         return USAGE_EXIT
+    except KeyboardInterrupt:
+        return _stopped(signal.SIGINT)
+
+
+def run_build(args, beam_args: list[str]) -> int:
+    from pipeline.run import BuildStopped, FailureFractionError, ReconcileError, build
+
+    config = config_from_args(args)
+    try:
+        result = build(config, beam_args)
     except (FailureFractionError, ReconcileError) as exc:
         print(f"medvision-pipeline: build failed: {exc}", file=sys.stderr)
         return FAILED_EXIT
-    except (BuildStopped, KeyboardInterrupt) as exc:
-        signum = getattr(exc, "signum", signal.SIGINT)
-        print(f"medvision-pipeline: stopped by {signal.Signals(signum).name}; temporary files removed, an "
-              "unfinished output has no _SUCCESS", file=sys.stderr)
-        return 128 + signum
+    except BuildStopped as exc:
+        return _stopped(exc.signum)
     if "dry_run" in result:
         for line in result["dry_run"]:
             print(json.dumps(line))
         return 0
     print_summary(result, config.output)
     return 0
+
+
+def _stopped(signum: int) -> int:
+    print(f"medvision-pipeline: stopped by {signal.Signals(signum).name}; temporary files removed, an "
+          "unfinished output has no _SUCCESS", file=sys.stderr)
+    return 128 + signum
 
 
 if __name__ == "__main__":

@@ -8,15 +8,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from pipeline.casework import LoadSettings
 from schemas.tables import SCHEMA_VERSION
 from transforms import boxes, ids, intensity
-from transforms.case import PEAK_BYTES_PER_VOXEL, ReadPolicy
+from transforms.caseref import PEAK_BYTES_PER_VOXEL, ReadPolicy
 from transforms.medvision import CONVENTIONS
 from transforms.planes import SpacingMode, parse_spacing_mode
 from transforms.prompts import PROMPT_STYLES
+
+if TYPE_CHECKING:
+    from pipeline.casework import LoadSettings
 
 DEFAULT_SPLIT_SALT = "medvision-v1"
 DEFAULT_TARGET_FILE_MB = 256
@@ -84,6 +86,7 @@ class BuildConfig:
 
     @property
     def load_settings(self) -> LoadSettings:
+        from pipeline.casework import LoadSettings  # the imaging stack: not needed to parse options
         return LoadSettings(self.spacing, self.split_salt, self.params_hash, self.read_policy, self.publish,
                             self.conventions, self.prompt_style,
                             cut_here_below_voxels=(self.cut_here_below_mvoxels or 0) * 1e6)

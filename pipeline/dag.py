@@ -11,7 +11,7 @@ from pipeline.progress import ProgressMarks
 from pipeline.stages import ApplySharedSplits, CheckUniqueIds, PlanCases, SharedSplits, SlicePairs, ValidatePairs
 from pipeline.write import WriteTable, partition_of, planned_partition_bytes
 from schemas.rows import RowBundle
-from transforms.case import CaseRef
+from transforms.caseref import CaseRef
 
 COUNTS_FILE = "counts.jsonl"
 QUARANTINE_PARTITION = "quarantine"

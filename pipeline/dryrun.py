@@ -11,7 +11,7 @@ import collections
 
 from pipeline import casework, storage
 from pipeline.config import BuildConfig
-from transforms.case import CaseRef
+from transforms.caseref import CaseRef
 from transforms.errors import PipelineError
 from transforms.nifti import header_spatial_shape
 from transforms.planes import SLICE_AXIS, planes_of

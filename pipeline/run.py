@@ -27,7 +27,7 @@ from pipeline.progress import ProgressLine, ProgressMarks
 from pipeline.sources import SourceError, get_source
 from pipeline.sources.listing import checked_cases
 from pipeline.version import __version__
-from transforms.case import CaseRef
+from transforms.caseref import CaseRef
 from transforms.errors import Reason
 
 # Load-stage quarantine rows that do not mean a case failed.

@@ -27,7 +27,8 @@ from schemas import rows as row_builders
 from schemas.rows import RowBundle
 from schemas.validate import batch_problems
 from transforms import ids
-from transforms.case import CaseRef, SliceRecord
+from transforms.case import SliceRecord
+from transforms.caseref import CaseRef
 from transforms.errors import PipelineError, Reason
 from transforms.tracebacks import describe_exception
 

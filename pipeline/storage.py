@@ -26,19 +26,23 @@ import tempfile
 import uuid
 from typing import Iterator, Optional
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
 from transforms import archives, deadline, detached
 from transforms.errors import PipelineError, Reason
 
 COPY_CHUNK_BYTES = 8 << 20
 DEFAULT_MAX_INPUT_BYTES = 4 << 30  # bytes of one input (a file, an archive expanded, a folder)
 # Bytes as stored: Beam would otherwise gunzip `*.gz` objects on the fly.
-RAW = CompressionTypes.UNCOMPRESSED
+RAW = "uncompressed"  # apache_beam.io.filesystem.CompressionTypes.UNCOMPRESSED
 GCS = "gs://"
 # gcsfs 2026.x probes each bucket for hierarchical namespaces over TLS (~60 s where that fails).
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+
+def _filesystems():
+    """Beam's FileSystems, imported on first use: Beam takes about a second to import, and listing
+    sources or parsing options must not pay it."""
+    from apache_beam.io.filesystems import FileSystems
+    return FileSystems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +91,7 @@ def join(base: str, *parts: str) -> str:
         return base
     if is_remote(base):
         return posixpath.join(base, *parts)
-    return FileSystems.join(base, *parts)
+    return _filesystems().join(base, *parts)
 
 
 def basename(uri: str) -> str:
@@ -101,7 +105,7 @@ def dirname(uri: str) -> str:
 def exists(uri: str) -> bool:
     if _is_gcs(uri):
         return gcs_filesystem().exists(_gcs_path(uri))
-    return FileSystems.exists(uri)
+    return _filesystems().exists(uri)
 
 
 def is_folder(uri: str) -> bool:
@@ -119,7 +123,7 @@ def glob(pattern: str) -> list[str]:
         matches = gcs_filesystem().glob(_gcs_path(pattern), detail=True)
         return sorted(GCS + path for path, info in matches.items() if info.get("type") == "file")
     # A failed listing raises (BeamIOError): it must not read as "no files" and quarantine good cases.
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    return sorted(m.path for m in _filesystems().match([pattern])[0].metadata_list)
 
 
 def list_tree(root: str) -> list[str]:
@@ -128,7 +132,7 @@ def list_tree(root: str) -> list[str]:
     if _is_gcs(base):
         paths = [GCS + path for path in gcs_filesystem().find(_gcs_path(base))]
     elif is_remote(base):
-        paths = [m.path for m in FileSystems.match([base + "/**"])[0].metadata_list]
+        paths = [m.path for m in _filesystems().match([base + "/**"])[0].metadata_list]
     else:
         paths = [os.path.join(folder, name).replace(os.sep, "/") for folder, _, names in os.walk(base)
                  for name in names]
@@ -147,14 +151,14 @@ def open_read(uri: str):
     """A readable, seekable binary handle on the object's stored bytes."""
     if _is_gcs(uri):
         return gcs_filesystem().open(_gcs_path(uri), "rb")
-    return FileSystems.open(uri, compression_type=RAW)
+    return _filesystems().open(uri, compression_type=RAW)
 
 
 def create(uri: str):
     """A writable binary handle for a new object (parent folders are created as needed)."""
     if _is_gcs(uri):
         return gcs_filesystem().open(_gcs_path(uri), "wb")
-    return FileSystems.create(uri, compression_type=RAW)
+    return _filesystems().create(uri, compression_type=RAW)
 
 
 def read_bytes(uri: str) -> bytes:
@@ -208,7 +212,7 @@ def delete(uri: str) -> None:
     if _is_gcs(uri):
         gcs_filesystem().rm(_gcs_path(uri))
     else:
-        FileSystems.delete([uri])
+        _filesystems().delete([uri])
 
 
 def rename(source: str, destination: str) -> None:
@@ -218,7 +222,7 @@ def rename(source: str, destination: str) -> None:
         return
     if not is_remote(destination):
         os.makedirs(os.path.dirname(destination), exist_ok=True)
-    FileSystems.rename([source], [destination])
+    _filesystems().rename([source], [destination])
 
 
 def inside_root(uri: str, root: str) -> bool:
@@ -298,7 +302,7 @@ def object_size(uri: str) -> int:
     """Stored bytes of one object (a metadata call, no read); FileNotFoundError when it does not exist."""
     if _is_gcs(uri):
         return int(gcs_filesystem().size(_gcs_path(uri)))
-    found = FileSystems.match([uri])[0].metadata_list
+    found = _filesystems().match([uri])[0].metadata_list
     if not found:
         raise FileNotFoundError(2, "No such file", uri)
     return int(found[0].size_in_bytes)

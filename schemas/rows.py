@@ -6,7 +6,8 @@ import dataclasses
 from schemas.tables import SCHEMA_VERSION
 from transforms import ids
 from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox
-from transforms.case import CaseRef, PlacedMeasurement, SliceRecord
+from transforms.case import PlacedMeasurement, SliceRecord
+from transforms.caseref import CaseRef
 from transforms.errors import Reason
 from transforms.lesions import LesionSize, Rejection
 from transforms.medvision import CONVENTIONS, Conventions, benchmark_box_target

@@ -17,6 +17,8 @@ import pydicom
 import SimpleITK as sitk
 
 from transforms import deadline, dicom, dicom_seg, nifti
+from transforms.caseref import PEAK_BYTES_PER_VOXEL, CaseRef, LandmarkSpec, PlanarGeometry, ReadPolicy, RealignSpec, \
+    SequenceRef
 from transforms.errors import PipelineError, Reason
 from transforms.intensity import Window, encode_png, to_uint8, window_for
 from transforms.landmarks import LandmarkSpace, MeasuredValue, Measurement, measure, point_pairs_from_labels, \
@@ -24,86 +26,11 @@ from transforms.landmarks import LandmarkSpace, MeasuredValue, Measurement, meas
 from transforms.packed import PackedArray
 from transforms.planes import SpacingMode, in_plane_axes, labelled_slices, plane_grid, planes_of, \
     target_spacing_mm
-from transforms.readers import ITK_SUFFIXES, PlanarGeometry, itk_voxel_count, read_itk, read_planar, \
+from transforms.readers import ITK_SUFFIXES, itk_voxel_count, read_itk, read_planar, \
     resample_through_transform
 from transforms.slice_labels import SliceLabels, derive_plane
 from transforms.volume import Volume, as_integer_labels, check_orthonormal, grid_of, match_grid, place_nearest, \
     present_labels, to_canonical
-
-
-@dataclasses.dataclass(frozen=True)
-class SequenceRef:
-    """One image series of a case: its name, modality, channel in a 4D file and CT window."""
-
-    name: str
-    modality: str
-    channel: Optional[int] = None
-    ct_window: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class LandmarkSpec:
-    """A case's landmark file, how to read it, and the measurements made from it.
-
-    reader "xy_text": `x,y` lines naming `names` in order, in voxels of the (2D) image;
-    reader "label_pairs": a NIfTI mask whose label L holds two voxels, named by `pairs`
-    entries (L, first, second, axis): `first` is the voxel with the larger index on `axis`.
-    """
-
-    uri: str
-    reader: str
-    space: LandmarkSpace
-    measurements: tuple[Measurement, ...]
-    names: tuple[str, ...] = ()
-    pairs: tuple[tuple[int, str, str, int], ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class RealignSpec:
-    """Resample the image onto `reference_uri`'s grid through the ITK transform at `transform_uri`."""
-
-    reference_uri: str
-    transform_uri: str
-
-
-@dataclasses.dataclass(frozen=True)
-class CaseRef:
-    """Everything needed to load one case, as listed by a source adapter."""
-
-    dataset: str
-    case_id: str
-    subject_id: str
-    image_uri: str
-    mask_uri: str  # "" when the case has no label map
-    sequences: tuple[SequenceRef, ...]
-    labels: tuple[tuple[int, str], ...]  # (value, name) of the dataset's label map, background excluded
-    lesion_labels: tuple[int, ...] = ()  # labels measured by the tumour/lesion size task
-    licence: str = ""
-    redistributable: bool = True
-    dataset_version: Optional[str] = None
-    official_split: Optional[str] = None
-    listing_error: Optional[tuple[str, str]] = None  # (reason, message) when the listing already found it bad
-    planar: Optional[PlanarGeometry] = None  # set for 2D rasters (BMP, PNG); NIfTI otherwise
-    landmarks: Optional[LandmarkSpec] = None
-    realign: Optional[RealignSpec] = None
-    mask_parts: tuple[tuple[int, str], ...] = ()  # (label, uri) of per-structure binary masks, merged
-    mask_placement: str = "exact"  # "nearest": a mask on another grid is resampled onto the image grid
-    negatives_expected: bool = False  # an all-empty mask is a negative control, not a defect
-    planes: tuple[str, ...] = ()  # planes to cut; () = every plane the volume has
-    source_root: str = ""  # the root the case was listed under: nothing outside it is read ("" confines nothing)
-
-    @property
-    def label_names(self) -> dict[int, str]:
-        return dict(self.labels)
-
-    def input_uris(self) -> list[str]:
-        """Every object the case reads."""
-        uris = [self.image_uri, self.mask_uri, *(uri for _, uri in self.mask_parts)]
-        if self.landmarks:
-            uris.append(self.landmarks.uri)
-        if self.realign:
-            uris += [self.realign.reference_uri, self.realign.transform_uri]
-        return [uri for uri in uris if uri]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -194,22 +121,6 @@ def image_format(uri: str) -> str:
     if uri.endswith("/"):
         return "dicom"
     return "itk" if uri.lower().endswith(ITK_SUFFIXES) else "nifti"
-
-
-@dataclasses.dataclass(frozen=True)
-class ReadPolicy:
-    """How strict reading is: the memory budget, and whether uneven DICOM slices are resampled (flagged)."""
-
-    max_voxels: Optional[int] = None
-    allow_uneven_slices: bool = False
-    max_read_seconds: Optional[float] = None  # wall time to localize and decode a case (`transforms.deadline`)
-
-
-# Peak bytes that decoding and cutting a case hold per image voxel (measured: benchmarks/memory.py and
-# README): the stored voxels (2 bytes for int16 CT), their float32 copy (4), and working copies of
-# about that size (window percentiles, the label map). A budget in bytes is this many times a budget
-# in voxels, so a file of a few KB that declares a huge volume is refused before it is inflated.
-PEAK_BYTES_PER_VOXEL = 10
 
 
 def stored_weight(itemsize: int) -> float:

@@ -10,7 +10,6 @@ Pixels are decoded one frame at a time: a SEG of many segments never sits whole 
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
 import pydicom
@@ -18,6 +17,7 @@ from pydicom.pixels import iter_pixels
 from pydicom.uid import SegmentationStorage, UID_dictionary
 
 from transforms import deadline
+from transforms.caseref import label_name_key
 from transforms.dicom import LPS_TO_RAS, Frame, frames_of, tag_value
 from transforms.errors import PipelineError, Reason
 from transforms.volume import Volume
@@ -45,11 +45,6 @@ class Placement:
         index[self.row_axis] = self.row_indices[:, None]
         index[self.column_axis] = self.column_indices[None, :]
         return tuple(index)
-
-
-def label_name_key(name: str) -> str:
-    """Names compared case- and separator-insensitively ('Liver', 'liver', 'left-kidney' ~ 'Left Kidney')."""
-    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
 
 
 def segment_values(dataset, label_names: dict[int, str], uri: str) -> dict[int, int]:

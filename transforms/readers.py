@@ -12,22 +12,11 @@ import numpy as np
 import SimpleITK as sitk
 from PIL import Image, UnidentifiedImageError
 
+from transforms.caseref import PlanarGeometry
 from transforms.errors import PipelineError, Reason
 from transforms.volume import Volume, grid_affine
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-
-
-@dataclasses.dataclass(frozen=True)
-class PlanarGeometry:
-    """Anatomy of a 2D raster (e.g. an X-ray): where columns, rows and the viewing normal point.
-
-    `axes` gives three letters for (columns, rows, normal), e.g. "AIR": columns run anterior,
-    rows run inferior (top of the image is superior), seen from the patient's right.
-    """
-
-    axes: str
-    spacing_mm_col_row: tuple[float, float]
 
 
 # Raster formats read for 2D sources; Pillow is not left to guess among all the formats it knows.

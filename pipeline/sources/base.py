@@ -5,7 +5,7 @@ import abc
 import dataclasses
 import posixpath
 
-from transforms.case import CaseRef
+from transforms.caseref import CaseRef
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from pipeline import storage
 from pipeline.sources.base import Source, SourceError, SourceInfo
-from transforms.case import CaseRef, LandmarkSpec, SequenceRef
+from transforms.caseref import CaseRef, LandmarkSpec, PlanarGeometry, SequenceRef
 from transforms.landmarks import LandmarkSpace, Measurement
-from transforms.readers import PlanarGeometry
 
 LICENCE = "CC-BY-NC-4.0"
 PIXEL_MM = 0.1

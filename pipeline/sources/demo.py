@@ -18,7 +18,6 @@ import json
 import os
 import tempfile
 
-import nibabel as nib
 import numpy as np
 
 from pipeline import storage
@@ -26,7 +25,7 @@ from pipeline.sources.base import Source, SourceError, SourceInfo
 from pipeline.sources.ceph_biometrics_400 import list_cephalograms
 from pipeline.sources.feta24 import list_feta
 from pipeline.sources.msd import list_task
-from transforms.case import CaseRef
+from transforms.caseref import CaseRef
 from transforms.phantoms import Cuboid, Ellipsoid, centred_affine, intensities, rasterize
 
 DEMO_VERSION = "demo-v3"
@@ -73,6 +72,8 @@ def grid_shape(orientation: str, spacing_mm, fov_mm: dict) -> tuple[int, int, in
 
 def nifti_gz_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
     """A .nii.gz with sform and qform both set to `affine`; gzip mtime 0 keeps bytes reproducible."""
+    import nibabel as nib  # only writing the demo needs it; listing sources must stay cheap
+
     image = nib.Nifti1Image(array, affine)
     image.header.set_sform(affine, code="scanner")
     image.header.set_qform(affine, code="scanner")

@@ -23,7 +23,7 @@ import re
 
 from pipeline import storage
 from pipeline.sources.base import Source, SourceError, SourceInfo
-from transforms.case import CaseRef, LandmarkSpec, RealignSpec, SequenceRef
+from transforms.caseref import CaseRef, LandmarkSpec, RealignSpec, SequenceRef
 from transforms.landmarks import LandmarkSpace, Measurement
 
 LICENCE = "LicenseRef-FeTA-Synapse-data-use-terms"

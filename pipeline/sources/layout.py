@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Optional
 
 from pipeline import storage
 from pipeline.sources.base import Source, SourceError
-from transforms.case import CaseRef, SequenceRef
+from transforms.caseref import CaseRef, SequenceRef
 from transforms.errors import Reason
 
 # macOS archive debris ships inside several datasets (MSD, BraTS-PED): never data.

@@ -22,8 +22,7 @@ import logging
 import traceback
 
 from pipeline.sources.base import Source, SourceError
-from transforms.case import CaseRef
-from transforms.dicom_seg import label_name_key
+from transforms.caseref import CaseRef, label_name_key
 from transforms.errors import Reason
 from transforms.tracebacks import describe_exception
 

@@ -23,7 +23,7 @@ import re
 
 from pipeline import storage
 from pipeline.sources.base import Source, SourceError, SourceInfo, case_stem
-from transforms.case import CaseRef, SequenceRef
+from transforms.caseref import CaseRef, SequenceRef
 from transforms.errors import PipelineError, Reason
 
 LICENCE = "CC-BY-SA-4.0"

@@ -21,7 +21,7 @@ import posixpath
 from pipeline import storage
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import DatasetFacts, LayoutSource, Series
-from transforms.case import CaseRef
+from transforms.caseref import CaseRef
 from transforms.errors import PipelineError, Reason
 
 CT_CLASSES = (
