@@ -30,9 +30,15 @@ setup(
         "opencv-python-headless>=4.9,<6",  # PNG encoding (chosen by measurement: benchmarks/png_encoders.py)
         "matplotlib>=3.8,<4",  # dataset card figures
         "pyyaml>=5.1",  # dataset card front matter (also a Beam dependency)
+        # Object storage works right after `pip install .`: gs:// through gcsfs (newer gcsfs
+        # releases build on google-cloud-storage), s3:// through Beam's S3 filesystem, which needs boto3.
+        "gcsfs>=2024.2",
+        "google-cloud-storage>=2.14,<4",
+        "boto3>=1.9,<2",
     ],
     extras_require={
-        "gcp": ["apache-beam[gcp]>=2.77,<2.78", "gcsfs>=2024.2", "google-cloud-storage>=2.14,<4"],  # gs:// via gcsfs
+        # Beam's own GCP and AWS clients: Dataflow submission (the gcp extra) and its I/O connectors.
+        "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
         "aws": ["apache-beam[aws]>=2.77,<2.78"],
         "test": [
             "pytest>=8,<10",

@@ -166,10 +166,19 @@ def print_summary(stats: dict, output: str) -> None:
     print(f"dataset card: {storage.join(output, CARD_FILE)}")
 
 
+def locations(args: argparse.Namespace) -> list[str]:
+    """Every input and output location a command names (roots, output, pairs, predictions)."""
+    roots = [spec.root for spec in getattr(args, "sources", None) or () if spec.root]
+    named = [getattr(args, name, None) for name in ("output", "pairs", "predictions", "json_out")]
+    return roots + [uri for uri in named if uri]
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = make_parser()
         args, beam_args = parser.parse_known_args(argv)
+        for uri in locations(args):
+            storage.require_scheme(uri)  # a missing client package: one line before any work
         if args.command in ("build", "report"):
             check_beam_arguments(beam_args, option_strings(parser, args.command))
         if args.command == "sources":
@@ -180,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return run_report(args, beam_args)
         return run_build(args, beam_args)
-    except UsageError as exc:
+    except (UsageError, storage.MissingDependency) as exc:
         print(f"medvision-pipeline: error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    except ModuleNotFoundError as exc:  # an installation without one of the declared packages
+        print(f"medvision-pipeline: error: the Python module {exc.name} is not installed; reinstall this tool "
+              "(pip install .) or install the package that provides it", file=sys.stderr)
         return USAGE_EXIT
     except KeyboardInterrupt:
         return _stopped(signal.SIGINT)

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import importlib.util
 import os
 import posixpath
 import shutil
@@ -64,10 +65,34 @@ def configure(settings: StorageSettings) -> None:
         gcs_filesystem.cache_clear()
 
 
+class MissingDependency(RuntimeError):
+    """A package that a storage scheme needs is not installed (a one-line usage error, not a traceback)."""
+
+
+# The module each scheme needs and the package that provides it (both install with this tool).
+SCHEME_MODULES = {GCS: ("gcsfs", "gcsfs"), "s3://": ("boto3", "boto3")}
+
+
+def _missing(uri: str, package: str) -> MissingDependency:
+    scheme = uri.split("://", 1)[0]
+    return MissingDependency(f"{scheme}:// locations need the Python package {package}, which is not installed in "
+                             f"this environment: pip install {package} (or reinstall this tool: pip install .)")
+
+
+def require_scheme(uri: str) -> None:
+    """Raise MissingDependency when the package that `uri`'s scheme needs cannot be imported."""
+    for scheme, (module, package) in SCHEME_MODULES.items():
+        if uri.startswith(scheme) and importlib.util.find_spec(module) is None:
+            raise _missing(uri, package)
+
+
 @functools.lru_cache(maxsize=1)
 def gcs_filesystem():
     """This process's gcsfs filesystem, built from the configured settings."""
-    import gcsfs  # the gcp extra
+    try:
+        import gcsfs
+    except ImportError as exc:
+        raise _missing(GCS, "gcsfs") from exc
 
     token = "anon" if _settings.gcs_anonymous else None
     return gcsfs.GCSFileSystem(token=token, project=_settings.gcs_project)
