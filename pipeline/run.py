@@ -236,11 +236,15 @@ def signals_stop_the_build():
             signal.signal(signum, handler)
 
 
-def remove_write_temp(config: BuildConfig) -> None:
-    """Remove `_work/tmp`, where WriteTable writes local files before renaming them into place (object
-    stores are written from local spool files, in the run's scratch folder)."""
+def remove_work_dir(config: BuildConfig) -> None:
+    """Remove `_work/`: its counts (read by the reconciliation by then) and `_work/tmp`, where WriteTable
+    writes local files before renaming them into place (object stores are written from local spool files,
+    in the run's scratch folder). The output then holds only what README's Output section lists."""
     if not storage.is_remote(config.output):
-        shutil.rmtree(os.path.join(config.work_dir, "tmp"), ignore_errors=True)
+        shutil.rmtree(config.work_dir, ignore_errors=True)
+        return
+    for uri in storage.glob(storage.join(config.work_dir, "**")):
+        storage.delete(uri)
 
 
 def build(config: BuildConfig, beam_args: list[str]) -> dict:
@@ -268,7 +272,7 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
         try:
             return run_pipeline(config, cases, options, settings, run_id)
         finally:
-            remove_write_temp(config)
+            remove_work_dir(config)
 
 
 def run_pipeline(config: BuildConfig, cases: list[CaseRef], options: PipelineOptions,
@@ -278,6 +282,7 @@ def run_pipeline(config: BuildConfig, cases: list[CaseRef], options: PipelineOpt
     with local_progress(options, len(cases)) as progress, beam.Pipeline(options=options) as pipeline:
         build_graph(pipeline, config, cases, settings, progress)
     counts = read_counts(config)
+    remove_work_dir(config)  # before _SUCCESS: a finished output holds no intermediate files
     written = reconcile(config, counts)
     stats = build_stats(config, cases, counts, written, time.monotonic() - started)
     storage.write_bytes(storage.join(config.output, "stats.json"), json.dumps(stats, indent=1).encode())

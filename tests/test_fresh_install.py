@@ -134,6 +134,7 @@ def test_a_fresh_install_builds_from_and_to_the_gcs_emulator(tmp_path, gcs_emula
     assert result.returncode == 0, result.stderr[-3000:]
     assert storage.exists("gs://medvision-fresh/out/run1/_SUCCESS")
     assert json.loads(storage.read_bytes("gs://medvision-fresh/out/run1/stats.json"))["total_rows"] > 0
+    assert storage.glob("gs://medvision-fresh/out/run1/_work/**") == []  # no intermediate files left
 
 
 @pytest.mark.parametrize("scheme,package", [("gs://", "gcsfs"), ("s3://", "boto3")])
