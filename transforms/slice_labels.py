@@ -178,29 +178,30 @@ def _spacings(grid: PlaneGrid, axis: int) -> tuple[float, float]:
     return grid.source_spacing_mm_row_col[axis], grid.spacing_mm_row_col[axis]
 
 
-def _label_values(stack: np.ndarray) -> list[int]:
-    return sorted(present_labels(stack))
-
-
 def _derive_stack(working: np.ndarray, row_axis: _Axis, col_axis: _Axis, spacing_mm_row_col,
                   lesion_labels, measure_several: bool) -> list[SliceLabels]:
     """`SliceLabels` (boxes, lesions) of each slice of a working stack (slice, row, col)."""
     n_slices, n_rows, n_cols = working.shape
     first_row, first_col = row_axis.first_out(n_rows), col_axis.first_out(n_cols)
-    row_counts, col_counts = row_axis.counts(n_rows), col_axis.counts(n_cols)
+    weights = _pixel_weights(row_axis.counts(n_rows), col_axis.counts(n_cols), n_rows, n_cols)
     boxes = [[] for _ in range(n_slices)]
     lesions = [{} for _ in range(n_slices)]  # by label
     targets = {int(label) for label in lesion_labels}
-    for value in _label_values(working):
-        components, count = ndimage.label(working == value, _IN_SLICE_CROSS, output=np.int32)
+    # One scan finds each label's box; each label is then labelled inside its own box only.
+    for value, label_box in enumerate(ndimage.find_objects(working), start=1):
+        if label_box is None:
+            continue
+        offset = [part.start for part in label_box]
+        components, count = ndimage.label(working[label_box] == value, _IN_SLICE_CROSS, output=np.int32)
         extents = ndimage.find_objects(components, max_label=count)
-        areas = _areas(components, count, extents, row_counts, col_counts)
+        areas = _areas(components, count, weights, label_box[1:])
         slice_of = np.fromiter((extent[0].start for extent in extents), np.intp, count)
-        per_slice = np.bincount(slice_of, minlength=n_slices)
+        per_slice = np.bincount(slice_of, minlength=components.shape[0])
         index_in_slice = np.arange(count) - (np.cumsum(per_slice) - per_slice)[slice_of]
-        for number, extent in enumerate(extents):
-            position, box_rows, box_cols = extent
-            k, n_in_slice = position.start, int(per_slice[position.start])
+        for number, (local_k, local_rows, local_cols) in enumerate(extents):
+            k, n_in_slice = offset[0] + local_k.start, int(per_slice[local_k.start])
+            box_rows = slice(offset[1] + local_rows.start, offset[1] + local_rows.stop)
+            box_cols = slice(offset[2] + local_cols.start, offset[2] + local_cols.stop)
             index = int(index_in_slice[number])
             box = (col_axis.origin + int(first_col[box_cols.start]), row_axis.origin + int(first_row[box_rows.start]),
                    col_axis.origin + int(first_col[box_cols.stop]), row_axis.origin + int(first_row[box_rows.stop]))
@@ -213,7 +214,7 @@ def _derive_stack(working: np.ndarray, row_axis: _Axis, col_axis: _Axis, spacing
                 continue
             size = None
             if measure_several or n_in_slice == 1:
-                mask = components[k, box_rows, box_cols] == number + 1
+                mask = components[local_k.start, local_rows, local_cols] == number + 1
                 size = measure_component(_to_output(mask, box_rows, box_cols, row_axis, col_axis, first_row, first_col),
                                          spacing_mm_row_col, (box[1], box[0]))
             lesions[k].setdefault(value, []).append(LesionComponent(value, index, n_in_slice, size))
@@ -222,17 +223,22 @@ def _derive_stack(working: np.ndarray, row_axis: _Axis, col_axis: _Axis, spacing
             for b, by_label in zip(boxes, lesions)]
 
 
-def _areas(components: np.ndarray, count: int, extents, row_counts, col_counts) -> np.ndarray:
-    """Displayed pixels of each component (index 0: background): its source pixels, each weighted by the
-    displayed pixels it becomes (the product of its row's and its column's counts), summed inside its box."""
+def _pixel_weights(row_counts, col_counts, n_rows: int, n_cols: int) -> np.ndarray | None:
+    """Displayed pixels each working pixel (row, col) becomes; None: one each."""
     if row_counts is None and col_counts is None:
+        return None
+    rows = np.ones(n_rows, np.int64) if row_counts is None else row_counts
+    cols = np.ones(n_cols, np.int64) if col_counts is None else col_counts
+    return np.multiply.outer(rows, cols)
+
+
+def _areas(components: np.ndarray, count: int, weights: np.ndarray | None, rows_cols: tuple[slice, slice]) -> np.ndarray:
+    """Displayed pixels of each component (index 0: background): its working pixels, each weighted by the
+    displayed pixels it becomes; `components` covers `rows_cols` of the working stack."""
+    if weights is None:
         return np.bincount(components.ravel(), minlength=count + 1)
-    areas = np.zeros(count + 1, np.int64)
-    for number, (position, rows, cols) in enumerate(extents, start=1):
-        mine = (components[position.start, rows, cols] == number).astype(np.int64)
-        per_row = mine.sum(axis=1) if col_counts is None else mine @ col_counts[cols]
-        areas[number] = int(per_row.sum() if row_counts is None else per_row @ row_counts[rows])
-    return areas
+    full = np.broadcast_to(weights[rows_cols], components.shape)
+    return np.rint(np.bincount(components.ravel(), weights=full.ravel(), minlength=count + 1)).astype(np.int64)
 
 
 def _to_output(mask: np.ndarray, box_rows: slice, box_cols: slice, row_axis: _Axis, col_axis: _Axis,
