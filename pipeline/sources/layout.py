@@ -172,7 +172,8 @@ class LayoutSource(Source):
     def list_cases(self, root: str) -> list[CaseRef]:
         paths = usable(storage.list_tree(root))
         facts = DatasetFacts(self.info.name, self.info.licence, self.info.redistributable, self.version)
-        cases = [case for series in self.series for case in self.cases_of(series, root, paths, facts)]
+        cases = self.resolved([case for series in self.series for case in self.cases_of(series, root, paths, facts)],
+                              paths)
         if not cases:
             raise SourceError(f"no {self.info.name} image under {root}: expected paths ending like "
                               f"{self.series[0].image!r}")
@@ -181,6 +182,11 @@ class LayoutSource(Source):
     def cases_of(self, series: Series, root: str, paths: list[str], facts: DatasetFacts) -> list[CaseRef]:
         """The cases of one series; adapters override this where a dataset needs code."""
         return match_series(series, root, paths, facts)
+
+    def resolved(self, cases: list[CaseRef], paths: list[str]) -> list[CaseRef]:
+        """The cases of every series, in series order; adapters whose dataset ships in several layouts
+        choose here among cases that more than one layout lists."""
+        return cases
 
 
 def labels_from(names: str) -> dict[int, str]:
