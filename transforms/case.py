@@ -211,6 +211,11 @@ def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> tuple[
         return merge_structure_masks(case, local, grid)
     if not case.mask_uri:
         return grid.with_array(np.zeros(grid.array.shape, np.uint8)), False
+    if case.planar is not None:  # a 2D label raster (nnU-Net's PNG/TIFF masks) shares the image's geometry
+        raster = read_planar(local[case.mask_uri], case.planar, case.mask_uri, grid.array.size, labels=True)
+        mask = match_grid(grid, raster.with_array(as_integer_labels(raster.array, case.mask_uri)), case.mask_uri)
+        check_label_values(mask.array, case.label_names, case.mask_uri)
+        return mask, False
     mask, resampled = _read_mask(local[case.mask_uri], case.mask_uri, grid, case.label_names, case.mask_placement)
     check_label_values(mask.array, case.label_names, case.mask_uri)
     return mask, resampled

@@ -23,17 +23,27 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 PLANAR_FORMATS = ("BMP", "PNG", "TIFF", "JPEG")
 
 
-def read_planar(path: str, geometry: PlanarGeometry, uri: str, max_pixels: int | None = None) -> Volume:
+# Single-channel raster modes whose values are a label map as stored (palette indices included).
+PLANAR_LABEL_MODES = ("1", "L", "P", "I;16", "I")
+
+
+def read_planar(path: str, geometry: PlanarGeometry, uri: str, max_pixels: int | None = None,
+                labels: bool = False) -> Volume:
     """A 2D raster (BMP, PNG, ...) as a one-slice volume with i = column, j = row, k = normal.
 
-    The size in the header is checked against `max_pixels` before any pixel is decoded.
+    The size in the header is checked against `max_pixels` before any pixel is decoded. With `labels`,
+    the stored values are kept (a palette PNG gives its indices, not their colours' grey) and a
+    colour raster is refused (`bad_shape`); otherwise colour is converted to grey.
     """
     try:
         with Image.open(path, formats=PLANAR_FORMATS) as image:
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
                 raise PipelineError(Reason.TOO_LARGE, f"declares {width} x {height} pixels, over the budget", uri)
-            pixels = np.asarray(image.convert("F") if image.mode not in ("L", "I;16", "I", "F") else image)
+            if labels and image.mode not in PLANAR_LABEL_MODES:
+                raise PipelineError(Reason.BAD_SHAPE, f"a label raster must have one channel, got mode "
+                                    f"{image.mode!r}", uri)
+            pixels = np.asarray(image if labels or image.mode in ("L", "I;16", "I", "F") else image.convert("F"))
     except Image.DecompressionBombError as exc:
         raise PipelineError(Reason.TOO_LARGE, str(exc), uri) from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
@@ -43,7 +53,7 @@ def read_planar(path: str, geometry: PlanarGeometry, uri: str, max_pixels: int |
         raise PipelineError(Reason.BAD_SHAPE, f"expected a greyscale 2D image, got {pixels.ndim} dimensions", uri)
     col_mm, row_mm = geometry.spacing_mm_col_row
     affine = grid_affine(geometry.axes, (col_mm, row_mm, min(col_mm, row_mm)))
-    return Volume(np.ascontiguousarray(pixels.T[:, :, None], dtype=np.float32), affine)
+    return Volume(np.ascontiguousarray(pixels.T[:, :, None], dtype=None if labels else np.float32), affine)
 
 
 def volume_from_itk(image: sitk.Image) -> Volume:
