@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 from schemas.tables import SCHEMA_VERSION
 from transforms import boxes, ids, intensity
+from pipeline.sources.user_options import parse_label_names, parse_subject_regex
 from transforms.caseref import PEAK_BYTES_PER_VOXEL, ReadPolicy
 from transforms.medvision import CONVENTIONS
 from transforms.planes import SpacingMode, parse_spacing_mode
@@ -71,11 +72,15 @@ class BuildConfig:
     prompt_style: str = "default"  # a transforms.prompts.PROMPT_STYLES entry
     # Cases decoded to fewer Mvoxels are cut where they were planned (`LoadSettings`); None: `for_runner`.
     cut_here_below_mvoxels: Optional[float] = None
+    lesion_label_names: tuple[str, ...] = ()  # `--lesion-labels`: T/L targets by name (`sources.user_options`)
+    subject_regex: Optional[str] = None  # `--subject-regex`: group 1 of an nnunet case identifier is its subject
 
     def __post_init__(self):
         fixed = CONVENTIONS[self.conventions].spacing
         if fixed is not None and self.spacing != fixed:
             raise UsageError(f"--conventions {self.conventions} uses the {fixed} grid; drop --spacing {self.spacing}")
+        if self.subject_regex and all(spec.name != "nnunet" for spec in self.sources):
+            raise UsageError("--subject-regex groups the cases of --source nnunet, which this build does not read")
 
     @property
     def read_policy(self) -> ReadPolicy:
@@ -106,8 +111,9 @@ class BuildConfig:
         return self.output.rstrip("/") + "/_work"
 
     def output_params(self) -> dict:
-        """The parameters that shape every pair; their hash is part of each sample id."""
-        return {
+        """The parameters that shape every pair; their hash is part of each sample id. The user's T/L targets
+        and subject grouping enter only when given, so builds without them keep their ids."""
+        return self.user_listing_params() | {
             "spacing": str(self.spacing),
             "allow_uneven_dicom_spacing": self.allow_uneven_dicom_spacing,
             "split_salt": self.split_salt,
@@ -120,6 +126,10 @@ class BuildConfig:
             "sample_id": ids.SAMPLE_ID_VERSION,
             "schema": SCHEMA_VERSION,
         }
+
+    def user_listing_params(self) -> dict:
+        params = {"lesion_labels": list(self.lesion_label_names)} if self.lesion_label_names else {}
+        return params | ({"subject_regex": self.subject_regex} if self.subject_regex else {})
 
     @property
     def params_hash(self) -> str:
@@ -161,6 +171,16 @@ def _spacing(text: str) -> SpacingMode:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _argument_type(parse):
+    """An argparse type from a parser raising ValueError, keeping its message."""
+    def checked(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return checked
+
+
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", dest="sources", action="append", type=SourceSpec.parse, required=True,
                         metavar="NAME[=ROOT]", help="source adapter and its data root (repeatable)")
@@ -176,6 +196,14 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-cases", type=_positive_int, help="use only the first N cases of each source")
     parser.add_argument("--cases", type=lambda t: tuple(c for c in t.split(",") if c),
                         help="comma-separated case ids to build (others are skipped)")
+    parser.add_argument("--lesion-labels", dest="lesion_label_names", type=_argument_type(parse_label_names),
+                        default=(), metavar="NAME[,NAME...]",
+                        help="labels whose lesions the tumor_lesion_size task measures, by their names in the "
+                             "dataset (dataset.json); for every source without built-in targets, and instead of "
+                             "msd's and nnunet's")
+    parser.add_argument("--subject-regex", type=_argument_type(parse_subject_regex), metavar="REGEX",
+                        help="nnunet: group 1 of this regex, searched in each case identifier, is the subject, so "
+                             "cases of one patient share a split (default: each case is its own subject)")
     parser.add_argument("--dry-run", action="store_true",
                         help="list cases and estimated slices and pairs per dataset; write nothing")
     parser.add_argument("--dry-run-sample", type=_positive_int, default=2,
@@ -238,4 +266,6 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         conventions=args.conventions,
         prompt_style=args.prompt_style,
         cut_here_below_mvoxels=args.cut_here_below_mvoxels,
+        lesion_label_names=args.lesion_label_names,
+        subject_regex=args.subject_regex,
     )

@@ -26,6 +26,7 @@ from pipeline.dryrun import dry_run_report
 from pipeline.progress import ProgressLine, ProgressMarks
 from pipeline.sources import SourceError, get_source
 from pipeline.sources.listing import checked_cases
+from pipeline.sources.user_options import LesionTargets, configured_source
 from pipeline.version import __version__
 from transforms.caseref import CaseRef
 from transforms.errors import Reason
@@ -90,9 +91,10 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
     """Cases of every `--source`, narrowed by `--cases` and `--max-cases` (per source); with --dry-run,
     the sources whose listing would write are skipped (`unlisted_by_dry_run`)."""
     selected, skipped = [], False
+    targets = LesionTargets(names=config.lesion_label_names)
     for spec in config.sources:
         try:
-            source = get_source(spec.name)
+            source = configured_source(spec.name, config.subject_regex)
             root = spec.root or source.default_root()
             if root is None:
                 raise UsageError(f"--source {spec.name} needs a root: --source {spec.name}=PATH_OR_URI")
@@ -103,9 +105,14 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
             cases = [dataclasses.replace(case, source_root=root) for case in checked_cases(source, root)]
         except SourceError as exc:
             raise UsageError(str(exc)) from exc
+        cases = targets.apply(source, cases)
         if config.cases:
             cases = [case for case in cases if case.case_id in config.cases]
         selected += cases[: config.max_cases]
+    try:
+        targets.check()
+    except SourceError as exc:
+        raise UsageError(str(exc)) from exc
     missing = sorted(set(config.cases or ()) - {case.case_id for case in selected})
     if missing and not skipped:
         raise UsageError(f"--cases names cases no source lists: {', '.join(missing)}")

@@ -20,6 +20,7 @@ from pipeline.sources.isles24 import Isles24Source
 from pipeline.sources.kipa22 import Kipa22Source
 from pipeline.sources.kits23 import Kits23Source
 from pipeline.sources.msd import MsdSource
+from pipeline.sources.nnunet import NnunetSource
 from pipeline.sources.oaizib_cm import OaizibCmSource
 from pipeline.sources.skm_tea import SkmTeaSource
 from pipeline.sources.toothfairy2 import ToothFairy2Source
@@ -33,7 +34,9 @@ MEDVISION_SOURCES: tuple[Source, ...] = (
     Hntsmrg24Source(), Isles24Source(), Kipa22Source(), Kits23Source(), MsdSource(), OaizibCmSource(), SkmTeaSource(),
     ToothFairy2Source(), TopCow24Source(), TotalSegmentatorSource(),
 )
-SOURCES: dict[str, Source] = {source.info.name: source for source in (*MEDVISION_SOURCES, DemoSource())}
+# Then the adapter of user datasets in nnU-Net's raw layout, and the built-in demo.
+SOURCES: dict[str, Source] = {source.info.name: source
+                              for source in (*MEDVISION_SOURCES, NnunetSource(), DemoSource())}
 
 
 def get_source(name: str) -> Source:
