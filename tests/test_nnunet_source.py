@@ -148,7 +148,8 @@ def test_each_channel_is_a_sequence_and_visits_of_a_patient_share_a_subject_and_
     assert phantom == {"Dataset042_Phantom/pat01_visit1_0000": "T2", "Dataset042_Phantom/pat01_visit1_0001": "ADC",
                        "Dataset042_Phantom/pat01_visit2_0000": "T2", "Dataset042_Phantom/pat01_visit2_0001": "ADC"}
     assert {case for case, *_ in found["Dataset042_Phantom/pat03"]} == {"Dataset042_Phantom/pat03_visit1_0000"}
-    assert {case for case, *_ in found["Dataset043_Raster/img"]} == {"Dataset043_Raster/img_a", "Dataset043_Raster/img_b"}
+    assert {case for case, *_ in found["Dataset043_Raster/img"]} == {"Dataset043_Raster/img_a",
+                                                                     "Dataset043_Raster/img_b"}
     assert {modality for *_, modality, _ in found["Dataset045_Entries/c1"]} == {"CT"}
     assert {modality for *_, modality, _ in found["Dataset043_Raster/img"]} == {"image"}
     assert all(len({split for *_, split in cases}) == 1 for cases in found.values())

@@ -279,6 +279,7 @@ class NnunetSource(Source):
         redistributable=False,
         citation="Isensee et al., nnU-Net, Nat Methods 18, 203-211 (2021); cite the dataset itself too",
     )
+    layout = "Dataset*/dataset.json, imagesTr/{case}_{XXXX}{ending}, labelsTr/{case}{ending} (a dataset or nnUNet_raw)"
 
     def __init__(self, subject_regex: Optional[str] = None):
         self.subject_regex = re.compile(subject_regex) if subject_regex else None
