@@ -1,8 +1,9 @@
 """`medvision-pipeline evaluate`: score a model's predictions against a built output (I/O only;
-parsing and metrics are `transforms/scoring.py`).
+parsing and metrics are `transforms/scoring.py`, MedVision's summary tables `transforms/medvision_summary.py`).
 
 Predictions: JSONL (one object per line) or Parquet, each with `sample_id` and either `answer`
-(model text) or numbers (`box`; `major_axis_mm` and `minor_axis_mm`; `value`).
+(model text) or numbers (`box`; `major_axis_mm` and `minor_axis_mm`; `value`), e.g.
+`{"sample_id": "...", "answer": "<answer>0.2100, 0.3500, 0.4800, 0.6200</answer>"}`.
 """
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ import pyarrow.parquet as pq
 from pipeline import storage
 from pipeline.config import UsageError
 from schemas.tables import TASKS
-from transforms import scoring
+from transforms import medvision_summary, scoring
 
+_GROUPING = ["modality", "plane"]  # MedVision's regions and labels
 PAIR_COLUMNS = {
-    "detection": ["sample_id", "box_xyxy_px", "image_width_px", "image_height_px", "provenance"],
-    "tumor_lesion_size": ["sample_id", "major_axis_mm", "minor_axis_mm", "provenance"],
-    "angle_distance": ["sample_id", "value", "unit", "provenance"],
+    "detection": ["sample_id", "box_xyxy_px", "image_width_px", "image_height_px", "label_name", *_GROUPING,
+                  "provenance"],
+    "tumor_lesion_size": ["sample_id", "major_axis_mm", "minor_axis_mm", "label_name", *_GROUPING, "provenance"],
+    "angle_distance": ["sample_id", "value", "unit", "metric_name", "metric_type", *_GROUPING, "provenance"],
 }
 EXAMPLES_LISTED = 10
+EXAMPLE_PREDICTION = '{"sample_id": "<a sample_id of the pairs>", "answer": "<answer>0.2100, 0.3500, 0.4800, 0.6200</answer>"}'
 
 
 def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
@@ -51,15 +55,19 @@ def check_finished(root: str) -> None:
 
 
 def read_pairs(root: str) -> dict[str, dict]:
-    """Every pair of a built output by sample_id: its task's truth columns, dataset, task and prompt style."""
+    """Every pair of a built output by sample_id: its task's truth and grouping columns, dataset, task,
+    split and prompt style."""
     pairs = {}
     for task in TASKS:
         for uri in storage.glob(storage.join(root, f"dataset=*/task={task}/split=*/*.parquet")):
-            dataset = storage.dirname(storage.dirname(storage.dirname(uri))).rsplit("dataset=", 1)[1]
+            split_dir = storage.dirname(uri)
+            dataset = storage.dirname(storage.dirname(split_dir)).rsplit("dataset=", 1)[1]
+            split = split_dir.rsplit("split=", 1)[1]
             rows = read_parquet(uri, PAIR_COLUMNS[task]).to_pylist()
             for row in rows:
                 style = row.pop("provenance")["prompt_style"]
-                pairs[row["sample_id"]] = {**row, "dataset": dataset, "task": task, "prompt_style": style}
+                pairs[row["sample_id"]] = {**row, "dataset": dataset, "task": task, "split": split,
+                                           "prompt_style": style}
     if not pairs:
         raise UsageError(f"no pairs under {root} (expected dataset=*/task=*/split=*/*.parquet)")
     return pairs
@@ -79,8 +87,15 @@ def read_predictions(path: str) -> list[dict]:
             raise UsageError(f"{path} is not JSON lines: {exc}") from None
     else:
         raise UsageError(f"predictions must be .jsonl or .parquet, got {path}")
+    if not records:
+        raise UsageError(f"{path} holds no predictions; one line per answer, e.g. {EXAMPLE_PREDICTION}")
     if any(not isinstance(r, dict) or not r.get("sample_id") for r in records):
         raise UsageError(f"every prediction in {path} needs a sample_id")
+    if not any(r.get(field) is not None for r in records for field in scoring.ANSWER_FIELDS):
+        fields = ", ".join(sorted({str(field) for r in records for field in r})[:EXAMPLES_LISTED])
+        raise UsageError(f"no answer field found in {path} (its predictions carry {fields}): give the model's text "
+                         f"as 'answer', e.g. {EXAMPLE_PREDICTION}, or numbers as box / major_axis_mm and "
+                         "minor_axis_mm / value")
     if any(r.get("answer") is not None and not isinstance(r["answer"], str) for r in records):
         raise UsageError(f"'answer' in {path} must be text; give numbers as box / major_axis_mm, minor_axis_mm / value")
     repeated = [sample_id for sample_id, n in collections.Counter(r["sample_id"] for r in records).items() if n > 1]
@@ -89,45 +104,72 @@ def read_predictions(path: str) -> list[dict]:
     return records
 
 
-def evaluate(pairs_root: str, predictions_path: str) -> dict:
-    """The evaluation report: one line per (dataset, task, unit), parse failures, and the predictions
-    whose sample_id is not among the pairs (counted and listed, never scored)."""
+def _examples(items: list) -> dict:
+    return {"count": len(items), "examples": items[:EXAMPLES_LISTED]}
+
+
+def select_split(pairs: dict[str, dict], split: str | None) -> dict[str, dict]:
+    """The pairs of one split (all when None); UsageError naming the splits there are when it has none."""
+    if split is None:
+        return pairs
+    selected = {sample_id: pair for sample_id, pair in pairs.items() if pair["split"] == split}
+    if not selected:
+        splits = ", ".join(sorted({pair["split"] for pair in pairs.values()}))
+        raise UsageError(f"no pairs in split {split!r}; this build has {splits}")
+    return selected
+
+
+def evaluate(pairs_root: str, predictions_path: str, split: str | None = None) -> dict:
+    """The evaluation report: MedVision's summary tables, this pipeline's summary (one line per
+    dataset, task and unit), parse failures, pairs of the split without a prediction, and predictions
+    for pairs of another split or for no pair (counted and listed, never scored)."""
     check_finished(pairs_root)
-    pairs, predictions = read_pairs(pairs_root), read_predictions(predictions_path)
+    all_pairs, predictions = read_pairs(pairs_root), read_predictions(predictions_path)
+    pairs = select_split(all_pairs, split)
     pairs_per_group = collections.Counter(scoring.group_key(pair) for pair in pairs.values())
-    per_group, failures, unknown = collections.defaultdict(list), [], []
+    per_group, answers, failures, unknown, other_split = collections.defaultdict(list), [], [], [], []
     for prediction in predictions:
-        pair = pairs.get(prediction["sample_id"])
+        sample_id = prediction["sample_id"]
+        pair = pairs.get(sample_id)
         if pair is None:
-            unknown.append(prediction["sample_id"])
+            (other_split if sample_id in all_pairs else unknown).append(sample_id)
             continue
         metrics = scoring.sample_metrics(pair, prediction)
         per_group[scoring.group_key(pair)].append(metrics)
+        answers.append(medvision_summary.score_answer(pair, prediction))
         if metrics is None:
-            failures.append({"sample_id": prediction["sample_id"], "answer": prediction.get("answer")})
+            failures.append({"sample_id": sample_id, "answer": prediction.get("answer")})
+    answered = {p["sample_id"] for p in predictions}
+    unanswered = [sample_id for sample_id in pairs if sample_id not in answered]
     groups = [scoring.summarize_group(key, pairs_per_group[key], per_group[key]) for key in sorted(pairs_per_group)]
-    return {"pairs": pairs_root, "predictions": predictions_path, "groups": groups,
-            "parse_failures": {"count": len(failures), "examples": failures[:EXAMPLES_LISTED]},
-            "unknown_sample_ids": {"count": len(unknown), "examples": unknown[:EXAMPLES_LISTED]}}
+    return {"pairs": pairs_root, "predictions": predictions_path, "split": split,
+            "medvision": medvision_summary.summarize(answers), "groups": groups,
+            "parse_failures": _examples(failures), "pairs_without_prediction": _examples(unanswered),
+            "other_split_sample_ids": _examples(other_split), "unknown_sample_ids": _examples(unknown)}
 
 
 TABLE_COLUMNS = ("dataset", "task", "unit", "pairs", "predictions", "parsed", "parse_success_rate", "iou", "f1",
-                 "precision", "recall", "iou_above_0_5_rate", "mae", "mre")
+                 "precision", "recall", "mae", "mre")
+OURS_HEADING = ("This pipeline's summary, which differs from MedVision's: means over parsed answers with finite "
+                "numbers only, pooled per dataset, task and unit (pairs: {split})")
 
 
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+def _count_line(text: str, counted: dict) -> str:
+    examples = [str(e) for e in counted["examples"][:3]]
+    return f"{text}: {counted['count']}" + (f" (e.g. {', '.join(examples)})" if counted["count"] else "")
 
 
 def format_table(report: dict) -> str:
-    """The report's groups as an aligned text table, then the counts of failures and unknown ids."""
-    table = [TABLE_COLUMNS] + [tuple(_cell(group.get(c)) for c in TABLE_COLUMNS) for group in report["groups"]]
-    widths = [max(len(row[c]) for row in table) for c in range(len(TABLE_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table]
-    lines.append(f"parse failures: {report['parse_failures']['count']}")
-    unknown = report["unknown_sample_ids"]
-    lines.append(f"predictions for sample_ids not in the pairs: {unknown['count']}"
-                 + (f" (e.g. {', '.join(unknown['examples'][:3])})" if unknown["count"] else ""))
+    """MedVision's summary tables, then this pipeline's summary as an aligned table, then the counts of
+    failures, unanswered pairs and predictions not scored."""
+    split = f"split {report['split']}" if report["split"] else "every split"
+    lines = medvision_summary.format_tables(report["medvision"]) + ["", OURS_HEADING.format(split=split)]
+    lines += medvision_summary.aligned([TABLE_COLUMNS] + [tuple(g.get(c) for c in TABLE_COLUMNS)
+                                                          for g in report["groups"]])
+    lines += [f"parse failures: {report['parse_failures']['count']}",
+              _count_line(f"pairs ({split}) without a prediction", report["pairs_without_prediction"])]
+    if report["split"]:
+        lines.append(_count_line(f"predictions for pairs outside split {report['split']}, not scored",
+                                 report["other_split_sample_ids"]))
+    lines.append(_count_line("predictions for sample_ids not in the pairs", report["unknown_sample_ids"]))
     return "\n".join(lines)

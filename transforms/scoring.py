@@ -1,4 +1,5 @@
-"""Scoring model answers against pairs, as the MedVision benchmark scores them.
+"""Scoring model answers against pairs: each answer as the MedVision benchmark scores it, and this
+pipeline's own summary (MedVision's summary tables are `transforms/medvision_summary.py`).
 
 Answers are parsed like MedVision's `src/medvision_bm/utils/parse_utils.py`
 (github.com/YongchengYAO/MedVision): every number matching `-?\\d+\\.?\\d*` is found and the last k
@@ -6,11 +7,14 @@ are kept (k = 4 for a box, 2 for a lesion's axes, 1 for an angle or distance); f
 parse failure. Under the `medvision` prompt style only the text inside the first
 `<answer>...</answer>` is searched (`extract_last_k_nums_within_answer_tag`, which
 `benchmark/parse_outputs.py` applies), so an answer without the tags fails; under `default` the whole
-answer is. A prediction may give numbers instead of text: `box` (4 numbers, in the style's box frame),
-`major_axis_mm` and `minor_axis_mm`, or `value`.
+answer is. Each number is read as a float32, as MedVision's summaries read it (`np.float32`), so one
+beyond float32's range (about 3.4e38, e.g. 40 digits) is infinite. A prediction may give numbers
+instead of text: `box` (4 numbers, in the style's box frame), `major_axis_mm` and `minor_axis_mm`,
+or `value`; they are read the same way.
 
-Metrics are averaged over parsed predictions only (MedVision's `cal_metrics`: failures are NaN and
-left out of the means), and the parse success rate says how many that is.
+This pipeline's summary (`summarize_group`) differs from MedVision's: its means are over parsed
+answers with finite numbers only, per dataset, task and unit, and the parse success rate says how
+many that is.
 """
 from __future__ import annotations
 
@@ -19,18 +23,26 @@ import math
 import re
 from typing import Optional
 
+import numpy as np
+
 from transforms.prompts import medvision_box_target
 
 NUMBER_PATTERN = re.compile(r"-?\d+\.?\d*")
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 ANSWER_SIZE = {"detection": 4, "tumor_lesion_size": 2, "angle_distance": 1}
-IOU_HIT_THRESHOLD = 0.5
+ANSWER_FIELDS = ("answer", "box", "major_axis_mm", "minor_axis_mm", "value")  # a prediction's answer, any form
 RELATIVE_ERROR_EPSILON = 1e-15  # MedVision's guard against a zero truth
 TASK_UNITS = {"detection": None, "tumor_lesion_size": "mm"}  # angle/distance: the pair's own unit
 
 
+def as_float32(value) -> float:
+    """A number (or its text) as MedVision reads it, `np.float32`: rounded to float32, infinite beyond its range."""
+    with np.errstate(over="ignore"):
+        return float(np.float32(value))
+
+
 def parse_answer(text: str, task: str, style: str) -> Optional[list[float]]:
-    """The last k numbers of an answer text (k by task), or None when fewer are found.
+    """The last k numbers of an answer text (k by task) read as float32, or None when fewer are found.
 
     `medvision` style: only inside the first `<answer>...</answer>`; None without the tags.
     """
@@ -41,7 +53,7 @@ def parse_answer(text: str, task: str, style: str) -> Optional[list[float]]:
         text = tagged.group(1)
     numbers = NUMBER_PATTERN.findall(text)
     k = ANSWER_SIZE[task]
-    return [float(n) for n in numbers[-k:]] if len(numbers) >= k else None
+    return [as_float32(n) for n in numbers[-k:]] if len(numbers) >= k else None
 
 
 def _numeric_prediction(prediction: dict, task: str) -> Optional[list[float]]:
@@ -54,14 +66,19 @@ def _numeric_prediction(prediction: dict, task: str) -> Optional[list[float]]:
         values = [prediction.get("value")]
     if values is None or len(values) != ANSWER_SIZE[task] or any(v is None for v in values):
         return None
-    return [float(v) for v in values]
+    return [as_float32(v) for v in values]
+
+
+def answered_numbers(prediction: dict, task: str, style: str) -> Optional[list[float]]:
+    """The numbers a prediction gives, as float32 (possibly infinite): parsed from `answer` when present,
+    else its numeric fields; None when neither yields the task's count of numbers."""
+    answer = prediction.get("answer")
+    return parse_answer(answer, task, style) if answer is not None else _numeric_prediction(prediction, task)
 
 
 def predicted_numbers(prediction: dict, task: str, style: str) -> Optional[list[float]]:
-    """The numbers a prediction gives: parsed from `answer` when present, else its numeric fields;
-    None when neither yields the task's count of finite numbers."""
-    answer = prediction.get("answer")
-    numbers = parse_answer(answer, task, style) if answer is not None else _numeric_prediction(prediction, task)
+    """`answered_numbers` when all are finite, else None (this pipeline's summary counts it unparsed)."""
+    numbers = answered_numbers(prediction, task, style)
     if numbers is None or not all(math.isfinite(v) for v in numbers):
         return None
     return numbers
@@ -154,6 +171,4 @@ def summarize_group(key: tuple[str, str, Optional[str]], n_pairs: int, per_sampl
             "parse_success_rate": len(parsed) / len(per_sample) if per_sample else None}
     names = ("iou", "f1", "precision", "recall") if task == "detection" else ("mae", "mre")
     line.update({name: _mean([m[name] for m in parsed]) for name in names})
-    if task == "detection":
-        line["iou_above_0_5_rate"] = _mean([float(m["iou"] > IOU_HIT_THRESHOLD) for m in parsed])
     return line
