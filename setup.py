@@ -30,6 +30,7 @@ setup(
         "opencv-python-headless>=4.9,<6",  # PNG encoding (chosen by measurement: benchmarks/png_encoders.py)
         "matplotlib>=3.8,<4",  # dataset card figures
         "pyyaml>=5.1",  # dataset card front matter (also a Beam dependency)
+        "duckdb>=1.1",  # mix: selection over every pair's metadata, spilling to disk (pipeline/mix.py)
         # Object storage works right after `pip install .`: gs:// through gcsfs (newer gcsfs
         # releases build on google-cloud-storage), s3:// through Beam's S3 filesystem, which needs boto3.
         "gcsfs>=2024.2",

@@ -6,8 +6,9 @@
     medvision-pipeline sources
     medvision-pipeline evaluate --pairs ./out/run1 --predictions answers.jsonl --json scores.json
     medvision-pipeline report ./out/run1      # rewrite the dataset card (README.md, card/) of a build
+    medvision-pipeline mix --pairs ./out/run1 --output ./out/mix1 --validation-size 2000 --seed 0
 
-Arguments `build` and `report` do not know must be Beam pipeline options; an argument that neither this tool nor
+Arguments `build`, `report` and `mix` do not know must be Beam pipeline options; an argument that neither this tool nor
 Beam knows is refused (a mistyped option must not leave its default in force), and `evaluate` refuses them all.
 Misuse prints one line and exits 2.
 """
@@ -18,6 +19,7 @@ import contextlib
 import difflib
 import json
 import logging
+import shlex
 import signal
 import sys
 
@@ -55,7 +57,36 @@ def make_parser() -> argparse.ArgumentParser:
     card = commands.add_parser("report", help="rewrite the dataset card (README.md and figures) of a finished build")
     card.add_argument("output", help="the build's output location (path, gs://, s3://)")
     card.add_argument("--gcs-anonymous", action="store_true", help="read and write gs:// without credentials")
+    add_mix_arguments(commands.add_parser("mix", help="write a training mixture (train/validation/test Parquet "
+                                                      "with messages and images) from finished builds"))
     return parser
+
+
+def add_mix_arguments(mixer: argparse.ArgumentParser) -> None:
+    mixer.add_argument("--pairs", action="append", required=True, help="a finished build (repeatable)")
+    mixer.add_argument("--output", required=True, help="a new or empty location (path, gs://, s3://)")
+    mixer.add_argument("--validation-size", type=int, required=True,
+                       help="validation pairs, carved from train by subject, stratified by dataset")
+    mixer.add_argument("--seed", type=int, required=True, help="seed of the selection and the shuffle")
+    mixer.add_argument("--max-per-dataset", type=int, help="at most N pairs of each dataset in each split")
+    mixer.add_argument("--max-per-task", type=int, help="at most N pairs of each dataset's task in each split")
+    mixer.add_argument("--max-per-split", action="append", default=[], metavar="SPLIT=N",
+                       help="at most N pairs in SPLIT (train, test; validation is --validation-size)")
+    mixer.add_argument("--max-total", type=int, help="at most N pairs in all; train takes what validation and "
+                                                     "test leave")
+    mixer.add_argument("--shard-mb", type=float, default=500.0, help="PNG megabytes per Parquet shard")
+    mixer.add_argument("--gcs-anonymous", action="store_true", help="read and write gs:// without credentials")
+
+
+def split_caps(values: list[str]) -> dict[str, int]:
+    """`--max-per-split SPLIT=N` values as {split: N}."""
+    caps = {}
+    for value in values:
+        split, _, number = value.partition("=")
+        if not number.strip().isdigit():
+            raise UsageError(f"--max-per-split takes SPLIT=N (e.g. train=200000), got {value!r}")
+        caps[split.strip()] = int(number)
+    return caps
 
 
 def _raise_usage_error(message):
@@ -126,6 +157,29 @@ def run_report(args, beam_args: list[str]) -> int:
     return 0
 
 
+def run_mix(args, beam_args: list[str], argv: list[str]) -> int:
+    """Unknown arguments are Beam options, as for `report` (e.g. `--s3_endpoint_url`)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline import mix as mixing
+    from pipeline.run import configure_storage
+    from transforms.card import CARD_FILE
+
+    configure_storage(args.gcs_anonymous, PipelineOptions(beam_args))
+    caps = mixing.MixCaps(args.max_per_dataset, args.max_per_task, split_caps(args.max_per_split), args.max_total)
+    request = mixing.MixRequest(tuple(args.pairs), args.output, args.validation_size, args.seed, caps,
+                                args.shard_mb, shlex.join(["medvision-pipeline", *argv]))
+    summary = mixing.mix(request)
+    print(f"output: {args.output}")
+    for row in summary["counts"]:
+        print(f"  {row['split']}/{row['dataset']}/{row['task']}: {row['pairs']} pairs")
+    for split in mixing.MIX_SPLITS:
+        print(f"{split}: {summary['pairs'][split]} pairs, {summary['subjects'][split]} subjects, "
+              f"{summary['shards'][split]} shards")
+    print(f"dataset card: {storage.join(args.output, CARD_FILE)}")
+    return 0
+
+
 def run_evaluate(args, extra: list[str]) -> int:
     if extra:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
@@ -170,6 +224,7 @@ def locations(args: argparse.Namespace) -> list[str]:
     """Every input and output location a command names (roots, output, pairs, predictions)."""
     roots = [spec.root for spec in getattr(args, "sources", None) or () if spec.root]
     named = [getattr(args, name, None) for name in ("output", "pairs", "predictions", "json_out")]
+    named = [uri for value in named for uri in (value if isinstance(value, list) else [value])]  # mix: --pairs…
     return roots + [uri for uri in named if uri]
 
 
@@ -179,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         args, beam_args = parser.parse_known_args(argv)
         for uri in locations(args):
             storage.require_scheme(uri)  # a missing client package: one line before any work
-        if args.command in ("build", "report"):
+        if args.command in ("build", "report", "mix"):
             check_beam_arguments(beam_args, option_strings(parser, args.command))
         if args.command == "sources":
             print_sources()
@@ -188,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_evaluate(args, beam_args)
         if args.command == "report":
             return run_report(args, beam_args)
+        if args.command == "mix":
+            return run_mix(args, beam_args, sys.argv[1:] if argv is None else argv)
         return run_build(args, beam_args)
     except (UsageError, storage.MissingDependency) as exc:
         print(f"medvision-pipeline: error: {exc}", file=sys.stderr)
