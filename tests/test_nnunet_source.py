@@ -212,3 +212,19 @@ def test_lesion_labels_override_msd_targets_and_enter_the_params_hash(tmp_path):
     assert base.params_hash != chosen.params_hash
     assert base.output_params() == {key: value for key, value in chosen.output_params().items()
                                     if key != "lesion_labels"}
+
+
+def test_dataset_json_fields_of_the_wrong_form_are_refused_by_field():
+    from pipeline.sources.msd import TaskError
+    from pipeline.sources.nnunet import MAX_CHANNELS, channels_of, labels_of, parse_meta
+
+    refused = [
+        (channels_of, {"channel_names": {str(n): "T1" for n in range(MAX_CHANNELS + 1)}}, "more than"),
+        (channels_of, {"channel_names": {"0": "T1", "2": "T2"}}, "numbered 0 to 1"),
+        (labels_of, {"labels": {"background": 0, "a": 1, "b": 1}}, "two names give one value"),
+        (labels_of, {"labels": {"background": 0, "a": True}}, "whole number"),
+        (parse_meta, {"channel_names": {"0": "CT"}, "labels": {}, "file_ending": ".nii.gz\n<b>"}, "file_ending"),
+    ]
+    for parse, meta, message in refused:
+        with pytest.raises(TaskError, match=message):
+            parse(meta)

@@ -52,6 +52,7 @@ ENDINGS = VOLUME_ENDINGS + RASTER_ENDINGS
 RASTER_GEOMETRY = PlanarGeometry(axes="LPS", spacing_mm_col_row=(1.0, 1.0))
 CHANNEL_FILE = re.compile(r"(?P<case>.+)_(?P<channel>[0-9]{4})\Z")
 IMAGES, LABELS = "imagesTr", "labelsTr"
+MAX_CHANNELS = 64  # every channel is a case: a dataset.json naming millions must not list millions per case
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,6 +78,8 @@ def channels_of(meta: dict) -> tuple[tuple[int, str], ...]:
         if not isinstance(key, str) or not key.strip().isdigit() or not isinstance(name, str):
             raise TaskError(f"field {field!r}: entry {position} is not a channel number with a string name")
         channels.append((int(key), name))
+    if len(channels) > MAX_CHANNELS:
+        raise TaskError(f"field {field!r} names more than {MAX_CHANNELS} channels")
     if sorted(index for index, _ in channels) != list(range(len(channels))):
         raise TaskError(f"field {field!r}: channels must be numbered 0 to {len(channels) - 1}, once each")
     return tuple(sorted(channels))
