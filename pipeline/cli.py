@@ -32,6 +32,9 @@ from pipeline.version import __version__
 
 USAGE_EXIT = 2
 FAILED_EXIT = 1
+# pipeline.evaluate.EXAMPLE_PREDICTION, repeated here so that --help imports no pyarrow
+EXAMPLE_PREDICTION = ('{"sample_id": "<a sample_id of the pairs>", '
+                      '"answer": "<answer>0.2100, 0.3500, 0.4800, 0.6200</answer>"}')
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,11 +51,17 @@ def make_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build pairs from sources into Parquet")
     add_build_arguments(build)
     commands.add_parser("sources", help="list the source adapters, their tasks and licences")
-    scorer = commands.add_parser("evaluate", help="score model predictions against built pairs")
+    scorer = commands.add_parser(
+        "evaluate", help="score model predictions against built pairs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the example line stays whole, copyable
+        description="Score a model's answers: MedVision's summary tables (as its code at commit ae6e130\n"
+                    "computes them), then this pipeline's own summary.",
+        epilog=f"A predictions line (.jsonl):\n  {EXAMPLE_PREDICTION}")
     scorer.add_argument("--pairs", required=True, help="a build's output location")
     scorer.add_argument("--predictions", required=True,
                         help=".jsonl or .parquet with sample_id and answer text (or box / major_axis_mm, "
                              "minor_axis_mm / value)")
+    scorer.add_argument("--split", help="score the pairs of this split only (e.g. test); default: every split")
     scorer.add_argument("--json", dest="json_out", help="also write the report as JSON here")
     card = commands.add_parser("report", help="rewrite the dataset card (README.md and figures) of a finished build")
     card.add_argument("output", help="the build's output location (path, gs://, s3://)")
@@ -185,7 +194,7 @@ def run_evaluate(args, extra: list[str]) -> int:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
     from pipeline import evaluate as evaluation
 
-    report = evaluation.evaluate(args.pairs, args.predictions)
+    report = evaluation.evaluate(args.pairs, args.predictions, args.split)
     print(evaluation.format_table(report))
     if args.json_out:
         storage.write_bytes(args.json_out, json.dumps(report, indent=1).encode())

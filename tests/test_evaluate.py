@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import cli, evaluate
 from pipeline.cli import main
 from transforms.scoring import box_overlap, parse_answer
 
@@ -236,3 +237,26 @@ def test_predictions_without_an_answer_field_are_refused_naming_the_fields_they_
     assert "no answer field found" in errors[0] and "prediction, sample_id" in errors[0]
     assert '"answer": "<answer>' in errors[0] and "holds no predictions" in errors[1]
 
+
+def test_help_shows_a_predictions_line_that_evaluate_documents(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert evaluate.EXAMPLE_PREDICTION in capsys.readouterr().out
+    assert cli.EXAMPLE_PREDICTION == evaluate.EXAMPLE_PREDICTION
+
+
+def test_split_scores_the_pairs_of_one_split_and_counts_predictions_of_others(hand_made, tmp_path, capsys):
+    pairs, predictions, _ = hand_made
+    other = os.path.join(pairs, "dataset=a", "task=angle_distance", "split=train")
+    os.makedirs(other)
+    test_file = os.path.join(pairs, "dataset=a", "task=angle_distance", "split=test", "part-00000-of-00001.parquet")
+    os.rename(test_file, os.path.join(other, "part-00000-of-00001.parquet"))  # a1, a2 are train pairs now
+    out = str(tmp_path / "report.json")
+    assert main(["evaluate", "--pairs", pairs, "--predictions", predictions, "--split", "test", "--json", out]) == 0
+    report = json.load(open(out))
+    assert {task for _, task, _ in _groups(report)} == {"detection", "tumor_lesion_size"}
+    assert report["other_split_sample_ids"] == {"count": 2, "examples": ["a1", "a2"]}
+    assert "angle_distance" not in report["medvision"]
+    assert "predictions for pairs outside split test, not scored: 2 (e.g. a1, a2)" in capsys.readouterr().out
+    assert main(["evaluate", "--pairs", pairs, "--predictions", predictions, "--split", "validation"]) == 2
+    assert "no pairs in split 'validation'; this build has test, train" in capsys.readouterr().err
