@@ -22,6 +22,7 @@ import logging
 import shlex
 import signal
 import sys
+import textwrap
 
 from pipeline import storage
 from pipeline.config import UsageError, add_build_arguments, config_from_args
@@ -204,14 +205,23 @@ def run_evaluate(args, extra: list[str]) -> int:
 def print_sources() -> None:
     from pipeline.sources import SOURCES
 
-    columns = ("name", "anatomy", "modalities", "tasks", "licence", "redistributable")
-    table = [columns] + [
-        (i.name, i.anatomy, ",".join(i.modalities), ",".join(i.tasks), i.licence, str(i.redistributable).lower())
-        for i in (source.info for source in SOURCES.values())
-    ]
-    widths = [max(len(row[c]) for row in table) for c in range(len(columns))]
-    for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    for source in SOURCES.values():
+        print("\n".join(source_lines(source)))
+
+
+TASK_SHORT = {"detection": "detection", "tumor_lesion_size": "T/L size", "angle_distance": "angle/distance"}
+SOURCES_WIDTH = 100
+
+
+def source_lines(source) -> list[str]:
+    """One adapter in lines of at most SOURCES_WIDTH characters: its facts, then its expected layout."""
+    info = source.info
+    shared = "may be republished" if info.redistributable else "not redistributable"
+    facts = (f"{info.name}: {info.anatomy}; {', '.join(info.modalities)}; "
+             f"{', '.join(TASK_SHORT.get(task, task) for task in info.tasks)}; {info.licence}, {shared}")
+    layout = f"layout: {source.layout or 'see README'}"
+    return [*textwrap.wrap(facts, SOURCES_WIDTH, subsequent_indent="    "),
+            *textwrap.wrap(layout, SOURCES_WIDTH, initial_indent="    ", subsequent_indent="      ")]
 
 
 def print_summary(stats: dict, output: str) -> None:

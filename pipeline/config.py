@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 from typing import TYPE_CHECKING, Optional
 
@@ -46,9 +47,25 @@ class SourceSpec:
     @classmethod
     def parse(cls, text: str) -> "SourceSpec":
         name, _, root = text.partition("=")
+        hint = unknown_source_hint(name.strip().lower())
+        if hint:
+            raise argparse.ArgumentTypeError(hint)
         if not name or (_ and not root):
-            raise argparse.ArgumentTypeError(f"--source takes NAME or NAME=ROOT, got {text!r}")
+            raise argparse.ArgumentTypeError(f"--source takes NAME or NAME=ROOT (the folder holding the data), "
+                                             f"got {text!r}")
         return cls(name.strip().lower(), root or None)
+
+
+def unknown_source_hint(name: str) -> str:
+    """'' for a known adapter name; else a sentence naming the closest ones (`kits` -> kits23)."""
+    from pipeline.sources import SOURCES  # the adapters' facts only: no imaging library
+
+    if name in SOURCES:
+        return ""
+    close = [known for known in sorted(SOURCES) if name and known.startswith(name)]
+    close = close or difflib.get_close_matches(name, sorted(SOURCES), n=2, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return f"unknown source {name!r}: {hint}`medvision-pipeline sources` lists the {len(SOURCES)} adapters"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,7 +224,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="list cases and estimated slices and pairs per dataset; write nothing")
     parser.add_argument("--dry-run-sample", type=_positive_int, default=2,
-                        help="cases per dataset built in memory by --dry-run to estimate pairs per task")
+                        help="cases built in memory by --dry-run to estimate pairs per task, per group of each "
+                             "dataset (the cases of one case-id folder with the same kinds of targets)")
     parser.add_argument("--split-salt", default=DEFAULT_SPLIT_SALT, help="salt of the subject-level split hash")
     parser.add_argument("--target-file-mb", type=_positive_int, default=DEFAULT_TARGET_FILE_MB,
                         help="approximate size of each Parquet file")

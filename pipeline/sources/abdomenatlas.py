@@ -22,6 +22,7 @@ ORGAN_FILES = ("aorta", "gall_bladder", "kidney_left", "kidney_right", "liver", 
 class AbdomenAtlasSource(LayoutSource):
     info = SourceInfo("abdomenatlas", "abdomen", ("CT",), ("detection",), "CC-BY-NC-SA-4.0", True,
                       "Qu et al., AbdomenAtlas-8K, NeurIPS 2023 Datasets and Benchmarks")
+    layout = "BDMAP_*/ct.nii.gz, segmentations/<organ>.nii.gz, combined_labels.nii.gz"
     series = (Series("CT", "CT", image=r"(?P<case>BDMAP_\d+)/ct\.nii\.gz",
                      mask_parts=r"(?P<case>BDMAP_\d+)/segmentations/(?P<structure>[^/]+)\.nii\.gz",
                      structures={name: value for value, name in enumerate(ORGAN_FILES, 1)},

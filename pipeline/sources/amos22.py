@@ -23,6 +23,7 @@ SPLITS = {"Tr": "train", "Va": "validation"}
 class Amos22Source(LayoutSource):
     info = SourceInfo("amos22", "abdomen", ("CT", "MRI"), ("detection",), "CC-BY-4.0", True,
                       "Ji et al., AMOS, NeurIPS 2022 Datasets and Benchmarks")
+    layout = "images{Tr,Va}/amos_NNNN.nii.gz, labels{Tr,Va}/"
     series = (
         Series("CT", "CT", image=IMAGE, mask=MASK, labels=LABELS, split_group="folder", splits=SPLITS,
                where=lambda groups: int(groups["number"]) < FIRST_MRI_ID),

@@ -20,6 +20,7 @@ LABELS = {1: "tumor"}
 class AutoPet3Source(LayoutSource):
     info = SourceInfo("autopet_iii", "whole body", ("CT", "PET"), ("detection", "tumor_lesion_size"), "CC-BY-NC-4.0",
                       True, "Gatidis et al., whole-body FDG-PET/CT dataset, Sci Data 9, 601 (2022); autoPET III")
+    layout = "imagesTr/<case>_0000.nii.gz (CT), _0001 (PET), labelsTr/<case>.nii.gz"
     series = (
         Series("CT", "CT", image=rf"imagesTr/{CASE}_0000\.nii\.gz", mask=rf"labelsTr/{CASE}\.nii\.gz",
                case_id="{case}/CT", subject_id="{tracer}_{patient}", labels=LABELS, lesion_labels=(1,),

@@ -25,6 +25,7 @@ class Source(abc.ABC):
     """A dataset adapter: turns the dataset's raw layout under a root URI into `CaseRef`s."""
 
     info: SourceInfo
+    layout: str = ""  # the expected raw layout below the root, in words (`sources`, listing errors)
 
     @abc.abstractmethod
     def list_cases(self, root: str) -> list[CaseRef]:

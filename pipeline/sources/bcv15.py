@@ -15,6 +15,7 @@ from pipeline.sources.layout import LayoutSource, Series, labels_from
 class Bcv15Source(LayoutSource):
     info = SourceInfo("bcv15", "abdomen and cervix", ("CT",), ("detection",), "LicenseRef-Synapse-BCV-terms", True,
                       "Landman et al., Multi-Atlas Labeling Beyond the Cranial Vault, MICCAI 2015 challenge")
+    layout = "…/Training/img/imgNNNN.nii.gz + label/labelNNNN… (abdomen), …-Image/-Mask.nii.gz (cervix)"
     series = (
         Series("abdomen CT", "CT", image=r"Training/img/img(?P<case>\d{4})\.nii\.gz",
                mask=r"Training/label/label(?P<case>\d{4})\.nii\.gz", case_id="abdomen/{case}",

@@ -38,6 +38,8 @@ class Brats24Source(LayoutSource):
     info = SourceInfo("brats24", "brain", ("MRI",), ("detection", "tumor_lesion_size"),
                       "LicenseRef-BraTS2024-Synapse-terms", True,
                       "de Verdier et al., BraTS 2024 post-treatment glioma, arXiv:2405.18368; MET, MEN-RT, PED")
+    layout = ("BraTS-{GLI,MET,PED}-NNNNN-TTT/<case>-{t1c,t1n,t2f,t2w,seg}.nii.gz, "
+              "BraTS-MEN-RT-NNNN-N/<case>_{t1c,gtv}.nii.gz")
     series = tuple(_series(sub, sequence) for sub in ("GLI", "MET", "PED") for sequence in SEQUENCES) + (
         Series("t1c", "MRI", image=rf"{MEN_RT_CASE}_t1c\.nii\.gz", mask=rf"{MEN_RT_CASE}_gtv\.nii\.gz",
                case_id="{case}/t1c", subject_id="{subject}", labels={1: "gross tumor volume"}, lesion_labels=(1,)),

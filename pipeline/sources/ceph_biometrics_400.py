@@ -87,6 +87,7 @@ class CephBiometrics400Source(Source):
         redistributable=True,
         citation="Wang et al., A benchmark for comparison of dental radiography analysis algorithms, MedIA 2016",
     )
+    layout = "RawImage/{TrainingData,Test1Data,Test2Data}/NNN.bmp, AnnotationsByMD/400_senior/NNN.txt"
 
     def list_cases(self, root: str) -> list[CaseRef]:
         return list_cephalograms(root, self.info.name, LICENCE)

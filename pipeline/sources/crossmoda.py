@@ -16,5 +16,6 @@ CASE = r"source_training/(?P<case>crossmoda_\d+)"
 class CrossModaSource(LayoutSource):
     info = SourceInfo("crossmoda", "brain (vestibular schwannoma and cochlea)", ("MRI",), ("detection",), "CC-BY-4.0",
                       True, "Dorent et al., CrossMoDA 2021, Medical Image Analysis 83, 102628 (2023)")
+    layout = "source_training/crossmoda_N_{ceT1,Label}.nii.gz"
     series = (Series("ceT1", "MRI", image=CASE + r"_ceT1\.nii\.gz", mask=CASE + r"_Label\.nii\.gz",
                      labels={1: "vestibular schwannoma", 2: "cochlea"}),)

@@ -192,13 +192,14 @@ def write_demo(root: str) -> None:
 class DemoSource(Source):
     info = SourceInfo(
         name="demo",
-        anatomy="synthetic abdomen (CT) and brain (MR)",
-        modalities=("CT", "MRI"),
+        anatomy="synthetic: lesion phantoms (CT, two-sequence MR), cephalograms, fetal brain with biometry",
+        modalities=("CT", "MRI", "X-ray"),
         tasks=("detection", "tumor_lesion_size", "angle_distance"),
         licence=LICENCE,
         redistributable=True,
         citation="medvision-pipeline synthetic demo data",
     )
+    layout = "no root needed: generated into the cache in the MSD, Ceph-Biometrics-400 and FeTA 2024 layouts"
 
     def default_root(self) -> str:
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

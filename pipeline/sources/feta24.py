@@ -82,6 +82,7 @@ class Feta24Source(Source):
         redistributable=False,
         citation="Payette et al., Fetal Tissue Annotation Dataset, Sci Data 8, 167 (2021); FeTA 2024 biometry",
     )
+    layout = "sub-NNN/anat/…_T2w.nii.gz, _dseg; derivatives/biometry/…_{meas.nii.gz,trf.txt}"
 
     def list_cases(self, root: str) -> list[CaseRef]:
         return list_feta(root, self.info.name)

@@ -14,6 +14,7 @@ from pipeline.sources.layout import LayoutSource, Series, labels_from
 class Flare22Source(LayoutSource):
     info = SourceInfo("flare22", "abdomen", ("CT",), ("detection",), "LicenseRef-FLARE22-terms", True,
                       "Ma et al., FLARE22 challenge, arXiv:2308.05862")
+    layout = "FLARE22_Tr_NNNN_0000.nii.gz, FLARE22_Tr_NNNN.nii.gz anywhere"
     series = (Series("CT", "CT", image=r"(?P<case>FLARE22_Tr_\d{4})_0000\.nii\.gz",
                      mask=r"(?P<case>FLARE22_Tr_\d{4})\.nii\.gz",
                      labels=labels_from("1: liver; 2: right kidney; 3: spleen; 4: pancreas; 5: aorta; "

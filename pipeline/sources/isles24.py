@@ -73,6 +73,9 @@ def explained(case: CaseRef, registered_masks: set[str]) -> CaseRef:
 class Isles24Source(LayoutSource):
     info = SourceInfo("isles24", "brain (ischaemic stroke)", ("MRI",), ("detection",), "CC-BY-NC-SA-4.0", True,
                       "Riedel et al., ISLES'24, arXiv:2408.11142")
+    layout = ("Zenodo: derivatives/sub-strokeNNNN/ses-02/…_space-ncct_{dwi,adc,lesion-msk}.nii.gz; challenge: "
+              "raw_data/sub-strokeNNNN/ses-02/…_{dwi,adc}.nii.gz, derivatives/…_lesion-msk.nii.gz; MedVision "
+              "mirror: Images-{ADC,DWI}/, Masks/")
     series = SERIES
 
     def resolved(self, cases: list[CaseRef], paths: list[str]) -> list[CaseRef]:

@@ -14,6 +14,7 @@ from pipeline.sources.layout import LayoutSource, Series
 class Kits23Source(LayoutSource):
     info = SourceInfo("kits23", "kidney", ("CT",), ("detection", "tumor_lesion_size"), "CC-BY-NC-SA-4.0", True,
                       "Heller et al., KiTS21/23 challenge, arXiv:2307.01984")
+    layout = "case_NNNNN/{imaging,segmentation}.nii.gz"
     series = (Series("CT", "CT", image=r"(?P<case>case_\d{5})/imaging\.nii\.gz",
                      mask=r"(?P<case>case_\d{5})/segmentation\.nii\.gz",
                      labels={1: "kidney", 2: "kidney tumor", 3: "kidney cyst"}, lesion_labels=(2,)),)

@@ -175,8 +175,9 @@ class LayoutSource(Source):
         cases = self.resolved([case for series in self.series for case in self.cases_of(series, root, paths, facts)],
                               paths)
         if not cases:
-            raise SourceError(f"no {self.info.name} image under {root}: expected paths ending like "
-                              f"{self.series[0].image!r}")
+            found = f"{len(paths)} files, none in the layout" if paths else "no files"
+            raise SourceError(f"no {self.info.name} data under {root} ({found}): expected "
+                              f"{self.layout or 'the layout in README'}")
         return sorted(cases, key=lambda case: case.case_id)
 
     def cases_of(self, series: Series, root: str, paths: list[str], facts: DatasetFacts) -> list[CaseRef]:

@@ -190,6 +190,7 @@ class MsdSource(Source):
         redistributable=True,
         citation="Antonelli et al., The Medical Segmentation Decathlon, Nat Commun 13, 4128 (2022)",
     )
+    layout = "Task*/dataset.json, imagesTr/, labelsTr/ (a task folder or a folder of tasks)"
 
     def list_cases(self, root: str) -> list[CaseRef]:
         cases = [case for task_root in find_task_roots(root)

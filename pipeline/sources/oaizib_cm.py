@@ -13,6 +13,7 @@ from pipeline.sources.layout import LayoutSource, Series, labels_from
 class OaizibCmSource(LayoutSource):
     info = SourceInfo("oaizib_cm", "knee", ("MRI",), ("detection",), "CC-BY-NC-4.0", True,
                       "Yao et al., CartiMorph, Medical Image Analysis 91, 103035 (2024)")
+    layout = "images{Tr,Ts}/<case>_0000.nii.gz, labels{Tr,Ts}/"
     series = (Series("DESS", "MRI", image=r"images(?P<folder>Tr|Ts)/(?P<case>[^/]+)_0000\.nii\.gz",
                      mask=r"labels(?:Tr|Ts)/(?P<case>[^/]+)\.nii\.gz", split_group="folder",
                      splits={"Tr": "train", "Ts": "test"},

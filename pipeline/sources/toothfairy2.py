@@ -25,5 +25,6 @@ LABELS = {
 class ToothFairy2Source(LayoutSource):
     info = SourceInfo("toothfairy2", "teeth and jaws", ("CBCT",), ("detection",), "CC-BY-SA-4.0", False,
                       "Bolelli et al., Segmenting Maxillofacial Structures in CBCT Volumes, CVPR 2025")
+    layout = "imagesTr/<case>_0000.mha, labelsTr/<case>.mha"
     series = (Series("CBCT", "CBCT", image=r"imagesTr/(?P<case>[^/]+)_0000\.mha", mask=r"labelsTr/(?P<case>[^/]+)\.mha",
                      labels=dict(sorted(LABELS.items()))),)

@@ -28,4 +28,5 @@ class TopCow24Source(LayoutSource):
     info = SourceInfo("topcow24", "brain vessels (circle of Willis)", ("MRI", "CT"), ("detection",),
                       "LicenseRef-TopCoW-opendata-swiss-terms", True,
                       "Yang et al., TopCoW challenge, arXiv:2312.17670")
+    layout = "imagesTr/topcow_{ct,mr}_NNN_0000.nii.gz, cow_seg_labelsTr/"
     series = (_series("MRA", "MRI", "mr"), _series("CTA", "CT", "ct", "angio"))
