@@ -2,8 +2,10 @@
 
 One JSON line per case (ids, sequences, slices estimated from the header alone), then one
 summary line per dataset: cases, subjects, listing errors, estimated slices, and pairs per
-task estimated by building the first `--dry-run-sample` cases in memory with the build's own
-code and scaling their mean to the dataset's case count.
+task estimated by building `--dry-run-sample` cases of each group in memory with the build's own
+code and scaling each group's mean to its case count. A group is the cases of one folder of the
+case ids (an MSD task, the demo's parts) with the same kinds of targets (lesions, landmarks), so a
+dataset mixing cephalograms and CTs is sampled in both.
 """
 from __future__ import annotations
 
@@ -46,10 +48,41 @@ def case_line(case: CaseRef) -> dict:
     return line
 
 
+def sample_group(case: CaseRef) -> tuple:
+    """Cases expected to yield alike: the folder of the case id, and the kinds of targets."""
+    folder = case.case_id.split("/", 1)[0] if "/" in case.case_id else ""
+    return folder, bool(case.lesion_labels), case.landmarks is not None
+
+
 def sampled_pairs(cases: list[CaseRef], config: BuildConfig) -> tuple[int, collections.Counter]:
-    """(cases built, pairs per task) over the first `config.dry_run_sample` listable cases."""
+    """(cases built, estimated pairs per task for every listable case): the first `config.dry_run_sample`
+    cases of each group are built, and each group's mean scaled to its size (a group none of whose
+    samples built takes the mean of the others)."""
+    groups = collections.defaultdict(list)
+    for case in cases:
+        if not case.listing_error:
+            groups[sample_group(case)].append(case)
+    built, means, unsampled = 0, [], 0
+    for members in groups.values():
+        pairs, n = _built_pairs(members[: config.dry_run_sample], config)
+        built += n
+        if n:
+            means.append((collections.Counter({task: count / n for task, count in pairs.items()}), len(members)))
+        else:
+            unsampled += len(members)
+    estimate = collections.Counter()
+    for mean, size in means:
+        estimate.update({task: value * size for task, value in mean.items()})
+    if unsampled and means:
+        sampled = sum(size for _, size in means)
+        estimate.update({task: value / sampled * unsampled for task, value in list(estimate.items())})
+    return built, estimate
+
+
+def _built_pairs(cases: list[CaseRef], config: BuildConfig) -> tuple[collections.Counter, int]:
+    """Pairs per task of the cases built in memory, and how many built (a bad case is skipped)."""
     built, pairs = 0, collections.Counter()
-    for case in [case for case in cases if not case.listing_error][: config.dry_run_sample]:
+    for case in cases:
         try:
             records, _ = casework.slice_records(case, config.load_settings)
             case_pairs = casework.pair_counts(records)  # the records are cut here
@@ -57,7 +90,7 @@ def sampled_pairs(cases: list[CaseRef], config: BuildConfig) -> tuple[int, colle
             continue
         built += 1
         pairs += case_pairs
-    return built, pairs
+    return pairs, built
 
 
 def dataset_summary(dataset: str, cases: list[CaseRef], lines: list[dict], config: BuildConfig) -> dict:
@@ -69,7 +102,7 @@ def dataset_summary(dataset: str, cases: list[CaseRef], lines: list[dict], confi
         "estimated_slices": sum(line.get("estimated_slices", 0) for line in lines),
         "cases_without_estimate": sum(1 for line in lines if "estimated_slices" not in line),
         "sampled_cases": built,
-        "estimated_pairs": {task: round(n / built * usable) for task, n in sorted(pairs.items())} if built else {},
+        "estimated_pairs": {task: round(n) for task, n in sorted(pairs.items())},
     }
 
 

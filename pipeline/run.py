@@ -90,7 +90,7 @@ def unlisted_by_dry_run(config: BuildConfig) -> list[dict]:
 def list_cases(config: BuildConfig) -> list[CaseRef]:
     """Cases of every `--source`, narrowed by `--cases` and `--max-cases` (per source); with --dry-run,
     the sources whose listing would write are skipped (`unlisted_by_dry_run`)."""
-    selected, skipped = [], False
+    selected, skipped, listed_ids = [], False, []
     targets = LesionTargets(names=config.lesion_label_names)
     for spec in config.sources:
         try:
@@ -98,6 +98,9 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
             root = spec.root or source.default_root()
             if root is None:
                 raise UsageError(f"--source {spec.name} needs a root: --source {spec.name}=PATH_OR_URI")
+            if source.default_root() is None and not storage.is_remote(root) and not os.path.isdir(root):
+                raise UsageError(f"--source {spec.name}: folder not found: {root} (give the folder that holds the "
+                                 f"extracted data; `medvision-pipeline sources` shows each adapter's layout)")
             if config.dry_run and source.listing_writes(root):
                 skipped = True
                 continue
@@ -106,6 +109,7 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
         except SourceError as exc:
             raise UsageError(str(exc)) from exc
         cases = targets.apply(source, cases)
+        listed_ids += [case.case_id for case in cases]
         if config.cases:
             cases = [case for case in cases if case.case_id in config.cases]
         selected += cases[: config.max_cases]
@@ -115,12 +119,20 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
         raise UsageError(str(exc)) from exc
     missing = sorted(set(config.cases or ()) - {case.case_id for case in selected})
     if missing and not skipped:
-        raise UsageError(f"--cases names cases no source lists: {', '.join(missing)}")
+        raise UsageError(f"--cases names cases no source lists: {', '.join(missing)}{case_id_hint(missing, listed_ids)}")
     keys = collections.Counter((case.dataset, case.case_id) for case in selected)
     repeated = sorted(key for key, n in keys.items() if n > 1)
     if repeated:
         raise UsageError(f"cases listed more than once (a source given twice?): {repeated[:5]}")
     return selected
+
+
+def case_id_hint(missing: list[str], listed_ids: list[str]) -> str:
+    """Where a listed id ends with a missing one (`demo_ct_00` for `Task01_DemoCT/demo_ct_00`), the full form."""
+    full = [known for name in missing for known in listed_ids if known.endswith("/" + name)]
+    if full:
+        return f" (case ids include their folder: did you mean {', '.join(sorted(full)[:5])}?)"
+    return f" (listed ids look like {', '.join(listed_ids[:3])}; --dry-run prints them all)" if listed_ids else ""
 
 
 def read_counts(config: BuildConfig) -> list[dict]:

@@ -33,9 +33,12 @@ def parse_spacing_mode(text: str) -> SpacingMode:
     """'finest', 'native' or a positive number of mm; raises ValueError otherwise."""
     if text in ("finest", "native"):
         return text
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan  # a word other than the two modes
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"spacing must be finest, native or a positive number of mm, got {text!r}")
+        raise ValueError(f"spacing must be finest, native or a positive number of mm (e.g. 0.8), got {text!r}")
     return value
 
 

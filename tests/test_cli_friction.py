@@ -1,0 +1,66 @@
+"""What a newcomer meets at the command line: errors that say what to type, a readable `sources`
+list, and a dry-run estimate that samples every kind of case."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from pipeline.cli import main
+
+
+def error_of(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv,wanted", [
+    (["--spacing", "fine"], ["finest, native or a positive number of mm"]),
+    (["--source", "kits="], ["unknown source 'kits'", "did you mean kits23?"]),
+    (["--source", "kits=/data/kits"], ["did you mean kits23?"]),
+    (["--source", "kits23=/no/such/folder"], ["folder not found: /no/such/folder"]),
+])
+def test_misuse_says_what_to_type(argv, wanted, tmp_path, capsys):
+    argv = ["build", "--output", str(tmp_path / "out"), *argv]
+    if "--source" not in argv:
+        argv += ["--source", "demo"]
+    message = error_of(argv, capsys)
+    assert all(text in message for text in wanted), message
+
+
+def test_a_root_without_the_layout_describes_it_in_words(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "kidney.nii.gz").write_bytes(b"x")
+    message = error_of(["build", "--source", f"kits23={tmp_path / 'data'}", "--output", str(tmp_path / "out")],
+                       capsys)
+    assert "case_NNNNN/{imaging,segmentation}.nii.gz" in message and "(?P<" not in message
+
+
+def test_a_case_named_without_its_folder_gets_the_full_id(demo_root, tmp_path, capsys):
+    message = error_of(["build", "--source", "demo", "--cases", "demo_ct_00", "--output", str(tmp_path / "out"),
+                        "--dry-run"], capsys)
+    assert "did you mean Task01_DemoCT/demo_ct_00?" in message
+
+
+def test_sources_prints_short_lines_with_each_layout(capsys):
+    assert main(["sources"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    heads = [line for line in lines if not line.startswith(" ")]
+    layouts = [line for line in lines if line.startswith("    layout: ")]
+    assert len(heads) == len(layouts) >= 23
+    demo = "\n".join(lines).split("\ndemo: ", 1)[1].split("\n    layout: ", 1)[0]
+    assert demo.startswith("synthetic") and "X-ray" in demo and "cephalograms" in demo
+
+
+def test_the_dry_run_estimate_samples_every_kind_of_case(demo_root, tmp_path, capsys):
+    assert main(["build", "--source", "demo", "--output", str(tmp_path / "out"), "--dry-run",
+                 "--dry-run-sample", "1"]) == 0
+    summary = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"summary"' in line][0]
+    # cephalograms, the fetal brain, its biometry and the two MSD-style tasks: one case each
+    assert summary["sampled_cases"] == 5
+    assert set(summary["estimated_pairs"]) == {"detection", "tumor_lesion_size", "angle_distance"}
+    assert not os.path.exists(tmp_path / "out")
