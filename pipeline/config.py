@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Optional
 
 from schemas.tables import SCHEMA_VERSION
 from transforms import boxes, ids, intensity
-from pipeline.sources.user_options import parse_label_names, parse_subject_regex
 from transforms.caseref import PEAK_BYTES_PER_VOXEL, ReadPolicy
 from transforms.medvision import CONVENTIONS
 from transforms.planes import SpacingMode, parse_spacing_mode
@@ -188,11 +187,13 @@ def _spacing(text: str) -> SpacingMode:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _argument_type(parse):
-    """An argparse type from a parser raising ValueError, keeping its message."""
+def _user_option(parser_name: str):
+    """An argparse type from a `pipeline.sources.user_options` parser raising ValueError, keeping its message;
+    imported when the option is given, so that `--help` does not import every adapter."""
     def checked(text: str):
+        from pipeline.sources import user_options
         try:
-            return parse(text)
+            return getattr(user_options, parser_name)(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return checked
@@ -213,12 +214,12 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-cases", type=_positive_int, help="use only the first N cases of each source")
     parser.add_argument("--cases", type=lambda t: tuple(c for c in t.split(",") if c),
                         help="comma-separated case ids to build (others are skipped)")
-    parser.add_argument("--lesion-labels", dest="lesion_label_names", type=_argument_type(parse_label_names),
+    parser.add_argument("--lesion-labels", dest="lesion_label_names", type=_user_option("parse_label_names"),
                         default=(), metavar="NAME[,NAME...]",
                         help="labels whose lesions the tumor_lesion_size task measures, by their names in the "
                              "dataset (dataset.json); for every source without built-in targets, and instead of "
                              "msd's and nnunet's")
-    parser.add_argument("--subject-regex", type=_argument_type(parse_subject_regex), metavar="REGEX",
+    parser.add_argument("--subject-regex", type=_user_option("parse_subject_regex"), metavar="REGEX",
                         help="nnunet: group 1 of this regex, searched in each case identifier, is the subject, so "
                              "cases of one patient share a split (default: each case is its own subject)")
     parser.add_argument("--dry-run", action="store_true",
