@@ -141,7 +141,7 @@ def test_evaluate_gives_medvision_summary_tables_beside_ours(hand_made, tmp_path
     assert set(measures["groups"]) == {"a-Angle", "a-Distance"}
     assert measures["labels"]["a_distance_L-1-2"]["avgMRE"] == pytest.approx(0.25)
     printed = capsys.readouterr().out
-    assert "Detection regions:" in printed and "liver @ CT (A)" in printed
+    assert "regions left out of both groups: 1, with 4 answers (fewer than 50 answers: 1)" in printed
     assert "This pipeline's summary, which differs from MedVision's" in printed
 
 

@@ -86,8 +86,10 @@ def test_the_last_error_bucket_is_open_so_the_1_0_rate_counts_every_finite_error
 
 
 def test_tables_name_the_reference_and_print_every_task():
-    answers = _answers(_box_pair("liver"), [HIT]) + [mv.score_answer(_size_pair(), {"sample_id": "s", "answer": "1, 2"})]
+    answers = _answers(_box_pair("liver"), [HIT] * 50) + _answers(_box_pair("spleen"), [HIT])
+    answers.append(mv.score_answer(_size_pair(), {"sample_id": "s", "answer": "1, 2"}))
     lines = mv.format_tables(mv.summarize(answers))
-    assert lines[0].startswith("MedVision's summary tables, as computed by MedVision commit ae6e130 (2026-04-10)")
-    assert any(line.startswith("liver @ CT (A)") for line in lines)
+    assert lines[0] == "MedVision's summary tables, as computed by MedVision commit ae6e130 (2026-04-10)"
+    assert any(line.startswith("liver @ CT (A)  50") for line in lines)
+    assert not any(line.startswith("spleen") for line in lines)
     assert any(line.startswith("tumour @ CT (A)") for line in lines)

@@ -44,9 +44,9 @@ import numpy as np
 
 from transforms import scoring
 
-MEDVISION_REFERENCE = ("MedVision commit ae6e130 (2026-04-10), github.com/YongchengYAO/MedVision (in forks such "
-                       "as github.com/viennh/MedVision): benchmark/parse_outputs.py, summarize_detection_task.py, "
-                       "summarize_TL_task.py, summarize_AD_task.py")
+MEDVISION_REFERENCE = "MedVision commit ae6e130 (2026-04-10)"
+MEDVISION_SOURCE = ("github.com/YongchengYAO/MedVision, kept in forks such as github.com/viennh/MedVision: "
+                    "src/medvision_bm/benchmark/parse_outputs.py and summarize_{detection,TL,AD}_task.py")
 MINIMUM_GROUP_SIZE = 50  # configs.MINIMUM_GROUP_SIZE: detection regions with fewer answers are left out
 EXCLUDED_KEYS = ("miscellaneous", "others")
 # configs.TUMOR_LESION_GROUP_KEYS, plus "tumour": MedVision matches them in its regrouped names, which spell
@@ -235,7 +235,7 @@ def summarize(answers: list[dict]) -> dict:
         by_task[answer["task"]].append(answer)
     summaries = {"detection": summarize_detection, "tumor_lesion_size": summarize_tumor_lesion,
                  "angle_distance": summarize_angle_distance}
-    return _without_nan({"reference": MEDVISION_REFERENCE,
+    return _without_nan({"reference": f"{MEDVISION_REFERENCE}, {MEDVISION_SOURCE}",
                          **{task: summaries[task](by_task[task]) for task in summaries if by_task[task]}})
 
 
@@ -270,17 +270,26 @@ def aligned(rows: list[tuple]) -> list[str]:
     return ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in text]
 
 
+def _left_out_line(regions: list[tuple[str, dict]]) -> str:
+    reasons = collections.Counter(m["group"].removeprefix("left out: ") for _, m in regions)
+    answers = sum(m["num_samples"] for _, m in regions)
+    return (f"regions left out of both groups: {len(regions)}, with {answers} answers (" +
+            ", ".join(f"{why}: {n}" for why, n in sorted(reasons.items())) + "); every region is in the JSON report")
+
+
 def _detection_lines(summary: dict) -> list[str]:
     groups = [(name, g.get("num_regions", 0), g.get("total_samples", 0), *(g.get(c) for c in DETECTION_GROUP_COLUMNS))
               for name, g in summary["groups"].items()]
     regions = sorted(summary["regions"].items(), key=lambda item: -item[1]["num_samples"])
+    kept = [(name, m) for name, m in regions if not m["group"].startswith("left out")]
+    left_out = [(name, m) for name, m in regions if m["group"].startswith("left out")]
     return ["Detection, anatomy vs T/L: regions of at least 50 answers, weighted by answers; an unparsed answer "
             "scores 0; 'IoU>0.5' is MedVision's name for the share of all answers with IoU >= 0.5",
             *aligned([("group", "regions", "samples") + DETECTION_GROUP_COLUMNS] + groups),
-            "Detection regions:",
             *aligned([("region", "samples", "group") + DETECTION_REGION_COLUMNS] +
                      [(name, m["num_samples"], m["group"], *(m[c] for c in DETECTION_REGION_COLUMNS))
-                      for name, m in regions])]
+                      for name, m in kept]),
+            *([_left_out_line(left_out)] if left_out else [])]
 
 
 def _overall_line(overall: dict) -> str:
@@ -311,7 +320,7 @@ def _angle_distance_lines(summary: dict) -> list[str]:
 
 def format_tables(summary: dict) -> list[str]:
     """MedVision's summary (`summarize`'s result) as text lines, one block per task present."""
-    lines = [f"MedVision's summary tables, as computed by {summary['reference']}"]
+    lines = [f"MedVision's summary tables, as computed by {MEDVISION_REFERENCE}", f"({MEDVISION_SOURCE})"]
     for task, block in (("detection", _detection_lines), ("tumor_lesion_size", _tumor_lesion_lines),
                         ("angle_distance", _angle_distance_lines)):
         if task in summary:
