@@ -230,13 +230,21 @@ def print_summary(stats: dict, output: str) -> None:
         print(f"{dataset}: {cases['listed']} cases listed, {cases['with_pairs']} with pairs")
     for row in stats["rows"]:
         print(f"  {row['dataset']}/{row['task']}/{row['split']}: {row['rows']} rows")
-    print(f"quarantined: {stats['total_quarantined']}")
-    for q in stats["quarantine"]:
-        print(f"  {q['dataset']}/{q['stage']}/{q['reason']}: {q['rows']}")
+    # A case refused at load and a measurement refused on one slice are different news: apart.
+    for title, rows in (("cases quarantined at load (their pairs not built)", _load_rows(stats, True)),
+                        ("measurements refused (those pairs not written; their cases' other pairs kept)",
+                         _load_rows(stats, False))):
+        print(f"{title}: {sum(q['rows'] for q in rows)}")
+        for q in rows:
+            print(f"  {q['dataset']}/{q['stage']}/{q['reason']}: {q['rows']}")
     print(f"total rows: {stats['total_rows']} in {stats['wall_seconds']} s")
     from transforms.card import CARD_FILE
 
     print(f"dataset card: {storage.join(output, CARD_FILE)}")
+
+
+def _load_rows(stats: dict, at_load: bool) -> list[dict]:
+    return [q for q in stats["quarantine"] if (q["stage"] == "load") == at_load]
 
 
 def locations(args: argparse.Namespace) -> list[str]:

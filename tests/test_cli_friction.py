@@ -64,3 +64,16 @@ def test_the_dry_run_estimate_samples_every_kind_of_case(demo_root, tmp_path, ca
     assert summary["sampled_cases"] == 5
     assert set(summary["estimated_pairs"]) == {"detection", "tumor_lesion_size", "angle_distance"}
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_build_summary_counts_bad_cases_apart_from_refused_measurements(capsys):
+    from pipeline.cli import print_summary
+
+    quarantine = [{"dataset": "demo", "stage": "load", "reason": "truncated_gzip", "rows": 1},
+                  {"dataset": "demo", "stage": "tumor_lesion_size", "reason": "too_few_pixels", "rows": 13}]
+    stats = {"cases": {"demo": {"listed": 10, "with_pairs": 8}}, "rows": [], "quarantine": quarantine,
+             "total_quarantined": 14, "total_rows": 0, "wall_seconds": 1.0}
+    print_summary(stats, "/out")
+    out = capsys.readouterr().out
+    assert "cases quarantined at load (their pairs not built): 1\n  demo/load/truncated_gzip: 1" in out
+    assert "measurements refused (those pairs not written; their cases' other pairs kept): 13" in out
