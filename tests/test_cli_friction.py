@@ -77,3 +77,10 @@ def test_the_build_summary_counts_bad_cases_apart_from_refused_measurements(caps
     out = capsys.readouterr().out
     assert "cases quarantined at load (their pairs not built): 1\n  demo/load/truncated_gzip: 1" in out
     assert "measurements refused (those pairs not written; their cases' other pairs kept): 13" in out
+
+
+def test_every_landmark_measurement_has_a_name_for_its_prompt():
+    from pipeline.sources import ceph_biometrics_400, feta24
+
+    for measurement in (*ceph_biometrics_400.MEASUREMENTS, *feta24.MEASUREMENTS):
+        assert measurement.description and "L_" not in measurement.description, measurement

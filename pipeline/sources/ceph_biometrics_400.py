@@ -47,10 +47,12 @@ MEASUREMENTS = (
     _angle("L-2-5", "L-2-6", "ANB"),
     _angle("L-1-2", "L-2-6", "SNB"),
     _angle("L-1-2", "L-2-5", "SNA"),
-    _angle("L-5-6", "L-8-10", ""),
+    # MedVision names five of the eight angles; the other three are named here from their landmarks, so no
+    # prompt shows a key such as A-L_3_4-L_17_18.
+    _angle("L-5-6", "L-8-10", "AB plane to mandibular plane (Me-Go)"),
     _angle("L-3-4", "L-2-7", "facial angle (FH to N-Pog)"),
-    _angle("L-3-4", "L-17-18", ""),
-    _angle("L-2-7", "L-5-6", ""),
+    _angle("L-3-4", "L-17-18", "FH to palatal plane (PNS-ANS)"),
+    _angle("L-2-7", "L-5-6", "AB plane angle (N-Pog to A-B)"),
     _angle("L-1-2", "L-9-10", "SN to mandibular plane (Gn-Go)"),
     Measurement("L-1-10", "distance", _line("L-1-10"), description="S-Go (posterior face height)"),
     Measurement("L-2-8", "distance", _line("L-2-8"), description="N-Me (anterior face height)"),
