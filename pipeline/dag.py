@@ -22,6 +22,7 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
                 progress: ProgressMarks = ProgressMarks()) -> None:
     """Wire the whole build onto `pipeline`; counts for reconciliation go to `<output>/_work/`."""
     load = config.load_settings
+    pngs = storage.join(config.work_dir, "pngs")  # spilled PNGs (`pipeline.spill`): no pixels cross a shuffle
     plans, load_quarantine = (
         pipeline
         | "ListCases" >> beam.Create(cases)
@@ -34,12 +35,12 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
         plans
         | "Units" >> beam.FlatMap(lambda plan: plan.units if plan.spread else ())
         | "SpreadUnits" >> beam.Reshuffle()
-        | "SlicePairs" >> SlicePairs(load, settings, progress)
+        | "SlicePairs" >> SlicePairs(load, settings, progress, spill_folder=pngs)
     ]
     if load.cut_here_below_voxels:  # a small case is cut in the step that planned it, from its decode
         branches.append(plans
                         | "UnitsHere" >> beam.FlatMap(lambda plan: () if plan.spread else plan.units)
-                        | "SlicePairsHere" >> SlicePairs(load, settings, progress))
+                        | "SlicePairsHere" >> SlicePairs(load, settings, progress, spill_folder=pngs))
     pairs, invalid = (
         [bundles for branch_pairs, _ in branches for bundles in branch_pairs]
         | "AllPairs" >> beam.Flatten()

@@ -20,7 +20,7 @@ import typing
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline import casework, storage
+from pipeline import casework, spill, storage
 from pipeline.progress import ProgressMarks
 from pipeline.version import __version__
 from schemas import rows as row_builders
@@ -274,24 +274,39 @@ class ExtractSlices(beam.PTransform):
 
 
 class _EncodePngFn(beam.DoFn):
-    def __init__(self):
+    def __init__(self, spill_folder: str | None):
+        self._spill_folder, self._spill = spill_folder, None
         self._encode_ms = Metrics.distribution(NAMESPACE, "png_ms_per_slice")
+
+    def start_bundle(self):
+        self._spill = spill.SpillFile(self._spill_folder) if self._spill_folder else None
 
     def process(self, record: SliceRecord):
         if record.pointer:  # published without pixels: nothing to encode
             yield dataclasses.replace(record, content=dataclasses.replace(record.content, pixels=None))
             return
         started = time.monotonic()
-        encoded = dataclasses.replace(record, content=record.content.with_png())
+        content = record.content.with_png()
+        if self._spill is not None:
+            content = dataclasses.replace(content, png=self._spill.put(content.png))
         self._encode_ms.update(int(1000 * (time.monotonic() - started)))
-        yield encoded
+        yield dataclasses.replace(record, content=content)
+
+    def finish_bundle(self):
+        if self._spill is not None:
+            self._spill.close()
 
 
 class EncodePng(beam.PTransform):
-    """SliceRecord -> SliceRecord with its PNG, in the fused slice step (the pixels are dropped once encoded)."""
+    """SliceRecord -> SliceRecord with its PNG, in the fused slice step (the pixels are dropped once encoded);
+    with a `spill_folder`, the PNG is written there and the record carries a `SpilledPng` (`pipeline.spill`)."""
+
+    def __init__(self, spill_folder: str | None = None):
+        super().__init__()
+        self._spill_folder = spill_folder
 
     def expand(self, slices):
-        return slices | beam.ParDo(_EncodePngFn())
+        return slices | beam.ParDo(_EncodePngFn(self._spill_folder))
 
 
 class _DeriveBoxesFn(QuarantiningFn):
@@ -356,14 +371,15 @@ class SlicePairs(beam.PTransform):
 
     def __init__(self, load: casework.LoadSettings,
                  storage_settings: storage.StorageSettings = storage.StorageSettings(),
-                 progress: ProgressMarks = ProgressMarks()):
+                 progress: ProgressMarks = ProgressMarks(), spill_folder: str | None = None):
         super().__init__()
         self._load, self._storage_settings, self._progress = load, storage_settings, progress
+        self._spill_folder = spill_folder
 
     def expand(self, units):
         slices, cut_quarantine = units | "ExtractSlices" >> ExtractSlices(self._load, self._storage_settings,
                                                                           self._progress)
-        slices = slices | "EncodePng" >> EncodePng()
+        slices = slices | "EncodePng" >> EncodePng(self._spill_folder)
         boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()
         sizes, size_quarantine = slices | "DeriveLesionSizes" >> DeriveLesionSizes()
         measures, measure_quarantine = slices | "DeriveLandmarkMeasures" >> DeriveLandmarkMeasures()

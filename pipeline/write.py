@@ -21,10 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
-from pipeline import storage
+from pipeline import spill, storage
 from pipeline.casework import CasePlan
 from pipeline.progress import ProgressMarks
 from schemas.rows import RowBundle
+from schemas.spilled import png_length
 from schemas.tables import PARTITION_KEYS, schema_for
 from schemas.validate import file_row
 
@@ -68,8 +69,7 @@ def planned_partition_bytes(plan: CasePlan) -> list[tuple[str, int]]:
 
 
 def row_bytes(row: dict) -> int:
-    image = row.get("image") or {}
-    return len(image.get("bytes") or b"") + ROW_OVERHEAD_BYTES
+    return png_length((row.get("image") or {}).get("bytes")) + ROW_OVERHEAD_BYTES
 
 
 def bundle_bytes(bundle: RowBundle) -> int:
@@ -91,7 +91,7 @@ def write_parquet(uri: str, table: str, rows: list[dict], temp_dir: str) -> int:
     with storage.atomic_create(uri, temp_dir) as handle:
         with pq.ParquetWriter(handle, schema, **parquet_options(schema)) as writer:
             for group in _row_groups(rows):
-                writer.write_batch(record_batch(group, schema))
+                writer.write_batch(record_batch(spill.with_pngs_read(group), schema))
     return len(rows)
 
 

@@ -74,7 +74,7 @@ class SliceContent:
     packed_labels: PackedArray
     measurements: tuple[PlacedMeasurement, ...] = ()
     labels_lost: tuple[int, ...] = ()  # labels of the source slice that resampling removed
-    png: Optional[bytes] = None  # set by `with_png`
+    png: Optional[bytes] = None  # set by `with_png`; the build then spills it (a `schemas.spilled.SpilledPng`)
     derived: Optional[SliceLabels] = None  # boxes and lesion components, when cut with them (then packed_labels
     # holds only the labelled box, and `labels_2d` is made from it)
 
