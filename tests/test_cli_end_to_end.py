@@ -156,10 +156,10 @@ def test_dry_run_lists_cases_and_writes_nothing(tmp_path, demo_root, capsys):
     *lines, summary = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["case_id"] for line in lines] == ["Ceph/001", "Ceph/151", "FeTA/sub-001_rec-mial"]
     assert [line["estimated_slices"] for line in lines] == [1, 1, 80 + 96 + 80]
-    # the first two cases are built in memory: 8 angles + 2 distances each, scaled to 3 cases
+    # every group is sampled: each cephalogram (8 angles + 2 distances) and the FeTA volume (its boxes)
     assert summary == {"summary": "demo", "cases": 3, "subjects": 3, "listing_errors": 0,
-                       "estimated_slices": 258, "cases_without_estimate": 0, "sampled_cases": 2,
-                       "estimated_pairs": {"angle_distance": 30}}
+                       "estimated_slices": 258, "cases_without_estimate": 0, "sampled_cases": 3,
+                       "estimated_pairs": {"angle_distance": 20, "detection": 900}}
     assert not os.path.exists(output)
 
 
