@@ -49,7 +49,8 @@ def derive(labels: Volume, lesion_labels: tuple[int, ...], conventions: str) -> 
     for plane in planes_of(labels.array.shape):
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing, chosen.display)
         indices = plan[plane]
-        derived = derive_plane(labels.array, grid, indices, lesion_labels, not chosen.single_instance_only)
+        derived = derive_plane(labels.array, grid, indices, lesion_labels, not chosen.single_instance_only,
+                               chosen.lesion_measurement)
         n_boxes = sum(1 for found in derived.values() for box in found.boxes
                       if box.single_instance or not chosen.single_instance_only)
         n_sizes = sum(1 for found in derived.values() for entry in found.lesions if isinstance(entry.size, LesionSize)

@@ -193,7 +193,8 @@ def unit_records(unit: WorkUnit, settings: LoadSettings) -> Iterator[SliceRecord
     hashes = dict(unit.volume_hashes)
     conventions = CONVENTIONS[settings.conventions]
     contents = extract_slices(loaded, settings.spacing, conventions.display, {unit.plane: unit.slice_indices},
-                              dict(unit.windows), measure_several=not conventions.single_instance_only)
+                              dict(unit.windows), measure_several=not conventions.single_instance_only,
+                              measurement=conventions.lesion_measurement)
     return (SliceRecord(unit.case, unit.split, unit.provenance, content, pointer, hashes[content.sequence])
             for content in contents)
 

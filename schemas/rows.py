@@ -129,8 +129,10 @@ def slice_labels(record: SliceRecord) -> SliceLabels:
     content = record.content
     if content.derived is not None:
         return content.derived
+    conventions = conventions_of(record)
     return derive_slice(content.labels_2d, content.spacing_mm_row_col, record.case.lesion_labels,
-                        measure_several=not conventions_of(record).single_instance_only)
+                        measure_several=not conventions.single_instance_only,
+                        measurement=conventions.lesion_measurement)
 
 
 def detection_pairs(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Rejection]]]:

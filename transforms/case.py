@@ -381,7 +381,7 @@ def case_windows(loaded: LoadedCase) -> dict[str, Window]:
 def extract_slices(loaded: LoadedCase, spacing: SpacingMode, display: str = "radiological",
                    plan: Optional[dict[str, tuple[int, ...]]] = None,
                    windows: Optional[dict[str, Window]] = None, measure_several: bool = True,
-                   with_labels: bool = True) -> Iterator[SliceContent]:
+                   with_labels: bool = True, measurement: str = "pixel_edge") -> Iterator[SliceContent]:
     """The slices of `plan` (default: the whole `slice_plan`) of every sequence, resampled, in the
     `display` orientation ("radiological" or "raw", see `transforms.planes`), in `windows`
     (default: `case_windows`).
@@ -390,12 +390,13 @@ def extract_slices(loaded: LoadedCase, spacing: SpacingMode, display: str = "rad
     the slices are cut lazily. The label side of a plane's planned slices (boxes, lesion components,
     `transforms.slice_labels`) is derived at once when the plane is reached, and shared by all
     sequences; `measure_several=False` leaves unmeasured the lesion components of a label in several
-    pieces, `with_labels=False` derives nothing (slices for their pixels only).
+    pieces, `measurement` names the conventions' lesion measurement (`transforms.lesions.MEASUREMENTS`),
+    `with_labels=False` derives nothing (slices for their pixels only).
     """
     windows = case_windows(loaded) if windows is None else windows
     placed = place_measurements(loaded, spacing, display)
     return _cut_slices(loaded, spacing, display, windows, placed, slice_plan(loaded, placed) if plan is None else plan,
-                       measure_several, with_labels)
+                       measure_several, with_labels, measurement)
 
 
 _NO_LABELS = PackedArray.pack(np.zeros((0, 0), np.uint8))
@@ -403,13 +404,13 @@ _NO_LABELS = PackedArray.pack(np.zeros((0, 0), np.uint8))
 
 def _cut_slices(loaded: LoadedCase, spacing: SpacingMode, display: str, windows: dict,
                 placed: dict, plan: dict[str, tuple[int, ...]], measure_several: bool = True,
-                with_labels: bool = True) -> Iterator[SliceContent]:
+                with_labels: bool = True, measurement: str = "pixel_edge") -> Iterator[SliceContent]:
     """The slices of `extract_slices`, one at a time (only the current one and its plane's labels are held)."""
     labels = loaded.labels
     for plane, indices in plan.items():
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing, display)
         derived = derive_plane(labels.array, grid, indices if with_labels else (), loaded.case.lesion_labels,
-                               measure_several)
+                               measure_several, measurement)
         for index in indices:
             mine = derived.get(index)
             lost = mine.labels_lost if mine is not None else ()

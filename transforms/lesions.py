@@ -7,12 +7,18 @@ displayed-pixel coordinates `(x, y)` with the origin at the image's top-left cor
 mm frame from the image's +x axis towards +y (down), in [0, 180).
 
 A component that cannot be measured reliably is rejected with a `Reason`, never emitted.
+
+Two measurements, chosen by the build's conventions (`MEASUREMENTS`, `Conventions.lesion_measurement`):
+`measure_component` (ours: ellipse fitted to the pixel-edge contour, RECIST diameters, stricter guards)
+and `measure_component_medvision` (MedVision v1.4.0: `cv2.fitEllipse` on cv2's pixel-centre contour,
+its guards only; our RECIST diameters alongside).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 
+import cv2
 import numpy as np
 from scipy.spatial import ConvexHull
 from skimage.measure import EllipseModel, find_contours
@@ -154,6 +160,26 @@ def _pixel_width_mm(direction: np.ndarray, spacing_mm_row_col) -> float:
     return float(unit[0] * col_mm + unit[1] * row_mm)
 
 
+def _fit_rejection(major_mm: float, minor_mm: float, component: np.ndarray,
+                   spacing_mm_row_col: tuple[float, float]) -> Rejection | None:
+    """The guards on a fitted ellipse (SPEC §4, MedVision v1.4.0), or None when it passes them.
+
+    The box diagonal spans the component's pixels edge to edge: (columns x column mm, rows x row mm).
+    """
+    row_mm, col_mm = spacing_mm_row_col
+    rows, cols = np.nonzero(component)
+    box_diagonal_mm = math.hypot((cols.max() - cols.min() + 1) * col_mm, (rows.max() - rows.min() + 1) * row_mm)
+    if minor_mm < min(row_mm, col_mm):
+        return Rejection(Reason.FIT_MINOR_BELOW_PIXEL, f"minor axis {minor_mm:.3g} mm < one pixel")
+    if major_mm > MAX_MAJOR_OVER_BOX_DIAGONAL * box_diagonal_mm:
+        return Rejection(Reason.FIT_MAJOR_EXCEEDS_BOX,
+                         f"major axis {major_mm:.3g} mm > 1.5 x box diagonal {box_diagonal_mm:.3g} mm")
+    floor = size_floor_mm(spacing_mm_row_col)
+    if major_mm < floor:
+        return Rejection(Reason.BELOW_SIZE_FLOOR, f"major axis {major_mm:.3g} mm < floor {floor:.3g} mm")
+    return None
+
+
 def measure_component(component: np.ndarray, spacing_mm_row_col: tuple[float, float],
                       origin_row_col: tuple[int, int] = (0, 0)) -> LesionSize | Rejection:
     """Ellipse and RECIST measurements of one binary component, or the reason it is rejected.
@@ -172,16 +198,9 @@ def measure_component(component: np.ndarray, spacing_mm_row_col: tuple[float, fl
     if fit is None or not all(np.isfinite(v).all() for v in fit):
         return Rejection(Reason.FIT_DEGENERATE, "ellipse fit failed or is not finite")
     centre, half_major, half_minor, theta = fit
-    rows, cols = np.nonzero(component)
-    box_diagonal_mm = math.hypot((cols.max() - cols.min() + 1) * col_mm, (rows.max() - rows.min() + 1) * row_mm)
-    if 2 * half_minor < min(row_mm, col_mm):
-        return Rejection(Reason.FIT_MINOR_BELOW_PIXEL, f"minor axis {2 * half_minor:.3g} mm < one pixel")
-    if 2 * half_major > MAX_MAJOR_OVER_BOX_DIAGONAL * box_diagonal_mm:
-        return Rejection(Reason.FIT_MAJOR_EXCEEDS_BOX,
-                         f"major axis {2 * half_major:.3g} mm > 1.5 x box diagonal {box_diagonal_mm:.3g} mm")
-    floor = size_floor_mm(spacing_mm_row_col)
-    if 2 * half_major < floor:
-        return Rejection(Reason.BELOW_SIZE_FLOOR, f"major axis {2 * half_major:.3g} mm < floor {floor:.3g} mm")
+    rejection = _fit_rejection(2 * half_major, 2 * half_minor, component, spacing_mm_row_col)
+    if rejection is not None:
+        return rejection
     major_dir = np.array([math.cos(theta), math.sin(theta)])
     minor_dir = np.array([-major_dir[1], major_dir[0]])
     longest, long_a, long_b = longest_diameter_mm(contour)
@@ -206,6 +225,73 @@ def measure_component(component: np.ndarray, spacing_mm_row_col: tuple[float, fl
         perpendicular_diameter_endpoints_xy_px=_segment_px(short_a, short_b, spacing_mm_row_col),
         area_mm2=n_pixels * row_mm * col_mm,
     )
+
+
+def centre_contour_mm(component: np.ndarray, spacing_mm_row_col,
+                      origin_row_col: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """MedVision's contour of a component: cv2's outer contour (pixel centres), (x, y) mm of the slice, float32.
+
+    `cv2.findContours(RETR_EXTERNAL, CHAIN_APPROX_NONE)` gives pixel column c, row r as the point (c, r),
+    the centre of that pixel (edge frame: c + 0.5, r + 0.5). A crop traces the same points in the same
+    order, shifted; they are placed back in the slice before scaling, as MedVision scales the whole
+    slice's points, so the float32 coordinates it fits are the same bits.
+    """
+    contours, _ = cv2.findContours(component.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    # one component, one outer contour; MedVision takes contours[0]
+    points_xy = contours[0].reshape(-1, 2).astype(np.float64) + (origin_row_col[1], origin_row_col[0])
+    row_mm, col_mm = spacing_mm_row_col
+    return (points_xy * (col_mm, row_mm)).astype(np.float32)
+
+
+def measure_component_medvision(component: np.ndarray, spacing_mm_row_col: tuple[float, float],
+                                origin_row_col: tuple[int, int] = (0, 0)) -> LesionSize | Rejection:
+    """MedVision v1.4.0's tumour/lesion measurement of one component (`--conventions medvision`), or why it refuses.
+
+    `cv2.fitEllipse` on `centre_contour_mm`; major and minor are the fitted full axes in mm. Refused: fewer
+    than 5 contour points, a fit cv2 cannot make or that is not finite, then `_fit_rejection`'s guards, and
+    nothing else. Points are returned in the edge frame; the RECIST diameters are ours (pixel-edge contour).
+    """
+    row_mm, col_mm = spacing_mm_row_col
+    contour = centre_contour_mm(component, spacing_mm_row_col, origin_row_col)
+    if len(contour) < MIN_CONTOUR_POINTS:
+        return Rejection(Reason.FIT_TOO_FEW_POINTS, f"{len(contour)} contour points < {MIN_CONTOUR_POINTS}")
+    try:
+        (centre_x_mm, centre_y_mm), (width_mm, height_mm), angle_deg = cv2.fitEllipse(contour)
+    except cv2.error:
+        return Rejection(Reason.FIT_DEGENERATE, "cv2.fitEllipse failed")
+    if not np.isfinite((centre_x_mm, centre_y_mm, width_mm, height_mm, angle_deg)).all():
+        return Rejection(Reason.FIT_DEGENERATE, "ellipse fit is not finite")
+    major, minor = max(width_mm, height_mm), min(width_mm, height_mm)
+    rejection = _fit_rejection(major, minor, component, spacing_mm_row_col)
+    if rejection is not None:
+        return rejection
+    # cv2's angle turns its first axis (width) from +x towards +y; the major axis is the second when taller
+    theta = (math.radians(angle_deg) + (math.pi / 2 if height_mm > width_mm else 0.0)) % math.pi
+    major_dir = np.array([math.cos(theta), math.sin(theta)])
+    minor_dir = np.array([-major_dir[1], major_dir[0]])
+    centre = np.array([centre_x_mm + col_mm / 2, centre_y_mm + row_mm / 2])  # pixel centres -> edge frame
+    edge_contour = outer_contour_mm(component, spacing_mm_row_col, origin_row_col)
+    longest, long_a, long_b = longest_diameter_mm(edge_contour)
+    perpendicular, short_a, short_b = perpendicular_diameter_mm(edge_contour, long_a, long_b, min(row_mm, col_mm) / 2)
+    return LesionSize(
+        major_axis_mm=float(major),
+        minor_axis_mm=float(minor),
+        ellipse_center_xy_px=_to_px(centre, spacing_mm_row_col),
+        ellipse_angle_deg=math.degrees(theta),
+        major_axis_endpoints_xy_px=_segment_px(centre + major / 2 * major_dir, centre - major / 2 * major_dir,
+                                               spacing_mm_row_col),
+        minor_axis_endpoints_xy_px=_segment_px(centre + minor / 2 * minor_dir, centre - minor / 2 * minor_dir,
+                                               spacing_mm_row_col),
+        longest_diameter_mm=longest,
+        longest_diameter_endpoints_xy_px=_segment_px(long_a, long_b, spacing_mm_row_col),
+        perpendicular_diameter_mm=perpendicular,
+        perpendicular_diameter_endpoints_xy_px=_segment_px(short_a, short_b, spacing_mm_row_col),
+        area_mm2=int(component.sum()) * row_mm * col_mm,
+    )
+
+
+# `Conventions.lesion_measurement` -> the measurement of a component (named, so conventions stay import-light)
+MEASUREMENTS = {"pixel_edge": measure_component, "medvision_cv2": measure_component_medvision}
 
 
 def target_components(labels_2d: np.ndarray, target_labels) -> list[tuple[int, int, int, np.ndarray | None]]:

@@ -13,7 +13,9 @@ annotations, `medvision_bm` task code), so that users can regenerate its ground 
   slice and both box sides are >= 10 px (`MedVision.py`, Box-Size loader); a T/L pair only when its
   label has one component in the slice, counted before any size threshold (`n_total_clusters > 1`
   is skipped, release notes v1.1.0 and v1.4.0). The T/L size floor, max(2 mm, 2 x the coarser
-  in-plane spacing), and the fit guards are shared with `default` (transforms/lesions.py).
+  in-plane spacing), and the fit guards are shared with `default` (transforms/lesions.py);
+- T/L measurement: `cv2.fitEllipse` on cv2's pixel-centre outer contour in mm, and no guard beyond
+  MedVision's (`transforms.lesions.measure_component_medvision`).
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ class Conventions:
     `spacing` overrides `--spacing` when set; `display` is a `transforms.planes.DISPLAYS` value;
     both use 4-connected components (`transforms.boxes.CONNECTIVITY`); `single_instance_only` drops detection and
     T/L pairs whose label has several components in the slice; `benchmark_box_target` fills
-    MedVision's box target on detection rows.
+    MedVision's box target on detection rows; `lesion_measurement` names the T/L measurement
+    (`transforms.lesions.MEASUREMENTS`).
     """
 
     name: str
@@ -35,11 +38,12 @@ class Conventions:
     single_instance_only: bool
     benchmark_box_target: bool
     spacing: str | None = None
+    lesion_measurement: str = "pixel_edge"
 
 
 CONVENTIONS = {
     "default": Conventions("default", "radiological", False, False),
-    "medvision": Conventions("medvision", "raw", True, True, spacing="native"),
+    "medvision": Conventions("medvision", "raw", True, True, spacing="native", lesion_measurement="medvision_cv2"),
 }
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox
-from transforms.lesions import LesionSize, Rejection, measure_component
+from transforms.lesions import MEASUREMENTS, LesionSize, Rejection
 from transforms.packed import PackedArray
 from transforms.planes import SLICE_AXIS, SPACING_REL_TOL, PlaneGrid
 from transforms.volume import present_labels
@@ -114,12 +114,12 @@ def _labelled_box(stack: np.ndarray) -> tuple[np.ndarray, slice, slice] | None:
 
 
 def derive_plane(labels_ijk: np.ndarray, grid: PlaneGrid, indices, lesion_labels=(),
-                 measure_several: bool = True) -> dict[int, SliceLabels]:
+                 measure_several: bool = True, measurement: str = "pixel_edge") -> dict[int, SliceLabels]:
     """`SliceLabels` of each slice `indices` of `grid`'s plane of a canonical label volume.
 
-    Lesion components of `lesion_labels` are measured (`transforms.lesions.measure_component`) unless
-    their label is in more than `MAX_COMPONENTS_PER_LABEL` pieces, or in several and `measure_several`
-    is False (MedVision's single-instance conventions never use those).
+    Lesion components of `lesion_labels` are measured (`transforms.lesions.MEASUREMENTS[measurement]`,
+    the conventions' choice) unless their label is in more than `MAX_COMPONENTS_PER_LABEL` pieces, or in
+    several and `measure_several` is False (MedVision's single-instance conventions never use those).
     """
     indices = [int(index) for index in indices]
     result = {index: SliceLabels() for index in indices}
@@ -136,7 +136,8 @@ def derive_plane(labels_ijk: np.ndarray, grid: PlaneGrid, indices, lesion_labels
     col_axis = _axis(grid.col_positions, *_spacings(grid, 1), cols.start, cols.stop)
     working = source if row_axis.take is None else np.take(source, row_axis.take, axis=1)
     working = working if col_axis.take is None else np.take(working, col_axis.take, axis=2)
-    derived = _derive_stack(working, row_axis, col_axis, grid.spacing_mm_row_col, lesion_labels, measure_several)
+    derived = _derive_stack(working, row_axis, col_axis, grid.spacing_mm_row_col, lesion_labels, measure_several,
+                            measurement)
     for position, index in enumerate(kept):
         lost = ()
         if row_axis.take is not None or col_axis.take is not None:
@@ -168,10 +169,11 @@ def _own_crop(working_2d: np.ndarray, row_axis: _Axis, col_axis: _Axis) -> dict:
 
 
 def derive_slice(labels_2d: np.ndarray, spacing_mm_row_col: tuple[float, float], lesion_labels=(),
-                 measure_several: bool = True) -> SliceLabels:
+                 measure_several: bool = True, measurement: str = "pixel_edge") -> SliceLabels:
     """`SliceLabels` of one displayed label slice (boxes and lesion components; no crop is kept)."""
     identity = _Axis(0, None, None)
-    return _derive_stack(labels_2d[None], identity, identity, spacing_mm_row_col, lesion_labels, measure_several)[0]
+    return _derive_stack(labels_2d[None], identity, identity, spacing_mm_row_col, lesion_labels, measure_several,
+                         measurement)[0]
 
 
 def _spacings(grid: PlaneGrid, axis: int) -> tuple[float, float]:
@@ -179,8 +181,9 @@ def _spacings(grid: PlaneGrid, axis: int) -> tuple[float, float]:
 
 
 def _derive_stack(working: np.ndarray, row_axis: _Axis, col_axis: _Axis, spacing_mm_row_col,
-                  lesion_labels, measure_several: bool) -> list[SliceLabels]:
+                  lesion_labels, measure_several: bool, measurement: str = "pixel_edge") -> list[SliceLabels]:
     """`SliceLabels` (boxes, lesions) of each slice of a working stack (slice, row, col)."""
+    measure = MEASUREMENTS[measurement]
     n_slices, n_rows, n_cols = working.shape
     first_row, first_col = row_axis.first_out(n_rows), col_axis.first_out(n_cols)
     weights = _pixel_weights(row_axis.counts(n_rows), col_axis.counts(n_cols), n_rows, n_cols)
@@ -215,8 +218,8 @@ def _derive_stack(working: np.ndarray, row_axis: _Axis, col_axis: _Axis, spacing
             size = None
             if measure_several or n_in_slice == 1:
                 mask = components[local_k.start, local_rows, local_cols] == number + 1
-                size = measure_component(_to_output(mask, box_rows, box_cols, row_axis, col_axis, first_row, first_col),
-                                         spacing_mm_row_col, (box[1], box[0]))
+                size = measure(_to_output(mask, box_rows, box_cols, row_axis, col_axis, first_row, first_col),
+                               spacing_mm_row_col, (box[1], box[0]))
             lesions[k].setdefault(value, []).append(LesionComponent(value, index, n_in_slice, size))
     order = [int(label) for label in lesion_labels]  # the case's order, as rows are made
     return [SliceLabels(tuple(b), tuple(entry for label in order for entry in by_label.get(label, ())))
