@@ -11,7 +11,7 @@ import difflib
 import os
 from typing import TYPE_CHECKING, Optional
 
-from schemas.tables import SCHEMA_VERSION
+from schemas.tables import SCHEMA_VERSION, TASKS
 from transforms import boxes, ids, intensity
 from transforms.caseref import PEAK_BYTES_PER_VOXEL, ReadPolicy
 from transforms.medvision import CONVENTIONS
@@ -90,6 +90,8 @@ class BuildConfig:
     cut_here_below_mvoxels: Optional[float] = None
     lesion_label_names: tuple[str, ...] = ()  # `--lesion-labels`: T/L targets by name (`sources.user_options`)
     subject_regex: Optional[str] = None  # `--subject-regex`: group 1 of an nnunet case identifier is its subject
+    # `--tasks`: the tasks whose pairs are made. A subset of a full build's rows, ids unchanged: not hashed.
+    tasks: tuple[str, ...] = TASKS
 
     def __post_init__(self):
         fixed = CONVENTIONS[self.conventions].spacing
@@ -199,6 +201,15 @@ def _user_option(parser_name: str):
     return checked
 
 
+def _tasks(text: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(task.strip() for task in text.split(",") if task.strip()))
+    unknown = [task for task in chosen if task not in TASKS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown task {', '.join(unknown) or repr(text)}: the tasks are "
+                                         f"{', '.join(TASKS)}")
+    return tuple(task for task in TASKS if task in chosen)
+
+
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", dest="sources", action="append", type=SourceSpec.parse, required=True,
                         metavar="NAME[=ROOT]", help="source adapter and its data root (repeatable)")
@@ -222,6 +233,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subject-regex", type=_user_option("parse_subject_regex"), metavar="REGEX",
                         help="nnunet: group 1 of this regex, searched in each case identifier, is the subject, so "
                              "cases of one patient share a split (default: each case is its own subject)")
+    parser.add_argument("--tasks", type=_tasks, default=TASKS, metavar="TASK[,TASK...]",
+                        help=f"make only these tasks' pairs ({', '.join(TASKS)}; default all): the same rows, "
+                             "sample_ids included, as a build of every task")
     parser.add_argument("--dry-run", action="store_true",
                         help="list cases and estimated slices and pairs per dataset; write nothing")
     parser.add_argument("--dry-run-sample", type=_positive_int, default=2,
@@ -287,4 +301,5 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         cut_here_below_mvoxels=args.cut_here_below_mvoxels,
         lesion_label_names=args.lesion_label_names,
         subject_regex=args.subject_regex,
+        tasks=args.tasks,
     )

@@ -35,12 +35,13 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
         plans
         | "Units" >> beam.FlatMap(lambda plan: plan.units if plan.spread else ())
         | "SpreadUnits" >> beam.Reshuffle()
-        | "SlicePairs" >> SlicePairs(load, settings, progress, spill_folder=pngs)
+        | "SlicePairs" >> SlicePairs(load, settings, progress, spill_folder=pngs, tasks=config.tasks)
     ]
     if load.cut_here_below_voxels:  # a small case is cut in the step that planned it, from its decode
         branches.append(plans
                         | "UnitsHere" >> beam.FlatMap(lambda plan: () if plan.spread else plan.units)
-                        | "SlicePairsHere" >> SlicePairs(load, settings, progress, spill_folder=pngs))
+                        | "SlicePairsHere" >> SlicePairs(load, settings, progress, spill_folder=pngs,
+                                                         tasks=config.tasks))
     pairs, invalid = (
         [bundles for branch_pairs, _ in branches for bundles in branch_pairs]
         | "AllPairs" >> beam.Flatten()
@@ -53,7 +54,7 @@ def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRe
 
     pair_files = pairs | "WritePairs" >> WriteTable(
         config.output, partition_of, lambda row: row["task"], config.target_file_mb, settings, progress,
-        planned_bytes=plans | "PlannedBytes" >> beam.FlatMap(planned_partition_bytes))
+        planned_bytes=plans | "PlannedBytes" >> beam.FlatMap(planned_partition_bytes, config.tasks))
     quarantine_files = (
         quarantine
         | "OneRowBundles" >> beam.Map(lambda row: RowBundle((row,)))

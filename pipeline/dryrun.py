@@ -102,7 +102,7 @@ def dataset_summary(dataset: str, cases: list[CaseRef], lines: list[dict], confi
         "estimated_slices": sum(line.get("estimated_slices", 0) for line in lines),
         "cases_without_estimate": sum(1 for line in lines if "estimated_slices" not in line),
         "sampled_cases": built,
-        "estimated_pairs": {task: round(n) for task, n in sorted(pairs.items())},
+        "estimated_pairs": {task: round(n) for task, n in sorted(pairs.items()) if task in config.tasks},
     }
 
 

@@ -25,6 +25,7 @@ from pipeline.progress import ProgressMarks
 from pipeline.version import __version__
 from schemas import rows as row_builders
 from schemas.rows import RowBundle
+from schemas.tables import TASKS
 from schemas.validate import batch_problems
 from transforms import ids
 from transforms.case import SliceRecord
@@ -366,24 +367,28 @@ class DeriveLandmarkMeasures(beam.PTransform):
 
 class SlicePairs(beam.PTransform):
     """WorkUnit -> (pair bundles of each task, quarantine rows of each step): ExtractSlices, EncodePng
-    and the three derive steps, which a runner fuses, so no pixels leave a worker before the write.
+    and the derive step of each of `tasks`, which a runner fuses, so no pixels leave a worker before the write.
     (The PCollections are returned unflattened: the caller flattens them once, with other sources.)"""
 
     def __init__(self, load: casework.LoadSettings,
                  storage_settings: storage.StorageSettings = storage.StorageSettings(),
-                 progress: ProgressMarks = ProgressMarks(), spill_folder: str | None = None):
+                 progress: ProgressMarks = ProgressMarks(), spill_folder: str | None = None,
+                 tasks: tuple[str, ...] = TASKS):
         super().__init__()
         self._load, self._storage_settings, self._progress = load, storage_settings, progress
-        self._spill_folder = spill_folder
+        self._spill_folder, self._tasks = spill_folder, tasks
 
     def expand(self, units):
         slices, cut_quarantine = units | "ExtractSlices" >> ExtractSlices(self._load, self._storage_settings,
                                                                           self._progress)
         slices = slices | "EncodePng" >> EncodePng(self._spill_folder)
-        boxes, box_quarantine = slices | "DeriveBoxes" >> DeriveBoxes()
-        sizes, size_quarantine = slices | "DeriveLesionSizes" >> DeriveLesionSizes()
-        measures, measure_quarantine = slices | "DeriveLandmarkMeasures" >> DeriveLandmarkMeasures()
-        return (boxes, sizes, measures), (cut_quarantine, box_quarantine, size_quarantine, measure_quarantine)
+        derived = [slices | name >> derive() for task, name, derive in _DERIVE_STEPS if task in self._tasks]
+        return tuple(pairs for pairs, _ in derived), (cut_quarantine, *(quarantine for _, quarantine in derived))
+
+
+_DERIVE_STEPS = (("detection", "DeriveBoxes", DeriveBoxes),
+                 ("tumor_lesion_size", "DeriveLesionSizes", DeriveLesionSizes),
+                 ("angle_distance", "DeriveLandmarkMeasures", DeriveLandmarkMeasures))
 
 
 class _ValidatePairsFn(QuarantiningFn):

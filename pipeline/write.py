@@ -26,7 +26,7 @@ from pipeline.casework import CasePlan
 from pipeline.progress import ProgressMarks
 from schemas.rows import RowBundle
 from schemas.spilled import png_length
-from schemas.tables import PARTITION_KEYS, schema_for
+from schemas.tables import PARTITION_KEYS, TASKS, schema_for
 from schemas.validate import file_row
 
 ROW_OVERHEAD_BYTES = 1024  # non-image columns of a pair, roughly
@@ -62,10 +62,11 @@ def partition_of(row: dict) -> str:
     return "/".join(f"{key}={row[key]}" for key in PARTITION_KEYS)
 
 
-def planned_partition_bytes(plan: CasePlan) -> list[tuple[str, int]]:
-    """(partition, estimated bytes) of the pairs a case plan will make, as `row_bytes` counts them."""
+def planned_partition_bytes(plan: CasePlan, tasks=TASKS) -> list[tuple[str, int]]:
+    """(partition, estimated bytes) of the pairs of `tasks` a case plan will make, as `row_bytes` counts them."""
     return [(partition_of({"dataset": plan.case.dataset, "task": estimate.task, "split": plan.split}),
-             estimate.png_bytes + estimate.pairs * ROW_OVERHEAD_BYTES) for estimate in plan.pair_estimate]
+             estimate.png_bytes + estimate.pairs * ROW_OVERHEAD_BYTES) for estimate in plan.pair_estimate
+            if estimate.task in tasks]
 
 
 def row_bytes(row: dict) -> int:

@@ -141,6 +141,7 @@ def test_existing_output_is_never_overwritten(demo_build, capsys):
     (["build", "--source", "demo"], "--output"),
     (["build", "--source", "msd", "--output", "x"], "needs a root"),
     (["frobnicate"], "invalid choice"),
+    (["build", "--source", "demo", "--output", "x", "--tasks", "boxes"], "unknown task boxes: the tasks are"),
     (["build", "--source", "demo", "--output", "x", "--cases", "Task01_DemoCT/nope"], "no source lists: Task01_DemoCT/nope"),
 ])
 def test_misuse_is_one_line_and_exit_code_2(tmp_path, capsys, demo_root, argv, message):
@@ -234,3 +235,13 @@ def test_cases_cut_where_planned_or_spread_give_the_same_bytes_and_scans_share_a
     splits = {(case_id, split) for case_id, split in zip(*table.to_pydict().values())}
     expected = ids.subject_split(first.dataset, first.subject_id, salt)  # the first subject of the group
     assert {(first.case_id, expected), (second.case_id, expected)} <= splits and len(splits) == 3
+
+
+def test_tasks_option_writes_those_tasks_rows_byte_for_byte(tmp_path, demo_build, demo_root):
+    """--tasks makes a subset of a full build: the chosen tasks' files are the full build's, byte for byte."""
+    output = str(tmp_path / "tl")
+    assert main(["build", f"--source=demo={demo_root}", "--output", output, "--tasks", "tumor_lesion_size"]) == 0
+    mine = part_file_digests(output)
+    lesion_files = {path: digest for path, digest in part_file_digests(demo_build).items()
+                    if "task=tumor_lesion_size" in path}
+    assert lesion_files and {p: d for p, d in mine.items() if "task=" in p} == lesion_files
