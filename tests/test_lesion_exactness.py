@@ -12,8 +12,8 @@ from scipy import ndimage
 
 from transforms.boxes import component_boxes
 from transforms.case import lost_labels
-from transforms.lesions import (longest_diameter_mm, measure_component, outer_contour_mm, perpendicular_diameter_mm,
-                                target_components)
+from transforms.lesions import (MEASUREMENTS, longest_diameter_mm, measure_component, outer_contour_mm,
+                                perpendicular_diameter_mm, target_components)
 from transforms.planes import DISPLAYS, PLANES, labelled_slice_indices, plane_grid
 from transforms.slice_labels import derive_plane
 
@@ -83,12 +83,12 @@ def test_perpendicular_diameter_matches_the_cut_by_cut_reference(seed, row_mm, c
         np.testing.assert_array_equal(got[2], expected[2])
 
 
-def reference_slice(labels_2d, spacing, lesion_labels):
+def reference_slice(labels_2d, spacing, lesion_labels, measure=measure_component):
     """Boxes and lesion measurements of one displayed label slice, one label and component at a time."""
     boxes = [(b.label, b.component_index, b.n_components, b.box_xyxy_px, b.area_px) for b in component_boxes(labels_2d)]
     lesions = []
     for label, index, count, component in target_components(labels_2d, lesion_labels):
-        lesions.append((label, index, count, None if component is None else measure_component(component, spacing)))
+        lesions.append((label, index, count, None if component is None else measure(component, spacing)))
     return boxes, lesions
 
 
@@ -106,16 +106,18 @@ def label_volume(seed: int) -> np.ndarray:
 @settings(max_examples=120, deadline=None)
 @given(seed=st.integers(0, 10**6), spacing=st.tuples(spacings, spacings, spacings),
        plane=st.sampled_from(PLANES), display=st.sampled_from(DISPLAYS),
-       mode=st.sampled_from(["finest", "native", 1.3, 3.0]), measure_several=st.booleans())
-def test_plane_derivation_is_that_of_each_displayed_slice(seed, spacing, plane, display, mode, measure_several):
+       mode=st.sampled_from(["finest", "native", 1.3, 3.0]), measure_several=st.booleans(),
+       measurement=st.sampled_from(sorted(MEASUREMENTS)))
+def test_plane_derivation_is_that_of_each_displayed_slice(seed, spacing, plane, display, mode, measure_several,
+                                                          measurement):
     labels = label_volume(seed)
     grid = plane_grid(labels.shape, spacing, plane, mode, display)
     indices = sorted(set(labelled_slice_indices(labels, plane).tolist()) | {0})
-    derived = derive_plane(labels, grid, indices, (3, 1), measure_several)
+    derived = derive_plane(labels, grid, indices, (3, 1), measure_several, measurement)
     for index in indices:
         source = grid.cut(labels, index)
         labels_2d = grid.resample_labels(source)
-        boxes, lesions = reference_slice(labels_2d, grid.spacing_mm_row_col, (3, 1))
+        boxes, lesions = reference_slice(labels_2d, grid.spacing_mm_row_col, (3, 1), MEASUREMENTS[measurement])
         got = derived[index]
         np.testing.assert_array_equal(got.labels_2d(grid.shape_rows_cols), labels_2d)
         assert got.labels_lost == (lost_labels(source, labels_2d) if grid.downsamples else ())

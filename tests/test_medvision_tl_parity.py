@@ -30,6 +30,7 @@ def reference_axes_mm(mask_2d: np.ndarray, row_mm: float, col_mm: float) -> tupl
     contour = cv2.findContours(mask_2d.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0][0][:, 0]
     if len(contour) < 5:
         return None
+    cv2.setRNGSeed(0)  # a fresh thread's generator, which cv2 draws on for degenerate point sets
     _, axes, _ = cv2.fitEllipse((contour * (col_mm, row_mm)).astype(np.float32))
     major, minor = max(axes), min(axes)
     rows, cols = np.nonzero(mask_2d)

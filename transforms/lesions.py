@@ -255,6 +255,9 @@ def measure_component_medvision(component: np.ndarray, spacing_mm_row_col: tuple
     contour = centre_contour_mm(component, spacing_mm_row_col, origin_row_col)
     if len(contour) < MIN_CONTOUR_POINTS:
         return Rejection(Reason.FIT_TOO_FEW_POINTS, f"{len(contour)} contour points < {MIN_CONTOUR_POINTS}")
+    # cv2 nudges a degenerate point set with its thread's random generator, so a fit would depend on every
+    # fit before it (MedVision's do); seed 0 restores a fresh thread's state: each fit is a first one.
+    cv2.setRNGSeed(0)
     try:
         (centre_x_mm, centre_y_mm), (width_mm, height_mm), angle_deg = cv2.fitEllipse(contour)
     except cv2.error:
