@@ -80,7 +80,7 @@ def test_nothing_reads_parquet_through_arrows_thread_pool():
 @pytest.mark.parametrize("arguments, named", [
     (["--spcing", "1.0"], "--spcing (did you mean --spacing?)"),
     (["--spcing=1.0"], "--spcing (did you mean --spacing?)"),
-    (["--tasks", "detection"], "--tasks"),
+    (["--modalities", "CT"], "--modalities"),
     (["--runer", "DirectRunner"], "--runer (did you mean --runner?)"),
     (["--max_cases=1"], "--max_cases (did you mean --max-cases?)"),
     (["leftover"], "leftover:"),
