@@ -1,18 +1,23 @@
 """The dataset card's figures, drawn with matplotlib's object API (Agg canvas, no pyplot state).
 
-Each function returns PNG bytes. Overlays draw a pair's annotation on its stored slice at an
-integer upscale, with the axes filling the whole canvas, so displayed pixel (edge-frame)
-coordinate x lands on PNG column x * scale exactly. Text drawn (dataset, landmark names) is shown
-as it is: mathtext (`$...$`) and TeX are off while a figure is drawn.
+Each function returns PNG bytes. Overlays draw a pair's annotation on its stored slice, upscaled by
+an integer factor with nearest-neighbour pixels (never blurred), in axes that fill the canvas's top
+W*scale x H*scale px, so displayed pixel (edge-frame) coordinate (x, y) lands on PNG (column, row)
+(x * scale, y * scale) exactly; a legend strip below the slice names each colour. Text drawn (dataset,
+label and landmark names) is shown as it is: mathtext (`$...$`) and TeX are off while a figure is drawn.
 """
 from __future__ import annotations
 
 import functools
 import io
+import math
 
 import matplotlib
 import numpy as np
+from matplotlib import patheffects
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
 
@@ -21,7 +26,15 @@ from transforms.card import OVERLAY_COLOURS, measured_lines
 # A power of two: figure inches = px / DPI and back are then exact, so a canvas is exactly W x H px.
 DPI = 128
 LINE_PX = 2.0  # drawn lines fully cover the pixel columns on each side of their centre
-OVERLAY_TARGET_SIDE_PX = 512
+# The ellipse's axes are wide bands under the thin RECIST diameters: where a diameter runs along an axis
+# (they often nearly coincide) both stay visible, the band as a casing around the line.
+AXIS_BAND_PX = 7.0
+OVERLAY_MIN_LONG_SIDE_PX = 512
+LEGEND_FONT_PT = 9.0
+LEGEND_ROW_PX = 22  # one legend line at LEGEND_FONT_PT, with matplotlib's default label spacing
+LEGEND_PAD_PX = 10
+LEGEND_TWO_COLUMNS_FROM_PX = 720  # narrower canvases list the entries in one column
+LEGEND_NAME_CHARS = 40  # a longer label name from the data is cut, so its line fits the canvas
 HISTOGRAM_BINS = 40
 ELLIPSE_POINTS = 181
 
@@ -46,18 +59,34 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _over_slice_png(figure: Figure, background: np.ndarray) -> bytes:
+    """PNG of `figure` (drawn on a transparent canvas) laid over `background` (H x W grey, uint8, the
+    figure's size in px): the slice's pixels are never resampled by matplotlib, and this is faster."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    drawn = np.asarray(canvas.buffer_rgba()).astype(np.uint16)  # straight (not premultiplied) alpha
+    alpha = drawn[..., 3:]
+    # Rounded integer blend: alpha 255 gives the drawn colour exactly, alpha 0 the slice's grey.
+    rgb = (drawn[..., :3] * alpha + background[..., None] * (255 - alpha) + 127) // 255
+    buffer = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def overlay_scale(width_px: int, height_px: int) -> int:
-    """Integer upscale that brings the longer side near OVERLAY_TARGET_SIDE_PX (never below 1)."""
-    return max(1, OVERLAY_TARGET_SIDE_PX // max(width_px, height_px))
+    """The smallest integer upscale that brings the longer side to at least OVERLAY_MIN_LONG_SIDE_PX
+    (1 for a slice that large already)."""
+    return max(1, math.ceil(OVERLAY_MIN_LONG_SIDE_PX / max(width_px, height_px)))
 
 
 def _colour(part: str) -> str:
     return OVERLAY_COLOURS[part][1]
 
 
-def _segment(axes, segment_xy_px, part: str) -> None:
+def _segment(axes, segment_xy_px, part: str, width_px: float = LINE_PX, zorder: float = 2.0) -> None:
     (x0, y0), (x1, y1) = segment_xy_px
-    axes.plot([x0, x1], [y0, y1], color=_colour(part), linewidth=_points(LINE_PX))
+    axes.plot([x0, x1], [y0, y1], color=_colour(part), linewidth=_points(width_px), zorder=zorder,
+              solid_capstyle="butt")
 
 
 def _draw_box(axes, row: dict) -> None:
@@ -74,11 +103,11 @@ def _draw_lesion(axes, row: dict) -> None:
                               for axis in ("major", "minor"))
     turn = np.linspace(0.0, 2 * np.pi, ELLIPSE_POINTS)[:, None]
     outline = centre + np.cos(turn) * semi_major + np.sin(turn) * semi_minor
-    axes.plot(outline[:, 0], outline[:, 1], color=_colour("ellipse"), linewidth=_points(LINE_PX))
-    _segment(axes, row["major_axis_endpoints_xy_px"], "major axis")
-    _segment(axes, row["minor_axis_endpoints_xy_px"], "minor axis")
-    _segment(axes, row["longest_diameter_endpoints_xy_px"], "longest diameter")
-    _segment(axes, row["perpendicular_diameter_endpoints_xy_px"], "perpendicular diameter")
+    _segment(axes, row["major_axis_endpoints_xy_px"], "major axis", AXIS_BAND_PX, zorder=2.0)
+    _segment(axes, row["minor_axis_endpoints_xy_px"], "minor axis", AXIS_BAND_PX, zorder=2.0)
+    axes.plot(outline[:, 0], outline[:, 1], color=_colour("ellipse"), linewidth=_points(LINE_PX), zorder=2.5)
+    _segment(axes, row["longest_diameter_endpoints_xy_px"], "longest diameter", zorder=3.0)
+    _segment(axes, row["perpendicular_diameter_endpoints_xy_px"], "perpendicular diameter", zorder=3.0)
 
 
 def _draw_landmarks(axes, row: dict) -> None:
@@ -88,35 +117,89 @@ def _draw_landmarks(axes, row: dict) -> None:
     for first, second in measured_lines(row["metric_name"]):
         if first in points and second in points:
             _segment(axes, (points[first], points[second]), "measured line")
-    axes.scatter([x for x, _ in points.values()], [y for _, y in points.values()], s=_points(3 * LINE_PX) ** 2,
+    axes.scatter([x for x, _ in points.values()], [y for _, y in points.values()], s=_points(4 * LINE_PX) ** 2,
                  color=_colour("landmark"), zorder=3)
+    halo = [patheffects.withStroke(linewidth=2.0, foreground="black")]  # white names readable on white bone
     for name, xy in points.items():
-        axes.annotate(name, xy, xytext=(4, 4), textcoords="offset pixels", color=_colour("landmark"), fontsize=8)
+        axes.annotate(name, xy, xytext=(6, 6), textcoords="offset pixels", color="white", fontsize=9,
+                      path_effects=halo, zorder=4)
 
 
 DRAW = {"detection": _draw_box, "tumor_lesion_size": _draw_lesion, "angle_distance": _draw_landmarks}
+LEGEND_WIDTH_PX = {"major axis": AXIS_BAND_PX, "minor axis": AXIS_BAND_PX}
+
+
+def _name(value) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= LEGEND_NAME_CHARS else text[:LEGEND_NAME_CHARS - 1] + "…"
+
+
+def legend_entries(task: str, row: dict) -> list[tuple[str, str]]:
+    """(drawn part, what it is, with its measurement in mm or deg) per legend line of a pair's overlay;
+    the parts are `transforms.card.OVERLAY_PARTS[task]`, in that order."""
+    if task == "detection":
+        width_mm, height_mm = row["box_size_mm"]
+        return [("box", f"box of {_name(row['label_name'])}: {width_mm:.1f} x {height_mm:.1f} mm")]
+    if task == "tumor_lesion_size":
+        return [("ellipse", f"ellipse fitted to {_name(row['label_name'])}"),
+                ("major axis", f"ellipse major axis {row['major_axis_mm']:.1f} mm"),
+                ("minor axis", f"ellipse minor axis {row['minor_axis_mm']:.1f} mm"),
+                ("longest diameter", f"RECIST long diameter {row['longest_diameter_mm']:.1f} mm"),
+                ("perpendicular diameter", f"RECIST short diameter {row['perpendicular_diameter_mm']:.1f} mm")]
+    names = ", ".join(_name(point["name"]) for point in row["landmarks_xy_px"])
+    measured = _name(row["metric_description"] or row["metric_name"])
+    return [("landmark", f"landmarks {names}"),
+            ("measured line", f"{measured}: {row['value']:.1f} {_name(row['unit'])}")]
+
+
+def _legend_layout(n_entries: int, width_px: int) -> tuple[int, int]:
+    """(columns, strip height in px) of an overlay's legend."""
+    columns = 2 if width_px >= LEGEND_TWO_COLUMNS_FROM_PX and n_entries > 2 else 1
+    return columns, math.ceil(n_entries / columns) * LEGEND_ROW_PX + 2 * LEGEND_PAD_PX
+
+
+def _legend_handle(part: str) -> Line2D:
+    if part == "landmark":
+        return Line2D([], [], linestyle="none", marker="o", markersize=_points(4 * LINE_PX),
+                      color=_colour(part))
+    return Line2D([], [], color=_colour(part), linewidth=_points(LEGEND_WIDTH_PX.get(part, LINE_PX)))
+
+
+def _draw_legend(figure: Figure, entries: list[tuple[str, str]], columns: int, strip_fraction: float) -> None:
+    """The legend in the strip below the slice (figure's bottom `strip_fraction`), white on black. A figure
+    legend: a second axes would cost as much again as the drawing."""
+    figure.legend([_legend_handle(part) for part, _ in entries], [text for _, text in entries],
+                  loc="center left", bbox_to_anchor=(0.0, strip_fraction / 2), ncols=columns, frameon=False,
+                  labelcolor="white", fontsize=LEGEND_FONT_PT, handlelength=2.2, borderaxespad=0.2,
+                  columnspacing=1.2)
 
 
 @_plain_text
 def overlay_png(image_png: bytes, task: str, row: dict) -> bytes:
-    """The stored slice (greyscale PNG bytes) upscaled by `overlay_scale`, with the pair's annotation of
-    `task` drawn in the edge frame: the image spans [0, W] x [0, H] (y down), so an edge coordinate needs
-    no half-pixel shift. Raises ValueError when the PNG's size is not the row's image size."""
+    """The stored slice (greyscale PNG bytes) upscaled by `overlay_scale` (nearest neighbour), with the
+    pair's annotation of `task` drawn in the edge frame: the image spans [0, W] x [0, H] (y down), so an
+    edge coordinate needs no half-pixel shift; below it, a legend strip naming each colour (`legend_entries`).
+    Raises ValueError when the PNG's size is not the row's image size."""
     pixels = np.asarray(Image.open(io.BytesIO(image_png)).convert("L"))
     height_px, width_px = pixels.shape
     if (width_px, height_px) != (row["image_width_px"], row["image_height_px"]):
         raise ValueError(f"pair {row['sample_id']}: PNG is {width_px}x{height_px} px, the row says "
                          f"{row['image_width_px']}x{row['image_height_px']}")
     scale = overlay_scale(width_px, height_px)
-    figure = Figure(figsize=(width_px * scale / DPI, height_px * scale / DPI), dpi=DPI)
-    axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
-    axes.imshow(pixels, cmap="gray", vmin=0, vmax=255, interpolation="nearest",
-                extent=(0, width_px, height_px, 0))
+    entries = legend_entries(task, row)
+    columns, strip_px = _legend_layout(len(entries), width_px * scale)
+    canvas_height_px = height_px * scale + strip_px
+    figure = Figure(figsize=(width_px * scale / DPI, canvas_height_px / DPI), dpi=DPI, facecolor="none")
+    axes = figure.add_axes((0.0, strip_px / canvas_height_px, 1.0, height_px * scale / canvas_height_px))
+    axes.patch.set_visible(False)
     axes.set_xlim(0, width_px)
     axes.set_ylim(height_px, 0)
     axes.set_axis_off()
     DRAW[task](axes, row)
-    return png_bytes(figure)
+    _draw_legend(figure, entries, columns, strip_px / canvas_height_px)
+    upscaled = np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1)  # nearest neighbour, exact
+    strip = np.zeros((strip_px, width_px * scale), dtype=np.uint8)  # the legend's black ground
+    return _over_slice_png(figure, np.concatenate([upscaled, strip]))
 
 
 @_plain_text

@@ -13,12 +13,12 @@ import pytest
 import yaml
 from PIL import Image
 
+from pipeline import figures
 from pipeline.cli import main
 from transforms import card
 
 # CT with a lesion (detection, T/L), the truncated CT (quarantine) and one cephalogram (A/D).
 CARD_CASES = "Task01_DemoCT/demo_ct_02,Task01_DemoCT/demo_ct_04,Ceph/001"
-RED = (255, 0, 0)
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +55,71 @@ def pair_row(output: str, task: str, sample_id: str, columns: list[str]) -> dict
 
 
 def overlay_and_slice(output: str, task: str, columns: list[str]):
-    """(overlay RGB array, plain slice array, row, integer scale) of the first overlay of `task`."""
+    """(overlay RGB array cut to the slice, legend strip below it, plain slice array, row, integer scale) of
+    the first overlay of `task`."""
     (path,) = sorted(glob.glob(os.path.join(output, "card", "demo", task, "*.png")))[:1]
     sample_id = os.path.basename(path).removesuffix(".png")
     row = pair_row(output, task, sample_id, ["image", "image_width_px", "image_height_px", *columns])
     overlay = np.asarray(Image.open(path).convert("RGB"))
     plain = np.asarray(Image.open(io.BytesIO(row["image"]["bytes"])).convert("L"))
-    scale = overlay.shape[1] // row["image_width_px"]
-    assert overlay.shape[:2] == (row["image_height_px"] * scale, row["image_width_px"] * scale)
-    return overlay, plain, row, scale
+    width_px, height_px = row["image_width_px"], row["image_height_px"]
+    scale = overlay.shape[1] // width_px
+    assert overlay.shape[1] == width_px * scale and scale == -(-512 // max(width_px, height_px))
+    assert overlay.shape[0] > height_px * scale  # the legend strip
+    return overlay[:height_px * scale], overlay[height_px * scale:], plain, row, scale
+
+
+def colour_mask(rgb: np.ndarray, part: str, tolerance: int = 40) -> np.ndarray:
+    """Pixels within `tolerance` (per channel) of the colour of overlay `part`: no grey comes that close."""
+    hex_colour = card.OVERLAY_COLOURS[part][1]
+    colour = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return np.abs(rgb.astype(int) - colour).max(axis=2) <= tolerance
+
+
+def segment_distances(points: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """Distance of each (x, y) point to the segment [[x0, y0], [x1, y1]]."""
+    start, end = segment
+    along = np.clip(((points - start) @ (end - start)) / max(np.sum((end - start) ** 2), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(points - (start + along[:, None] * (end - start)), axis=1)
+
+
+def lies_on(mask: np.ndarray, segments_xy_px, scale: int, width_px: float) -> bool:
+    """Every pixel of `mask` (its centre, in PNG px) within width/2 + 0.5 px of one of the segments given in
+    slice pixels (edge frame), i.e. of their upscaled copies: a pixel of the line is mostly covered by it."""
+    rows, cols = np.nonzero(mask)
+    centres = np.stack([cols + 0.5, rows + 0.5], axis=1)
+    nearest = np.min([segment_distances(centres, np.asarray(s, float) * scale) for s in segments_xy_px], axis=0)
+    return bool(len(centres)) and float(nearest.max()) <= width_px / 2 + 0.5
+
+
+def coverage(mask: np.ndarray, segment_xy_px, scale: int, width_px: float) -> float:
+    """Fraction of 50 points along the upscaled segment that have a `mask` pixel within width/2 + 1 px."""
+    rows, cols = np.nonzero(mask)
+    centres = np.stack([cols + 0.5, rows + 0.5], axis=1)
+    start, end = np.asarray(segment_xy_px, float) * scale
+    samples = start + np.linspace(0.02, 0.98, 50)[:, None] * (end - start)
+    near = [np.min(np.linalg.norm(centres - sample, axis=1)) <= width_px / 2 + 1.0 for sample in samples]
+    return float(np.mean(near))
+
+
+def assert_drawn_on(rgb, part: str, segments_xy_px, scale: int, width_px: float = figures.LINE_PX) -> None:
+    """`part` is drawn along every segment and nowhere else; the same pixels do not fit the segments moved
+    sideways by 3 PNG px (either way): the check tells a line a few pixels off."""
+    mask = colour_mask(rgb, part)
+    assert lies_on(mask, segments_xy_px, scale, width_px), part
+    for segment in segments_xy_px:
+        assert coverage(mask, segment, scale, width_px) >= 0.9, (part, segment)
+    for side in (1, -1):
+        moved = []
+        for segment in np.asarray(segments_xy_px, float):
+            direction = (segment[1] - segment[0]) / np.linalg.norm(segment[1] - segment[0])
+            moved.append(segment + side * 3.0 / scale * np.array([-direction[1], direction[0]]))
+        assert not lies_on(mask, moved, scale, width_px), (part, side)
+
+
+def box_edges(box_xyxy_px) -> list:
+    x0, y0, x1, y1 = box_xyxy_px
+    return [[(x0, y0), (x1, y0)], [(x1, y0), (x1, y1)], [(x1, y1), (x0, y1)], [(x0, y1), (x0, y0)]]
 
 
 def test_front_matter_parses_and_every_glob_matches_files(card_build):
@@ -117,25 +173,69 @@ def test_every_linked_figure_is_a_written_png(card_build):
             assert np.asarray(image.convert("L")).std() > 0  # not a blank canvas
 
 
-def test_detection_overlay_draws_the_box_on_its_pixel_edges(card_build):
-    overlay, plain, row, scale = overlay_and_slice(card_build, "detection", ["box_xyxy_px"])
-    x0, y0, x1, y1 = row["box_xyxy_px"]
-    # The left edge x0 is the boundary between columns x0 - 1 and x0: PNG column x0 * scale, at mid height.
-    middle_row = int((y0 + y1) / 2 * scale)
-    assert tuple(overlay[middle_row, int(x0 * scale)]) == RED
-    assert tuple(overlay[int(y1 * scale) - 1, int((x0 + x1) / 2 * scale)]) == RED  # bottom edge
-    grey = plain[int((y0 + y1) / 2), int(x0)]
-    assert tuple(overlay[middle_row, int(x0 * scale)]) != (grey, grey, grey)
-    # Away from the lines the overlay is the stored slice, pixel for pixel.
-    far_row, far_col = int(y0 + y1) // 2, int(x0 + x1) // 2
-    assert x1 - x0 > 4 and y1 - y0 > 4
-    assert tuple(overlay[far_row * scale + scale // 2, far_col * scale + scale // 2]) == (plain[far_row, far_col],) * 3
+def test_detection_overlay_draws_the_box_on_its_pixel_edges_over_the_unblurred_slice(card_build):
+    slice_rgb, legend, plain, row, scale = overlay_and_slice(card_build, "detection", ["box_xyxy_px"])
+    # The left edge x0 is the boundary between columns x0 - 1 and x0: PNG column x0 * scale.
+    assert_drawn_on(slice_rgb, "box", box_edges(row["box_xyxy_px"]), scale)
+    # Off the lines the overlay is the stored slice, each pixel a scale x scale block (nearest neighbour).
+    upscaled = np.repeat(np.repeat(plain, scale, axis=0), scale, axis=1)
+    grey = (slice_rgb == slice_rgb[..., :1]).all(axis=2)
+    assert (slice_rgb[grey][:, 0] == upscaled[grey]).all()
+    assert grey.mean() > 0.95
+    assert colour_mask(legend, "box").any() and (legend == 0).all(axis=2).mean() > 0.5  # a key on black
 
 
-def test_landmark_overlay_marks_each_landmark(card_build):
-    overlay, _, row, scale = overlay_and_slice(card_build, "angle_distance", ["landmarks_xy_px"])
-    for point in row["landmarks_xy_px"]:
-        assert tuple(overlay[int(point["y"] * scale), int(point["x"] * scale)]) == RED, point
+def test_lesion_overlay_draws_ellipse_axes_and_diameters_each_in_its_colour(card_build):
+    parts = {"major axis": "major_axis_endpoints_xy_px", "minor axis": "minor_axis_endpoints_xy_px",
+             "longest diameter": "longest_diameter_endpoints_xy_px",
+             "perpendicular diameter": "perpendicular_diameter_endpoints_xy_px"}
+    slice_rgb, legend, _, row, scale = overlay_and_slice(card_build, "tumor_lesion_size",
+                                                         [*parts.values(), "ellipse_center_xy_px"])
+    for part, column in parts.items():
+        width_px = figures.AXIS_BAND_PX if part.endswith("axis") else figures.LINE_PX
+        assert_drawn_on(slice_rgb, part, [row[column]], scale, width_px)
+    # The ellipse passes through its four axis endpoints and stays inside the circle of its major axis.
+    ellipse = colour_mask(slice_rgb, "ellipse")
+    ends = [end for column in ("major_axis_endpoints_xy_px", "minor_axis_endpoints_xy_px") for end in row[column]]
+    for end in ends:
+        assert coverage(ellipse, [end, end], scale, 3 * figures.LINE_PX) == 1.0, end
+    radius_px = np.linalg.norm(np.diff(row["major_axis_endpoints_xy_px"], axis=0)) / 2 * scale
+    assert lies_on(ellipse, [[row["ellipse_center_xy_px"]] * 2], scale, 2 * radius_px + figures.LINE_PX)
+    for part in card.OVERLAY_PARTS["tumor_lesion_size"]:
+        assert colour_mask(legend, part).any(), part
+
+
+def test_landmark_overlay_marks_each_landmark_and_draws_the_measured_lines(card_build):
+    slice_rgb, legend, _, row, scale = overlay_and_slice(card_build, "angle_distance",
+                                                         ["landmarks_xy_px", "metric_name"])
+    points = {point["name"]: (point["x"], point["y"]) for point in row["landmarks_xy_px"]}
+    for xy in points.values():
+        assert colour_mask(slice_rgb[int(xy[1] * scale)][None], "landmark")[0, int(xy[0] * scale)], xy
+    lines = [(points[a], points[b]) for a, b in card.measured_lines(row["metric_name"])]
+    assert lines
+    assert_drawn_on(slice_rgb, "measured line", lines, scale)
+    assert colour_mask(legend, "landmark").any() and colour_mask(legend, "measured line").any()
+
+
+@pytest.mark.parametrize("task, row, expected", [
+    ("detection", {"label_name": "right kidney", "box_size_mm": [23.1, 44.8]},
+     ["box of right kidney: 23.1 x 44.8 mm"]),
+    ("tumor_lesion_size", {"label_name": "liver lesion", "major_axis_mm": 28.24, "minor_axis_mm": 18.2,
+                           "longest_diameter_mm": 28.6, "perpendicular_diameter_mm": 19.0},
+     ["ellipse fitted to liver lesion", "ellipse major axis 28.2 mm", "ellipse minor axis 18.2 mm",
+      "RECIST long diameter 28.6 mm", "RECIST short diameter 19.0 mm"]),
+    ("angle_distance", {"landmarks_xy_px": [{"name": "P9"}, {"name": "P10"}], "metric_description": "",
+                        "metric_name": "L-9-10", "value": 25.6, "unit": "mm"},
+     ["landmarks P9, P10", "L-9-10: 25.6 mm"])])
+def test_overlay_legend_names_each_part_and_its_measurement(task, row, expected):
+    entries = figures.legend_entries(task, row)
+    assert [part for part, _ in entries] == list(card.OVERLAY_PARTS[task])
+    assert [text for _, text in entries] == expected
+
+
+def test_overlay_scale_reaches_the_long_side_with_an_integer_factor():
+    assert [figures.overlay_scale(w, h) for w, h in ((80, 80), (229, 129), (320, 180), (512, 100), (600, 750))] == [
+        7, 3, 2, 1, 1]
 
 
 def test_report_rewrites_an_identical_card(card_build, capsys):

@@ -30,17 +30,18 @@ MEDVISION_CITATION = "Yao et al., MedVision, arXiv:2511.18676 (2025)"
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
 TAGS = ("medical", "medical-imaging", "radiology", "vision-language", "quantitative", "measurement", "medvision")
-# Matplotlib colours of the QC overlays, named here so the card's legend and the drawing agree.
-# (colour name, hex) per drawn part.
+# Matplotlib colours of the QC overlays, named here so the card's text, the figures' legends and the
+# drawing agree. (colour name, hex) per drawn part: saturated hues apart from each other and from grey, so
+# the five lesion parts stay distinct where they cross on a greyscale slice.
 OVERLAY_COLOURS = {
-    "box": ("red", "#ff0000"),
-    "ellipse": ("yellow", "#ffff00"),
-    "major axis": ("cyan", "#00ffff"),
-    "minor axis": ("magenta", "#ff00ff"),
-    "longest diameter": ("green", "#00ff00"),
-    "perpendicular diameter": ("orange", "#ff8000"),
-    "landmark": ("red", "#ff0000"),
-    "measured line": ("cyan", "#00ffff"),
+    "box": ("red", "#ff2a2a"),
+    "ellipse": ("yellow", "#ffe119"),
+    "major axis": ("blue", "#3d8bff"),
+    "minor axis": ("magenta", "#f032e6"),
+    "longest diameter": ("green", "#2ee05a"),
+    "perpendicular diameter": ("orange", "#ff8c1a"),
+    "landmark": ("yellow", "#ffe119"),
+    "measured line": ("cyan", "#00e5ff"),
 }
 # A line of a MedVision measurement key: `L-1-10` (a distance) or `L_2_5` inside `A-L_2_5-L_2_6` (an angle).
 _KEY_LINE = re.compile(r"L[-_](\d+)[-_](\d+)")
