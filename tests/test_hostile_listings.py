@@ -174,6 +174,9 @@ def test_a_root_without_the_layout_is_still_a_usage_error(tmp_path, capsys):
     with pytest.raises(SourceError):
         checked_cases(get_source("kits23"), str(tmp_path))
     assert main(["build", f"--source=msd={tmp_path / 'missing'}", "--output", str(tmp_path / "out")]) == 2
+    assert "folder not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["build", f"--source=msd={tmp_path / 'empty'}", "--output", str(tmp_path / "out")]) == 2
     assert "not an MSD-layout root" in capsys.readouterr().err
 
 
