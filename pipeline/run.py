@@ -262,8 +262,7 @@ def remove_work_dir(config: BuildConfig) -> None:
     if not storage.is_remote(config.output):
         shutil.rmtree(config.work_dir, ignore_errors=True)
         return
-    for uri in storage.glob(storage.join(config.work_dir, "**")):
-        storage.delete(uri)
+    storage.delete_many(storage.glob(storage.join(config.work_dir, "**")))
 
 
 def build(config: BuildConfig, beam_args: list[str]) -> dict:

@@ -234,10 +234,18 @@ def _upload(source, uri: str) -> None:
 
 
 def delete(uri: str) -> None:
-    if _is_gcs(uri):
-        gcs_filesystem().rm(_gcs_path(uri))
-    else:
-        _filesystems().delete([uri])
+    delete_many([uri])
+
+
+def delete_many(uris: list[str]) -> None:
+    """Delete objects in batches (gcsfs and Beam's S3 batch them): a build's scratch holds one spill object
+    per slice-step bundle, too many to delete one request at a time."""
+    gcs = [_gcs_path(uri) for uri in uris if _is_gcs(uri)]
+    others = [uri for uri in uris if not _is_gcs(uri)]
+    if gcs:
+        gcs_filesystem().rm(gcs)
+    if others:
+        _filesystems().delete(others)
 
 
 def rename(source: str, destination: str) -> None:

@@ -48,6 +48,7 @@ def test_gcs_to_gcs_with_two_worker_processes(tmp_path, gcs_emulator):
     assert result.returncode == 0, result.stderr[-3000:]
     stats = check_output("gs://medvision-test/out/run1")
     assert stats["cases"]["msd"] == {"listed": 3, "with_pairs": 2}
+    assert storage.glob("gs://medvision-test/out/run1/_work/**") == []  # spilled PNGs and counts removed
     again = build(["--source", "msd=gs://medvision-test/raw/Task01_BrainTumour",
                    "--output", "gs://medvision-test/out/run1", "--gcs-anonymous"])
     assert again.returncode == 2 and "not empty" in again.stderr  # never over an earlier run
@@ -69,6 +70,10 @@ def test_s3_to_s3_with_two_worker_processes(tmp_path, s3_server):
     assert result.returncode == 0, result.stderr[-3000:]
     stats = check_output("s3://medvision-test/out/run1")
     assert stats["total_rows"] > 0
+    assert not [path for path in boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                                              aws_secret_access_key="testing", region_name="us-east-1")
+                .list_objects_v2(Bucket="medvision-test", Prefix="out/run1/").get("Contents", [])
+                if "/_work/" in path["Key"]]  # spilled PNGs and counts removed
 
 
 def test_a_write_that_fails_half_way_publishes_nothing(gcs_emulator):
