@@ -6,11 +6,13 @@
     medvision-pipeline sources
     medvision-pipeline evaluate --pairs ./out/run1 --predictions answers.jsonl --json scores.json
     medvision-pipeline report ./out/run1      # rewrite the dataset card (README.md, card/) of a build
+    medvision-pipeline preview ./out/run1 -n 3 --task detection --overlays ./qc   # a few pairs, their overlays
+    medvision-pipeline preview ./out/run1 --figures                               # the card's figures
     medvision-pipeline mix --pairs ./out/run1 --output ./out/mix1 --validation-size 2000 --seed 0
 
-Arguments `build`, `report` and `mix` do not know must be Beam pipeline options; an argument that neither this tool nor
-Beam knows is refused (a mistyped option must not leave its default in force), and `evaluate` refuses them all.
-Misuse prints one line and exits 2.
+Arguments `build`, `report`, `preview` and `mix` do not know must be Beam pipeline options; an argument that
+neither this tool nor Beam knows is refused (a mistyped option must not leave its default in force), and
+`evaluate` refuses them all. Misuse prints one line and exits 2.
 """
 from __future__ import annotations
 
@@ -69,7 +71,23 @@ def make_parser() -> argparse.ArgumentParser:
     card.add_argument("--gcs-anonymous", action="store_true", help="read and write gs:// without credentials")
     add_mix_arguments(commands.add_parser("mix", help="write a training mixture (train/validation/test Parquet "
                                                       "with messages and images) from finished builds"))
+    add_preview_arguments(commands.add_parser(
+        "preview", help="print a few sampled pairs (prompt, answer, geometry), write their QC overlays, or list "
+                        "the dataset card's figures"))
     return parser
+
+
+def add_preview_arguments(preview: argparse.ArgumentParser) -> None:
+    preview.add_argument("output", help="a finished build's output location (path, gs://, s3://)")
+    preview.add_argument("--task", help="only this task (detection, tumor_lesion_size, angle_distance)")
+    preview.add_argument("--dataset", help="only this dataset (e.g. demo)")
+    preview.add_argument("--split", help="only this split (train, validation, test)")
+    preview.add_argument("-n", type=int, default=3, help="how many pairs to print (default 3)")
+    preview.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    preview.add_argument("--overlays", metavar="DIR", help="also write each pair's QC overlay as DIR/<sample_id>.png")
+    preview.add_argument("--figures", action="store_true",
+                         help="list the dataset card's figures instead, one line each: what it shows and its path")
+    preview.add_argument("--gcs-anonymous", action="store_true", help="read and write gs:// without credentials")
 
 
 def add_mix_arguments(mixer: argparse.ArgumentParser) -> None:
@@ -190,6 +208,29 @@ def run_mix(args, beam_args: list[str], argv: list[str]) -> int:
     return 0
 
 
+def run_preview(args, beam_args: list[str]) -> int:
+    """Unknown arguments are Beam options, as for `report` (e.g. `--s3_endpoint_url`)."""
+    if args.n < 1:
+        raise UsageError(f"-n takes a positive number of pairs, got {args.n}")
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline import preview
+    from pipeline.run import configure_storage
+
+    configure_storage(args.gcs_anonymous, PipelineOptions(beam_args))
+    stats = preview.finished_stats(args.output)
+    if args.figures:
+        print("\n".join(preview.figure_lines(args.output)))
+        return 0
+    partitions = preview.select_partitions(stats, args.task, args.dataset, args.split)
+    pairs = preview.sample_pairs(args.output, partitions, args.n, args.seed, with_image=bool(args.overlays))
+    for index, pair in enumerate(pairs, start=1):
+        print("\n".join(preview.pair_lines(index, len(pairs), pair)))
+        if args.overlays:
+            print(f"{preview.INDENT}overlay: {preview.write_overlay(args.overlays, pair)}")
+    return 0
+
+
 def run_evaluate(args, extra: list[str]) -> int:
     if extra:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
@@ -250,7 +291,7 @@ def _load_rows(stats: dict, at_load: bool) -> list[dict]:
 def locations(args: argparse.Namespace) -> list[str]:
     """Every input and output location a command names (roots, output, pairs, predictions)."""
     roots = [spec.root for spec in getattr(args, "sources", None) or () if spec.root]
-    named = [getattr(args, name, None) for name in ("output", "pairs", "predictions", "json_out")]
+    named = [getattr(args, name, None) for name in ("output", "pairs", "predictions", "json_out", "overlays")]
     named = [uri for value in named for uri in (value if isinstance(value, list) else [value])]  # mix: --pairs…
     return roots + [uri for uri in named if uri]
 
@@ -261,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         args, beam_args = parser.parse_known_args(argv)
         for uri in locations(args):
             storage.require_scheme(uri)  # a missing client package: one line before any work
-        if args.command in ("build", "report", "mix"):
+        if args.command in ("build", "report", "mix", "preview"):
             check_beam_arguments(beam_args, option_strings(parser, args.command))
         if args.command == "sources":
             print_sources()
@@ -270,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_evaluate(args, beam_args)
         if args.command == "report":
             return run_report(args, beam_args)
+        if args.command == "preview":
+            return run_preview(args, beam_args)
         if args.command == "mix":
             return run_mix(args, beam_args, sys.argv[1:] if argv is None else argv)
         return run_build(args, beam_args)
