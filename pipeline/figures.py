@@ -1,7 +1,7 @@
 """The dataset card's figures, drawn with matplotlib's object API (Agg canvas, no pyplot state).
 
 Each function returns PNG bytes. Overlays draw a pair's annotation on its stored slice, upscaled by
-an integer factor with nearest-neighbour pixels (never blurred), in axes that fill the canvas's top
+an integer factor with nearest-neighbour pixels (never blurred), in axes that fill the canvas's top-left
 W*scale x H*scale px, so displayed pixel (edge-frame) coordinate (x, y) lands on PNG (column, row)
 (x * scale, y * scale) exactly; a legend strip below the slice names each colour. Text drawn (dataset,
 label and landmark names) is shown as it is: mathtext (`$...$`) and TeX are off while a figure is drawn.
@@ -34,6 +34,9 @@ LEGEND_FONT_PT = 9.0
 LEGEND_ROW_PX = 22  # one legend line at LEGEND_FONT_PT, with matplotlib's default label spacing
 LEGEND_PAD_PX = 10
 LEGEND_TWO_COLUMNS_FROM_PX = 720  # narrower canvases list the entries in one column
+# A tall, narrow slice (long side >= 512 px, so not upscaled) still gets a canvas its legend lines fit in:
+# black on the slice's right.
+OVERLAY_MIN_WIDTH_PX = 400
 LEGEND_NAME_CHARS = 40  # a longer label name from the data is cut, so its line fits the canvas
 HISTOGRAM_BINS = 40
 ELLIPSE_POINTS = 181
@@ -187,10 +190,12 @@ def overlay_png(image_png: bytes, task: str, row: dict) -> bytes:
                          f"{row['image_width_px']}x{row['image_height_px']}")
     scale = overlay_scale(width_px, height_px)
     entries = legend_entries(task, row)
-    columns, strip_px = _legend_layout(len(entries), width_px * scale)
+    canvas_width_px = max(width_px * scale, OVERLAY_MIN_WIDTH_PX)
+    columns, strip_px = _legend_layout(len(entries), canvas_width_px)
     canvas_height_px = height_px * scale + strip_px
-    figure = Figure(figsize=(width_px * scale / DPI, canvas_height_px / DPI), dpi=DPI, facecolor="none")
-    axes = figure.add_axes((0.0, strip_px / canvas_height_px, 1.0, height_px * scale / canvas_height_px))
+    figure = Figure(figsize=(canvas_width_px / DPI, canvas_height_px / DPI), dpi=DPI, facecolor="none")
+    axes = figure.add_axes((0.0, strip_px / canvas_height_px, width_px * scale / canvas_width_px,
+                            height_px * scale / canvas_height_px))
     axes.patch.set_visible(False)
     axes.set_xlim(0, width_px)
     axes.set_ylim(height_px, 0)
@@ -198,8 +203,9 @@ def overlay_png(image_png: bytes, task: str, row: dict) -> bytes:
     DRAW[task](axes, row)
     _draw_legend(figure, entries, columns, strip_px / canvas_height_px)
     upscaled = np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1)  # nearest neighbour, exact
-    strip = np.zeros((strip_px, width_px * scale), dtype=np.uint8)  # the legend's black ground
-    return _over_slice_png(figure, np.concatenate([upscaled, strip]))
+    background = np.zeros((canvas_height_px, canvas_width_px), dtype=np.uint8)  # black around the slice
+    background[:height_px * scale, :width_px * scale] = upscaled
+    return _over_slice_png(figure, background)
 
 
 @_plain_text

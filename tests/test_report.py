@@ -63,10 +63,10 @@ def overlay_and_slice(output: str, task: str, columns: list[str]):
     overlay = np.asarray(Image.open(path).convert("RGB"))
     plain = np.asarray(Image.open(io.BytesIO(row["image"]["bytes"])).convert("L"))
     width_px, height_px = row["image_width_px"], row["image_height_px"]
-    scale = overlay.shape[1] // width_px
-    assert overlay.shape[1] == width_px * scale and scale == -(-512 // max(width_px, height_px))
+    scale = -(-512 // max(width_px, height_px))  # the smallest integer upscale to a 512 px long side
+    assert overlay.shape[1] == max(width_px * scale, figures.OVERLAY_MIN_WIDTH_PX)
     assert overlay.shape[0] > height_px * scale  # the legend strip
-    return overlay[:height_px * scale], overlay[height_px * scale:], plain, row, scale
+    return overlay[:height_px * scale, :width_px * scale], overlay[height_px * scale:], plain, row, scale
 
 
 def colour_mask(rgb: np.ndarray, part: str, tolerance: int = 40) -> np.ndarray:
@@ -231,6 +231,20 @@ def test_overlay_legend_names_each_part_and_its_measurement(task, row, expected)
     entries = figures.legend_entries(task, row)
     assert [part for part, _ in entries] == list(card.OVERLAY_PARTS[task])
     assert [text for _, text in entries] == expected
+
+
+def test_a_narrow_slice_keeps_its_pixels_and_gets_room_for_its_legend():
+    pixels = np.random.default_rng(0).integers(0, 256, (600, 40), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    row = {"sample_id": "narrow", "image_width_px": 40, "image_height_px": 600, "label_name": "spinal cord",
+           "box_xyxy_px": [10.0, 100.0, 30.0, 500.0], "box_size_mm": [20.0, 400.0]}
+    overlay = np.asarray(Image.open(io.BytesIO(figures.overlay_png(buffer.getvalue(), "detection", row))))
+    assert overlay.shape[1] == figures.OVERLAY_MIN_WIDTH_PX and overlay.shape[0] > 600
+    assert_drawn_on(overlay[:600, :40], "box", box_edges(row["box_xyxy_px"]), 1)
+    assert (overlay[:600, 40:] == 0).all()  # black beside the slice, nothing drawn there
+    untouched = ~colour_mask(overlay[:600, :40], "box") & (overlay[:600, :40] == overlay[:600, :40, :1]).all(axis=2)
+    assert (overlay[:600, :40, 0][untouched] == pixels[untouched]).all()
 
 
 def test_overlay_scale_reaches_the_long_side_with_an_integer_factor():
