@@ -21,13 +21,15 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from pipeline import claim, report, scratch, storage
 from pipeline.config import DIRECT_RUNNERS, BuildConfig, UsageError
-from pipeline.dag import COUNTS_FILE, QUARANTINE_PARTITION, build_graph
+from pipeline.counts import COUNTS_FILE
+from pipeline.dag import build_graph
 from pipeline.dryrun import dry_run_report
 from pipeline.progress import ProgressLine, ProgressMarks
 from pipeline.sources import SourceError, get_source
 from pipeline.sources.listing import checked_cases
 from pipeline.sources.user_options import LesionTargets, configured_source
 from pipeline.version import __version__
+from pipeline.write import QUARANTINE_PARTITION
 from transforms.caseref import CaseRef
 from transforms.errors import Reason
 

@@ -12,6 +12,7 @@ bundle, so the runner retries them. Counters are named `<dataset>/<stage>/<outco
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 import traceback
@@ -384,6 +385,36 @@ class SlicePairs(beam.PTransform):
         slices = slices | "EncodePng" >> EncodePng(self._spill_folder)
         derived = [slices | name >> derive() for task, name, derive in _DERIVE_STEPS if task in self._tasks]
         return tuple(pairs for pairs, _ in derived), (cut_quarantine, *(quarantine for _, quarantine in derived))
+
+
+class CutUnits(beam.PTransform):
+    """Case plans -> (pair bundles, quarantine rows): every planned work unit through `SlicePairs`.
+
+    A big case's units, not its slices, cross a shuffle: its slices are cut, encoded and measured on many
+    workers, each decoding the case again. With `LoadSettings.cut_here_below_voxels` (the DirectRunner's
+    default), a smaller case's units are cut in the step that planned it, from its decode.
+    """
+
+    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings,
+                 progress: ProgressMarks, *, spill_folder: str | None, tasks: tuple[str, ...] = TASKS):
+        super().__init__()
+        self._slice_pairs = functools.partial(SlicePairs, load, storage_settings, progress,
+                                              spill_folder=spill_folder, tasks=tasks)
+        self._cut_here = bool(load.cut_here_below_voxels)
+
+    def expand(self, plans):
+        branches = [plans
+                    | "Units" >> beam.FlatMap(lambda plan: plan.units if plan.spread else ())
+                    | "SpreadUnits" >> beam.Reshuffle()
+                    | "SlicePairs" >> self._slice_pairs()]
+        if self._cut_here:
+            branches.append(plans
+                            | "UnitsHere" >> beam.FlatMap(lambda plan: () if plan.spread else plan.units)
+                            | "SlicePairsHere" >> self._slice_pairs())
+        pairs = [bundles for branch_pairs, _ in branches for bundles in branch_pairs] | "AllPairs" >> beam.Flatten()
+        quarantine = ([rows for _, branch_quarantine in branches for rows in branch_quarantine]
+                      | "AllCutQuarantine" >> beam.Flatten())
+        return pairs, quarantine
 
 
 _DERIVE_STEPS = (("detection", "DeriveBoxes", DeriveBoxes),

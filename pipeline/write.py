@@ -30,6 +30,7 @@ from schemas.tables import PARTITION_KEYS, TASKS, schema_for
 from schemas.validate import file_row
 
 ROW_OVERHEAD_BYTES = 1024  # non-image columns of a pair, roughly
+QUARANTINE_PARTITION = "quarantine"
 ROW_GROUP_BYTES = 64 << 20
 PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": True, "write_statistics": True}
 # PNG bytes are deflated already: zstd spends time on them and saves 0.1 %. (The dictionary stays:
@@ -212,3 +213,33 @@ class WriteTable(beam.PTransform):
         )
         return totals | "AsRecords" >> beam.MapTuple(
             lambda partition, t: {"partition": partition, "rows": t[0], "bytes": t[1]})
+
+
+class WritePairs(beam.PTransform):
+    """Pair bundles -> per-partition counts: `WriteTable` into hive partitions, files sized from the case
+    plans' estimates of `tasks` (known before any row exists, so the rows cross one shuffle)."""
+
+    def __init__(self, output: str, plans, tasks: tuple[str, ...], target_file_mb: float,
+                 settings: storage.StorageSettings, progress: ProgressMarks):
+        super().__init__()
+        self._output, self._plans, self._tasks = output, plans, tasks
+        self._target_file_mb, self._settings, self._progress = target_file_mb, settings, progress
+
+    def expand(self, pairs):
+        planned = self._plans | "PlannedBytes" >> beam.FlatMap(planned_partition_bytes, self._tasks)
+        return pairs | WriteTable(self._output, partition_of, lambda row: row["task"], self._target_file_mb,
+                                  self._settings, self._progress, planned_bytes=planned)
+
+
+class WriteQuarantine(beam.PTransform):
+    """Quarantine rows -> per-partition counts: one table in `<output>/quarantine/`, sized from its rows."""
+
+    def __init__(self, output: str, target_file_mb: float, settings: storage.StorageSettings):
+        super().__init__()
+        self._output, self._target_file_mb, self._settings = output, target_file_mb, settings
+
+    def expand(self, quarantine):
+        return (quarantine
+                | "OneRowBundles" >> beam.Map(lambda row: RowBundle((row,)))
+                | WriteTable(self._output, lambda row: QUARANTINE_PARTITION, lambda row: QUARANTINE_PARTITION,
+                             self._target_file_mb, self._settings))

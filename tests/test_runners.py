@@ -39,9 +39,10 @@ def test_the_build_translates_to_a_portable_pipeline_proto(tmp_path, demo_root):
     build_graph(pipeline, config, cases)
     proto = pipeline.to_runner_api()
     names = {transform.unique_name for transform in proto.components.transforms.values()}
-    for stage in ("PlanCases", "SpreadUnits", "SharedSplits", "SlicePairs/ExtractSlices", "SlicePairs/DeriveBoxes",
-                  "SlicePairs/DeriveLesionSizes", "SlicePairs/DeriveLandmarkMeasures", "ApplySharedSplits",
-                  "ValidatePairs", "WritePairs", "WriteQuarantine", "WriteCounts"):
+    for stage in ("PlanCases", "CutUnits/SpreadUnits", "SharedSplits", "CutUnits/SlicePairs/ExtractSlices",
+                  "CutUnits/SlicePairs/DeriveBoxes", "CutUnits/SlicePairs/DeriveLesionSizes",
+                  "CutUnits/SlicePairs/DeriveLandmarkMeasures", "ApplySharedSplits", "ValidatePairs", "WritePairs",
+                  "WriteQuarantine", "WriteCounts"):
         assert stage in names
     assert not [name for name in names if "Here" in name]  # every case spreads off the DirectRunner
     again = beam.Pipeline.from_runner_api(proto, pipeline.runner, pipeline.options).to_runner_api()
@@ -70,12 +71,12 @@ def test_the_pair_rows_cross_one_shuffle_as_their_file_sizes_come_from_the_plans
     build_graph(pipeline, config, get_source("demo").list_cases(demo_root)[:2])
     proto = pipeline.to_runner_api()
     assign = [t for t in proto.components.transforms.values()
-              if t.unique_name.startswith("WritePairs/AssignShard") and t.spec.urn == "beam:transform:pardo:v1"]
+              if t.unique_name.startswith("WritePairs/WriteTable/AssignShard") and t.spec.urn == "beam:transform:pardo:v1"]
     side_inputs = beam_runner_api_pb2.ParDoPayload.FromString(assign[0].spec.payload).side_inputs
     assert len(assign) == 1 and len(side_inputs) == 1
     upstream = upstream_transforms(proto, assign[0].inputs[next(iter(side_inputs))])
     assert any(name.startswith("PlanCases") for name in upstream)
-    assert not any(name.startswith(("SlicePairs", "WritePairs/ByPartition")) for name in upstream)
+    assert not any(name.startswith(("CutUnits", "WritePairs/WriteTable/ByPartition")) for name in upstream)
 
 
 def test_dataflow_runner_builds_the_job_without_submitting_it(demo_root):
@@ -91,7 +92,7 @@ def test_dataflow_runner_builds_the_job_without_submitting_it(demo_root):
     job = pipeline.run().job
     assert job.proto.type_.name == "JOB_TYPE_BATCH"
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
-    assert {"PlanCases", "SlicePairs/ExtractSlices", "SharedSplits", "WritePairs"} <= names
+    assert {"PlanCases", "CutUnits/SlicePairs/ExtractSlices", "SharedSplits", "WritePairs"} <= names
 
 
 def test_building_the_graph_runs_no_bytecode_inference_of_the_steps(tmp_path, demo_root, monkeypatch):
