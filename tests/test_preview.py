@@ -117,9 +117,9 @@ def test_preview_reads_a_build_on_object_storage(build, tmp_path, gcs_emulator, 
     storage.gcs_filesystem().mkdir("medvision-preview")
     upload_tree(build, "gs://medvision-preview/build")
     argv = ("--task", "tumor_lesion_size", "-n", "2", "--seed", "1")
+    local = run(capsys, build, *argv)[1]
     code, remote, _ = run(capsys, "gs://medvision-preview/build", *argv, "--overlays", "gs://medvision-preview/qc",
                           "--gcs-anonymous", "--project", "medvision-test")  # the project: a Beam option
-    local = run(capsys, build, *argv)[1]
     assert code == 0 and [h[2:] for h in HEADER.findall(remote)] == [h[2:] for h in HEADER.findall(local)]
     for _, _, sample_id, *_ in HEADER.findall(remote):
         assert storage.read_bytes(f"gs://medvision-preview/qc/{sample_id}.png").startswith(b"\x89PNG")
