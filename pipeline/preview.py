@@ -60,10 +60,11 @@ def select_partitions(stats: dict, task: str | None, dataset: str | None, split:
     chosen = sorted(p for p in every if (task in (None, p.task)) and (dataset in (None, p.dataset))
                     and (split in (None, p.split)))
     if not chosen:
-        there = {name: sorted({getattr(p, name) for p in every}) for name in ("task", "dataset", "split")}
-        raise UsageError("no pairs match " + ", ".join(f"--{k} {v}" for k, v in
-                                                       (("task", task), ("dataset", dataset), ("split", split)) if v)
-                         + "; this build has " + "; ".join(f"{k}s {', '.join(v) or 'none'}" for k, v in there.items()))
+        asked = ", ".join(f"--{name} {value}" for name, value in
+                          (("task", task), ("dataset", dataset), ("split", split)) if value)
+        there = "; ".join(f"{name}s {', '.join(sorted({getattr(p, name) for p in every})) or 'none'}"
+                          for name in ("task", "dataset", "split"))
+        raise UsageError(f"no pairs match {asked}; this build has {there}")
     return chosen
 
 
