@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install the package with its test extra into .venv (created if missing) and run the test suite.
-# Arguments go to pytest (e.g. -k geometry).
+# Install the package with its test extra into .venv (created if missing), check lint and format (ruff,
+# settings in pyproject.toml), then run the test suite. Arguments go to pytest (e.g. -k geometry).
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -x .venv/bin/python ]; then
@@ -8,4 +8,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
 exec .venv/bin/python -m pytest "$@"

@@ -1,4 +1,5 @@
 """medvision-pipeline: a Beam pipeline that builds quantitative medical-imaging pairs for VLMs."""
+
 import re
 from pathlib import Path
 
@@ -43,6 +44,7 @@ setup(
         "aws": ["apache-beam[aws]>=2.77,<2.78"],
         "test": [
             "pytest>=8,<10",
+            "ruff==0.17.6",  # lint and format check (pyproject.toml), run by run_tests.sh; pinned: its format changes
             "hypothesis>=6.100,<7",
             "apache-beam[gcp,aws]>=2.77,<2.78",
             "gcsfs>=2024.2",

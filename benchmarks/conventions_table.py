@@ -13,6 +13,7 @@ in-plane spacing.
     python benchmarks/conventions_table.py                       # the real cases of ../shared/reference/realdata
     python benchmarks/conventions_table.py --labels seg.nii.gz:2 --labels lung1_label.nrrd:1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,9 @@ def compare(inputs: list[str]) -> dict[str, dict]:
             tally["slices"] += 1
             kept = isinstance(ours, LesionSize), isinstance(theirs, LesionSize)
             if all(kept):
-                tally["both"].append((theirs.major_axis_mm - ours.major_axis_mm,
-                                      theirs.minor_axis_mm - ours.minor_axis_mm, min(spacing)))
+                tally["both"].append(
+                    (theirs.major_axis_mm - ours.major_axis_mm, theirs.minor_axis_mm - ours.minor_axis_mm, min(spacing))
+                )
             else:
                 tally["ours_only"] += kept[0]
                 tally["medvision_only"] += kept[1]
@@ -66,9 +68,11 @@ def compare(inputs: list[str]) -> dict[str, dict]:
 
 
 def table(groups: dict[str, dict]) -> str:
-    lines = ["| plane | slices (one component) | kept by both | only ours | only MedVision's | "
-             "major: MedVision − ours, mean (max abs) | minor: mean (max abs) |",
-             "|---|---:|---:|---:|---:|---|---|"]
+    lines = [
+        "| plane | slices (one component) | kept by both | only ours | only MedVision's | "
+        "major: MedVision − ours, mean (max abs) | minor: mean (max abs) |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
     for group, tally in groups.items():
         if not tally["slices"]:
             continue
@@ -81,15 +85,21 @@ def table(groups: dict[str, dict]) -> str:
                 cells.append(f"{mm.mean():+.2f} mm / {px.mean():+.1f} px ({mm[worst]:+.2f} mm / {px[worst]:+.1f} px)")
         else:
             cells = ["–", "–"]
-        lines.append(f"| {group} | {tally['slices']} | {len(tally['both'])} | {tally['ours_only']} | "
-                     f"{tally['medvision_only']} | {cells[0]} | {cells[1]} |")
+        lines.append(
+            f"| {group} | {tally['slices']} | {len(tally['both'])} | {tally['ours_only']} | "
+            f"{tally['medvision_only']} | {cells[0]} | {cells[1]} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--labels", action="append", metavar="FILE:LABEL",
-                        help="a label map and its lesion label (repeatable); default: the real cases in ../shared")
+    parser.add_argument(
+        "--labels",
+        action="append",
+        metavar="FILE:LABEL",
+        help="a label map and its lesion label (repeatable); default: the real cases in ../shared",
+    )
     args = parser.parse_args(argv)
     inputs = args.labels or REAL_CASES
     missing = [spec.rpartition(":")[0] for spec in inputs if not os.path.isfile(spec.rpartition(":")[0])]

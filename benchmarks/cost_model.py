@@ -28,6 +28,7 @@ benchmarks/png_encoders.py on real CT): its CPU in vCPU-hours, its bytes in a mo
 
     python benchmarks/cost_model.py [--costs measured.json] [--workers 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,9 +64,14 @@ LABELLED_FRACTION = 0.6  # of the slices along each axis that hold a label (assu
 # Measured on the reference machine (2 cores), benchmarks/scaling.py, 512x512x300 CT at 0.7x0.7x2.5 mm.
 # bundles_per_slice comes from the demo build instead: the synthetic CT has no lesion label, so each of its
 # slices makes one bundle (1.0), while a slice with a lesion makes a second one (the demo: 2277 bundles, 1783 slices).
-DEFAULT_COSTS = {"s_per_mvoxel_decode": 0.0221, "s_per_mpixel_slices": 0.0356, "png_bytes_per_pixel": 0.4324,
-                 "pairs_per_slice": 2.0154, "bundles_per_slice": 1.28,
-                 "source": "scaling.py 512x512x300:2, 2 CPUs, one process, 2026-12-03; bundles: demo build"}
+DEFAULT_COSTS = {
+    "s_per_mvoxel_decode": 0.0221,
+    "s_per_mpixel_slices": 0.0356,
+    "png_bytes_per_pixel": 0.4324,
+    "pairs_per_slice": 2.0154,
+    "bundles_per_slice": 1.28,
+    "source": "scaling.py 512x512x300:2, 2 CPUs, one process, 2026-12-03; bundles: demo build",
+}
 MAX_SLICES_PER_UNIT = 128  # pipeline.casework.LoadSettings.max_slices_per_unit
 ROW_OVERHEAD_BYTES = 1024  # pipeline.write.ROW_OVERHEAD_BYTES: the non-image columns of a pair
 SPILL_REFERENCE_BYTES = 200  # a pickled schemas.spilled.SpilledPng: object URI, offset, length, 24-byte head
@@ -109,44 +115,72 @@ def main() -> None:
     costs = json.load(open(args.costs)) if args.costs else DEFAULT_COSTS
     print(f"costs: {costs}")
     print(f"{'source':<20}{'volumes':>8}{'slices M':>10}{'pairs M':>9}{'vCPU h':>9}{'shuffle GB':>11}")
-    totals = {"volumes": 0, "slices": 0.0, "pairs": 0.0, "cpu_s": 0.0, "shuffle_b": 0.0, "pixels": 0.0,
-              "png_b": 0.0, "units": 0}
+    totals = {
+        "volumes": 0,
+        "slices": 0.0,
+        "pairs": 0.0,
+        "cpu_s": 0.0,
+        "shuffle_b": 0.0,
+        "pixels": 0.0,
+        "png_b": 0.0,
+        "units": 0,
+    }
     for name, volumes, shape, spacing, _ in INVENTORY:
         slices, pixels, units = output_pixels(shape, spacing)
         decodes = 1 + units
-        cpu_s = volumes * (decodes * costs["s_per_mvoxel_decode"] * shape[0] * shape[1] * shape[2] / 1e6
-                           + costs["s_per_mpixel_slices"] * pixels / 1e6)
+        cpu_s = volumes * (
+            decodes * costs["s_per_mvoxel_decode"] * shape[0] * shape[1] * shape[2] / 1e6
+            + costs["s_per_mpixel_slices"] * pixels / 1e6
+        )
         png_b = volumes * pixels * costs["png_bytes_per_pixel"]
         pairs = volumes * slices * costs["pairs_per_slice"]
         shuffle_b = volumes * slices * costs["bundles_per_slice"] * SPILL_REFERENCE_BYTES + pairs * ROW_OVERHEAD_BYTES
-        print(f"{name:<20}{volumes:>8}{volumes * slices / 1e6:>10.2f}{pairs / 1e6:>9.2f}{cpu_s / 3600:>9.1f}"
-              f"{shuffle_b / 1e9:>11.0f}")
-        for key, value in (("volumes", volumes), ("slices", volumes * slices), ("pairs", pairs), ("cpu_s", cpu_s),
-                           ("shuffle_b", shuffle_b), ("pixels", volumes * pixels), ("png_b", png_b),
-                           ("units", volumes * units)):
+        print(
+            f"{name:<20}{volumes:>8}{volumes * slices / 1e6:>10.2f}{pairs / 1e6:>9.2f}{cpu_s / 3600:>9.1f}"
+            f"{shuffle_b / 1e9:>11.0f}"
+        )
+        for key, value in (
+            ("volumes", volumes),
+            ("slices", volumes * slices),
+            ("pairs", pairs),
+            ("cpu_s", cpu_s),
+            ("shuffle_b", shuffle_b),
+            ("pixels", volumes * pixels),
+            ("png_b", png_b),
+            ("units", volumes * units),
+        ):
             totals[key] += value
     vcpu_h, shuffle_gb = totals["cpu_s"] / 3600, totals["shuffle_b"] / 1e9
     memory_gb_h = vcpu_h / WORKER_VCPUS * WORKER_GB
-    spill_usd = (totals["units"] * SPILL_OBJECTS_PER_UNIT * GCS_WRITE_USD
-                 + totals["slices"] * costs["bundles_per_slice"] * GCS_READ_USD)
+    spill_usd = (
+        totals["units"] * SPILL_OBJECTS_PER_UNIT * GCS_WRITE_USD
+        + totals["slices"] * costs["bundles_per_slice"] * GCS_READ_USD
+    )
     price = vcpu_h * VCPU_HOUR_USD + memory_gb_h * GB_HOUR_USD + shuffle_gb * SHUFFLE_GB_USD + spill_usd
-    print(f"{'total':<20}{totals['volumes']:>8}{totals['slices'] / 1e6:>10.2f}{totals['pairs'] / 1e6:>9.2f}"
-          f"{vcpu_h:>9.1f}{shuffle_gb:>11.0f}")
-    print(f"\nDataflow estimate: {vcpu_h:.0f} vCPU-h x ${VCPU_HOUR_USD} + {memory_gb_h:.0f} GB-h x ${GB_HOUR_USD} "
-          f"+ {shuffle_gb:.0f} GB shuffle x ${SHUFFLE_GB_USD} + PNG spill operations ${spill_usd:.0f} = ${price:.0f}")
+    print(
+        f"{'total':<20}{totals['volumes']:>8}{totals['slices'] / 1e6:>10.2f}{totals['pairs'] / 1e6:>9.2f}"
+        f"{vcpu_h:>9.1f}{shuffle_gb:>11.0f}"
+    )
+    print(
+        f"\nDataflow estimate: {vcpu_h:.0f} vCPU-h x ${VCPU_HOUR_USD} + {memory_gb_h:.0f} GB-h x ${GB_HOUR_USD} "
+        f"+ {shuffle_gb:.0f} GB shuffle x ${SHUFFLE_GB_USD} + PNG spill operations ${spill_usd:.0f} = ${price:.0f}"
+    )
     png_gb = totals["png_b"] / 1e9
-    print(f"not shuffled: the PNGs ({png_gb:.0f} GB, spilled to Cloud Storage once instead); shuffling them "
-          f"in the bundles would add {png_gb * costs['bundles_per_slice']:.0f} GB "
-          f"(${png_gb * costs['bundles_per_slice'] * SHUFFLE_GB_USD:.0f})")
-    print(f"wall time on {args.workers} x n2-standard-4 at full use: "
-          f"{vcpu_h / (args.workers * WORKER_VCPUS):.1f} h")
+    print(
+        f"not shuffled: the PNGs ({png_gb:.0f} GB, spilled to Cloud Storage once instead); shuffling them "
+        f"in the bundles would add {png_gb * costs['bundles_per_slice']:.0f} GB "
+        f"(${png_gb * costs['bundles_per_slice'] * SHUFFLE_GB_USD:.0f})"
+    )
+    print(f"wall time on {args.workers} x n2-standard-4 at full use: {vcpu_h / (args.workers * WORKER_VCPUS):.1f} h")
     print_encoders(totals["pixels"], png_gb * costs["bundles_per_slice"])
 
 
 def print_encoders(pixels: float, stored_png_gb: float) -> None:
     """What each PNG encoder would cost the full build: CPU, and a month of the output's PNG storage."""
     chosen_bytes = ENCODERS[0][2]
-    print(f"\nPNG encoder ({pixels / 1e9:.0f} Gpixel of slices; output PNGs {stored_png_gb:.0f} GB with the chosen one)")
+    print(
+        f"\nPNG encoder ({pixels / 1e9:.0f} Gpixel of slices; output PNGs {stored_png_gb:.0f} GB with the chosen one)"
+    )
     print(f"{'encoder':<30}{'vCPU h':>8}{'CPU $':>8}{'GB':>8}{'$/month':>9}")
     for name, ms_per_mpixel, bytes_per_pixel in ENCODERS:
         vcpu_h = ms_per_mpixel * pixels / 1e6 / 1000 / 3600

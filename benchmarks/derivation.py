@@ -10,6 +10,7 @@ last line, a bare number.
 
     python benchmarks/derivation.py --labels lung1_label.nrrd --lesion-label 1 [--conventions medvision] [--reps 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,6 @@ import os
 import shlex
 import sys
 import time
-
-import numpy as np
 
 from transforms import nifti
 from transforms.lesions import LesionSize
@@ -49,12 +48,21 @@ def derive(labels: Volume, lesion_labels: tuple[int, ...], conventions: str) -> 
     for plane in planes_of(labels.array.shape):
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing, chosen.display)
         indices = plan[plane]
-        derived = derive_plane(labels.array, grid, indices, lesion_labels, not chosen.single_instance_only,
-                               chosen.lesion_measurement)
-        n_boxes = sum(1 for found in derived.values() for box in found.boxes
-                      if box.single_instance or not chosen.single_instance_only)
-        n_sizes = sum(1 for found in derived.values() for entry in found.lesions if isinstance(entry.size, LesionSize)
-                      and (entry.n_components == 1 or not chosen.single_instance_only))
+        derived = derive_plane(
+            labels.array, grid, indices, lesion_labels, not chosen.single_instance_only, chosen.lesion_measurement
+        )
+        n_boxes = sum(
+            1
+            for found in derived.values()
+            for box in found.boxes
+            if box.single_instance or not chosen.single_instance_only
+        )
+        n_sizes = sum(
+            1
+            for found in derived.values()
+            for entry in found.lesions
+            if isinstance(entry.size, LesionSize) and (entry.n_components == 1 or not chosen.single_instance_only)
+        )
         counts[plane] = (len(indices), n_boxes, n_sizes)
     return counts
 
@@ -79,8 +87,10 @@ def main(argv=None) -> None:
     print("$", shlex.join([os.path.basename(sys.executable), *sys.argv]))
     labels = read_labels(args.labels)
     spacing = ", ".join(f"{v:.3g}" for v in labels.spacing_mm)
-    print(f"{os.path.basename(args.labels)}: canonical shape {labels.array.shape}, spacing ({spacing}) mm, "
-          f"conventions {args.conventions}")
+    print(
+        f"{os.path.basename(args.labels)}: canonical shape {labels.array.shape}, spacing ({spacing}) mm, "
+        f"conventions {args.conventions}"
+    )
     seconds, counts = best_cpu_seconds(labels, (args.lesion_label,), args.conventions, max(1, args.reps))
     for plane, (n_slices, n_boxes, n_sizes) in counts.items():
         print(f"  {plane:>8}: {n_slices} slices, {n_boxes} detection pairs, {n_sizes} lesion sizes")

@@ -7,6 +7,7 @@ Each build is a fresh process running the CLI (`build --source msd=ROOT --cases 
 row's peak RSS is that process's VmHWM: imports and the runner included (a one-case build of a small
 volume is the baseline to compare with).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,12 @@ from tests.hostile_corpus import CLI_WITH_PEAK, SECRET_ENV, make_corpus  # noqa:
 
 def outcome(output: str, case_id: str) -> str:
     """The case's load reason, or the pairs it made (and refusals at other stages)."""
-    rows = [row for path in glob.glob(f"{output}/quarantine/*.parquet") for row in pq.read_table(path).to_pylist()
-            if row["case_id"] == case_id]
+    rows = [
+        row
+        for path in glob.glob(f"{output}/quarantine/*.parquet")
+        for row in pq.read_table(path).to_pylist()
+        if row["case_id"] == case_id
+    ]
     load = [row["reason"] for row in rows if row["stage"] == "load"]
     if load:
         return load[0]
@@ -37,8 +42,20 @@ def outcome(output: str, case_id: str) -> str:
 
 def build_one(root: str, case_id: str, max_volume_mb: float, workdir: str) -> tuple[str, float, float, int]:
     output = os.path.join(workdir, case_id.replace("/", "__"))
-    command = [sys.executable, "-c", CLI_WITH_PEAK, "build", "--source", f"msd={root}", "--output", output,
-               "--cases", case_id, "--max-volume-mb", str(max_volume_mb)]
+    command = [
+        sys.executable,
+        "-c",
+        CLI_WITH_PEAK,
+        "build",
+        "--source",
+        f"msd={root}",
+        "--output",
+        output,
+        "--cases",
+        case_id,
+        "--max-volume-mb",
+        str(max_volume_mb),
+    ]
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, **SECRET_ENV), timeout=900)
     seconds = time.monotonic() - started

@@ -6,6 +6,7 @@ max and median absolute error per spacing, and the mean time of `lesion_rows` pe
 
     python benchmarks/lesion_accuracy.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,15 @@ def errors_for(spacing, semi_major_mm, semi_minor_mm, field_mm):
         seconds.append(time.perf_counter() - start)
         if not isinstance(size, LesionSize):
             raise SystemExit(f"valid ellipse rejected at {spacing} mm, {angle} deg: {size}")
-        rows.append((abs(size.major_axis_mm - 2 * semi_major_mm), abs(size.minor_axis_mm - 2 * semi_minor_mm),
-                     abs(size.longest_diameter_mm - 2 * semi_major_mm),
-                     abs(size.perpendicular_diameter_mm - 2 * semi_minor_mm),
-                     abs((size.ellipse_angle_deg - angle + 90) % 180 - 90)))
+        rows.append(
+            (
+                abs(size.major_axis_mm - 2 * semi_major_mm),
+                abs(size.minor_axis_mm - 2 * semi_minor_mm),
+                abs(size.longest_diameter_mm - 2 * semi_major_mm),
+                abs(size.perpendicular_diameter_mm - 2 * semi_minor_mm),
+                abs((size.ellipse_angle_deg - angle + 90) % 180 - 90),
+            )
+        )
     return np.array(rows), float(np.mean(seconds))
 
 
@@ -47,8 +53,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     print("$", shlex.join([sys.executable, *sys.argv]))
     semi_major, semi_minor = args.axes_mm[0] / 2, args.axes_mm[1] / 2
-    print(f"ellipse {args.axes_mm[0]:g} x {args.axes_mm[1]:g} mm, rotations {ANGLES_DEG.start}-{ANGLES_DEG.stop - 15}"
-          f" deg step 15; absolute error, max / median")
+    print(
+        f"ellipse {args.axes_mm[0]:g} x {args.axes_mm[1]:g} mm, rotations {ANGLES_DEG.start}-{ANGLES_DEG.stop - 15}"
+        f" deg step 15; absolute error, max / median"
+    )
     print(f"{'spacing row x col mm':>22}" + "".join(f"{c:>28}" for c in COLUMNS) + f"{'ms per component':>18}")
     for spacing in SPACINGS_MM_ROW_COL:
         errors, seconds = errors_for(spacing, semi_major, semi_minor, args.field_mm)

@@ -28,6 +28,7 @@ Synthetic volume (`--synthetic`, also written with `--write-synthetic FILE` for 
 80 x 60 x 70 mm, centred) and a lesion (label 2, ellipsoid of semi-axes 25 x 12 x 18 mm centred at
 (15, -10, 5) mm, turned 35 degrees about S then 20 degrees about R) drawn over it; the lesion is label 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,10 +54,14 @@ from transforms.volume import Volume, to_canonical  # noqa: E402
 CLUSTER_SIZE_THRESHOLD = 200  # MedVision v1.0.0 preprocess scripts (T/L tasks)
 TL_TASK = {  # the T/L metric definitions of its preprocess scripts: major and minor axis lengths
     "landmarks_map": {"P1": "", "P2": "", "P3": "", "P4": ""},
-    "lines_map": {"L-1-2": {"element_keys": ["P1", "P2"], "element_map_name": "landmarks_map"},
-                  "L-3-4": {"element_keys": ["P3", "P4"], "element_map_name": "landmarks_map"}},
-    "biometrics_map": [{"metric_type": "distance", "metric_map_name": "lines_map", "metric_key": "L-1-2"},
-                       {"metric_type": "distance", "metric_map_name": "lines_map", "metric_key": "L-3-4"}],
+    "lines_map": {
+        "L-1-2": {"element_keys": ["P1", "P2"], "element_map_name": "landmarks_map"},
+        "L-3-4": {"element_keys": ["P3", "P4"], "element_map_name": "landmarks_map"},
+    },
+    "biometrics_map": [
+        {"metric_type": "distance", "metric_map_name": "lines_map", "metric_key": "L-1-2"},
+        {"metric_type": "distance", "metric_map_name": "lines_map", "metric_key": "L-3-4"},
+    ],
 }
 LANDMARK_KEYS = ("slice_landmarks_x", "slice_landmarks_y", "slice_landmarks_z")
 SIDES = ("medvision", "ours_default", "ours_medvision")
@@ -168,11 +173,15 @@ def run(volumes, planner_path: str, reps: int, with_3d: bool) -> dict:
         common = {"dataset_dir": folder, "bm_plan": {"tasks": []}, "dataset_name": "bench"}
         detection = module.MedVision_BenchmarkPlannerDetection(**common)
         lesions = module.MedVision_BenchmarkPlannerBiometry_fromSeg(**common)
-    prepared = [(name, labels, medvision_array(labels), tuple(float(s) for s in labels.spacing_mm), target)
-                for name, labels, target in volumes]
+    prepared = [
+        (name, labels, medvision_array(labels), tuple(float(s) for s in labels.spacing_mm), target)
+        for name, labels, target in volumes
+    ]
     sides = {
-        "medvision": lambda lab, mv, sp, t: (medvision_detection(detection, mv, sp, with_3d),
-                                             medvision_lesion_sizes(lesions, mv, t, sp)),
+        "medvision": lambda lab, mv, sp, t: (
+            medvision_detection(detection, mv, sp, with_3d),
+            medvision_lesion_sizes(lesions, mv, t, sp),
+        ),
         "ours_default": lambda lab, mv, sp, t: derivation.derive(lab, (t,), "default"),
         "ours_medvision": lambda lab, mv, sp, t: derivation.derive(lab, (t,), "medvision"),
     }
@@ -193,19 +202,26 @@ def _summary(counts) -> str:
 
 
 def report(seconds, counts, names) -> None:
-    print(f"{'volume':<24}" + "".join(f"{side + ' median s':>22}{'min s':>9}" for side in SIDES)
-          + f"{'MV/ours default':>17}{'MV/ours medvision':>19}")
+    print(
+        f"{'volume':<24}"
+        + "".join(f"{side + ' median s':>22}{'min s':>9}" for side in SIDES)
+        + f"{'MV/ours default':>17}{'MV/ours medvision':>19}"
+    )
     totals = {side: 0.0 for side in SIDES}
     for name in names:
         medians = {side: statistics.median(seconds[name, side]) for side in SIDES}
         for side in SIDES:
             totals[side] += medians[side]
         cells = "".join(f"{medians[side]:>22.4f}{min(seconds[name, side]):>9.4f}" for side in SIDES)
-        print(f"{name:<24}{cells}{medians['medvision'] / medians['ours_default']:>17.1f}"
-              f"{medians['medvision'] / medians['ours_medvision']:>19.1f}")
+        print(
+            f"{name:<24}{cells}{medians['medvision'] / medians['ours_default']:>17.1f}"
+            f"{medians['medvision'] / medians['ours_medvision']:>19.1f}"
+        )
     cells = "".join(f"{totals[side]:>22.4f}{'':>9}" for side in SIDES)
-    print(f"{'sum of medians':<24}{cells}{totals['medvision'] / totals['ours_default']:>17.1f}"
-          f"{totals['medvision'] / totals['ours_medvision']:>19.1f}")
+    print(
+        f"{'sum of medians':<24}{cells}{totals['medvision'] / totals['ours_default']:>17.1f}"
+        f"{totals['medvision'] / totals['ours_medvision']:>19.1f}"
+    )
     print("counts (last repetition):")
     for name in names:
         print(f"  {name}: " + "; ".join(f"{side} {_summary(counts[name, side])}" for side in SIDES))
@@ -239,8 +255,10 @@ def main(argv=None) -> None:
     if args.synthetic:
         volumes.append(("synthetic", to_canonical(synthetic_volume()), SYNTHETIC_LESION_LABEL))
     seconds, counts = run(volumes, args.medvision_planner, max(1, args.reps), args.with_3d_boxes)
-    print(f"CPU seconds of one thread, {args.reps} interleaved repetitions"
-          f"{', MedVision with its 3D boxes' if args.with_3d_boxes else ''}:")
+    print(
+        f"CPU seconds of one thread, {args.reps} interleaved repetitions"
+        f"{', MedVision with its 3D boxes' if args.with_3d_boxes else ''}:"
+    )
     report(seconds, counts, [name for name, _, _ in volumes])
 
 

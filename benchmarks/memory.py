@@ -11,6 +11,7 @@ worker's data channel) comes on top and is reported by benchmarks/scaling.py.
 
     python benchmarks/memory.py --sizes 256x256x100 512x512x300 --cases 1 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,13 @@ def measure(task: str, n_cases: int) -> dict:
 
 def run_child(task: str, n_cases: int) -> dict:
     code = f"import json, memory; print(json.dumps(memory.measure({task!r}, {n_cases})))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.abspath(__file__)),
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -88,8 +94,10 @@ def main() -> None:
         for n_cases in args.cases:
             result = run_child(task, n_cases)
             peak_mb = result["peak_above_start_mb"]
-            print(f"{size:<14}{n_cases:>6}{result['pairs']:>7}{decoded_mb:>12.0f}{peak_mb:>9.0f}"
-                  f"{peak_mb / decoded_mb:>14.2f}")
+            print(
+                f"{size:<14}{n_cases:>6}{result['pairs']:>7}{decoded_mb:>12.0f}{peak_mb:>9.0f}"
+                f"{peak_mb / decoded_mb:>14.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ random pixels); each mix runs in a fresh process so its peak RSS is its own.
 
     .venv/bin/python benchmarks/mix_scaling.py --pairs 100000 400000 1600000 --take 0.2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,8 @@ import json, resource, sys, time
 from pipeline import mix
 pairs, output, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
 start = time.perf_counter()
-summary = mix.mix(mix.MixRequest((pairs,), output, 1000, 0, mix.MixCaps(per_split={"train": total, "test": total // 4}), command="benchmark"))
+caps = mix.MixCaps(per_split={"train": total, "test": total // 4})
+summary = mix.mix(mix.MixRequest((pairs,), output, 1000, 0, caps, command="benchmark"))
 print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": resource.getrusage(
     resource.RUSAGE_SELF).ru_maxrss / 1024, "pairs": summary["pairs"]}))
 """
@@ -41,12 +43,23 @@ def measure(n_pairs: int, take: float, png_side_px: int, work: str) -> dict:
     start = time.perf_counter()
     written = write_synthetic_build(build, n_pairs, png_side_px=png_side_px)
     write_s = time.perf_counter() - start
-    result = subprocess.run([sys.executable, "-c", CHILD, build, output, str(int(n_pairs * take))], cwd=ROOT,
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, build, output, str(int(n_pairs * take))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     line = json.loads(result.stdout.strip().splitlines()[-1])
-    row = {"input_pairs": sum(written.values()), "input_mb": folder_bytes(build) / 2**20, "write_s": write_s,
-           "mix_s": line["seconds"], "peak_rss_mb": line["peak_rss_mb"], "output_mb": folder_bytes(output) / 2**20,
-           "mixture": line["pairs"]}
+    row = {
+        "input_pairs": sum(written.values()),
+        "input_mb": folder_bytes(build) / 2**20,
+        "write_s": write_s,
+        "mix_s": line["seconds"],
+        "peak_rss_mb": line["peak_rss_mb"],
+        "output_mb": folder_bytes(output) / 2**20,
+        "mixture": line["pairs"],
+    }
     shutil.rmtree(build)
     shutil.rmtree(output)
     return row
@@ -55,7 +68,9 @@ def measure(n_pairs: int, take: float, png_side_px: int, work: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, nargs="+", default=[100_000, 400_000, 1_600_000])
-    parser.add_argument("--take", type=float, default=0.2, help="train pairs as a fraction of the input (test: a quarter of that)")
+    parser.add_argument(
+        "--take", type=float, default=0.2, help="train pairs as a fraction of the input (test: a quarter of that)"
+    )
     parser.add_argument("--png-side-px", type=int, default=32)
     parser.add_argument("--work", help="scratch folder (default: a temporary one)")
     args = parser.parse_args()
@@ -64,8 +79,11 @@ def main() -> None:
     for n_pairs in args.pairs:
         row = measure(n_pairs, args.take, args.png_side_px, work)
         split = "/".join(str(row["mixture"][s]) for s in ("train", "validation", "test"))
-        print(f"{row['input_pairs']:>11,}  {row['input_mb']:>8.0f}  {row['mix_s']:>5.1f}  {row['peak_rss_mb']:>11.0f}"
-              f"  {row['output_mb']:>9.0f}  {split}", flush=True)
+        print(
+            f"{row['input_pairs']:>11,}  {row['input_mb']:>8.0f}  {row['mix_s']:>5.1f}  {row['peak_rss_mb']:>11.0f}"
+            f"  {row['output_mb']:>9.0f}  {split}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Slices: every 4th axial slice of the real lung CT (lung window) and every 2nd of
 build. The pipeline's own `encode_png` is one of the rows. Each setting's best of 5 runs (CPU time
 of this thread); every output is decoded with Pillow and compared with its input.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ def _pillow(level: int):
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG", compress_level=level)
         return buffer.getvalue()
+
     return encode
 
 
@@ -57,13 +59,19 @@ def real_slices(folder: str) -> dict[str, list[np.ndarray]]:
     lung = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(folder, "lung1_image.nrrd"))).astype(np.float32)
     brain = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(folder, "brain1_image.nrrd"))).astype(np.float32)
     window = percentile_window(brain)
-    return {"lung CT 512x512": [to_uint8(lung[k], ct_window("lung")) for k in range(0, lung.shape[0], 4)],
-            "brain MR 256x256": [to_uint8(brain[k], window) for k in range(0, brain.shape[0], 2)]}
+    return {
+        "lung CT 512x512": [to_uint8(lung[k], ct_window("lung")) for k in range(0, lung.shape[0], 4)],
+        "brain MR 256x256": [to_uint8(brain[k], window) for k in range(0, brain.shape[0], 2)],
+    }
 
 
 def demo_slices(output: str, limit: int = 400) -> list[np.ndarray]:
-    blobs = {row["image"]["bytes"] for path in glob.glob(f"{output}/dataset=*/task=*/split=*/*.parquet")
-             for row in pq.read_table(path, columns=["image"]).to_pylist() if row["image"]["bytes"]}
+    blobs = {
+        row["image"]["bytes"]
+        for path in glob.glob(f"{output}/dataset=*/task=*/split=*/*.parquet")
+        for row in pq.read_table(path, columns=["image"]).to_pylist()
+        if row["image"]["bytes"]
+    }
     return [np.asarray(Image.open(io.BytesIO(blob))) for blob in sorted(blobs)[:limit]]
 
 

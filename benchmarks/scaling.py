@@ -14,6 +14,7 @@ process that has imported the pipeline.
 
     python benchmarks/scaling.py --sizes 256x256x100:6 512x512x300:2 [--mixed 256x256x100:3,512x512x200:1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,14 @@ def write_task(root: str, volumes: list[tuple[str, tuple[int, int, int]]]) -> st
         if not os.path.exists(image):
             stage_times.write_phantom(shape, SPACING_MM, image, labels, seed)
         training.append({"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"})
-    labels = {"0": "background", "1": "liver", "2": "right kidney", "3": "left kidney", "4": "spleen",
-              "5": "liver lesion"}
+    labels = {
+        "0": "background",
+        "1": "liver",
+        "2": "right kidney",
+        "3": "left kidney",
+        "4": "spleen",
+        "5": "liver lesion",
+    }
     with open(os.path.join(task, "dataset.json"), "w") as handle:
         json.dump({"modality": {"0": "CT"}, "labels": labels, "training": training}, handle)
     return task
@@ -74,8 +81,9 @@ def floor_seconds(image_path: str, labels_path: str) -> dict:
     image = Volume(nifti.read_channel(image_file, None, image_path), nifti.resolve_affine(image_file.header).affine_ras)
     decode_s = time.perf_counter() - start
     labels_file = nifti.load(labels_path)
-    labels = to_canonical(Volume(nifti.read_labels(labels_file, labels_path),
-                                 nifti.resolve_affine(labels_file.header).affine_ras))
+    labels = to_canonical(
+        Volume(nifti.read_labels(labels_file, labels_path), nifti.resolve_affine(labels_file.header).affine_ras)
+    )
     image = to_canonical(image)
     window = window_for("CT", "soft_tissue", image.array)
     slices = []
@@ -88,9 +96,15 @@ def floor_seconds(image_path: str, labels_path: str) -> dict:
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
     default_bytes = sum(len(cv2.imencode(".png", pixels)[1]) for pixels in slices)
-    return {"decode_s": decode_s, "encode_s": encode_s, "encode_cv2_default_s": time.perf_counter() - start,
-            "pngs": len(slices), "pixels": sum(pixels.size for pixels in slices), "png_bytes": png_bytes,
-            "png_bytes_cv2_default": default_bytes}
+    return {
+        "decode_s": decode_s,
+        "encode_s": encode_s,
+        "encode_cv2_default_s": time.perf_counter() - start,
+        "pngs": len(slices),
+        "pixels": sum(pixels.size for pixels in slices),
+        "png_bytes": png_bytes,
+        "png_bytes_cv2_default": default_bytes,
+    }
 
 
 def floor_and_build(root: str, spec: str) -> dict:
@@ -99,13 +113,19 @@ def floor_and_build(root: str, spec: str) -> dict:
     size, count = (spec.split(":") + ["1"])[:2]
     names = [f"ct_{size}_{n}" for n in range(int(count))]
     task = write_task(os.path.join(root, spec.replace(":", "_")), [(name, parse_size(size)) for name in names])
-    floors = [floor_seconds(*(os.path.join(task, folder, f"{name}.nii.gz") for folder in ("imagesTr", "labelsTr")))
-              for name in names]
+    floors = [
+        floor_seconds(*(os.path.join(task, folder, f"{name}.nii.gz") for folder in ("imagesTr", "labelsTr")))
+        for name in names
+    ]
     floor = {key: sum(f[key] for f in floors) for key in floors[0]}
     result = build(task, os.path.join(root, f"out-{size}-{time.time_ns()}"), [])
-    return {**result, "floor_s": floor["decode_s"] + floor["encode_s"],
-            "floor_cv2_default_s": floor["decode_s"] + floor["encode_cv2_default_s"], "floor": floor,
-            "volumes": len(names)}
+    return {
+        **result,
+        "floor_s": floor["decode_s"] + floor["encode_s"],
+        "floor_cv2_default_s": floor["decode_s"] + floor["encode_cv2_default_s"],
+        "floor": floor,
+        "volumes": len(names),
+    }
 
 
 def _rss_mb(pid: int) -> float:
@@ -164,36 +184,62 @@ def build(task: str, output: str, extra: list[str]) -> dict:
         sys.exit(f"build failed ({child.returncode}): {stderr[-2000:]}")
     wall = time.perf_counter() - start
     stats = json.load(open(os.path.join(output, "stats.json")))
-    return {"pipeline_s": stats["wall_seconds"], "process_s": wall, "rows": stats["total_rows"],
-            "bundles": bundle_count(output),
-            "peak_mb": driver_mb, "worker_peak_mb": worker_mb, "driver_cpu_s": driver_cpu_s,
-            "worker_cpu_s": sum(worker_cpu_s.values())}
+    return {
+        "pipeline_s": stats["wall_seconds"],
+        "process_s": wall,
+        "rows": stats["total_rows"],
+        "bundles": bundle_count(output),
+        "peak_mb": driver_mb,
+        "worker_peak_mb": worker_mb,
+        "driver_cpu_s": driver_cpu_s,
+        "worker_cpu_s": sum(worker_cpu_s.values()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="*", default=["256x256x100:6", "512x512x300:2"],
-                        help="SIZE[:COUNT] volumes built together per floor-ratio row")
-    parser.add_argument("--mixed", default="256x256x100:3,512x512x200:1",
-                        help="SIZE:COUNT,... of the mixed workload for the worker-scaling ratio ('' to skip)")
+    parser.add_argument(
+        "--sizes",
+        nargs="*",
+        default=["256x256x100:6", "512x512x300:2"],
+        help="SIZE[:COUNT] volumes built together per floor-ratio row",
+    )
+    parser.add_argument(
+        "--mixed",
+        default="256x256x100:3,512x512x200:1",
+        help="SIZE:COUNT,... of the mixed workload for the worker-scaling ratio ('' to skip)",
+    )
     parser.add_argument("--workdir", default=None, help="keep volumes here between runs (default: a temp folder)")
     parser.add_argument("--save", help="write the measured unit costs of the last size to this JSON file")
     args = parser.parse_args()
     print("$ " + shlex.join([sys.executable, *sys.argv]))
     print(f"{os.cpu_count()} CPUs; spacing {SPACING_MM} mm, stored LPS; numpy {np.__version__}")
     root = args.workdir or tempfile.mkdtemp(prefix="scaling_")
-    baseline = subprocess.run([sys.executable, "-c", "import pipeline.run; print(next(line.split()[1] for line in "
-                               "open('/proc/self/status') if line.startswith('VmHWM:')))"],  # ru_maxrss: the parent's
-                              check=True, capture_output=True, text=True)
+    baseline = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pipeline.run; print(next(line.split()[1] for line in "
+            "open('/proc/self/status') if line.startswith('VmHWM:')))",
+        ],  # ru_maxrss: the parent's
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     print(f"baseline RSS of a process that imported the pipeline: {int(baseline.stdout) / 1024:.0f} MB")
-    print("\nfloor ratio (one process): build seconds / (decode + PNG encode) seconds; marginal: net of a "
-          "one-volume run")
+    print(
+        "\nfloor ratio (one process): build seconds / (decode + PNG encode) seconds; marginal: net of a one-volume run"
+    )
     fixed = floor_and_build(root, FIXED_COST_SPEC)
-    print(f"fixed cost per run ({FIXED_COST_SPEC}): build {fixed['pipeline_s']:.1f} s ({fixed['process_s']:.1f} s "
-          f"for the whole command, imports included), floor {fixed['floor_s']:.2f} s")
+    print(
+        f"fixed cost per run ({FIXED_COST_SPEC}): build {fixed['pipeline_s']:.1f} s ({fixed['process_s']:.1f} s "
+        f"for the whole command, imports included), floor {fixed['floor_s']:.2f} s"
+    )
     print("floor s: decode + the pipeline's PNG encoder; cv2 s: decode + cv2.imencode at OpenCV's defaults")
-    print(f"{'volumes':<16}{'floor s':>9}{'cv2 s':>7}{'PNGs':>7}{'build s':>9}{'ratio':>7}{'marginal':>9}"
-          f"{'vs cv2':>8}{'rows':>8}{'peak MB':>9}{'decoded MB':>11}")
+    print(
+        f"{'volumes':<16}{'floor s':>9}{'cv2 s':>7}{'PNGs':>7}{'build s':>9}{'ratio':>7}{'marginal':>9}"
+        f"{'vs cv2':>8}{'rows':>8}{'peak MB':>9}{'decoded MB':>11}"
+    )
     for spec in args.sizes:
         result = floor_and_build(root, spec)
         floor, floor_s, shape = result["floor"], result["floor_s"], parse_size(spec.split(":")[0])
@@ -201,32 +247,44 @@ def main() -> None:
         cv2_s = result["floor_cv2_default_s"]
         marginal_cv2 = (result["pipeline_s"] - fixed["pipeline_s"]) / (cv2_s - fixed["floor_cv2_default_s"])
         decoded_mb = np.prod(shape) * 4 / 2**20
-        print(f"{spec.replace(':', ' x'):<16}{floor_s:>9.1f}{cv2_s:>7.1f}{floor['pngs']:>7}{result['pipeline_s']:>9.1f}"
-              f"{result['pipeline_s'] / floor_s:>7.2f}{marginal:>9.2f}{marginal_cv2:>8.2f}{result['rows']:>8}"
-              f"{result['peak_mb']:>9.0f}{decoded_mb:>11.0f}")
+        print(
+            f"{spec.replace(':', ' x'):<16}{floor_s:>9.1f}{cv2_s:>7.1f}{floor['pngs']:>7}{result['pipeline_s']:>9.1f}"
+            f"{result['pipeline_s'] / floor_s:>7.2f}{marginal:>9.2f}{marginal_cv2:>8.2f}{result['rows']:>8}"
+            f"{result['peak_mb']:>9.0f}{decoded_mb:>11.0f}"
+        )
         per_volume_s = result["pipeline_s"] - fixed["pipeline_s"]  # the fixed cost is paid once per build
-        costs = {"s_per_mvoxel_decode": floor["decode_s"] / (np.prod(shape) * result["volumes"] / 1e6),
-                 "s_per_mpixel_slices": (per_volume_s - floor["decode_s"]) / (floor["pixels"] / 1e6),
-                 "png_bytes_per_pixel": floor["png_bytes"] / floor["pixels"],
-                 "pairs_per_slice": result["rows"] / floor["pngs"],
-                 "bundles_per_slice": result["bundles"] / floor["pngs"],
-                 "source": f"benchmarks/scaling.py, {spec}, {os.cpu_count()} CPUs, one process"}
+        costs = {
+            "s_per_mvoxel_decode": floor["decode_s"] / (np.prod(shape) * result["volumes"] / 1e6),
+            "s_per_mpixel_slices": (per_volume_s - floor["decode_s"]) / (floor["pixels"] / 1e6),
+            "png_bytes_per_pixel": floor["png_bytes"] / floor["pixels"],
+            "pairs_per_slice": result["rows"] / floor["pngs"],
+            "bundles_per_slice": result["bundles"] / floor["pngs"],
+            "source": f"benchmarks/scaling.py, {spec}, {os.cpu_count()} CPUs, one process",
+        }
     if args.save:
         with open(args.save, "w") as handle:
             json.dump({k: round(v, 4) if isinstance(v, float) else v for k, v in costs.items()}, handle, indent=1)
         print(f"costs of the last row saved to {args.save} (input of benchmarks/cost_model.py)")
     if args.mixed:
-        volumes = [(f"ct_{size}_{n}", parse_size(size)) for part in args.mixed.split(",")
-                   for size, count in [part.split(":")] for n in range(int(count))]
+        volumes = [
+            (f"ct_{size}_{n}", parse_size(size))
+            for part in args.mixed.split(",")
+            for size, count in [part.split(":")]
+            for n in range(int(count))
+        ]
         task = write_task(os.path.join(root, "mixed"), volumes)
         one = build(task, os.path.join(root, f"mixed-1-{time.time_ns()}"), [])
         two = build(task, os.path.join(root, f"mixed-2-{time.time_ns()}"), TWO_WORKERS)
         print(f"\nworker scaling, mixed workload {args.mixed} ({len(volumes)} volumes, {one['rows']} rows)")
         print(f"  1 process : pipeline {one['pipeline_s']:.1f} s, peak RSS {one['peak_mb']:.0f} MB")
-        print(f"  2 workers : pipeline {two['pipeline_s']:.1f} s, peak RSS driver {two['peak_mb']:.0f} MB, "
-              f"largest worker {two['worker_peak_mb']:.0f} MB")
-        print(f"  CPU seconds: 1 process {one['driver_cpu_s']:.0f}; 2 workers: driver (runner controller) "
-              f"{two['driver_cpu_s']:.0f} + workers {two['worker_cpu_s']:.0f}")
+        print(
+            f"  2 workers : pipeline {two['pipeline_s']:.1f} s, peak RSS driver {two['peak_mb']:.0f} MB, "
+            f"largest worker {two['worker_peak_mb']:.0f} MB"
+        )
+        print(
+            f"  CPU seconds: 1 process {one['driver_cpu_s']:.0f}; 2 workers: driver (runner controller) "
+            f"{two['driver_cpu_s']:.0f} + workers {two['worker_cpu_s']:.0f}"
+        )
         print(f"  throughput ratio 2 vs 1: {one['pipeline_s'] / two['pipeline_s']:.2f}x")
 
 

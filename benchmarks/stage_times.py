@@ -8,6 +8,7 @@ written in a child process, so the peak RSS reported is that of the timed stages
 
     python benchmarks/stage_times.py --shape 128 128 60 --repeat 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,17 +40,29 @@ from transforms.volume import Volume, to_canonical
 ORIENTATION = "LPS"  # stored axes i, j, k run along x, y, z, so the field is shape * spacing
 SLAB_VOXELS_K = 16  # rasterise this many k-slices at a time (a full meshgrid is ~2 GB at 512x512x300)
 SEED = 0
-STAGES = ("read", "canonicalise", "slice selection", "slice extraction", "resample", "window", "png", "boxes",
-          "parquet write")
+STAGES = (
+    "read",
+    "canonicalise",
+    "slice selection",
+    "slice extraction",
+    "resample",
+    "window",
+    "png",
+    "boxes",
+    "parquet write",
+)
 
 
 def scaled_structure(structure, scale_xyz: np.ndarray):
     """A demo structure stretched about the world origin by a factor per world axis."""
+
     def scaled(point_mm):
         return tuple(float(v) for v in np.multiply(point_mm, scale_xyz))
 
     if isinstance(structure, Ellipsoid):
-        return dataclasses.replace(structure, centre_mm=scaled(structure.centre_mm), radii_mm=scaled(structure.radii_mm))
+        return dataclasses.replace(
+            structure, centre_mm=scaled(structure.centre_mm), radii_mm=scaled(structure.radii_mm)
+        )
     return dataclasses.replace(structure, low_mm=scaled(structure.low_mm), high_mm=scaled(structure.high_mm))
 
 
@@ -60,7 +73,7 @@ def rasterize_slabs(shape, affine: np.ndarray, structures) -> np.ndarray:
         slab_affine = affine.copy()
         slab_affine[:3, 3] += affine[:3, 2] * k0
         slab_shape = (shape[0], shape[1], min(SLAB_VOXELS_K, shape[2] - k0))
-        labels[:, :, k0:k0 + slab_shape[2]] = rasterize(slab_shape, slab_affine, structures)
+        labels[:, :, k0 : k0 + slab_shape[2]] = rasterize(slab_shape, slab_affine, structures)
     return labels
 
 
@@ -94,8 +107,10 @@ def run_stages(image_path: str, labels_path: str, parquet_path: str) -> tuple[di
         image_file = nifti.load(image_path)
         affine = nifti.resolve_affine(image_file.header).affine_ras
         labels_file = nifti.load(labels_path)
-        return (Volume(nifti.read_channel(image_file, None, image_path), affine),
-                Volume(nifti.read_labels(labels_file, labels_path), nifti.resolve_affine(labels_file.header).affine_ras))
+        return (
+            Volume(nifti.read_channel(image_file, None, image_path), affine),
+            Volume(nifti.read_labels(labels_file, labels_path), nifti.resolve_affine(labels_file.header).affine_ras),
+        )
 
     image, labels = timed("read", read)
     image, labels = timed("canonicalise", lambda: (to_canonical(image), to_canonical(labels)))
@@ -161,16 +176,29 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.shape) < 1 or min(args.spacing) <= 0 or args.repeat < 1:
         parser.error("--shape, --spacing and --repeat must be positive")
-    command = shlex.join([sys.executable, os.path.relpath(__file__), "--shape", *map(str, args.shape),
-                          "--spacing", *map(str, args.spacing), "--repeat", str(args.repeat)])
+    command = shlex.join(
+        [
+            sys.executable,
+            os.path.relpath(__file__),
+            "--shape",
+            *map(str, args.shape),
+            "--spacing",
+            *map(str, args.spacing),
+            "--repeat",
+            str(args.repeat),
+        ]
+    )
     print(f"$ {command}")
-    print(f"volume {'x'.join(map(str, args.shape))} voxels at {'x'.join(map(str, args.spacing))} mm, "
-          f"stored {ORIENTATION}; {os.cpu_count()} CPUs, numpy {np.__version__}, pyarrow {pa.__version__}")
+    print(
+        f"volume {'x'.join(map(str, args.shape))} voxels at {'x'.join(map(str, args.spacing))} mm, "
+        f"stored {ORIENTATION}; {os.cpu_count()} CPUs, numpy {np.__version__}, pyarrow {pa.__version__}"
+    )
     with tempfile.TemporaryDirectory(prefix="stage_times_") as folder:
         image_path, labels_path = os.path.join(folder, "image.nii.gz"), os.path.join(folder, "labels.nii.gz")
         start_s = time.perf_counter()
         writer = multiprocessing.get_context("spawn").Process(
-            target=write_phantom, args=(tuple(args.shape), tuple(args.spacing), image_path, labels_path))
+            target=write_phantom, args=(tuple(args.shape), tuple(args.spacing), image_path, labels_path)
+        )
         writer.start()
         writer.join()
         if writer.exitcode != 0:

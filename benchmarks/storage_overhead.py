@@ -7,6 +7,7 @@ repetitions keep the comparison fair on a noisy machine.
 
     python benchmarks/storage_overhead.py --repeat 2 [--workers 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,13 +47,22 @@ def start_servers():
     os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{gcs_port}"
     s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
     s3.start()
-    s3_options = [f"--s3_endpoint_url=http://127.0.0.1:{s3_port}", "--s3_access_key_id=bench",
-                  "--s3_secret_access_key=bench", "--s3_region_name=us-east-1"]
+    s3_options = [
+        f"--s3_endpoint_url=http://127.0.0.1:{s3_port}",
+        "--s3_access_key_id=bench",
+        "--s3_secret_access_key=bench",
+        "--s3_region_name=us-east-1",
+    ]
     storage.configure(storage.StorageSettings(gcs_anonymous=True, gcs_project="bench"))
     FileSystems.set_options(PipelineOptions(s3_options))
     storage.gcs_filesystem().mkdir("bench")
-    boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", aws_access_key_id="bench",
-                 aws_secret_access_key="bench", region_name="us-east-1").create_bucket(Bucket="bench")
+    boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{s3_port}",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="bench")
     return gcs, s3, s3_options
 
 
@@ -86,8 +96,11 @@ def main(argv=None) -> None:
     try:
         upload(local_task, f"gs://bench/raw/{TASK}")
         upload(local_task, f"s3://bench/raw/{TASK}")
-        workers = ["--direct_num_workers", str(args.workers), "--direct_running_mode", "multi_processing"] \
-            if args.workers > 1 else []
+        workers = (
+            ["--direct_num_workers", str(args.workers), "--direct_running_mode", "multi_processing"]
+            if args.workers > 1
+            else []
+        )
         runs = {
             "local": lambda n: timed_build(local_task, os.path.join(workdir, f"out{n}"), workers),
             "gs": lambda n: timed_build(f"gs://bench/raw/{TASK}", f"gs://bench/out{n}", ["--gcs-anonymous", *workers]),
@@ -104,8 +117,10 @@ def main(argv=None) -> None:
     print(f"{TASK}: 5 cases, {args.workers} worker process(es), median of {args.repeat} round-robin runs")
     for name, values in seconds.items():
         median = statistics.median(values)
-        print(f"{name:>6}: {median:6.1f} s  ({median / local:4.2f}x local)  runs: "
-              + ", ".join(f"{v:.1f}" for v in values))
+        print(
+            f"{name:>6}: {median:6.1f} s  ({median / local:4.2f}x local)  runs: "
+            + ", ".join(f"{v:.1f}" for v in values)
+        )
 
 
 if __name__ == "__main__":

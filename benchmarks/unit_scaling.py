@@ -12,6 +12,7 @@ would. Wall times are side by side in one run; the ratio is the throughput of 2 
 
     python benchmarks/unit_scaling.py --mixed 256x256x100:3,512x512x200:1 [--workdir /tmp/bench]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,11 @@ def units_rows(units: tuple[casework.WorkUnit, ...]) -> int:
     for unit in units:
         for record in casework.unit_records(unit, SETTINGS):
             record = dataclasses.replace(record, content=record.content.with_png())
-            pairs = (row_builders.detection_pairs(record)[0] + row_builders.lesion_rows(record)[0]
-                     + row_builders.measurement_rows(record))
+            pairs = (
+                row_builders.detection_pairs(record)[0]
+                + row_builders.lesion_rows(record)[0]
+                + row_builders.measurement_rows(record)
+            )
             made += sum(1 for problems in batch_problems(pairs) if not problems)
     return made
 
@@ -60,16 +64,22 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keep volumes here between runs (default: a temp folder)")
     args = parser.parse_args()
     print("$ " + shlex.join([sys.executable, *sys.argv]))
-    volumes = [(f"ct_{size}_{n}", scaling.parse_size(size)) for part in args.mixed.split(",")
-               for size, count in [part.split(":")] for n in range(int(count))]
+    volumes = [
+        (f"ct_{size}_{n}", scaling.parse_size(size))
+        for part in args.mixed.split(",")
+        for size, count in [part.split(":")]
+        for n in range(int(count))
+    ]
     task = scaling.write_task(os.path.join(args.workdir or tempfile.mkdtemp(prefix="units_"), "mixed"), volumes)
     start = time.perf_counter()
     by_case = [casework.plan_case(case, SETTINGS).units for case in get_source("msd").list_cases(task)]
     plan_s = time.perf_counter() - start
     casework.drop_cached_case()
     units = [(unit,) for units in by_case for unit in units]
-    print(f"{len(volumes)} volumes planned in {plan_s:.1f} s (one process): {len(units)} work units of at most "
-          f"{SETTINGS.max_slices_per_unit} slices")
+    print(
+        f"{len(volumes)} volumes planned in {plan_s:.1f} s (one process): {len(units)} work units of at most "
+        f"{SETTINGS.max_slices_per_unit} slices"
+    )
     print(f"{'handed out':<12}{'1 process s':>12}{'2 processes s':>14}{'ratio':>7}{'rows':>7}")
     for name, tasks in (("units", units), ("whole cases", by_case)):
         (one_s, rows), (two_s, rows_two) = run(tasks, 1), run(tasks, 2)

@@ -4,6 +4,7 @@ cutting a unit's slices.
 The Beam stages (`PlanCases`, `ExtractSlices`) and `--dry-run`'s sampling all use it, so a dry
 run's pair estimate comes from exactly the code that builds the pairs.
 """
+
 from __future__ import annotations
 
 import collections
@@ -18,10 +19,20 @@ from pipeline import storage
 from pipeline.version import __version__
 from schemas import rows as row_builders
 from transforms import deadline, ids
-from transforms.case import CaseRef, LoadedCase, ReadPolicy, SliceRecord, case_windows, check_output_geometry, \
-    extract_slices, load_case, place_measurements, slice_plan
-from transforms.intensity import Window
+from transforms.case import (
+    CaseRef,
+    LoadedCase,
+    ReadPolicy,
+    SliceRecord,
+    case_windows,
+    check_output_geometry,
+    extract_slices,
+    load_case,
+    place_measurements,
+    slice_plan,
+)
 from transforms.errors import PipelineError, Reason
+from transforms.intensity import Window
 from transforms.medvision import CONVENTIONS
 from transforms.pair_estimate import PairEstimate, estimate_pairs
 from transforms.planes import SpacingMode
@@ -32,8 +43,9 @@ from transforms.tracebacks import describe_exception
 def local_copy(uri: str, policy: ReadPolicy, root: str = ""):
     """(local path, sha256) of an input confined to the source `root`; a missing object is `missing_file`."""
     try:  # an input (or an archived series expanded) may hold at most the memory budget's bytes
-        with storage.localized(uri, policy.max_voxels * 4 if policy.max_voxels else
-                               storage.DEFAULT_MAX_INPUT_BYTES, root) as copy:
+        with storage.localized(
+            uri, policy.max_voxels * 4 if policy.max_voxels else storage.DEFAULT_MAX_INPUT_BYTES, root
+        ) as copy:
             yield copy
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise PipelineError(Reason.MISSING_FILE, "input file does not exist", uri) from exc
@@ -116,8 +128,9 @@ def load(case: CaseRef, settings: LoadSettings) -> tuple[LoadedCase, dict[str, s
     if case.listing_error:
         raise PipelineError(Reason(case.listing_error[0]), case.listing_error[1], case.image_uri)
     with deadline.limit(settings.policy.max_read_seconds, case.image_uri), contextlib.ExitStack() as stack:
-        copies = {uri: stack.enter_context(local_copy(uri, settings.policy, case.source_root))
-                  for uri in case.input_uris()}
+        copies = {
+            uri: stack.enter_context(local_copy(uri, settings.policy, case.source_root)) for uri in case.input_uris()
+        }
         with decoding(case):
             loaded = load_case(case, {uri: path for uri, (path, _) in copies.items()}, settings.policy)
     _last_load.entry = (key, (loaded, {uri: digest for uri, (_, digest) in copies.items()}))
@@ -163,22 +176,44 @@ def plan_case(case: CaseRef, settings: LoadSettings) -> CasePlan:
     display = CONVENTIONS[settings.conventions].display
     check_output_geometry(loaded, settings.spacing, display)
     split = ids.subject_split(case.dataset, case.subject_id, settings.split_salt, case.official_split)
-    provenance = row_builders.provenance(case, loaded.geometry, digests, str(settings.spacing), __version__,
-                                         settings.params_hash, settings.conventions, settings.prompt_style)
+    provenance = row_builders.provenance(
+        case,
+        loaded.geometry,
+        digests,
+        str(settings.spacing),
+        __version__,
+        settings.params_hash,
+        settings.conventions,
+        settings.prompt_style,
+    )
     hashes = tuple((name, ids.volume_hash(volume.array, volume.affine_ras)) for name, volume in loaded.images.items())
     windows = tuple(case_windows(loaded).items())
     placed = place_measurements(loaded, settings.spacing, display)
     plan = slice_plan(loaded, placed)
-    estimate = estimate_pairs(loaded, settings.spacing, display, plan, placed, dict(windows),
-                              with_pixels=not settings.pointers_only(case))
-    units = tuple(WorkUnit(case, plane, run, split, provenance, tuple(sorted(digests.items())), hashes, windows)
-                  for plane, indices in plan.items() for run in split_into_units(indices, settings.max_slices_per_unit))
-    memberships = tuple((volume_hash, case.dataset, case.subject_id, split, case.official_split is not None)
-                        for _, volume_hash in hashes)
+    estimate = estimate_pairs(
+        loaded, settings.spacing, display, plan, placed, dict(windows), with_pixels=not settings.pointers_only(case)
+    )
+    units = tuple(
+        WorkUnit(case, plane, run, split, provenance, tuple(sorted(digests.items())), hashes, windows)
+        for plane, indices in plan.items()
+        for run in split_into_units(indices, settings.max_slices_per_unit)
+    )
+    memberships = tuple(
+        (volume_hash, case.dataset, case.subject_id, split, case.official_split is not None)
+        for _, volume_hash in hashes
+    )
     n_slices = len(case.sequences) * sum(len(unit.slice_indices) for unit in units)
     voxels = sum(volume.array.size for volume in loaded.images.values())
-    return CasePlan(case, units, memberships, loaded.unmeasured, n_slices, split, estimate,
-                    spread=voxels >= settings.cut_here_below_voxels)
+    return CasePlan(
+        case,
+        units,
+        memberships,
+        loaded.unmeasured,
+        n_slices,
+        split,
+        estimate,
+        spread=voxels >= settings.cut_here_below_voxels,
+    )
 
 
 def unit_records(unit: WorkUnit, settings: LoadSettings) -> Iterator[SliceRecord]:
@@ -187,16 +222,28 @@ def unit_records(unit: WorkUnit, settings: LoadSettings) -> Iterator[SliceRecord
     loaded, digests = load(unit.case, settings)
     changed = [uri for uri, digest in unit.sha256_by_uri if digests.get(uri) != digest]
     if changed:
-        raise PipelineError(Reason.INPUT_CHANGED, "input changed while the build ran (its sha256 differs from "
-                            "the one the case was planned with); rebuild from a stable copy", changed[0])
+        raise PipelineError(
+            Reason.INPUT_CHANGED,
+            "input changed while the build ran (its sha256 differs from "
+            "the one the case was planned with); rebuild from a stable copy",
+            changed[0],
+        )
     pointer = settings.pointers_only(unit.case)
     hashes = dict(unit.volume_hashes)
     conventions = CONVENTIONS[settings.conventions]
-    contents = extract_slices(loaded, settings.spacing, conventions.display, {unit.plane: unit.slice_indices},
-                              dict(unit.windows), measure_several=not conventions.single_instance_only,
-                              measurement=conventions.lesion_measurement)
-    return (SliceRecord(unit.case, unit.split, unit.provenance, content, pointer, hashes[content.sequence])
-            for content in contents)
+    contents = extract_slices(
+        loaded,
+        settings.spacing,
+        conventions.display,
+        {unit.plane: unit.slice_indices},
+        dict(unit.windows),
+        measure_several=not conventions.single_instance_only,
+        measurement=conventions.lesion_measurement,
+    )
+    return (
+        SliceRecord(unit.case, unit.split, unit.provenance, content, pointer, hashes[content.sequence])
+        for content in contents
+    )
 
 
 def slice_records(case: CaseRef, settings: LoadSettings) -> tuple[Iterator[SliceRecord], tuple[tuple[str, str], ...]]:

@@ -14,6 +14,7 @@ after the first one wrote). The test servers do not give those guarantees on the
 gcp-storage-emulator ignores `ifGenerationMatch`, and moto checks `If-None-Match` apart from the write,
 so two requests at once can both pass; the tests give both the real stores' behaviour.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -38,9 +39,13 @@ def new_run_id() -> str:
 
 
 def claim_record(run_id: str) -> dict:
-    return {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
-            "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "pipeline_version": __version__}
+    return {
+        "run_id": run_id,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "pipeline_version": __version__,
+    }
 
 
 def check_output_location(uri: str) -> None:
@@ -54,8 +59,10 @@ def check_output_location(uri: str) -> None:
     while not os.path.lexists(existing):
         existing = os.path.dirname(existing)
     if os.path.islink(existing) and not os.path.exists(existing):
-        raise UsageError(f"--output {uri}: {existing} is a symbolic link to {os.readlink(existing)}, which does "
-                         "not exist; choose another location")
+        raise UsageError(
+            f"--output {uri}: {existing} is a symbolic link to {os.readlink(existing)}, which does "
+            "not exist; choose another location"
+        )
     if not os.path.isdir(existing):
         where = "is a file" if existing == path else f"is below {existing}, which is a file"
         raise UsageError(f"--output {uri} {where}, not a folder; choose another location")
@@ -77,8 +84,9 @@ def claim_output(uri: str, run_id: str, options: PipelineOptions) -> dict:
         holder = _read_claim(target)
         if holder.get("run_id") == run_id:  # our create succeeded, its reply was lost and the retry refused
             return record
-        raise UsageError(f"output {uri} is claimed by another build ({_describe(holder)}); choose a new "
-                         "location") from None
+        raise UsageError(
+            f"output {uri} is claimed by another build ({_describe(holder)}); choose a new location"
+        ) from None
     except OSError as exc:
         raise UsageError(f"cannot create the output {uri}: {exc.strerror or exc}") from exc
     return record
@@ -96,7 +104,7 @@ def describe_existing(uri: str) -> str:
 def _create_exclusive(uri: str, data: bytes, options: PipelineOptions) -> None:
     """Write a new object; FileExistsError when one exists at `uri` (the store decides, atomically)."""
     if uri.startswith(storage.GCS):
-        storage.gcs_filesystem().pipe_file(uri[len(storage.GCS):], data, mode="create")
+        storage.gcs_filesystem().pipe_file(uri[len(storage.GCS) :], data, mode="create")
     elif uri.startswith("s3://"):
         _put_if_absent(uri, data, options)
     elif storage.is_remote(uri):
@@ -113,7 +121,7 @@ def _put_if_absent(uri: str, data: bytes, options: PipelineOptions) -> None:
     from apache_beam.io.aws.clients.s3.boto3_client import Client
     from botocore.exceptions import ClientError
 
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     try:
         Client(options).client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
     except ClientError as exc:
@@ -135,5 +143,7 @@ def _read_claim(uri: str) -> dict:
 def _describe(record: dict) -> str:
     if not record.get("run_id"):
         return "its claim is being written"
-    return (f"run {record['run_id']} on host {record.get('host')}, pid {record.get('pid')}, "
-            f"started {record.get('started_utc')}")
+    return (
+        f"run {record['run_id']} on host {record.get('host')}, pid {record.get('pid')}, "
+        f"started {record.get('started_utc')}"
+    )

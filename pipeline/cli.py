@@ -14,6 +14,7 @@ Arguments `build`, `report`, `preview` and `mix` do not know must be Beam pipeli
 neither this tool nor Beam knows is refused (a mistyped option must not leave its default in force), and
 `evaluate` refuses them all. Misuse prints one line and exits 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ from pipeline.version import __version__
 USAGE_EXIT = 2
 FAILED_EXIT = 1
 # pipeline.evaluate.EXAMPLE_PREDICTION, repeated here so that --help imports no pyarrow
-EXAMPLE_PREDICTION = ('{"sample_id": "<a sample_id of the pairs>", '
-                      '"answer": "<answer>0.2100, 0.3500, 0.4800, 0.6200</answer>"}')
+EXAMPLE_PREDICTION = (
+    '{"sample_id": "<a sample_id of the pairs>", "answer": "<answer>0.2100, 0.3500, 0.4800, 0.6200</answer>"}'
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,25 +57,38 @@ def make_parser() -> argparse.ArgumentParser:
     add_build_arguments(build)
     commands.add_parser("sources", help="list the source adapters, their tasks and licences")
     scorer = commands.add_parser(
-        "evaluate", help="score model predictions against built pairs",
+        "evaluate",
+        help="score model predictions against built pairs",
         formatter_class=argparse.RawDescriptionHelpFormatter,  # the example line stays whole, copyable
         description="Score a model's answers: MedVision's summary tables (as its code at commit ae6e130\n"
-                    "computes them), then this pipeline's own summary.",
-        epilog=f"A predictions line (.jsonl):\n  {EXAMPLE_PREDICTION}")
+        "computes them), then this pipeline's own summary.",
+        epilog=f"A predictions line (.jsonl):\n  {EXAMPLE_PREDICTION}",
+    )
     scorer.add_argument("--pairs", required=True, help="a build's output location")
-    scorer.add_argument("--predictions", required=True,
-                        help=".jsonl or .parquet with sample_id and answer text (or box / major_axis_mm, "
-                             "minor_axis_mm / value)")
+    scorer.add_argument(
+        "--predictions",
+        required=True,
+        help=".jsonl or .parquet with sample_id and answer text (or box / major_axis_mm, minor_axis_mm / value)",
+    )
     scorer.add_argument("--split", help="score the pairs of this split only (e.g. test); default: every split")
     scorer.add_argument("--json", dest="json_out", help="also write the report as JSON here")
     card = commands.add_parser("report", help="rewrite the dataset card (README.md and figures) of a finished build")
     card.add_argument("output", help="the build's output location (path, gs://, s3://)")
     card.add_argument("--gcs-anonymous", action="store_true", help="read and write gs:// without credentials")
-    add_mix_arguments(commands.add_parser("mix", help="write a training mixture (train/validation/test Parquet "
-                                                      "with messages and images) from finished builds"))
-    add_preview_arguments(commands.add_parser(
-        "preview", help="print a few sampled pairs (prompt, answer, geometry), write their QC overlays, or list "
-                        "the dataset card's figures"))
+    add_mix_arguments(
+        commands.add_parser(
+            "mix",
+            help="write a training mixture (train/validation/test Parquet "
+            "with messages and images) from finished builds",
+        )
+    )
+    add_preview_arguments(
+        commands.add_parser(
+            "preview",
+            help="print a few sampled pairs (prompt, answer, geometry), write their QC overlays, or list "
+            "the dataset card's figures",
+        )
+    )
     return parser
 
 
@@ -85,23 +100,36 @@ def add_preview_arguments(preview: argparse.ArgumentParser) -> None:
     preview.add_argument("-n", type=int, default=3, help="how many pairs to print (default 3)")
     preview.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
     preview.add_argument("--overlays", metavar="DIR", help="also write each pair's QC overlay as DIR/<sample_id>.png")
-    preview.add_argument("--figures", action="store_true",
-                         help="list the dataset card's figures instead, one line each: what it shows and its path")
+    preview.add_argument(
+        "--figures",
+        action="store_true",
+        help="list the dataset card's figures instead, one line each: what it shows and its path",
+    )
     preview.add_argument("--gcs-anonymous", action="store_true", help="read and write gs:// without credentials")
 
 
 def add_mix_arguments(mixer: argparse.ArgumentParser) -> None:
     mixer.add_argument("--pairs", action="append", required=True, help="a finished build (repeatable)")
     mixer.add_argument("--output", required=True, help="a new or empty location (path, gs://, s3://)")
-    mixer.add_argument("--validation-size", type=int, required=True,
-                       help="validation pairs, carved from train by subject, stratified by dataset")
+    mixer.add_argument(
+        "--validation-size",
+        type=int,
+        required=True,
+        help="validation pairs, carved from train by subject, stratified by dataset",
+    )
     mixer.add_argument("--seed", type=int, required=True, help="seed of the selection and the shuffle")
     mixer.add_argument("--max-per-dataset", type=int, help="at most N pairs of each dataset in each split")
     mixer.add_argument("--max-per-task", type=int, help="at most N pairs of each dataset's task in each split")
-    mixer.add_argument("--max-per-split", action="append", default=[], metavar="SPLIT=N",
-                       help="at most N pairs in SPLIT (train, test; validation is --validation-size)")
-    mixer.add_argument("--max-total", type=int, help="at most N pairs in all; train takes what validation and "
-                                                     "test leave")
+    mixer.add_argument(
+        "--max-per-split",
+        action="append",
+        default=[],
+        metavar="SPLIT=N",
+        help="at most N pairs in SPLIT (train, test; validation is --validation-size)",
+    )
+    mixer.add_argument(
+        "--max-total", type=int, help="at most N pairs in all; train takes what validation and test leave"
+    )
     mixer.add_argument("--shard-mb", type=float, default=500.0, help="PNG megabytes per Parquet shard")
     mixer.add_argument("--gcs-anonymous", action="store_true", help="read and write gs:// without credentials")
 
@@ -195,15 +223,24 @@ def run_mix(args, beam_args: list[str], argv: list[str]) -> int:
 
     configure_storage(args.gcs_anonymous, PipelineOptions(beam_args))
     caps = mixing.MixCaps(args.max_per_dataset, args.max_per_task, split_caps(args.max_per_split), args.max_total)
-    request = mixing.MixRequest(tuple(args.pairs), args.output, args.validation_size, args.seed, caps,
-                                args.shard_mb, shlex.join(["medvision-pipeline", *argv]))
+    request = mixing.MixRequest(
+        tuple(args.pairs),
+        args.output,
+        args.validation_size,
+        args.seed,
+        caps,
+        args.shard_mb,
+        shlex.join(["medvision-pipeline", *argv]),
+    )
     summary = mixing.mix(request)
     print(f"output: {args.output}")
     for row in summary["counts"]:
         print(f"  {row['split']}/{row['dataset']}/{row['task']}: {row['pairs']} pairs")
     for split in mixing.MIX_SPLITS:
-        print(f"{split}: {summary['pairs'][split]} pairs, {summary['subjects'][split]} subjects, "
-              f"{summary['shards'][split]} shards")
+        print(
+            f"{split}: {summary['pairs'][split]} pairs, {summary['subjects'][split]} subjects, "
+            f"{summary['shards'][split]} shards"
+        )
     print(f"dataset card: {storage.join(args.output, CARD_FILE)}")
     return 0
 
@@ -258,11 +295,15 @@ def source_lines(source) -> list[str]:
     """One adapter in lines of at most SOURCES_WIDTH characters: its facts, then its expected layout."""
     info = source.info
     shared = "may be republished" if info.redistributable else "not redistributable"
-    facts = (f"{info.name}: {info.anatomy}; {', '.join(info.modalities)}; "
-             f"{', '.join(TASK_SHORT.get(task, task) for task in info.tasks)}; {info.licence}, {shared}")
+    facts = (
+        f"{info.name}: {info.anatomy}; {', '.join(info.modalities)}; "
+        f"{', '.join(TASK_SHORT.get(task, task) for task in info.tasks)}; {info.licence}, {shared}"
+    )
     layout = f"layout: {source.layout or 'see README'}"
-    return [*textwrap.wrap(facts, SOURCES_WIDTH, subsequent_indent="    "),
-            *textwrap.wrap(layout, SOURCES_WIDTH, initial_indent="    ", subsequent_indent="      ")]
+    return [
+        *textwrap.wrap(facts, SOURCES_WIDTH, subsequent_indent="    "),
+        *textwrap.wrap(layout, SOURCES_WIDTH, initial_indent="    ", subsequent_indent="      "),
+    ]
 
 
 def print_summary(stats: dict, output: str) -> None:
@@ -272,9 +313,10 @@ def print_summary(stats: dict, output: str) -> None:
     for row in stats["rows"]:
         print(f"  {row['dataset']}/{row['task']}/{row['split']}: {row['rows']} rows")
     # A case refused at load and a measurement refused on one slice are different news: apart.
-    for title, rows in (("cases quarantined at load (their pairs not built)", _load_rows(stats, True)),
-                        ("measurements refused (those pairs not written; their cases' other pairs kept)",
-                         _load_rows(stats, False))):
+    for title, rows in (
+        ("cases quarantined at load (their pairs not built)", _load_rows(stats, True)),
+        ("measurements refused (those pairs not written; their cases' other pairs kept)", _load_rows(stats, False)),
+    ):
         print(f"{title}: {sum(q['rows'] for q in rows)}")
         for q in rows:
             print(f"  {q['dataset']}/{q['stage']}/{q['reason']}: {q['rows']}")
@@ -320,8 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medvision-pipeline: error: {exc}", file=sys.stderr)
         return USAGE_EXIT
     except ModuleNotFoundError as exc:  # an installation without one of the declared packages
-        print(f"medvision-pipeline: error: the Python module {exc.name} is not installed; reinstall this tool "
-              "(pip install .) or install the package that provides it", file=sys.stderr)
+        print(
+            f"medvision-pipeline: error: the Python module {exc.name} is not installed; reinstall this tool "
+            "(pip install .) or install the package that provides it",
+            file=sys.stderr,
+        )
         return USAGE_EXIT
     except KeyboardInterrupt:
         return _stopped(signal.SIGINT)
@@ -347,8 +392,11 @@ def run_build(args, beam_args: list[str]) -> int:
 
 
 def _stopped(signum: int) -> int:
-    print(f"medvision-pipeline: stopped by {signal.Signals(signum).name}; temporary files removed, an "
-          "unfinished output has no _SUCCESS", file=sys.stderr)
+    print(
+        f"medvision-pipeline: stopped by {signal.Signals(signum).name}; temporary files removed, an "
+        "unfinished output has no _SUCCESS",
+        file=sys.stderr,
+    )
     return 128 + signum
 
 

@@ -3,6 +3,7 @@
 The CLI's own options become a frozen `BuildConfig` (plain values: safe to pickle into DoFns);
 every argument the CLI does not know is passed through to Beam's PipelineOptions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ class SourceSpec:
         if hint:
             raise argparse.ArgumentTypeError(hint)
         if not name or (_ and not root):
-            raise argparse.ArgumentTypeError(f"--source takes NAME or NAME=ROOT (the folder holding the data), "
-                                             f"got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"--source takes NAME or NAME=ROOT (the folder holding the data), got {text!r}"
+            )
         return cls(name.strip().lower(), root or None)
 
 
@@ -104,15 +106,24 @@ class BuildConfig:
     def read_policy(self) -> ReadPolicy:
         """The memory budget as int16-equivalent voxels (`PEAK_BYTES_PER_VOXEL` each), and the DICOM spacing
         tolerance."""
-        return ReadPolicy(int(self.max_volume_mb * 2**20 / PEAK_BYTES_PER_VOXEL), self.allow_uneven_dicom_spacing,
-                          self.case_timeout_s)
+        return ReadPolicy(
+            int(self.max_volume_mb * 2**20 / PEAK_BYTES_PER_VOXEL), self.allow_uneven_dicom_spacing, self.case_timeout_s
+        )
 
     @property
     def load_settings(self) -> LoadSettings:
         from pipeline.casework import LoadSettings  # the imaging stack: not needed to parse options
-        return LoadSettings(self.spacing, self.split_salt, self.params_hash, self.read_policy, self.publish,
-                            self.conventions, self.prompt_style,
-                            cut_here_below_voxels=(self.cut_here_below_mvoxels or 0) * 1e6)
+
+        return LoadSettings(
+            self.spacing,
+            self.split_salt,
+            self.params_hash,
+            self.read_policy,
+            self.publish,
+            self.conventions,
+            self.prompt_style,
+            cut_here_below_voxels=(self.cut_here_below_mvoxels or 0) * 1e6,
+        )
 
     def for_runner(self, runner: Optional[str]) -> "BuildConfig":
         """With `cut_here_below_mvoxels` set: as given, else 32 on the DirectRunner and 0 (every case
@@ -192,12 +203,15 @@ def _spacing(text: str) -> SpacingMode:
 def _user_option(parser_name: str):
     """An argparse type from a `pipeline.sources.user_options` parser raising ValueError, keeping its message;
     imported when the option is given, so that `--help` does not import every adapter."""
+
     def checked(text: str):
         from pipeline.sources import user_options
+
         try:
             return getattr(user_options, parser_name)(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
     return checked
 
 
@@ -205,68 +219,137 @@ def _tasks(text: str) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(task.strip() for task in text.split(",") if task.strip()))
     unknown = [task for task in chosen if task not in TASKS]
     if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"unknown task {', '.join(unknown) or repr(text)}: the tasks are "
-                                         f"{', '.join(TASKS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown task {', '.join(unknown) or repr(text)}: the tasks are {', '.join(TASKS)}"
+        )
     return tuple(task for task in TASKS if task in chosen)
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", dest="sources", action="append", type=SourceSpec.parse, required=True,
-                        metavar="NAME[=ROOT]", help="source adapter and its data root (repeatable)")
+    parser.add_argument(
+        "--source",
+        dest="sources",
+        action="append",
+        type=SourceSpec.parse,
+        required=True,
+        metavar="NAME[=ROOT]",
+        help="source adapter and its data root (repeatable)",
+    )
     parser.add_argument("--output", required=True, help="new or empty output location (path, gs://, s3://)")
-    parser.add_argument("--spacing", type=_spacing,
-                        help="pixel size: finest (default; finest in-plane spacing per plane), native, or mm")
-    parser.add_argument("--conventions", choices=sorted(CONVENTIONS), default="default",
-                        help="ground-truth conventions: default, or medvision (the published benchmark's: native "
-                             "grid, raw RAS+ display, its box target and single-instance filter; see README)")
-    parser.add_argument("--prompt-style", choices=PROMPT_STYLES, default="default",
-                        help="template set of the prompt and answer columns: default (states our pixel-edge frame) "
-                             "or medvision (the benchmark's published templates and answer formats; see README)")
+    parser.add_argument(
+        "--spacing",
+        type=_spacing,
+        help="pixel size: finest (default; finest in-plane spacing per plane), native, or mm",
+    )
+    parser.add_argument(
+        "--conventions",
+        choices=sorted(CONVENTIONS),
+        default="default",
+        help="ground-truth conventions: default, or medvision (the published benchmark's: native "
+        "grid, raw RAS+ display, its box target and single-instance filter; see README)",
+    )
+    parser.add_argument(
+        "--prompt-style",
+        choices=PROMPT_STYLES,
+        default="default",
+        help="template set of the prompt and answer columns: default (states our pixel-edge frame) "
+        "or medvision (the benchmark's published templates and answer formats; see README)",
+    )
     parser.add_argument("--max-cases", type=_positive_int, help="use only the first N cases of each source")
-    parser.add_argument("--cases", type=lambda t: tuple(c for c in t.split(",") if c),
-                        help="comma-separated case ids to build (others are skipped)")
-    parser.add_argument("--lesion-labels", dest="lesion_label_names", type=_user_option("parse_label_names"),
-                        default=(), metavar="NAME[,NAME...]",
-                        help="labels whose lesions the tumor_lesion_size task measures, by their names in the "
-                             "dataset (dataset.json); for every source without built-in targets, and instead of "
-                             "msd's and nnunet's")
-    parser.add_argument("--subject-regex", type=_user_option("parse_subject_regex"), metavar="REGEX",
-                        help="nnunet: group 1 of this regex, searched in each case identifier, is the subject, so "
-                             "cases of one patient share a split (default: each case is its own subject)")
-    parser.add_argument("--tasks", type=_tasks, default=TASKS, metavar="TASK[,TASK...]",
-                        help=f"make only these tasks' pairs ({', '.join(TASKS)}; default all): the same rows, "
-                             "sample_ids included, as a build of every task")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="list cases and estimated slices and pairs per dataset; write nothing")
-    parser.add_argument("--dry-run-sample", type=_positive_int, default=2,
-                        help="cases built in memory by --dry-run to estimate pairs per task, per group of each "
-                             "dataset (the cases of one case-id folder with the same kinds of targets)")
+    parser.add_argument(
+        "--cases",
+        type=lambda t: tuple(c for c in t.split(",") if c),
+        help="comma-separated case ids to build (others are skipped)",
+    )
+    parser.add_argument(
+        "--lesion-labels",
+        dest="lesion_label_names",
+        type=_user_option("parse_label_names"),
+        default=(),
+        metavar="NAME[,NAME...]",
+        help="labels whose lesions the tumor_lesion_size task measures, by their names in the "
+        "dataset (dataset.json); for every source without built-in targets, and instead of "
+        "msd's and nnunet's",
+    )
+    parser.add_argument(
+        "--subject-regex",
+        type=_user_option("parse_subject_regex"),
+        metavar="REGEX",
+        help="nnunet: group 1 of this regex, searched in each case identifier, is the subject, so "
+        "cases of one patient share a split (default: each case is its own subject)",
+    )
+    parser.add_argument(
+        "--tasks",
+        type=_tasks,
+        default=TASKS,
+        metavar="TASK[,TASK...]",
+        help=f"make only these tasks' pairs ({', '.join(TASKS)}; default all): the same rows, "
+        "sample_ids included, as a build of every task",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list cases and estimated slices and pairs per dataset; write nothing"
+    )
+    parser.add_argument(
+        "--dry-run-sample",
+        type=_positive_int,
+        default=2,
+        help="cases built in memory by --dry-run to estimate pairs per task, per group of each "
+        "dataset (the cases of one case-id folder with the same kinds of targets)",
+    )
     parser.add_argument("--split-salt", default=DEFAULT_SPLIT_SALT, help="salt of the subject-level split hash")
-    parser.add_argument("--target-file-mb", type=_positive_int, default=DEFAULT_TARGET_FILE_MB,
-                        help="approximate size of each Parquet file")
-    parser.add_argument("--max-volume-mb", type=_positive_float, default=DEFAULT_MAX_VOLUME_MB,
-                        help="memory budget of one case in MB: a volume whose header declares more voxels than "
-                             f"this allows ({PEAK_BYTES_PER_VOXEL} bytes per int16 voxel) is refused (too_large) "
-                             "before it is decompressed")
-    parser.add_argument("--case-timeout-s", type=_positive_float, default=DEFAULT_CASE_TIMEOUT_S,
-                        help="wall-time limit to copy, hash and decode one case; a case past it is quarantined "
-                             "(timeout), checked between chunks, files and slabs")
-    parser.add_argument("--allow-uneven-dicom-spacing", action="store_true",
-                        help="resample unevenly spaced DICOM series to their median gap (linear, flagged in "
-                             "provenance) instead of quarantining them")
-    parser.add_argument("--gcs-anonymous", action="store_true",
-                        help="read and write gs:// without credentials (public buckets; the storage emulator "
-                             "named by STORAGE_EMULATOR_HOST)")
-    parser.add_argument("--publish", action="store_true",
-                        help="a public release: rows of sources that may not be redistributed carry no pixels "
-                             "(image_mode 'pointer'; source URI, sha256 and slice spec kept)")
-    parser.add_argument("--max-failure-fraction", type=_fraction, default=1.0,
-                        help="fail the run when a dataset quarantines more than this fraction of its cases")
-    parser.add_argument("--cut-here-below-mvoxels", type=_non_negative_float,
-                        help="cases decoded to fewer Mvoxels are cut where they were planned (one decode); "
-                             "larger ones spread their work units over workers (a decode per unit). Default: "
-                             f"{DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS:g} on the DirectRunner, 0 (all spread) on "
-                             "the others, where it would cost a second pass of the pairs before the write")
+    parser.add_argument(
+        "--target-file-mb",
+        type=_positive_int,
+        default=DEFAULT_TARGET_FILE_MB,
+        help="approximate size of each Parquet file",
+    )
+    parser.add_argument(
+        "--max-volume-mb",
+        type=_positive_float,
+        default=DEFAULT_MAX_VOLUME_MB,
+        help="memory budget of one case in MB: a volume whose header declares more voxels than "
+        f"this allows ({PEAK_BYTES_PER_VOXEL} bytes per int16 voxel) is refused (too_large) "
+        "before it is decompressed",
+    )
+    parser.add_argument(
+        "--case-timeout-s",
+        type=_positive_float,
+        default=DEFAULT_CASE_TIMEOUT_S,
+        help="wall-time limit to copy, hash and decode one case; a case past it is quarantined "
+        "(timeout), checked between chunks, files and slabs",
+    )
+    parser.add_argument(
+        "--allow-uneven-dicom-spacing",
+        action="store_true",
+        help="resample unevenly spaced DICOM series to their median gap (linear, flagged in "
+        "provenance) instead of quarantining them",
+    )
+    parser.add_argument(
+        "--gcs-anonymous",
+        action="store_true",
+        help="read and write gs:// without credentials (public buckets; the storage emulator "
+        "named by STORAGE_EMULATOR_HOST)",
+    )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="a public release: rows of sources that may not be redistributed carry no pixels "
+        "(image_mode 'pointer'; source URI, sha256 and slice spec kept)",
+    )
+    parser.add_argument(
+        "--max-failure-fraction",
+        type=_fraction,
+        default=1.0,
+        help="fail the run when a dataset quarantines more than this fraction of its cases",
+    )
+    parser.add_argument(
+        "--cut-here-below-mvoxels",
+        type=_non_negative_float,
+        help="cases decoded to fewer Mvoxels are cut where they were planned (one decode); "
+        "larger ones spread their work units over workers (a decode per unit). Default: "
+        f"{DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS:g} on the DirectRunner, 0 (all spread) on "
+        "the others, where it would cost a second pass of the pairs before the write",
+    )
 
 
 def absolute_location(location: str) -> str:

@@ -1,5 +1,6 @@
 """The run's counts for the reconciliation (`pipeline.run`): rows written per partition, quarantine rows per
 reason, cases with pairs; one JSON line each in `<output>/_work/counts.jsonl`."""
+
 from __future__ import annotations
 
 import json
@@ -21,12 +22,11 @@ class WriteCounts(beam.PTransform):
 
     def expand(self, inputs):
         counts = (
-            (inputs["pair_files"] | "PairCounts" >> beam.Map(lambda c: {"kind": "rows", **c}),
-             inputs["quarantine_files"] | "QuarantineCounts" >> beam.Map(lambda c: {"kind": "rows", **c}),
-             inputs["quarantine"] | "CountReasons" >> CountReasons(),
-             inputs["pairs"] | "CountCases" >> CountCasesWithPairs())
-            | "AllCounts" >> beam.Flatten()
-        )
+            inputs["pair_files"] | "PairCounts" >> beam.Map(lambda c: {"kind": "rows", **c}),
+            inputs["quarantine_files"] | "QuarantineCounts" >> beam.Map(lambda c: {"kind": "rows", **c}),
+            inputs["quarantine"] | "CountReasons" >> CountReasons(),
+            inputs["pairs"] | "CountCases" >> CountCasesWithPairs(),
+        ) | "AllCounts" >> beam.Flatten()
         return (
             counts
             | "ToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
@@ -56,8 +56,9 @@ class CountReasons(beam.PTransform):
             quarantine
             | beam.Map(lambda row: ((row["dataset"], row["stage"], row["reason"]), 1))
             | beam.CombinePerKey(sum)
-            | beam.MapTuple(lambda key, n: {"kind": "quarantine", "dataset": key[0], "stage": key[1],
-                                            "reason": key[2], "rows": n})
+            | beam.MapTuple(
+                lambda key, n: {"kind": "quarantine", "dataset": key[0], "stage": key[1], "reason": key[2], "rows": n}
+            )
         )
 
 

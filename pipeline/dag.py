@@ -1,5 +1,6 @@
 """The build DAG (README, "Running at scale"): cases -> plans -> pairs -> validated Parquet, with the
 quarantine and the reconciliation's counts beside."""
+
 from __future__ import annotations
 
 import apache_beam as beam
@@ -13,21 +14,38 @@ from pipeline.write import WritePairs, WriteQuarantine
 from transforms.caseref import CaseRef
 
 
-def build_graph(pipeline: beam.Pipeline, config: BuildConfig, cases: list[CaseRef],
-                settings: storage.StorageSettings = storage.StorageSettings(),
-                progress: ProgressMarks = ProgressMarks()) -> None:
+def build_graph(
+    pipeline: beam.Pipeline,
+    config: BuildConfig,
+    cases: list[CaseRef],
+    settings: storage.StorageSettings = storage.StorageSettings(),
+    progress: ProgressMarks = ProgressMarks(),
+) -> None:
     """Wire the whole build onto `pipeline`; the counts for the reconciliation go to `<output>/_work/`."""
     load, output = config.load_settings, config.output
-    plans, load_quarantine = (pipeline | "ListCases" >> beam.Create(cases) | "SpreadCases" >> beam.Reshuffle()
-                              | "PlanCases" >> PlanCases(load, settings, progress))
+    plans, load_quarantine = (
+        pipeline
+        | "ListCases" >> beam.Create(cases)
+        | "SpreadCases" >> beam.Reshuffle()
+        | "PlanCases" >> PlanCases(load, settings, progress)
+    )
     pairs, cut_quarantine = plans | "CutUnits" >> CutUnits(
-        load, settings, progress, spill_folder=storage.join(config.work_dir, "pngs"), tasks=config.tasks)
-    pairs, invalid = (pairs | "ApplySharedSplits" >> ApplySharedSplits(plans | "SharedSplits" >> SharedSplits())
-                      | "ValidatePairs" >> ValidatePairs())
+        load, settings, progress, spill_folder=storage.join(config.work_dir, "pngs"), tasks=config.tasks
+    )
+    pairs, invalid = (
+        pairs
+        | "ApplySharedSplits" >> ApplySharedSplits(plans | "SharedSplits" >> SharedSplits())
+        | "ValidatePairs" >> ValidatePairs()
+    )
     _ = pairs | "CheckUniqueIds" >> CheckUniqueIds()
     quarantine = (load_quarantine, cut_quarantine, invalid) | "AllQuarantine" >> beam.Flatten()
-    pair_files = pairs | "WritePairs" >> WritePairs(output, plans, config.tasks, config.target_file_mb, settings,
-                                                    progress)
+    pair_files = pairs | "WritePairs" >> WritePairs(
+        output, plans, config.tasks, config.target_file_mb, settings, progress
+    )
     quarantine_files = quarantine | "WriteQuarantine" >> WriteQuarantine(output, config.target_file_mb, settings)
-    _ = ({"pair_files": pair_files, "quarantine_files": quarantine_files, "quarantine": quarantine, "pairs": pairs}
-         | "WriteCounts" >> WriteCounts(storage.join(config.work_dir, COUNTS_FILE), settings))
+    _ = {
+        "pair_files": pair_files,
+        "quarantine_files": quarantine_files,
+        "quarantine": quarantine,
+        "pairs": pairs,
+    } | "WriteCounts" >> WriteCounts(storage.join(config.work_dir, COUNTS_FILE), settings)

@@ -7,6 +7,7 @@ code and scaling each group's mean to its case count. A group is the cases of on
 case ids (an MSD task, the demo's parts) with the same kinds of targets (lesions, landmarks), so a
 dataset mixing cephalograms and CTs is sampled in both.
 """
+
 from __future__ import annotations
 
 import collections
@@ -36,8 +37,12 @@ def estimated_slices(case: CaseRef) -> int:
 
 
 def case_line(case: CaseRef) -> dict:
-    line = {"dataset": case.dataset, "case_id": case.case_id, "subject_id": case.subject_id,
-            "sequences": [s.name for s in case.sequences]}
+    line = {
+        "dataset": case.dataset,
+        "case_id": case.case_id,
+        "subject_id": case.subject_id,
+        "sequences": [s.name for s in case.sequences],
+    }
     if case.listing_error:
         line["error"] = f"{case.listing_error[0]}: {case.listing_error[1]}"
         return line
@@ -97,7 +102,9 @@ def dataset_summary(dataset: str, cases: list[CaseRef], lines: list[dict], confi
     built, pairs = sampled_pairs(cases, config)
     usable = sum(1 for case in cases if not case.listing_error)
     return {
-        "summary": dataset, "cases": len(cases), "subjects": len({case.subject_id for case in cases}),
+        "summary": dataset,
+        "cases": len(cases),
+        "subjects": len({case.subject_id for case in cases}),
         "listing_errors": len(cases) - usable,
         "estimated_slices": sum(line.get("estimated_slices", 0) for line in lines),
         "cases_without_estimate": sum(1 for line in lines if "estimated_slices" not in line),
@@ -112,6 +119,8 @@ def dry_run_report(cases: list[CaseRef], config: BuildConfig) -> list[dict]:
     by_dataset = collections.defaultdict(list)
     for case, line in zip(cases, lines):
         by_dataset[case.dataset].append((case, line))
-    summaries = [dataset_summary(dataset, [c for c, _ in pairs], [l for _, l in pairs], config)
-                 for dataset, pairs in by_dataset.items()]
+    summaries = [
+        dataset_summary(dataset, [c for c, _ in pairs], [line for _, line in pairs], config)
+        for dataset, pairs in by_dataset.items()
+    ]
     return lines + summaries

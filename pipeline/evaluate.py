@@ -5,6 +5,7 @@ Predictions: JSONL (one object per line) or Parquet, each with `sample_id` and e
 (model text) or numbers (`box`; `major_axis_mm` and `minor_axis_mm`; `value`), e.g.
 `{"sample_id": "...", "answer": "<answer>0.2100, 0.3500, 0.4800, 0.6200</answer>"}`.
 """
+
 from __future__ import annotations
 
 import collections
@@ -20,13 +21,22 @@ from transforms import medvision_summary, scoring
 
 _GROUPING = ["modality", "plane"]  # MedVision's regions and labels
 PAIR_COLUMNS = {
-    "detection": ["sample_id", "box_xyxy_px", "image_width_px", "image_height_px", "label_name", *_GROUPING,
-                  "provenance"],
+    "detection": [
+        "sample_id",
+        "box_xyxy_px",
+        "image_width_px",
+        "image_height_px",
+        "label_name",
+        *_GROUPING,
+        "provenance",
+    ],
     "tumor_lesion_size": ["sample_id", "major_axis_mm", "minor_axis_mm", "label_name", *_GROUPING, "provenance"],
     "angle_distance": ["sample_id", "value", "unit", "metric_name", "metric_type", *_GROUPING, "provenance"],
 }
 EXAMPLES_LISTED = 10
-EXAMPLE_PREDICTION = '{"sample_id": "<a sample_id of the pairs>", "answer": "<answer>0.2100, 0.3500, 0.4800, 0.6200</answer>"}'
+EXAMPLE_PREDICTION = (
+    '{"sample_id": "<a sample_id of the pairs>", "answer": "<answer>0.2100, 0.3500, 0.4800, 0.6200</answer>"}'
+)
 
 
 def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
@@ -50,8 +60,10 @@ def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
 def check_finished(root: str) -> None:
     """Refuse (UsageError) an output without `_SUCCESS`: its pairs may be missing or partly written."""
     if not storage.exists(storage.join(root, "_SUCCESS")):
-        raise UsageError(f"{root} is not a finished build (no _SUCCESS): a build that failed, was stopped or is "
-                         "still running, whose pairs may be incomplete; score a finished build")
+        raise UsageError(
+            f"{root} is not a finished build (no _SUCCESS): a build that failed, was stopped or is "
+            "still running, whose pairs may be incomplete; score a finished build"
+        )
 
 
 def read_pairs(root: str) -> dict[str, dict]:
@@ -66,8 +78,13 @@ def read_pairs(root: str) -> dict[str, dict]:
             rows = read_parquet(uri, PAIR_COLUMNS[task]).to_pylist()
             for row in rows:
                 style = row.pop("provenance")["prompt_style"]
-                pairs[row["sample_id"]] = {**row, "dataset": dataset, "task": task, "split": split,
-                                           "prompt_style": style}
+                pairs[row["sample_id"]] = {
+                    **row,
+                    "dataset": dataset,
+                    "task": task,
+                    "split": split,
+                    "prompt_style": style,
+                }
     if not pairs:
         raise UsageError(f"no pairs under {root} (expected dataset=*/task=*/split=*/*.parquet)")
     return pairs
@@ -93,9 +110,11 @@ def read_predictions(path: str) -> list[dict]:
         raise UsageError(f"every prediction in {path} needs a sample_id")
     if not any(r.get(field) is not None for r in records for field in scoring.ANSWER_FIELDS):
         fields = ", ".join(sorted({str(field) for r in records for field in r})[:EXAMPLES_LISTED])
-        raise UsageError(f"no answer field found in {path} (its predictions carry {fields}): give the model's text "
-                         f"as 'answer', e.g. {EXAMPLE_PREDICTION}, or numbers as box / major_axis_mm and "
-                         "minor_axis_mm / value")
+        raise UsageError(
+            f"no answer field found in {path} (its predictions carry {fields}): give the model's text "
+            f"as 'answer', e.g. {EXAMPLE_PREDICTION}, or numbers as box / major_axis_mm and "
+            "minor_axis_mm / value"
+        )
     if any(r.get("answer") is not None and not isinstance(r["answer"], str) for r in records):
         raise UsageError(f"'answer' in {path} must be text; give numbers as box / major_axis_mm, minor_axis_mm / value")
     repeated = [sample_id for sample_id, n in collections.Counter(r["sample_id"] for r in records).items() if n > 1]
@@ -142,16 +161,38 @@ def evaluate(pairs_root: str, predictions_path: str, split: str | None = None) -
     answered = {p["sample_id"] for p in predictions}
     unanswered = [sample_id for sample_id in pairs if sample_id not in answered]
     groups = [scoring.summarize_group(key, pairs_per_group[key], per_group[key]) for key in sorted(pairs_per_group)]
-    return {"pairs": pairs_root, "predictions": predictions_path, "split": split,
-            "medvision": medvision_summary.summarize(answers), "groups": groups,
-            "parse_failures": _examples(failures), "pairs_without_prediction": _examples(unanswered),
-            "other_split_sample_ids": _examples(other_split), "unknown_sample_ids": _examples(unknown)}
+    return {
+        "pairs": pairs_root,
+        "predictions": predictions_path,
+        "split": split,
+        "medvision": medvision_summary.summarize(answers),
+        "groups": groups,
+        "parse_failures": _examples(failures),
+        "pairs_without_prediction": _examples(unanswered),
+        "other_split_sample_ids": _examples(other_split),
+        "unknown_sample_ids": _examples(unknown),
+    }
 
 
-TABLE_COLUMNS = ("dataset", "task", "unit", "pairs", "predictions", "parsed", "parse_success_rate", "iou", "f1",
-                 "precision", "recall", "mae", "mre")
-OURS_HEADING = ("This pipeline's summary, which differs from MedVision's: means over parsed answers with finite "
-                "numbers only, pooled per dataset, task and unit (pairs: {split})")
+TABLE_COLUMNS = (
+    "dataset",
+    "task",
+    "unit",
+    "pairs",
+    "predictions",
+    "parsed",
+    "parse_success_rate",
+    "iou",
+    "f1",
+    "precision",
+    "recall",
+    "mae",
+    "mre",
+)
+OURS_HEADING = (
+    "This pipeline's summary, which differs from MedVision's: means over parsed answers with finite "
+    "numbers only, pooled per dataset, task and unit (pairs: {split})"
+)
 
 
 def _count_line(text: str, counted: dict) -> str:
@@ -164,12 +205,18 @@ def format_table(report: dict) -> str:
     failures, unanswered pairs and predictions not scored."""
     split = f"split {report['split']}" if report["split"] else "every split"
     lines = medvision_summary.format_tables(report["medvision"]) + ["", OURS_HEADING.format(split=split)]
-    lines += medvision_summary.aligned([TABLE_COLUMNS] + [tuple(g.get(c) for c in TABLE_COLUMNS)
-                                                          for g in report["groups"]])
-    lines += [f"parse failures: {report['parse_failures']['count']}",
-              _count_line(f"pairs ({split}) without a prediction", report["pairs_without_prediction"])]
+    lines += medvision_summary.aligned(
+        [TABLE_COLUMNS] + [tuple(g.get(c) for c in TABLE_COLUMNS) for g in report["groups"]]
+    )
+    lines += [
+        f"parse failures: {report['parse_failures']['count']}",
+        _count_line(f"pairs ({split}) without a prediction", report["pairs_without_prediction"]),
+    ]
     if report["split"]:
-        lines.append(_count_line(f"predictions for pairs outside split {report['split']}, not scored",
-                                 report["other_split_sample_ids"]))
+        lines.append(
+            _count_line(
+                f"predictions for pairs outside split {report['split']}, not scored", report["other_split_sample_ids"]
+            )
+        )
     lines.append(_count_line("predictions for sample_ids not in the pairs", report["unknown_sample_ids"]))
     return "\n".join(lines)

@@ -6,6 +6,7 @@ W*scale x H*scale px, so displayed pixel (edge-frame) coordinate (x, y) lands on
 (x * scale, y * scale) exactly; a legend strip below the slice names each colour. Text drawn (dataset,
 label and landmark names) is shown as it is: mathtext (`$...$`) and TeX are off while a figure is drawn.
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,10 +46,12 @@ ELLIPSE_POINTS = 181
 def _plain_text(draw):
     """Run `draw` with matplotlib text taken literally: a name holding `$...$` never becomes mathtext.
     Tick labels are made while the figure is saved, so the setting covers the whole function."""
+
     @functools.wraps(draw)
     def drawn(*args, **kwargs):
         with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
             return draw(*args, **kwargs)
+
     return drawn
 
 
@@ -88,22 +91,25 @@ def _colour(part: str) -> str:
 
 def _segment(axes, segment_xy_px, part: str, width_px: float = LINE_PX, zorder: float = 2.0) -> None:
     (x0, y0), (x1, y1) = segment_xy_px
-    axes.plot([x0, x1], [y0, y1], color=_colour(part), linewidth=_points(width_px), zorder=zorder,
-              solid_capstyle="butt")
+    axes.plot(
+        [x0, x1], [y0, y1], color=_colour(part), linewidth=_points(width_px), zorder=zorder, solid_capstyle="butt"
+    )
 
 
 def _draw_box(axes, row: dict) -> None:
     x0, y0, x1, y1 = row["box_xyxy_px"]
-    axes.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=_colour("box"),
-                             linewidth=_points(LINE_PX)))
+    axes.add_patch(
+        Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=_colour("box"), linewidth=_points(LINE_PX))
+    )
 
 
 def _draw_lesion(axes, row: dict) -> None:
     """The ellipse from its axis endpoints (conjugate semi-axes in px: right for any pixel aspect), its axes
     and the two diameters."""
     centre = np.asarray(row["ellipse_center_xy_px"])
-    semi_major, semi_minor = (np.diff(np.asarray(row[f"{axis}_axis_endpoints_xy_px"]), axis=0)[0] / 2
-                              for axis in ("major", "minor"))
+    semi_major, semi_minor = (
+        np.diff(np.asarray(row[f"{axis}_axis_endpoints_xy_px"]), axis=0)[0] / 2 for axis in ("major", "minor")
+    )
     turn = np.linspace(0.0, 2 * np.pi, ELLIPSE_POINTS)[:, None]
     outline = centre + np.cos(turn) * semi_major + np.sin(turn) * semi_minor
     _segment(axes, row["major_axis_endpoints_xy_px"], "major axis", AXIS_BAND_PX, zorder=2.0)
@@ -120,12 +126,18 @@ def _draw_landmarks(axes, row: dict) -> None:
     for first, second in measured_lines(row["metric_name"]):
         if first in points and second in points:
             _segment(axes, (points[first], points[second]), "measured line")
-    axes.scatter([x for x, _ in points.values()], [y for _, y in points.values()], s=_points(4 * LINE_PX) ** 2,
-                 color=_colour("landmark"), zorder=3)
+    axes.scatter(
+        [x for x, _ in points.values()],
+        [y for _, y in points.values()],
+        s=_points(4 * LINE_PX) ** 2,
+        color=_colour("landmark"),
+        zorder=3,
+    )
     halo = [patheffects.withStroke(linewidth=2.0, foreground="black")]  # white names readable on white bone
     for name, xy in points.items():
-        axes.annotate(name, xy, xytext=(6, 6), textcoords="offset pixels", color="white", fontsize=9,
-                      path_effects=halo, zorder=4)
+        axes.annotate(
+            name, xy, xytext=(6, 6), textcoords="offset pixels", color="white", fontsize=9, path_effects=halo, zorder=4
+        )
 
 
 DRAW = {"detection": _draw_box, "tumor_lesion_size": _draw_lesion, "angle_distance": _draw_landmarks}
@@ -134,7 +146,7 @@ LEGEND_WIDTH_PX = {"major axis": AXIS_BAND_PX, "minor axis": AXIS_BAND_PX}
 
 def _name(value) -> str:
     text = " ".join(str(value).split())
-    return text if len(text) <= LEGEND_NAME_CHARS else text[:LEGEND_NAME_CHARS - 1] + "…"
+    return text if len(text) <= LEGEND_NAME_CHARS else text[: LEGEND_NAME_CHARS - 1] + "…"
 
 
 def legend_entries(task: str, row: dict) -> list[tuple[str, str]]:
@@ -144,15 +156,19 @@ def legend_entries(task: str, row: dict) -> list[tuple[str, str]]:
         width_mm, height_mm = row["box_size_mm"]
         return [("box", f"box of {_name(row['label_name'])}: {width_mm:.1f} x {height_mm:.1f} mm")]
     if task == "tumor_lesion_size":
-        return [("ellipse", f"ellipse fitted to {_name(row['label_name'])}"),
-                ("major axis", f"ellipse major axis {row['major_axis_mm']:.1f} mm"),
-                ("minor axis", f"ellipse minor axis {row['minor_axis_mm']:.1f} mm"),
-                ("longest diameter", f"RECIST long diameter {row['longest_diameter_mm']:.1f} mm"),
-                ("perpendicular diameter", f"RECIST short diameter {row['perpendicular_diameter_mm']:.1f} mm")]
+        return [
+            ("ellipse", f"ellipse fitted to {_name(row['label_name'])}"),
+            ("major axis", f"ellipse major axis {row['major_axis_mm']:.1f} mm"),
+            ("minor axis", f"ellipse minor axis {row['minor_axis_mm']:.1f} mm"),
+            ("longest diameter", f"RECIST long diameter {row['longest_diameter_mm']:.1f} mm"),
+            ("perpendicular diameter", f"RECIST short diameter {row['perpendicular_diameter_mm']:.1f} mm"),
+        ]
     names = ", ".join(_name(point["name"]) for point in row["landmarks_xy_px"])
     measured = _name(row["metric_description"] or row["metric_name"])
-    return [("landmark", f"landmarks {names}"),
-            ("measured line", f"{measured}: {row['value']:.1f} {_name(row['unit'])}")]
+    return [
+        ("landmark", f"landmarks {names}"),
+        ("measured line", f"{measured}: {row['value']:.1f} {_name(row['unit'])}"),
+    ]
 
 
 def _legend_layout(n_entries: int, width_px: int) -> tuple[int, int]:
@@ -163,18 +179,26 @@ def _legend_layout(n_entries: int, width_px: int) -> tuple[int, int]:
 
 def _legend_handle(part: str) -> Line2D:
     if part == "landmark":
-        return Line2D([], [], linestyle="none", marker="o", markersize=_points(4 * LINE_PX),
-                      color=_colour(part))
+        return Line2D([], [], linestyle="none", marker="o", markersize=_points(4 * LINE_PX), color=_colour(part))
     return Line2D([], [], color=_colour(part), linewidth=_points(LEGEND_WIDTH_PX.get(part, LINE_PX)))
 
 
 def _draw_legend(figure: Figure, entries: list[tuple[str, str]], columns: int, strip_fraction: float) -> None:
     """The legend in the strip below the slice (figure's bottom `strip_fraction`), white on black. A figure
     legend: a second axes would cost as much again as the drawing."""
-    figure.legend([_legend_handle(part) for part, _ in entries], [text for _, text in entries],
-                  loc="center left", bbox_to_anchor=(0.0, strip_fraction / 2), ncols=columns, frameon=False,
-                  labelcolor="white", fontsize=LEGEND_FONT_PT, handlelength=2.2, borderaxespad=0.2,
-                  columnspacing=1.2)
+    figure.legend(
+        [_legend_handle(part) for part, _ in entries],
+        [text for _, text in entries],
+        loc="center left",
+        bbox_to_anchor=(0.0, strip_fraction / 2),
+        ncols=columns,
+        frameon=False,
+        labelcolor="white",
+        fontsize=LEGEND_FONT_PT,
+        handlelength=2.2,
+        borderaxespad=0.2,
+        columnspacing=1.2,
+    )
 
 
 @_plain_text
@@ -186,16 +210,19 @@ def overlay_png(image_png: bytes, task: str, row: dict) -> bytes:
     pixels = np.asarray(Image.open(io.BytesIO(image_png)).convert("L"))
     height_px, width_px = pixels.shape
     if (width_px, height_px) != (row["image_width_px"], row["image_height_px"]):
-        raise ValueError(f"pair {row['sample_id']}: PNG is {width_px}x{height_px} px, the row says "
-                         f"{row['image_width_px']}x{row['image_height_px']}")
+        raise ValueError(
+            f"pair {row['sample_id']}: PNG is {width_px}x{height_px} px, the row says "
+            f"{row['image_width_px']}x{row['image_height_px']}"
+        )
     scale = overlay_scale(width_px, height_px)
     entries = legend_entries(task, row)
     canvas_width_px = max(width_px * scale, OVERLAY_MIN_WIDTH_PX)
     columns, strip_px = _legend_layout(len(entries), canvas_width_px)
     canvas_height_px = height_px * scale + strip_px
     figure = Figure(figsize=(canvas_width_px / DPI, canvas_height_px / DPI), dpi=DPI, facecolor="none")
-    axes = figure.add_axes((0.0, strip_px / canvas_height_px, width_px * scale / canvas_width_px,
-                            height_px * scale / canvas_height_px))
+    axes = figure.add_axes(
+        (0.0, strip_px / canvas_height_px, width_px * scale / canvas_width_px, height_px * scale / canvas_height_px)
+    )
     axes.patch.set_visible(False)
     axes.set_xlim(0, width_px)
     axes.set_ylim(height_px, 0)
@@ -204,7 +231,7 @@ def overlay_png(image_png: bytes, task: str, row: dict) -> bytes:
     _draw_legend(figure, entries, columns, strip_px / canvas_height_px)
     upscaled = np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1)  # nearest neighbour, exact
     background = np.zeros((canvas_height_px, canvas_width_px), dtype=np.uint8)  # black around the slice
-    background[:height_px * scale, :width_px * scale] = upscaled
+    background[: height_px * scale, : width_px * scale] = upscaled
     return _over_slice_png(figure, background)
 
 

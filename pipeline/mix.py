@@ -10,6 +10,7 @@ Two passes, so the PNG bytes are read once and only for the pairs chosen:
    each bucket is then sorted and appended to the split's Parquet shards (~`--shard-mb` each).
 Peak memory: a row group of the input, the spill buffer and one bucket, whatever the input size.
 """
+
 from __future__ import annotations
 
 import collections
@@ -36,8 +37,22 @@ from transforms.mixture import MESSAGES_TYPE, MIX_SPLITS
 
 NO_CAP = 1 << 62
 SCAN_COLUMNS = ["sample_id", "subject_id", "volume_hash", "image_mode"]
-ROW_COLUMNS = ["sample_id", "case_id", "subject_id", "sequence", "modality", "image", "plane", "slice_index",
-               "image_width_px", "image_height_px", "pixel_spacing_mm", "provenance", "prompt", "answer"]
+ROW_COLUMNS = [
+    "sample_id",
+    "case_id",
+    "subject_id",
+    "sequence",
+    "modality",
+    "image",
+    "plane",
+    "slice_index",
+    "image_width_px",
+    "image_height_px",
+    "pixel_spacing_mm",
+    "provenance",
+    "prompt",
+    "answer",
+]
 ROW_OVERHEAD_BYTES = 1024  # non-image columns of a pair, roughly
 BUCKET_BYTES = 64 << 20  # shuffled positions spilled together, then sorted in memory
 SPILL_BUFFER_BYTES = 128 << 20  # chosen rows held before they are appended to their buckets' files
@@ -45,8 +60,11 @@ DUCKDB_MEMORY_LIMIT = "512MB"
 FETCH_ROWS = 65_536
 STORED_AS_IS = ("image.bytes", "images.list.element.bytes")  # PNG is deflated already
 SUMMARY_FILE = "mix.json"
-HF_FEATURES = {b"huggingface": json.dumps(
-    {"info": {"features": {"image": {"_type": "Image"}, "images": [{"_type": "Image"}]}}}).encode()}
+HF_FEATURES = {
+    b"huggingface": json.dumps(
+        {"info": {"features": {"image": {"_type": "Image"}, "images": [{"_type": "Image"}]}}}
+    ).encode()
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +100,7 @@ class InputFile:
 
 # --- inputs -------------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def open_parquet(uri: str):
     """A ParquetFile: local files by path; object-store files through their Python handle, read on this
@@ -95,7 +114,7 @@ def open_parquet(uri: str):
 
 
 def hive_values(root: str, uri: str) -> dict[str, str]:
-    parts = uri[len(root.rstrip("/")) + 1:].split("/")[:-1]
+    parts = uri[len(root.rstrip("/")) + 1 :].split("/")[:-1]
     return dict(part.split("=", 1) for part in parts)
 
 
@@ -104,8 +123,12 @@ def footer_facts(uri: str) -> tuple[tuple[int, ...], float]:
     with open_parquet(uri) as parquet:
         meta = parquet.metadata
     groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
-    image_bytes = sum(group.column(c).total_uncompressed_size for group in groups for c in range(group.num_columns)
-                      if group.column(c).path_in_schema == "image.bytes")
+    image_bytes = sum(
+        group.column(c).total_uncompressed_size
+        for group in groups
+        for c in range(group.num_columns)
+        if group.column(c).path_in_schema == "image.bytes"
+    )
     rows = tuple(group.num_rows for group in groups)
     return rows, image_bytes / max(1, sum(rows)) + ROW_OVERHEAD_BYTES
 
@@ -116,8 +139,11 @@ def list_inputs(roots: tuple[str, ...]) -> list[InputFile]:
     for root in roots:
         if not storage.exists(storage.join(root, "_SUCCESS")):
             raise UsageError(f"{root} is not a finished build (no _SUCCESS); mix finished builds only")
-        uris = [uri for task in TASKS
-                for uri in storage.glob(storage.join(root, f"dataset=*/task={task}/split=*/*.parquet"))]
+        uris = [
+            uri
+            for task in TASKS
+            for uri in storage.glob(storage.join(root, f"dataset=*/task={task}/split=*/*.parquet"))
+        ]
         if not uris:
             raise UsageError(f"no pairs under {root} (expected dataset=*/task=*/split=*/*.parquet)")
         for uri in uris:
@@ -129,13 +155,16 @@ def list_inputs(roots: tuple[str, ...]) -> list[InputFile]:
 
 # --- pass 1: selection ----------------------------------------------------------------------------
 
+
 def connect(folder: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(os.path.join(folder, "select.duckdb"))
     con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     con.execute(f"SET temp_directory = '{os.path.join(folder, 'duckdb-tmp')}'")
     con.execute("SET threads = 2")
-    con.execute("CREATE TABLE pairs (file INTEGER, row BIGINT, dataset VARCHAR, task VARCHAR, split VARCHAR, "
-                "sample_id VARCHAR, subject_id VARCHAR, volume_hash VARCHAR, image_mode VARCHAR)")
+    con.execute(
+        "CREATE TABLE pairs (file INTEGER, row BIGINT, dataset VARCHAR, task VARCHAR, split VARCHAR, "
+        "sample_id VARCHAR, subject_id VARCHAR, volume_hash VARCHAR, image_mode VARCHAR)"
+    )
     return con
 
 
@@ -151,8 +180,11 @@ def scan(con: duckdb.DuckDBPyConnection, files: list[InputFile]) -> None:
                 batch = parquet.read_row_group(group, columns=SCAN_COLUMNS, use_threads=False)
                 batch = batch.add_column(0, "row", pa.array(np.arange(first, first + n_rows), pa.int64()))
                 con.register("batch", batch)
-                con.execute("INSERT INTO pairs SELECT ?, row, ?, ?, ?, sample_id, subject_id, volume_hash, "
-                            "image_mode FROM batch", [index, file.dataset, file.task, file.split])
+                con.execute(
+                    "INSERT INTO pairs SELECT ?, row, ?, ?, ?, sample_id, subject_id, volume_hash, "
+                    "image_mode FROM batch",
+                    [index, file.dataset, file.task, file.split],
+                )
                 con.unregister("batch")
                 first += n_rows
 
@@ -164,22 +196,28 @@ def count(con, sql: str) -> int:
 def group_subjects(con, seed: int) -> dict[str, int]:
     """`cand`: pixel rows, one per sample_id, in their subject group's split with a seeded key; returns
     the rows left out, by reason."""
-    con.execute("CREATE TABLE dedup AS SELECT * FROM pairs WHERE image_mode IS DISTINCT FROM 'pointer' "
-                "QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY file, row) = 1")
+    con.execute(
+        "CREATE TABLE dedup AS SELECT * FROM pairs WHERE image_mode IS DISTINCT FROM 'pointer' "
+        "QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY file, row) = 1"
+    )
     volumes = con.execute("SELECT DISTINCT dataset, subject_id, volume_hash FROM dedup").fetchall()
     splits = con.execute("SELECT DISTINCT dataset, subject_id, split FROM dedup").fetchall()
     groups = pa.Table.from_pylist(mixture.subject_groups(volumes, splits, seed))
     con.register("subject_groups", groups)
-    con.execute(f"CREATE TABLE cand AS SELECT d.file, d.row, d.dataset, d.task, d.sample_id, g.group AS grp, "
-                f"g.group_split AS msplit, md5('{seed}/' || d.sample_id) AS key FROM dedup d "
-                "JOIN subject_groups g USING (dataset, subject_id) WHERE d.split = g.group_split")
+    con.execute(
+        f"CREATE TABLE cand AS SELECT d.file, d.row, d.dataset, d.task, d.sample_id, g.group AS grp, "
+        f"g.group_split AS msplit, md5('{seed}/' || d.sample_id) AS key FROM dedup d "
+        "JOIN subject_groups g USING (dataset, subject_id) WHERE d.split = g.group_split"
+    )
     con.unregister("subject_groups")
     n_pairs, n_dedup = count(con, "SELECT 1 FROM pairs"), count(con, "SELECT 1 FROM dedup")
     pointers = count(con, "SELECT 1 FROM pairs WHERE image_mode = 'pointer'")
-    return {"pointer rows (no pixels, --publish)": pointers,
-            "sample_id already taken from an earlier input": n_pairs - n_dedup - pointers,
-            "subject (or a subject sharing its volume) in another split of another input":
-                n_dedup - count(con, "SELECT 1 FROM cand")}
+    return {
+        "pointer rows (no pixels, --publish)": pointers,
+        "sample_id already taken from an earlier input": n_pairs - n_dedup - pointers,
+        "subject (or a subject sharing its volume) in another split of another input": n_dedup
+        - count(con, "SELECT 1 FROM cand"),
+    }
 
 
 def capped_sql(where: str, caps: MixCaps, split_caps: dict[str, int]) -> str:
@@ -202,8 +240,13 @@ def capped_sql(where: str, caps: MixCaps, split_caps: dict[str, int]) -> str:
 
 
 def set_dataset_caps(con, caps: dict[tuple[str, str], int]) -> None:
-    table = pa.table({"msplit": [k[0] for k in caps], "dataset": [k[1] for k in caps],
-                      "cap": pa.array(list(caps.values()), pa.int64())})
+    table = pa.table(
+        {
+            "msplit": [k[0] for k in caps],
+            "dataset": [k[1] for k in caps],
+            "cap": pa.array(list(caps.values()), pa.int64()),
+        }
+    )
     con.execute("DROP TABLE IF EXISTS dataset_caps")
     con.register("new_caps", table)
     con.execute("CREATE TABLE dataset_caps AS SELECT * FROM new_caps")
@@ -218,10 +261,12 @@ def carve(con, request: MixRequest) -> dict[str, int]:
     train_sql = capped_sql("msplit = 'train'", request.caps, train_caps)
     kept = dict(con.execute(f"SELECT dataset, count(*) FROM ({train_sql}) GROUP BY dataset").fetchall())
     quotas = mixture.apportion(request.validation_size, kept)
-    official = dict(con.execute("SELECT dataset, count(*) FROM cand WHERE msplit = 'validation' "
-                                "GROUP BY dataset").fetchall())
-    counts = con.execute("SELECT grp, dataset, count(*) FROM cand WHERE msplit = 'train' GROUP BY grp, dataset "
-                         "ORDER BY grp, dataset").fetchall()
+    official = dict(
+        con.execute("SELECT dataset, count(*) FROM cand WHERE msplit = 'validation' GROUP BY dataset").fetchall()
+    )
+    counts = con.execute(
+        "SELECT grp, dataset, count(*) FROM cand WHERE msplit = 'train' GROUP BY grp, dataset ORDER BY grp, dataset"
+    ).fetchall()
     carved = mixture.carve_validation(counts, {d: max(0, q - official.get(d, 0)) for d, q in quotas.items()})
     con.register("carved", pa.table({"grp": pa.array(sorted(carved), pa.int32())}))
     con.execute("UPDATE cand SET msplit = 'validation' WHERE msplit = 'train' AND grp IN (SELECT grp FROM carved)")
@@ -240,21 +285,27 @@ def select(con, request: MixRequest) -> None:
     if caps.total is not None:
         n_held_out = count(con, "SELECT 1 FROM picked")
         if caps.total < n_held_out:
-            raise UsageError(f"--max-total {caps.total} is below the validation and test pairs ({n_held_out}); "
-                             "raise it or cap test with --max-per-split test=N")
+            raise UsageError(
+                f"--max-total {caps.total} is below the validation and test pairs ({n_held_out}); "
+                "raise it or cap test with --max-per-split test=N"
+            )
         train_cap = min(train_cap, caps.total - n_held_out)
     con.execute("INSERT INTO picked " + capped_sql("msplit = 'train'", caps, {"train": train_cap}))
-    con.execute(f"CREATE TABLE chosen AS SELECT *, row_number() OVER (PARTITION BY msplit ORDER BY "
-                f"md5('{request.seed}/order/' || sample_id)) - 1 AS position FROM picked")
+    con.execute(
+        f"CREATE TABLE chosen AS SELECT *, row_number() OVER (PARTITION BY msplit ORDER BY "
+        f"md5('{request.seed}/order/' || sample_id)) - 1 AS position FROM picked"
+    )
 
 
 # --- pass 2: fetch, spill by shuffled position, write shards ---------------------------------------
 
+
 def spill_schema() -> pa.Schema:
     common = schema_for("detection")
-    return pa.schema([common.field(name) for name in ROW_COLUMNS]
-                     + [pa.field("dataset", pa.string()), pa.field("task", pa.string()),
-                        pa.field("position", pa.int64())])
+    return pa.schema(
+        [common.field(name) for name in ROW_COLUMNS]
+        + [pa.field("dataset", pa.string()), pa.field("task", pa.string()), pa.field("position", pa.int64())]
+    )
 
 
 def mixture_schema() -> pa.Schema:
@@ -300,7 +351,7 @@ class Spill:
             data = pa.py_buffer(handle.read())
         batches, offset = [], 0
         while offset < data.size:
-            (size,) = struct.unpack("<q", data[offset:offset + 8].to_pybytes())
+            (size,) = struct.unpack("<q", data[offset : offset + 8].to_pybytes())
             batches.append(pa.ipc.read_record_batch(data.slice(offset + 8, size), self.schema))
             offset += 8 + size
         return pa.Table.from_batches(batches, self.schema)
@@ -308,10 +359,15 @@ class Spill:
 
 def bucket_rows(con, files: list[InputFile]) -> dict[str, int]:
     """Shuffled positions per bucket, per split: about BUCKET_BYTES of the chosen rows' estimated bytes."""
-    con.register("file_bytes", pa.table({"file": pa.array(range(len(files)), pa.int32()),
-                                         "bytes_per_row": [f.bytes_per_row for f in files]}))
-    mean = dict(con.execute("SELECT msplit, avg(bytes_per_row) FROM chosen JOIN file_bytes USING (file) "
-                            "GROUP BY msplit").fetchall())
+    con.register(
+        "file_bytes",
+        pa.table({"file": pa.array(range(len(files)), pa.int32()), "bytes_per_row": [f.bytes_per_row for f in files]}),
+    )
+    mean = dict(
+        con.execute(
+            "SELECT msplit, avg(bytes_per_row) FROM chosen JOIN file_bytes USING (file) GROUP BY msplit"
+        ).fetchall()
+    )
     con.unregister("file_bytes")
     return {split: max(1, int(BUCKET_BYTES // mean.get(split, BUCKET_BYTES))) for split in MIX_SPLITS}
 
@@ -336,8 +392,12 @@ def chosen_by_file(con):
 
 def _file_rows(parts: list[pa.RecordBatch]):
     table = pa.Table.from_batches(parts)
-    return (table.column("file")[0].as_py(), table.column("row").to_numpy(),
-            table.column("msplit").to_numpy(zero_copy_only=False), table.column("position").to_numpy())
+    return (
+        table.column("file")[0].as_py(),
+        table.column("row").to_numpy(),
+        table.column("msplit").to_numpy(zero_copy_only=False),
+        table.column("position").to_numpy(),
+    )
 
 
 def fetch(files: list[InputFile], chosen, spill: Spill, rows_per_bucket: dict[str, int]) -> set:
@@ -354,11 +414,16 @@ def fetch(files: list[InputFile], chosen, spill: Spill, rows_per_bucket: dict[st
                 table = parquet.read_row_group(int(group), columns=ROW_COLUMNS, use_threads=False)
                 table = table.take(pa.array(rows[here] - starts[group]))
                 n = table.num_rows
-                table = (table.append_column("dataset", pa.array([file.dataset] * n, pa.string()))
-                         .append_column("task", pa.array([file.task] * n, pa.string()))
-                         .append_column("position", pa.array(positions[here], pa.int64())).cast(schema))
-                licences.update((file.dataset, licence) for licence in
-                                pc.unique(pc.struct_field(table.column("provenance"), "licence")).to_pylist())
+                table = (
+                    table.append_column("dataset", pa.array([file.dataset] * n, pa.string()))
+                    .append_column("task", pa.array([file.task] * n, pa.string()))
+                    .append_column("position", pa.array(positions[here], pa.int64()))
+                    .cast(schema)
+                )
+                licences.update(
+                    (file.dataset, licence)
+                    for licence in pc.unique(pc.struct_field(table.column("provenance"), "licence")).to_pylist()
+                )
                 _spill_rows(spill, table, splits[here], rows_per_bucket)
     spill.flush()
     return licences
@@ -387,8 +452,11 @@ def parquet_options(schema: pa.Schema) -> dict:
     from pipeline.write import column_paths  # noqa: PLC0415 (a pure helper; keeps Beam's import lazy)
 
     paths = column_paths(schema)
-    return {"compression": {p: "none" if p in STORED_AS_IS else "zstd" for p in paths},
-            "use_dictionary": [p for p in paths if p not in STORED_AS_IS], "write_statistics": True}
+    return {
+        "compression": {p: "none" if p in STORED_AS_IS else "zstd" for p in paths},
+        "use_dictionary": [p for p in paths if p not in STORED_AS_IS],
+        "write_statistics": True,
+    }
 
 
 class ShardWriter:
@@ -406,8 +474,9 @@ class ShardWriter:
         uri = storage.join(self._output, self._split, f"{self._split}-{self.shards:05d}.parquet")
         self._stack = contextlib.ExitStack()
         handle = self._stack.enter_context(storage.atomic_create(uri, self._temp_dir))
-        self._writer = self._stack.enter_context(pq.ParquetWriter(handle, self._schema,
-                                                                  **parquet_options(self._schema)))
+        self._writer = self._stack.enter_context(
+            pq.ParquetWriter(handle, self._schema, **parquet_options(self._schema))
+        )
         self.shards, self._bytes = self.shards + 1, 0
 
     def _close(self) -> None:
@@ -439,10 +508,15 @@ def write_split(spill: Spill, split: str, n_buckets: int, writer: ShardWriter) -
 
 # --- the command --------------------------------------------------------------------------------
 
+
 def check_request(request: MixRequest) -> None:
-    numbers = {"--validation-size": request.validation_size, "--max-per-dataset": request.caps.per_dataset,
-               "--max-per-task": request.caps.per_task, "--max-total": request.caps.total,
-               **{f"--max-per-split {s}": n for s, n in request.caps.per_split.items()}}
+    numbers = {
+        "--validation-size": request.validation_size,
+        "--max-per-dataset": request.caps.per_dataset,
+        "--max-per-task": request.caps.per_task,
+        "--max-total": request.caps.total,
+        **{f"--max-per-split {s}": n for s, n in request.caps.per_split.items()},
+    }
     for name, value in numbers.items():
         if value is not None and value < 0:
             raise UsageError(f"{name} must be 0 or more, got {value}")
@@ -459,15 +533,25 @@ def summarize(con, request: MixRequest, dropped: dict, shards: dict, licences: s
     rows = con.execute("SELECT msplit, dataset, task, count(*) FROM chosen GROUP BY ALL ORDER BY ALL").fetchall()
     counts = [{"split": s, "dataset": d, "task": t, "pairs": n} for s, d, t, n in rows]
     counts.sort(key=lambda r: (MIX_SPLITS.index(r["split"]), r["dataset"], r["task"]))
-    subjects = dict(con.execute("SELECT msplit, count(DISTINCT (p.dataset, p.subject_id)) FROM chosen c "
-                                "JOIN pairs p USING (file, row) GROUP BY msplit").fetchall())
+    subjects = dict(
+        con.execute(
+            "SELECT msplit, count(DISTINCT (p.dataset, p.subject_id)) FROM chosen c "
+            "JOIN pairs p USING (file, row) GROUP BY msplit"
+        ).fetchall()
+    )
     candidates = count(con, "SELECT 1 FROM cand")
-    return {"command": request.command, "seed": request.seed, "inputs": list(request.pairs),
-            "output": request.output, "counts": counts,
-            "pairs": {s: sum(r["pairs"] for r in counts if r["split"] == s) for s in MIX_SPLITS},
-            "subjects": {s: subjects.get(s, 0) for s in MIX_SPLITS}, "shards": shards,
-            "dropped": {**dropped, "over the caps or carved past a quota": candidates - sum(r["pairs"] for r in counts)},
-            "licences": sorted({f"{d}: {licence}" for d, licence in licences if licence})}
+    return {
+        "command": request.command,
+        "seed": request.seed,
+        "inputs": list(request.pairs),
+        "output": request.output,
+        "counts": counts,
+        "pairs": {s: sum(r["pairs"] for r in counts if r["split"] == s) for s in MIX_SPLITS},
+        "subjects": {s: subjects.get(s, 0) for s in MIX_SPLITS},
+        "shards": shards,
+        "dropped": {**dropped, "over the caps or carved past a quota": candidates - sum(r["pairs"] for r in counts)},
+        "licences": sorted({f"{d}: {licence}" for d, licence in licences if licence}),
+    }
 
 
 def mix(request: MixRequest) -> dict:

@@ -8,6 +8,7 @@ are asked for. Files are read through `pipeline/storage.py` (local, gs://, s3://
 pure functions (`pair_lines`, `geometry_lines`, `figure_line`); overlays are the card's drawing
 (`pipeline.figures.overlay_png`).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -57,13 +58,17 @@ def select_partitions(stats: dict, task: str | None, dataset: str | None, split:
     """The build's non-empty partitions that match the filters (None: any), sorted; UsageError naming the
     values there are when none match."""
     every = [Partition(r["dataset"], r["task"], r["split"], r["rows"]) for r in stats["rows"] if r["rows"]]
-    chosen = sorted(p for p in every if (task in (None, p.task)) and (dataset in (None, p.dataset))
-                    and (split in (None, p.split)))
+    chosen = sorted(
+        p for p in every if (task in (None, p.task)) and (dataset in (None, p.dataset)) and (split in (None, p.split))
+    )
     if not chosen:
-        asked = ", ".join(f"--{name} {value}" for name, value in
-                          (("task", task), ("dataset", dataset), ("split", split)) if value)
-        there = "; ".join(f"{name}s {', '.join(sorted({getattr(p, name) for p in every})) or 'none'}"
-                          for name in ("task", "dataset", "split"))
+        asked = ", ".join(
+            f"--{name} {value}" for name, value in (("task", task), ("dataset", dataset), ("split", split)) if value
+        )
+        there = "; ".join(
+            f"{name}s {', '.join(sorted({getattr(p, name) for p in every})) or 'none'}"
+            for name in ("task", "dataset", "split")
+        )
         raise UsageError(f"no pairs match {asked}; this build has {there}")
     return chosen
 
@@ -96,8 +101,9 @@ def _read_partition(output: str, partition: Partition, wanted: list[int], with_i
     the row groups holding them; every column but `image` unless `with_image`."""
     with contextlib.ExitStack() as files:
         readers = [files.enter_context(_parquet(uri)) for uri in storage.glob(partition.files_glob(output))]
-        group_rows = [[reader.metadata.row_group(g).num_rows for g in range(reader.num_row_groups)]
-                      for reader in readers]
+        group_rows = [
+            [reader.metadata.row_group(g).num_rows for g in range(reader.num_row_groups)] for reader in readers
+        ]
         by_group = collections.defaultdict(list)
         for row, (file_index, group, offset) in locate_rows(group_rows, wanted).items():
             by_group[file_index, group].append((row, offset))
@@ -107,8 +113,12 @@ def _read_partition(output: str, partition: Partition, wanted: list[int], with_i
             columns = [name for name in reader.schema_arrow.names if with_image or name != "image"]
             table = reader.read_row_group(group, columns=columns, use_threads=False)
             for row, offset in rows:
-                found[row] = {**table.slice(offset, 1).to_pylist()[0], "dataset": partition.dataset,
-                              "task": partition.task, "split": partition.split}
+                found[row] = {
+                    **table.slice(offset, 1).to_pylist()[0],
+                    "dataset": partition.dataset,
+                    "task": partition.task,
+                    "split": partition.split,
+                }
         return found
 
 
@@ -131,8 +141,11 @@ def sample_pairs(output: str, partitions: list[Partition], n: int, seed: int, wi
     wanted = collections.defaultdict(list)
     for part, row in drawn:
         wanted[part].append(row)
-    rows = {(part, row): pair for part, indices in wanted.items()
-            for row, pair in _read_partition(output, partitions[part], indices, with_image).items()}
+    rows = {
+        (part, row): pair
+        for part, indices in wanted.items()
+        for row, pair in _read_partition(output, partitions[part], indices, with_image).items()
+    }
     return [rows[key] for key in drawn]
 
 
@@ -147,17 +160,24 @@ def geometry_lines(task: str, row: dict) -> list[str]:
     if task == "detection":
         x0, y0, x1, y1 = row["box_xyxy_px"]
         width_mm, height_mm = row["box_size_mm"]
-        return [f"box of {row['label_name']}: x {x0:g} to {x1:g}, y {y0:g} to {y1:g} px (end-exclusive), "
-                f"{width_mm:.1f} x {height_mm:.1f} mm; component {row['component_index'] + 1} of "
-                f"{row['n_components']}"]
+        return [
+            f"box of {row['label_name']}: x {x0:g} to {x1:g}, y {y0:g} to {y1:g} px (end-exclusive), "
+            f"{width_mm:.1f} x {height_mm:.1f} mm; component {row['component_index'] + 1} of "
+            f"{row['n_components']}"
+        ]
     if task == "tumor_lesion_size":
+
         def segment(name: str) -> str:
             start, end = row[f"{name}_endpoints_xy_px"]
             return f"{row[f'{name}_mm']:.2f} mm from {_xy(start)} to {_xy(end)} px"
-        return [f"ellipse fitted to {row['label_name']}: centre {_xy(row['ellipse_center_xy_px'])} px",
-                f"ellipse major axis {segment('major_axis')}", f"ellipse minor axis {segment('minor_axis')}",
-                f"RECIST long diameter {segment('longest_diameter')}",
-                f"RECIST short (perpendicular) diameter {segment('perpendicular_diameter')}"]
+
+        return [
+            f"ellipse fitted to {row['label_name']}: centre {_xy(row['ellipse_center_xy_px'])} px",
+            f"ellipse major axis {segment('major_axis')}",
+            f"ellipse minor axis {segment('minor_axis')}",
+            f"RECIST long diameter {segment('longest_diameter')}",
+            f"RECIST short (perpendicular) diameter {segment('perpendicular_diameter')}",
+        ]
     named = f"{row['metric_description']} ({row['metric_name']})" if row["metric_description"] else row["metric_name"]
     points = ", ".join(f"{p['name']} {_xy((p['x'], p['y']))}" for p in row["landmarks_xy_px"])
     return [f"{row['metric_type']} {named}: {row['value']:.2f} {row['unit']}", f"landmarks (px): {points}"]
@@ -191,11 +211,14 @@ def pair_lines(index: int, count: int, row: dict) -> list[str]:
 
 
 def _pair_text(index: int, count: int, row: dict) -> list[str]:
-    return [f"[{index}/{count}] {row['sample_id']}  {row['task']}  {row['dataset']}/{row['split']}",
-            f"{INDENT}case {row['case_id']}, {row['sequence']} {row['plane']} slice {row['slice_index']}; "
-            f"image {row['image_width_px']} x {row['image_height_px']} px, {_spacing(row)}",
-            *_wrapped("prompt", row["prompt"]), *_wrapped("answer", row["answer"]),
-            *(f"{INDENT}{line}" for line in geometry_lines(row["task"], row))]
+    return [
+        f"[{index}/{count}] {row['sample_id']}  {row['task']}  {row['dataset']}/{row['split']}",
+        f"{INDENT}case {row['case_id']}, {row['sequence']} {row['plane']} slice {row['slice_index']}; "
+        f"image {row['image_width_px']} x {row['image_height_px']} px, {_spacing(row)}",
+        *_wrapped("prompt", row["prompt"]),
+        *_wrapped("answer", row["answer"]),
+        *(f"{INDENT}{line}" for line in geometry_lines(row["task"], row)),
+    ]
 
 
 def write_overlay(folder: str, row: dict) -> str:
@@ -230,7 +253,8 @@ def figure_lines(output: str) -> list[str]:
 
     pngs = [path for path in storage.list_tree(storage.join(output, FIGURE_FOLDER)) if path.endswith(".png")]
     if not pngs:
-        raise UsageError(f"{output} has no card figures under {FIGURE_FOLDER}/; write them with "
-                         "`medvision-pipeline report OUTPUT`")
+        raise UsageError(
+            f"{output} has no card figures under {FIGURE_FOLDER}/; write them with `medvision-pipeline report OUTPUT`"
+        )
     # The overview first, then each dataset's distributions, then the overlays by dataset and task.
     return [figure_line(output, path) for path in sorted(pngs, key=lambda p: (p.count("/"), p))]

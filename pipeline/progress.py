@@ -6,6 +6,7 @@ per planned case (holding its number of work units), per cut work unit and per w
 file in a local folder, and a driver thread counts them. On Dataflow the counters and
 distributions of `pipeline.stages` show in the job UI.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,6 +54,7 @@ class Progress:
 
 def read_progress(folder: str) -> Progress:
     """What the markers say so far (a marker being written right now is counted next time)."""
+
     def names(kind):
         path = os.path.join(folder, kind)
         return os.listdir(path) if os.path.isdir(path) else []
@@ -96,8 +98,10 @@ class ProgressLine:
 
     def _print(self) -> None:
         done = read_progress(self._folder)
-        line = f"progress: {done.cases}/{self._total} cases loaded, {done.units_done}/{done.units_planned} units cut, " \
-               f"{done.rows} rows written, {time.monotonic() - self._started:.0f} s"
+        line = (
+            f"progress: {done.cases}/{self._total} cases loaded, {done.units_done}/{done.units_planned} units cut, "
+            f"{done.rows} rows written, {time.monotonic() - self._started:.0f} s"
+        )
         if line != self._last:
             self._stream.write(("\r" if self._stream.isatty() else "\n") + line)
             self._stream.flush()

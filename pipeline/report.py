@@ -5,6 +5,7 @@ needs (sample ids, image mode, provenance, measurements) in batches, keeping onl
 overlay choice and the measurement arrays; then the image bytes of the chosen overlay rows
 only. Text comes from `transforms/card.py`, drawings from `pipeline/figures.py`.
 """
+
 from __future__ import annotations
 
 import collections
@@ -28,14 +29,30 @@ MEASURE_COLUMNS = {
     "tumor_lesion_size": ["major_axis_mm", "minor_axis_mm", "longest_diameter_mm", "perpendicular_diameter_mm"],
     "angle_distance": ["metric_type", "value"],
 }
-SLICE_COLUMNS = ["sample_id", "case_id", "sequence", "plane", "slice_index", "image", "image_width_px",
-                 "image_height_px"]
+SLICE_COLUMNS = [
+    "sample_id",
+    "case_id",
+    "sequence",
+    "plane",
+    "slice_index",
+    "image",
+    "image_width_px",
+    "image_height_px",
+]
 OVERLAY_COLUMNS = {
     "detection": ["label_name", "box_xyxy_px", "box_size_mm", "component_index", "n_components"],
-    "tumor_lesion_size": ["label_name", "major_axis_mm", "minor_axis_mm", "longest_diameter_mm",
-                          "perpendicular_diameter_mm", "ellipse_center_xy_px", "major_axis_endpoints_xy_px",
-                          "minor_axis_endpoints_xy_px", "longest_diameter_endpoints_xy_px",
-                          "perpendicular_diameter_endpoints_xy_px"],
+    "tumor_lesion_size": [
+        "label_name",
+        "major_axis_mm",
+        "minor_axis_mm",
+        "longest_diameter_mm",
+        "perpendicular_diameter_mm",
+        "ellipse_center_xy_px",
+        "major_axis_endpoints_xy_px",
+        "minor_axis_endpoints_xy_px",
+        "longest_diameter_endpoints_xy_px",
+        "perpendicular_diameter_endpoints_xy_px",
+    ],
     "angle_distance": ["metric_name", "metric_description", "value", "unit", "landmarks_xy_px"],
 }
 
@@ -67,7 +84,8 @@ def _keep_measures(scan: TaskScan, task: str, batch: pa.RecordBatch) -> None:
     elif task == "tumor_lesion_size":
         for column in MEASURE_COLUMNS[task]:
             scan.measures[column.removesuffix("_mm").replace("_", " ")].append(
-                batch.column(column).drop_null().to_numpy())
+                batch.column(column).drop_null().to_numpy()
+            )
     else:
         for kind in ("angle", "distance"):
             values = batch.column("value").filter(pc.equal(batch.column("metric_type"), kind))
@@ -80,9 +98,11 @@ def _scan_batch(scan: TaskScan, task: str, batch: pa.RecordBatch, file_index: in
     scan.redistributable.update(pc.unique(provenance.field("redistributable")).drop_null().to_pylist())
     with_pixels = pc.equal(batch.column("image_mode"), "pixels").to_pylist()
     scan.pointer_rows += with_pixels.count(False)
-    candidates = [(sample_id, file_index, first_row + row)
-                  for row, (sample_id, usable) in enumerate(zip(batch.column("sample_id").to_pylist(), with_pixels))
-                  if usable]
+    candidates = [
+        (sample_id, file_index, first_row + row)
+        for row, (sample_id, usable) in enumerate(zip(batch.column("sample_id").to_pylist(), with_pixels))
+        if usable
+    ]
     scan.chosen = card.keep_smallest(scan.chosen, candidates, card.OVERLAYS_PER_TASK)
     _keep_measures(scan, task, batch)
 
@@ -145,8 +165,9 @@ PANELS = {  # panel title -> the measures it shows
 def _write_distributions(output: str, dataset: str, measures: dict) -> card.Figure | None:
     """The dataset's histogram figure; None when it has no measurement at all."""
     arrays = {name: np.concatenate(parts) for name, parts in measures.items()}
-    panels = {title: {name: arrays[name] for name in names if len(arrays.get(name, ()))}
-              for title, names in PANELS.items()}
+    panels = {
+        title: {name: arrays[name] for name in names if len(arrays.get(name, ()))} for title, names in PANELS.items()
+    }
     panels = {title: series for title, series in panels.items() if series}
     if not panels:
         return None
@@ -169,7 +190,8 @@ def describe_dataset(output: str, dataset: str, tasks: list[str]):
         licences=tuple(sorted(set().union(*(s.licences for s in scans.values())))),
         redistributable=tuple(sorted(set().union(*(s.redistributable for s in scans.values())))),
         pointer_rows=sum(s.pointer_rows for s in scans.values()),
-        citation=source.info.citation if source else "")
+        citation=source.info.citation if source else "",
+    )
     return facts, _write_distributions(output, dataset, measures), overlays
 
 

@@ -1,5 +1,6 @@
 """Driver of a build: list cases, (dry-run or) run the DAG, reconcile, write stats, the dataset card and
 `_SUCCESS`."""
+
 from __future__ import annotations
 
 import collections
@@ -70,8 +71,10 @@ def check_failure_fraction(stats: dict, limit: float) -> None:
     over = {d: f for d, f in failed_case_fractions(stats).items() if f > limit}
     if over:
         detail = ", ".join(f"{d}: {f:.1%} of cases" for d, f in sorted(over.items()))
-        raise FailureFractionError(f"quarantine exceeds --max-failure-fraction {limit:g} ({detail}); a systematic "
-                                   "problem must not be quarantined away: see quarantine/ and stats.json")
+        raise FailureFractionError(
+            f"quarantine exceeds --max-failure-fraction {limit:g} ({detail}); a systematic "
+            "problem must not be quarantined away: see quarantine/ and stats.json"
+        )
 
 
 def unlisted_by_dry_run(config: BuildConfig) -> list[dict]:
@@ -101,8 +104,10 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
             if root is None:
                 raise UsageError(f"--source {spec.name} needs a root: --source {spec.name}=PATH_OR_URI")
             if source.default_root() is None and not storage.is_remote(root) and not os.path.isdir(root):
-                raise UsageError(f"--source {spec.name}: folder not found: {root} (give the folder that holds the "
-                                 f"extracted data; `medvision-pipeline sources` shows each adapter's layout)")
+                raise UsageError(
+                    f"--source {spec.name}: folder not found: {root} (give the folder that holds the "
+                    f"extracted data; `medvision-pipeline sources` shows each adapter's layout)"
+                )
             if config.dry_run and source.listing_writes(root):
                 skipped = True
                 continue
@@ -121,7 +126,9 @@ def list_cases(config: BuildConfig) -> list[CaseRef]:
         raise UsageError(str(exc)) from exc
     missing = sorted(set(config.cases or ()) - {case.case_id for case in selected})
     if missing and not skipped:
-        raise UsageError(f"--cases names cases no source lists: {', '.join(missing)}{case_id_hint(missing, listed_ids)}")
+        raise UsageError(
+            f"--cases names cases no source lists: {', '.join(missing)}{case_id_hint(missing, listed_ids)}"
+        )
     keys = collections.Counter((case.dataset, case.case_id) for case in selected)
     repeated = sorted(key for key, n in keys.items() if n > 1)
     if repeated:
@@ -150,7 +157,7 @@ def footer_rows(config: BuildConfig) -> dict[str, int]:
         for uri in storage.glob(storage.join(config.output, pattern)):
             with storage.open_read(uri) as handle:
                 metadata = pq.read_metadata(handle)
-            partition = storage.dirname(uri)[len(config.output.rstrip("/")) + 1:]
+            partition = storage.dirname(uri)[len(config.output.rstrip("/")) + 1 :]
             rows[partition] += metadata.num_rows
     return dict(rows)
 
@@ -160,14 +167,18 @@ def reconcile(config: BuildConfig, counts: list[dict]) -> dict[str, int]:
     counted = {c["partition"]: c["rows"] for c in counts if c["kind"] == "rows"}
     written = footer_rows(config)
     if counted != written:
-        differences = {p: (counted.get(p, 0), written.get(p, 0))
-                       for p in sorted(set(counted) | set(written)) if counted.get(p, 0) != written.get(p, 0)}
+        differences = {
+            p: (counted.get(p, 0), written.get(p, 0))
+            for p in sorted(set(counted) | set(written))
+            if counted.get(p, 0) != written.get(p, 0)
+        }
         raise ReconcileError(f"rows counted != rows in Parquet footers (counted, written): {differences}")
     return written
 
 
-def build_stats(config: BuildConfig, cases: list[CaseRef], counts: list[dict], written: dict[str, int],
-                seconds: float) -> dict:
+def build_stats(
+    config: BuildConfig, cases: list[CaseRef], counts: list[dict], written: dict[str, int], seconds: float
+) -> dict:
     """stats.json: parameters, cases, rows per dataset/task/split and quarantine per reason."""
     rows = []
     for partition, n in sorted(written.items()):
@@ -177,9 +188,10 @@ def build_stats(config: BuildConfig, cases: list[CaseRef], counts: list[dict], w
         rows.append({**keys, "rows": n})
     listed = collections.Counter(case.dataset for case in cases)
     with_pairs = {c["dataset"]: c["rows"] for c in counts if c["kind"] == "cases"}
-    quarantine = sorted(({k: c[k] for k in ("dataset", "stage", "reason", "rows")}
-                         for c in counts if c["kind"] == "quarantine"),
-                        key=lambda q: (q["dataset"], q["stage"], q["reason"]))
+    quarantine = sorted(
+        ({k: c[k] for k in ("dataset", "stage", "reason", "rows")} for c in counts if c["kind"] == "quarantine"),
+        key=lambda q: (q["dataset"], q["stage"], q["reason"]),
+    )
     return {
         "pipeline_version": __version__,
         "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -206,8 +218,10 @@ def check_locations_reachable(config: BuildConfig, cases: list[CaseRef], options
     local = [config.output] if not storage.is_remote(config.output) else []
     local += sorted({case.image_uri for case in cases if not storage.is_remote(case.image_uri)})[:3]
     if local:
-        raise UsageError(f"--runner {runner} runs on remote workers, which cannot read local paths "
-                         f"such as {local[0]}; put inputs and output in object storage (gs://, s3://)")
+        raise UsageError(
+            f"--runner {runner} runs on remote workers, which cannot read local paths "
+            f"such as {local[0]}; put inputs and output in object storage (gs://, s3://)"
+        )
 
 
 @contextlib.contextmanager
@@ -280,8 +294,10 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
     settings = configure_storage(config.gcs_anonymous, options)
     claim.check_output_location(config.output)
     if not config.dry_run and not storage.is_empty_location(config.output):
-        raise UsageError(f"output {config.output} exists and is not empty{claim.describe_existing(config.output)}; "
-                         "choose a new location")
+        raise UsageError(
+            f"output {config.output} exists and is not empty{claim.describe_existing(config.output)}; "
+            "choose a new location"
+        )
     run_id = claim.new_run_id()
     with signals_stop_the_build(), scratch.run_scratch(run_id):
         cases = list_cases(config)
@@ -295,8 +311,9 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
             remove_work_dir(config)
 
 
-def run_pipeline(config: BuildConfig, cases: list[CaseRef], options: PipelineOptions,
-                 settings: storage.StorageSettings, run_id: str) -> dict:
+def run_pipeline(
+    config: BuildConfig, cases: list[CaseRef], options: PipelineOptions, settings: storage.StorageSettings, run_id: str
+) -> dict:
     """The claimed part of a build: the DAG, reconciliation, stats, the dataset card, then `_SUCCESS`."""
     started = time.monotonic()
     with local_progress(options, len(cases)) as progress, beam.Pipeline(options=options) as pipeline:

@@ -7,6 +7,7 @@ land there. A build killed outright (SIGKILL, power loss) cannot clean up: the n
 host removes the folders whose driver process is gone (`owner.json` names host and pid; a folder of
 another host, or of a live process, is left alone).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,8 +36,9 @@ def run_scratch(run_id: str) -> Iterator[str]:
             json.dump({"host": socket.gethostname(), "pid": os.getpid()}, handle)
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise UsageError(f"cannot create a temporary folder in {base} ({exc.strerror or exc}); set TMPDIR to a "
-                         "writable folder") from exc
+        raise UsageError(
+            f"cannot create a temporary folder in {base} ({exc.strerror or exc}); set TMPDIR to a writable folder"
+        ) from exc
     saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"], tempfile.tempdir = folder, folder
     try:

@@ -7,6 +7,7 @@ a reference is about 150 bytes per bundle. A spill object is written by one DoFn
 the runner commits that bundle, so every reference that reaches the write step points into a complete
 object; objects of a retried bundle are left unreferenced and go with `_work/`.
 """
+
 from __future__ import annotations
 
 import collections
@@ -58,10 +59,13 @@ def read_spilled(spilled) -> dict[SpilledPng, bytes]:
 
 def with_pngs_read(rows: list[dict]) -> list[dict]:
     """The rows with every spilled PNG read back (rows sharing a PNG share one bytes object)."""
-    spilled = {row["image"]["bytes"] for row in rows
-               if isinstance((row.get("image") or {}).get("bytes"), SpilledPng)}
+    spilled = {row["image"]["bytes"] for row in rows if isinstance((row.get("image") or {}).get("bytes"), SpilledPng)}
     if not spilled:
         return rows
     found = read_spilled(spilled)
-    return [{**row, "image": {**row["image"], "bytes": found[row["image"]["bytes"]]}}
-            if isinstance((row.get("image") or {}).get("bytes"), SpilledPng) else row for row in rows]
+    return [
+        {**row, "image": {**row["image"], "bytes": found[row["image"]["bytes"]]}}
+        if isinstance((row.get("image") or {}).get("bytes"), SpilledPng)
+        else row
+        for row in rows
+    ]

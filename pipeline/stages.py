@@ -9,6 +9,7 @@ emits part of its results; the slice stage streams, see `ExtractSlices`) and qua
 quote input and name worker paths, go to the worker log only). I/O errors are left to fail the
 bundle, so the runner retries them. Counters are named `<dataset>/<stage>/<outcome>`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,20 +57,28 @@ def describe(element) -> dict:
     if isinstance(element, RowBundle) and element.rows:
         return describe(element.rows[0])
     if isinstance(element, dict):
-        return {"dataset": element.get("dataset", ""), "case_id": element.get("case_id", ""),
-                "source_uri": (element.get("provenance") or {}).get("source_uri", ""),
-                "sample_id": element.get("sample_id")}
+        return {
+            "dataset": element.get("dataset", ""),
+            "case_id": element.get("case_id", ""),
+            "source_uri": (element.get("provenance") or {}).get("source_uri", ""),
+            "sample_id": element.get("sample_id"),
+        }
     return {"dataset": "", "case_id": "", "source_uri": repr(element)[:200]}
 
 
-def quarantined(element, stage: str, reason: Reason, message: str,
-                sample_id: str | None = None) -> beam.pvalue.TaggedOutput:
+def quarantined(
+    element, stage: str, reason: Reason, message: str, sample_id: str | None = None
+) -> beam.pvalue.TaggedOutput:
     where = describe(element)
     if sample_id is not None:
         where["sample_id"] = sample_id
     count(where["dataset"], stage, reason.value)
-    return beam.pvalue.TaggedOutput(QUARANTINE, row_builders.quarantine_row(
-        stage=stage, reason=reason.value, message=message, pipeline_version=__version__, **where))
+    return beam.pvalue.TaggedOutput(
+        QUARANTINE,
+        row_builders.quarantine_row(
+            stage=stage, reason=reason.value, message=message, pipeline_version=__version__, **where
+        ),
+    )
 
 
 class QuarantiningFn(beam.DoFn):
@@ -103,8 +112,17 @@ class _UnexpectedToQuarantine(QuarantiningFn):
 
 # Exceptions that mean "this element cannot be processed" (a bug or a malformed input) and are
 # quarantined. I/O errors (OSError, cloud API errors) are not caught: the runner retries them.
-QUARANTINED_EXCEPTIONS = (PipelineError, ArithmeticError, LookupError, ValueError, TypeError, AttributeError,
-                          AssertionError, RuntimeError, MemoryError)
+QUARANTINED_EXCEPTIONS = (
+    PipelineError,
+    ArithmeticError,
+    LookupError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    AssertionError,
+    RuntimeError,
+    MemoryError,
+)
 
 
 class Guarded(beam.PTransform):
@@ -119,7 +137,8 @@ class Guarded(beam.PTransform):
         # Declaring the quarantine output's type keeps Beam from warning about an undeclared tag.
         pardo = beam.ParDo(self._dofn).with_output_types(typing.Any, **{QUARANTINE: dict})
         outputs = pcoll | pardo.with_outputs(QUARANTINE, main=MAIN).with_exception_handling(
-            main_tag=MAIN, dead_letter_tag=_BAD, exc_class=QUARANTINED_EXCEPTIONS, partial=self._stream)
+            main_tag=MAIN, dead_letter_tag=_BAD, exc_class=QUARANTINED_EXCEPTIONS, partial=self._stream
+        )
         unexpected = outputs[_BAD] | "Unexpected" >> beam.ParDo(_UnexpectedToQuarantine(self._stage))
         quarantine = (outputs[QUARANTINE], unexpected) | "Quarantine" >> beam.Flatten()
         return outputs[MAIN], quarantine
@@ -128,8 +147,7 @@ class Guarded(beam.PTransform):
 class _PlanCasesFn(QuarantiningFn):
     """Load and validate one case and cut its slices into work units."""
 
-    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings,
-                 progress: ProgressMarks):
+    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings, progress: ProgressMarks):
         self._load, self._storage_settings, self._progress = load, storage_settings, progress
         self._load_ms = Metrics.distribution(NAMESPACE, "load_ms_per_case")
         self._slices = Metrics.distribution(NAMESPACE, "slices_per_case")
@@ -166,9 +184,12 @@ class _PlanCasesFn(QuarantiningFn):
 class PlanCases(beam.PTransform):
     """CaseRef -> CasePlan (its work units and split memberships); bad cases quarantined, once each."""
 
-    def __init__(self, load: casework.LoadSettings,
-                 storage_settings: storage.StorageSettings = storage.StorageSettings(),
-                 progress: ProgressMarks = ProgressMarks()):
+    def __init__(
+        self,
+        load: casework.LoadSettings,
+        storage_settings: storage.StorageSettings = storage.StorageSettings(),
+        progress: ProgressMarks = ProgressMarks(),
+    ):
         super().__init__()
         self._fn = _PlanCasesFn(load, storage_settings, progress)
 
@@ -216,8 +237,7 @@ class ApplySharedSplits(beam.PTransform):
 class _ExtractSlicesFn(QuarantiningFn):
     """Cut one work unit's slices from its case (decoded again, or still cached by this thread)."""
 
-    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings,
-                 progress: ProgressMarks):
+    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings, progress: ProgressMarks):
         self._load, self._storage_settings, self._progress = load, storage_settings, progress
         self._cut_ms = Metrics.distribution(NAMESPACE, "cut_ms_per_unit")
 
@@ -245,17 +265,25 @@ class _ExtractSlicesFn(QuarantiningFn):
                 yield from self._label_losses(case, record)
         except QUARANTINED_EXCEPTIONS as exc:  # a bug while cutting a validated case: say how much got out
             error = unexpected_message("load", case, type(exc), repr(exc), traceback.format_exception(exc))
-            yield quarantined(case, "load", Reason.UNEXPECTED_ERROR,
-                              f"{where}: cutting stopped after {n_records} slices (those are kept): {error}")
+            yield quarantined(
+                case,
+                "load",
+                Reason.UNEXPECTED_ERROR,
+                f"{where}: cutting stopped after {n_records} slices (those are kept): {error}",
+            )
         count(case.dataset, "slices", "ok", n_records)
 
     def _label_losses(self, case: CaseRef, record: SliceRecord):
         content = record.content
         if content.labels_lost and content.sequence == case.sequences[0].name:
-            yield quarantined(case, "load", Reason.LABEL_LOST_IN_RESAMPLING,
-                              f"labels {list(content.labels_lost)} vanish from {content.plane} slice "
-                              f"{content.slice_index} at {self._load.spacing} mm; pairs of that slice lack them. "
-                              "Use a finer --spacing.")
+            yield quarantined(
+                case,
+                "load",
+                Reason.LABEL_LOST_IN_RESAMPLING,
+                f"labels {list(content.labels_lost)} vanish from {content.plane} slice "
+                f"{content.slice_index} at {self._load.spacing} mm; pairs of that slice lack them. "
+                "Use a finer --spacing.",
+            )
 
 
 class ExtractSlices(beam.PTransform):
@@ -265,9 +293,12 @@ class ExtractSlices(beam.PTransform):
     quarantined saying how many slices got out.
     """
 
-    def __init__(self, load: casework.LoadSettings,
-                 storage_settings: storage.StorageSettings = storage.StorageSettings(),
-                 progress: ProgressMarks = ProgressMarks()):
+    def __init__(
+        self,
+        load: casework.LoadSettings,
+        storage_settings: storage.StorageSettings = storage.StorageSettings(),
+        progress: ProgressMarks = ProgressMarks(),
+    ):
         super().__init__()
         self._fn = _ExtractSlicesFn(load, storage_settings, progress)
 
@@ -371,17 +402,22 @@ class SlicePairs(beam.PTransform):
     and the derive step of each of `tasks`, which a runner fuses, so no pixels leave a worker before the write.
     (The PCollections are returned unflattened: the caller flattens them once, with other sources.)"""
 
-    def __init__(self, load: casework.LoadSettings,
-                 storage_settings: storage.StorageSettings = storage.StorageSettings(),
-                 progress: ProgressMarks = ProgressMarks(), spill_folder: str | None = None,
-                 tasks: tuple[str, ...] = TASKS):
+    def __init__(
+        self,
+        load: casework.LoadSettings,
+        storage_settings: storage.StorageSettings = storage.StorageSettings(),
+        progress: ProgressMarks = ProgressMarks(),
+        spill_folder: str | None = None,
+        tasks: tuple[str, ...] = TASKS,
+    ):
         super().__init__()
         self._load, self._storage_settings, self._progress = load, storage_settings, progress
         self._spill_folder, self._tasks = spill_folder, tasks
 
     def expand(self, units):
-        slices, cut_quarantine = units | "ExtractSlices" >> ExtractSlices(self._load, self._storage_settings,
-                                                                          self._progress)
+        slices, cut_quarantine = units | "ExtractSlices" >> ExtractSlices(
+            self._load, self._storage_settings, self._progress
+        )
         slices = slices | "EncodePng" >> EncodePng(self._spill_folder)
         derived = [slices | name >> derive() for task, name, derive in _DERIVE_STEPS if task in self._tasks]
         return tuple(pairs for pairs, _ in derived), (cut_quarantine, *(quarantine for _, quarantine in derived))
@@ -395,31 +431,46 @@ class CutUnits(beam.PTransform):
     default), a smaller case's units are cut in the step that planned it, from its decode.
     """
 
-    def __init__(self, load: casework.LoadSettings, storage_settings: storage.StorageSettings,
-                 progress: ProgressMarks, *, spill_folder: str | None, tasks: tuple[str, ...] = TASKS):
+    def __init__(
+        self,
+        load: casework.LoadSettings,
+        storage_settings: storage.StorageSettings,
+        progress: ProgressMarks,
+        *,
+        spill_folder: str | None,
+        tasks: tuple[str, ...] = TASKS,
+    ):
         super().__init__()
-        self._slice_pairs = functools.partial(SlicePairs, load, storage_settings, progress,
-                                              spill_folder=spill_folder, tasks=tasks)
+        self._slice_pairs = functools.partial(
+            SlicePairs, load, storage_settings, progress, spill_folder=spill_folder, tasks=tasks
+        )
         self._cut_here = bool(load.cut_here_below_voxels)
 
     def expand(self, plans):
-        branches = [plans
-                    | "Units" >> beam.FlatMap(lambda plan: plan.units if plan.spread else ())
-                    | "SpreadUnits" >> beam.Reshuffle()
-                    | "SlicePairs" >> self._slice_pairs()]
+        branches = [
+            plans
+            | "Units" >> beam.FlatMap(lambda plan: plan.units if plan.spread else ())
+            | "SpreadUnits" >> beam.Reshuffle()
+            | "SlicePairs" >> self._slice_pairs()
+        ]
         if self._cut_here:
-            branches.append(plans
-                            | "UnitsHere" >> beam.FlatMap(lambda plan: () if plan.spread else plan.units)
-                            | "SlicePairsHere" >> self._slice_pairs())
+            branches.append(
+                plans
+                | "UnitsHere" >> beam.FlatMap(lambda plan: () if plan.spread else plan.units)
+                | "SlicePairsHere" >> self._slice_pairs()
+            )
         pairs = [bundles for branch_pairs, _ in branches for bundles in branch_pairs] | "AllPairs" >> beam.Flatten()
-        quarantine = ([rows for _, branch_quarantine in branches for rows in branch_quarantine]
-                      | "AllCutQuarantine" >> beam.Flatten())
+        quarantine = [
+            rows for _, branch_quarantine in branches for rows in branch_quarantine
+        ] | "AllCutQuarantine" >> beam.Flatten()
         return pairs, quarantine
 
 
-_DERIVE_STEPS = (("detection", "DeriveBoxes", DeriveBoxes),
-                 ("tumor_lesion_size", "DeriveLesionSizes", DeriveLesionSizes),
-                 ("angle_distance", "DeriveLandmarkMeasures", DeriveLandmarkMeasures))
+_DERIVE_STEPS = (
+    ("detection", "DeriveBoxes", DeriveBoxes),
+    ("tumor_lesion_size", "DeriveLesionSizes", DeriveLesionSizes),
+    ("angle_distance", "DeriveLandmarkMeasures", DeriveLandmarkMeasures),
+)
 
 
 class _ValidatePairsFn(QuarantiningFn):
@@ -453,8 +504,10 @@ class ValidatePairs(beam.PTransform):
             pairs
             # Fixed-size batches: letting BatchElements grow them from 1 raised the DirectRunner's peak RSS
             # by 630 MB at 512x512x300 (214 MB when fixed).
-            | "Batch" >> beam.BatchElements(min_batch_size=self._max_rows, max_batch_size=self._max_rows,
-                                            element_size_fn=len, record_metrics=False)
+            | "Batch"
+            >> beam.BatchElements(
+                min_batch_size=self._max_rows, max_batch_size=self._max_rows, element_size_fn=len, record_metrics=False
+            )
             | Guarded("validate", _ValidatePairsFn())
         )
 
@@ -475,9 +528,19 @@ class CheckUniqueIds(beam.PTransform):
     def expand(self, pairs):
         return (
             pairs
-            | "IdAndOrigin" >> beam.FlatMap(lambda bundle: [(row["sample_id"], "/".join(
-                str(row.get(key)) for key in ("dataset", "case_id", "sequence", "plane", "slice_index", "label")))
-                for row in bundle.rows])
+            | "IdAndOrigin"
+            >> beam.FlatMap(
+                lambda bundle: [
+                    (
+                        row["sample_id"],
+                        "/".join(
+                            str(row.get(key))
+                            for key in ("dataset", "case_id", "sequence", "plane", "slice_index", "label")
+                        ),
+                    )
+                    for row in bundle.rows
+                ]
+            )
             | "TwoPerId" >> beam.combiners.Sample.FixedSizePerKey(2)
             | "FailOnDuplicate" >> beam.Map(_fail_on_duplicates)
         )

@@ -12,6 +12,7 @@ Native readers (nibabel, SimpleITK, pydicom) need real files, so remote objects 
 into a temporary folder of their own (one folder per object: two objects that share a stem,
 e.g. `x.nii` and `x.nii.gz`, must never meet in one folder).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,6 +44,7 @@ def _filesystems():
     """Beam's FileSystems, imported on first use: Beam takes about a second to import, and listing
     sources or parsing options must not pay it."""
     from apache_beam.io.filesystems import FileSystems
+
     return FileSystems
 
 
@@ -75,8 +77,10 @@ SCHEME_MODULES = {GCS: ("gcsfs", "gcsfs"), "s3://": ("boto3", "boto3")}
 
 def _missing(uri: str, package: str) -> MissingDependency:
     scheme = uri.split("://", 1)[0]
-    return MissingDependency(f"{scheme}:// locations need the Python package {package}, which is not installed in "
-                             f"this environment: pip install {package} (or reinstall this tool: pip install .)")
+    return MissingDependency(
+        f"{scheme}:// locations need the Python package {package}, which is not installed in "
+        f"this environment: pip install {package} (or reinstall this tool: pip install .)"
+    )
 
 
 def require_scheme(uri: str) -> None:
@@ -103,7 +107,7 @@ def _is_gcs(uri: str) -> bool:
 
 
 def _gcs_path(uri: str) -> str:
-    return uri[len(GCS):]
+    return uri[len(GCS) :]
 
 
 def is_remote(uri: str) -> bool:
@@ -159,10 +163,11 @@ def list_tree(root: str) -> list[str]:
     elif is_remote(base):
         paths = [m.path for m in _filesystems().match([base + "/**"])[0].metadata_list]
     else:
-        paths = [os.path.join(folder, name).replace(os.sep, "/") for folder, _, names in os.walk(base)
-                 for name in names]
+        paths = [
+            os.path.join(folder, name).replace(os.sep, "/") for folder, _, names in os.walk(base) for name in names
+        ]
     prefix = base + "/"
-    return sorted(path[len(prefix):] for path in paths if path.startswith(prefix))
+    return sorted(path[len(prefix) :] for path in paths if path.startswith(prefix))
 
 
 def is_empty_location(uri: str) -> bool:
@@ -267,15 +272,16 @@ def inside_root(uri: str, root: str) -> bool:
     base, path = root.rstrip("/"), uri.rstrip("/")
     if path != base and not path.startswith(base + "/"):
         return False
-    return not {".", ".."} & set(path[len(base):].split("/"))
+    return not {".", ".."} & set(path[len(base) :].split("/"))
 
 
 def _check_links_stay_inside(path: str, root: str) -> None:
     """`unsafe_path` unless the path, its links resolved, is inside `root`'s own resolved path."""
     real, real_root = os.path.realpath(path), os.path.realpath(root)
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
-        raise PipelineError(Reason.UNSAFE_PATH, "a link leads outside the source root; only files inside it "
-                            "are read", path)
+        raise PipelineError(
+            Reason.UNSAFE_PATH, "a link leads outside the source root; only files inside it are read", path
+        )
 
 
 def check_confined(uri: str, root: str) -> None:
@@ -308,8 +314,9 @@ def _open_local_regular(path: str, max_bytes: int):
 
 def _check_size(n_bytes: int, max_bytes: int, uri: str) -> None:
     if n_bytes > max_bytes:
-        raise PipelineError(Reason.TOO_LARGE, f"input holds {n_bytes:,} bytes, over the budget of {max_bytes:,} "
-                            "(--max-volume-mb)", uri)
+        raise PipelineError(
+            Reason.TOO_LARGE, f"input holds {n_bytes:,} bytes, over the budget of {max_bytes:,} (--max-volume-mb)", uri
+        )
 
 
 def open_input(uri: str, root: str = "", max_bytes: int = DEFAULT_MAX_INPUT_BYTES):
@@ -449,8 +456,7 @@ def localized_archive(uri: str, max_bytes: int) -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def localized_folder(uri: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
-                     root: str = "") -> Iterator[tuple[str, str]]:
+def localized_folder(uri: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES, root: str = "") -> Iterator[tuple[str, str]]:
     """Yield (local folder, sha256) for every object directly under `uri` (a DICOM series folder),
     at most `max_bytes` together.
 

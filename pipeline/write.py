@@ -9,6 +9,7 @@ size, which makes the runner materialise them once more before the shuffle. A bu
 gives byte-identical files on any runner. The rows and bytes of each partition are also counted from
 the rows themselves: the exact numbers the reconciliation checks the written footers against.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,8 +55,12 @@ def column_paths(fields, prefix: str = "") -> list[str]:
 
 def parquet_options(schema: pa.Schema) -> dict:
     """PARQUET_OPTIONS with zstd on every column except the PNG bytes."""
-    return {**PARQUET_OPTIONS, "compression": {path: "none" if path == STORED_AS_IS else PARQUET_OPTIONS["compression"]
-                                               for path in column_paths(schema)}}
+    return {
+        **PARQUET_OPTIONS,
+        "compression": {
+            path: "none" if path == STORED_AS_IS else PARQUET_OPTIONS["compression"] for path in column_paths(schema)
+        },
+    }
 
 
 def partition_of(row: dict) -> str:
@@ -65,9 +70,14 @@ def partition_of(row: dict) -> str:
 
 def planned_partition_bytes(plan: CasePlan, tasks=TASKS) -> list[tuple[str, int]]:
     """(partition, estimated bytes) of the pairs of `tasks` a case plan will make, as `row_bytes` counts them."""
-    return [(partition_of({"dataset": plan.case.dataset, "task": estimate.task, "split": plan.split}),
-             estimate.png_bytes + estimate.pairs * ROW_OVERHEAD_BYTES) for estimate in plan.pair_estimate
-            if estimate.task in tasks]
+    return [
+        (
+            partition_of({"dataset": plan.case.dataset, "task": estimate.task, "split": plan.split}),
+            estimate.png_bytes + estimate.pairs * ROW_OVERHEAD_BYTES,
+        )
+        for estimate in plan.pair_estimate
+        if estimate.task in tasks
+    ]
 
 
 def row_bytes(row: dict) -> int:
@@ -107,9 +117,10 @@ def record_batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
     others = schema.remove(index)
     batch = pa.RecordBatch.from_pylist([file_row(row, others) for row in rows], schema=others)
     images = [row["image"] for row in rows]
-    image = pa.StructArray.from_arrays([binary_array([i.get("bytes") for i in images]),
-                                        pa.array([i.get("path") for i in images], pa.string())],
-                                       fields=list(field.type))
+    image = pa.StructArray.from_arrays(
+        [binary_array([i.get("bytes") for i in images]), pa.array([i.get("path") for i in images], pa.string())],
+        fields=list(field.type),
+    )
     return batch.add_column(index, field, image).replace_schema_metadata(schema.metadata)
 
 
@@ -122,10 +133,15 @@ def binary_array(values: list) -> pa.Array:
     if offsets[-1] >= 2**31:  # beyond binary's 32-bit offsets: let Arrow say so
         return pa.array(values, pa.binary())
     n_nulls = len(values) - len(present)
-    validity = (pa.py_buffer(np.packbits([value is not None for value in values], bitorder="little"))
-                if n_nulls else None)
-    return pa.Array.from_buffers(pa.binary(), len(values), [validity, pa.py_buffer(offsets.astype(np.int32)),
-                                                            pa.py_buffer(b"".join(present))], null_count=n_nulls)
+    validity = (
+        pa.py_buffer(np.packbits([value is not None for value in values], bitorder="little")) if n_nulls else None
+    )
+    return pa.Array.from_buffers(
+        pa.binary(),
+        len(values),
+        [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(present))],
+        null_count=n_nulls,
+    )
 
 
 def _row_groups(rows: list[dict]):
@@ -183,9 +199,16 @@ class WriteTable(beam.PTransform):
     Returns the per-partition counts {"partition", "rows", "bytes"} for reconciliation.
     """
 
-    def __init__(self, output: str, partition_fn, table_of, target_file_mb: float,
-                 settings: storage.StorageSettings = storage.StorageSettings(),
-                 progress: ProgressMarks = ProgressMarks(), planned_bytes=None):
+    def __init__(
+        self,
+        output: str,
+        partition_fn,
+        table_of,
+        target_file_mb: float,
+        settings: storage.StorageSettings = storage.StorageSettings(),
+        progress: ProgressMarks = ProgressMarks(),
+        planned_bytes=None,
+    ):
         super().__init__()
         self._output, self._partition_fn, self._table_of = output, partition_fn, table_of
         self._target_file_mb, self._settings, self._progress = target_file_mb, settings, progress
@@ -196,15 +219,17 @@ class WriteTable(beam.PTransform):
         keyed = bundles | "ByPartition" >> beam.Map(lambda bundle: (partition_fn(bundle.rows[0]), bundle))
         totals = (
             keyed
-            | "RowsAndBytes" >> beam.MapTuple(lambda partition, bundle: (partition,
-                                                                         (len(bundle), bundle_bytes(bundle))))
+            | "RowsAndBytes"
+            >> beam.MapTuple(lambda partition, bundle: (partition, (len(bundle), bundle_bytes(bundle))))
             | "SumPerPartition" >> beam.CombinePerKey(lambda values: tuple(map(sum, zip(*values))) or (0, 0))
         )
         if self._planned_bytes is None:
             sizes = totals | "RowBytes" >> beam.MapTuple(lambda partition, t: (partition, t[1]))
         else:
             sizes = self._planned_bytes | "PlannedPerPartition" >> beam.CombinePerKey(sum)
-        shards = sizes | "ShardCount" >> beam.MapTuple(lambda partition, size: (partition, shard_count(size, target_mb)))
+        shards = sizes | "ShardCount" >> beam.MapTuple(
+            lambda partition, size: (partition, shard_count(size, target_mb))
+        )
         _ = (
             keyed
             | "AssignShard" >> beam.Map(_with_shard_key, beam.pvalue.AsDict(shards))
@@ -212,23 +237,38 @@ class WriteTable(beam.PTransform):
             | "WriteShard" >> beam.ParDo(_WriteShardFn(self._output, self._table_of, self._settings, self._progress))
         )
         return totals | "AsRecords" >> beam.MapTuple(
-            lambda partition, t: {"partition": partition, "rows": t[0], "bytes": t[1]})
+            lambda partition, t: {"partition": partition, "rows": t[0], "bytes": t[1]}
+        )
 
 
 class WritePairs(beam.PTransform):
     """Pair bundles -> per-partition counts: `WriteTable` into hive partitions, files sized from the case
     plans' estimates of `tasks` (known before any row exists, so the rows cross one shuffle)."""
 
-    def __init__(self, output: str, plans, tasks: tuple[str, ...], target_file_mb: float,
-                 settings: storage.StorageSettings, progress: ProgressMarks):
+    def __init__(
+        self,
+        output: str,
+        plans,
+        tasks: tuple[str, ...],
+        target_file_mb: float,
+        settings: storage.StorageSettings,
+        progress: ProgressMarks,
+    ):
         super().__init__()
         self._output, self._plans, self._tasks = output, plans, tasks
         self._target_file_mb, self._settings, self._progress = target_file_mb, settings, progress
 
     def expand(self, pairs):
         planned = self._plans | "PlannedBytes" >> beam.FlatMap(planned_partition_bytes, self._tasks)
-        return pairs | WriteTable(self._output, partition_of, lambda row: row["task"], self._target_file_mb,
-                                  self._settings, self._progress, planned_bytes=planned)
+        return pairs | WriteTable(
+            self._output,
+            partition_of,
+            lambda row: row["task"],
+            self._target_file_mb,
+            self._settings,
+            self._progress,
+            planned_bytes=planned,
+        )
 
 
 class WriteQuarantine(beam.PTransform):
@@ -239,7 +279,14 @@ class WriteQuarantine(beam.PTransform):
         self._output, self._target_file_mb, self._settings = output, target_file_mb, settings
 
     def expand(self, quarantine):
-        return (quarantine
-                | "OneRowBundles" >> beam.Map(lambda row: RowBundle((row,)))
-                | WriteTable(self._output, lambda row: QUARANTINE_PARTITION, lambda row: QUARANTINE_PARTITION,
-                             self._target_file_mb, self._settings))
+        return (
+            quarantine
+            | "OneRowBundles" >> beam.Map(lambda row: RowBundle((row,)))
+            | WriteTable(
+                self._output,
+                lambda row: QUARANTINE_PARTITION,
+                lambda row: QUARANTINE_PARTITION,
+                self._target_file_mb,
+                self._settings,
+            )
+        )

@@ -1,4 +1,5 @@
 """Row builders: the one place where numpy and domain values become output rows (plain Python)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,9 +16,16 @@ from transforms.prompts import prompt_and_answer
 from transforms.slice_labels import SliceLabels, derive_slice
 
 
-def provenance(case: CaseRef, geometry: dict, sha256_by_uri: dict[str, str],
-               resampling: str, pipeline_version: str, params_hash: str, conventions: str = "default",
-               prompt_style: str = "default") -> dict:
+def provenance(
+    case: CaseRef,
+    geometry: dict,
+    sha256_by_uri: dict[str, str],
+    resampling: str,
+    pipeline_version: str,
+    params_hash: str,
+    conventions: str = "default",
+    prompt_style: str = "default",
+) -> dict:
     """The provenance struct of every pair of a case: an allowlist of geometry fields, no header text."""
     landmarks_uri = case.landmarks.uri if case.landmarks else None
     return {
@@ -50,8 +58,16 @@ def provenance(case: CaseRef, geometry: dict, sha256_by_uri: dict[str, str],
 
 def pair_sample_id(record: SliceRecord, task: str, target: str) -> str:
     case, content = record.case, record.content
-    return ids.sample_id(case.dataset, case.case_id, content.sequence, content.plane, content.slice_index,
-                         task, target, record.provenance["params_hash"])
+    return ids.sample_id(
+        case.dataset,
+        case.case_id,
+        content.sequence,
+        content.plane,
+        content.slice_index,
+        task,
+        target,
+        record.provenance["params_hash"],
+    )
 
 
 def _common(record: SliceRecord, task: str, target: str) -> dict:
@@ -75,8 +91,11 @@ def _common(record: SliceRecord, task: str, target: str) -> dict:
         "image_height_px": int(rows_px),
         "pixel_spacing_mm": None if content.square_spacing_mm is None else float(content.square_spacing_mm),
         "pixel_spacing_mm_row_col": [float(v) for v in content.spacing_mm_row_col],
-        "intensity_window": {"name": content.window.name, "low": float(content.window.low),
-                             "high": float(content.window.high)},
+        "intensity_window": {
+            "name": content.window.name,
+            "low": float(content.window.low),
+            "high": float(content.window.high),
+        },
         "provenance": record.provenance,
     }
 
@@ -103,25 +122,31 @@ def detection_row(record: SliceRecord, box: ComponentBox) -> dict:
     content = record.content
     rows_px, cols_px = content.shape_rows_cols
     row = _common(record, "detection", detection_target(box))
-    row.update({
-        "label": box.label,
-        "label_name": record.case.label_names.get(box.label),
-        "box_xyxy_px": [float(v) for v in box.box_xyxy_px],
-        "box_xyxy_norm": [float(v) for v in box.normalised_xyxy(content.shape_rows_cols)],
-        "box_size_mm": [float(v) for v in box.size_mm(content.spacing_mm_row_col)],
-        "area_px": box.area_px,
-        "component_index": box.component_index,
-        "n_components": box.n_components,
-        "single_instance": box.single_instance,
-        "box_medvision_rel": benchmark_box_target(box.box_xyxy_px, cols_px, rows_px)
-        if conventions_of(record).benchmark_box_target else None,
-    })
+    row.update(
+        {
+            "label": box.label,
+            "label_name": record.case.label_names.get(box.label),
+            "box_xyxy_px": [float(v) for v in box.box_xyxy_px],
+            "box_xyxy_norm": [float(v) for v in box.normalised_xyxy(content.shape_rows_cols)],
+            "box_size_mm": [float(v) for v in box.size_mm(content.spacing_mm_row_col)],
+            "area_px": box.area_px,
+            "component_index": box.component_index,
+            "n_components": box.n_components,
+            "single_instance": box.single_instance,
+            "box_medvision_rel": benchmark_box_target(box.box_xyxy_px, cols_px, rows_px)
+            if conventions_of(record).benchmark_box_target
+            else None,
+        }
+    )
     return with_text(row, record)
 
 
 def too_many_components(label: int, count: int) -> Rejection:
-    return Rejection(Reason.TOO_MANY_COMPONENTS, f"label {label} is in {count} pieces in this slice, over "
-                     f"{MAX_COMPONENTS_PER_LABEL}: its pairs of this slice are refused together")
+    return Rejection(
+        Reason.TOO_MANY_COMPONENTS,
+        f"label {label} is in {count} pieces in this slice, over "
+        f"{MAX_COMPONENTS_PER_LABEL}: its pairs of this slice are refused together",
+    )
 
 
 def slice_labels(record: SliceRecord) -> SliceLabels:
@@ -130,9 +155,13 @@ def slice_labels(record: SliceRecord) -> SliceLabels:
     if content.derived is not None:
         return content.derived
     conventions = conventions_of(record)
-    return derive_slice(content.labels_2d, content.spacing_mm_row_col, record.case.lesion_labels,
-                        measure_several=not conventions.single_instance_only,
-                        measurement=conventions.lesion_measurement)
+    return derive_slice(
+        content.labels_2d,
+        content.spacing_mm_row_col,
+        record.case.lesion_labels,
+        measure_several=not conventions.single_instance_only,
+        measurement=conventions.lesion_measurement,
+    )
 
 
 def detection_pairs(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Rejection]]]:
@@ -142,13 +171,23 @@ def detection_pairs(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Re
     for box in slice_labels(record).boxes:
         if box.n_components > MAX_COMPONENTS_PER_LABEL:
             if box.component_index == 0:  # one refusal for the label's pieces in this slice
-                dropped.append((pair_sample_id(record, "detection", detection_target(box)),
-                                too_many_components(box.label, box.n_components)))
+                dropped.append(
+                    (
+                        pair_sample_id(record, "detection", detection_target(box)),
+                        too_many_components(box.label, box.n_components),
+                    )
+                )
         elif conventions.single_instance_only and not box.single_instance:
-            detail = (f"label {box.label}: {box.n_components} component(s), box {box.width_px}x{box.height_px} px; "
-                      "MedVision keeps one component with both sides >= 10 px")
-            dropped.append((pair_sample_id(record, "detection", detection_target(box)),
-                            Rejection(Reason.NOT_SINGLE_INSTANCE, detail)))
+            detail = (
+                f"label {box.label}: {box.n_components} component(s), box {box.width_px}x{box.height_px} px; "
+                "MedVision keeps one component with both sides >= 10 px"
+            )
+            dropped.append(
+                (
+                    pair_sample_id(record, "detection", detection_target(box)),
+                    Rejection(Reason.NOT_SINGLE_INSTANCE, detail),
+                )
+            )
         else:
             pairs.append(detection_row(record, box))
     return pairs, dropped
@@ -163,27 +202,28 @@ def _points(points) -> list[list[float]]:
     return [[float(x), float(y)] for x, y in points]
 
 
-def lesion_size_row(record: SliceRecord, label: int, component_index: int, n_components: int,
-                    size: LesionSize) -> dict:
+def lesion_size_row(record: SliceRecord, label: int, component_index: int, n_components: int, size: LesionSize) -> dict:
     """One tumour/lesion size pair: ellipse and RECIST diameters of a target-label component."""
     row = _common(record, "tumor_lesion_size", lesion_target(label, component_index))
-    row.update({
-        "label": label,
-        "label_name": record.case.label_names.get(label),
-        "major_axis_mm": size.major_axis_mm,
-        "minor_axis_mm": size.minor_axis_mm,
-        "ellipse_center_xy_px": [float(v) for v in size.ellipse_center_xy_px],
-        "ellipse_angle_deg": size.ellipse_angle_deg,
-        "major_axis_endpoints_xy_px": _points(size.major_axis_endpoints_xy_px),
-        "minor_axis_endpoints_xy_px": _points(size.minor_axis_endpoints_xy_px),
-        "longest_diameter_mm": size.longest_diameter_mm,
-        "perpendicular_diameter_mm": size.perpendicular_diameter_mm,
-        "longest_diameter_endpoints_xy_px": _points(size.longest_diameter_endpoints_xy_px),
-        "perpendicular_diameter_endpoints_xy_px": _points(size.perpendicular_diameter_endpoints_xy_px),
-        "area_mm2": size.area_mm2,
-        "component_index": component_index,
-        "n_components": n_components,
-    })
+    row.update(
+        {
+            "label": label,
+            "label_name": record.case.label_names.get(label),
+            "major_axis_mm": size.major_axis_mm,
+            "minor_axis_mm": size.minor_axis_mm,
+            "ellipse_center_xy_px": [float(v) for v in size.ellipse_center_xy_px],
+            "ellipse_angle_deg": size.ellipse_angle_deg,
+            "major_axis_endpoints_xy_px": _points(size.major_axis_endpoints_xy_px),
+            "minor_axis_endpoints_xy_px": _points(size.minor_axis_endpoints_xy_px),
+            "longest_diameter_mm": size.longest_diameter_mm,
+            "perpendicular_diameter_mm": size.perpendicular_diameter_mm,
+            "longest_diameter_endpoints_xy_px": _points(size.longest_diameter_endpoints_xy_px),
+            "perpendicular_diameter_endpoints_xy_px": _points(size.perpendicular_diameter_endpoints_xy_px),
+            "area_mm2": size.area_mm2,
+            "component_index": component_index,
+            "n_components": n_components,
+        }
+    )
     return with_text(row, record)
 
 
@@ -200,11 +240,15 @@ def lesion_rows(record: SliceRecord) -> tuple[list[dict], list[tuple[str, Reject
         if count > MAX_COMPONENTS_PER_LABEL:
             size = too_many_components(label, count)
         elif conventions.single_instance_only and count > 1:
-            size = Rejection(Reason.NOT_SINGLE_INSTANCE, f"label {label} has {count} components in the slice; "
-                             "MedVision keeps slices with one")
+            size = Rejection(
+                Reason.NOT_SINGLE_INSTANCE,
+                f"label {label} has {count} components in the slice; MedVision keeps slices with one",
+            )
         elif size is None:
-            raise ValueError(f"label {label} component {index} of {count} was cut without its measurement; "
-                             "cut the slices with measure_several=True for these conventions")
+            raise ValueError(
+                f"label {label} component {index} of {count} was cut without its measurement; "
+                "cut the slices with measure_several=True for these conventions"
+            )
         if isinstance(size, Rejection):
             rejected.append((pair_sample_id(record, "tumor_lesion_size", lesion_target(label, index)), size))
         else:
@@ -216,15 +260,17 @@ def measurement_row(record: SliceRecord, placed: PlacedMeasurement) -> dict:
     """One angle/distance pair: the measured value and its landmarks in this slice's pixels."""
     measurement, value = placed.measurement, placed.value
     row = _common(record, "angle_distance", f"measurement={measurement.name}")
-    row.update({
-        "metric_name": measurement.name,
-        "metric_description": measurement.description or None,
-        "metric_type": measurement.kind,
-        "value": float(value.value),
-        "unit": value.unit,
-        "directed_angle_deg": None if value.directed_angle_deg is None else float(value.directed_angle_deg),
-        "landmarks_xy_px": [{"name": name, "x": float(x), "y": float(y)} for name, x, y in placed.landmarks_xy_px],
-    })
+    row.update(
+        {
+            "metric_name": measurement.name,
+            "metric_description": measurement.description or None,
+            "metric_type": measurement.kind,
+            "value": float(value.value),
+            "unit": value.unit,
+            "directed_angle_deg": None if value.directed_angle_deg is None else float(value.directed_angle_deg),
+            "landmarks_xy_px": [{"name": name, "x": float(x), "y": float(y)} for name, x, y in placed.landmarks_xy_px],
+        }
+    )
     return with_text(row, record, measurement.points)
 
 
@@ -233,8 +279,16 @@ def measurement_rows(record: SliceRecord) -> list[dict]:
     return [measurement_row(record, placed) for placed in record.content.measurements]
 
 
-def quarantine_row(dataset: str, case_id: str, source_uri: str, stage: str, reason: str, message: str,
-                   pipeline_version: str, sample_id: str | None = None) -> dict:
+def quarantine_row(
+    dataset: str,
+    case_id: str,
+    source_uri: str,
+    stage: str,
+    reason: str,
+    message: str,
+    pipeline_version: str,
+    sample_id: str | None = None,
+) -> dict:
     """A quarantined input or pair: where it came from, which stage refused it and why."""
     return {
         "dataset": dataset,

@@ -1,5 +1,6 @@
 """A PNG kept in the build's scratch folder instead of in a row (`pipeline.spill`): rows carry this reference
 through the runner's buffers and shuffles, and the write step puts the bytes back."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """Validation of output rows: the table schema plus the semantic invariants of each task."""
+
 from __future__ import annotations
 
 import math
@@ -67,14 +68,17 @@ def _common_problems(row: dict) -> list[str]:
     elif size is None:
         problems.append("image bytes are not a PNG")
     elif size != (row.get("image_width_px"), row.get("image_height_px")):
-        problems.append(f"PNG is {size[0]}x{size[1]} px but the row says "
-                        f"{row.get('image_width_px')}x{row.get('image_height_px')}")
+        problems.append(
+            f"PNG is {size[0]}x{size[1]} px but the row says {row.get('image_width_px')}x{row.get('image_height_px')}"
+        )
     spacing = row.get("pixel_spacing_mm_row_col") or []
     if len(spacing) != 2 or not all(math.isfinite(v) and v > 0 for v in spacing):
         problems.append(f"pixel_spacing_mm_row_col {spacing} is not two positive mm values")
     window = row.get("intensity_window") or {}
-    if not all(isinstance(window.get(k), float) and math.isfinite(window[k]) for k in ("low", "high")) \
-            or not window["low"] < window["high"]:
+    if (
+        not all(isinstance(window.get(k), float) and math.isfinite(window[k]) for k in ("low", "high"))
+        or not window["low"] < window["high"]
+    ):
         problems.append(f"intensity_window {window} is not a finite low < high")
     return problems
 
@@ -109,8 +113,11 @@ def _benchmark_box_problems(row: dict) -> list[str]:
         return ["box_medvision_rel missing under --conventions medvision"] if wanted else []
     if not wanted:
         return ["box_medvision_rel set outside --conventions medvision"]
-    if len(target) != 4 or not all(0 <= v <= 1 for v in target) or not (target[0] <= target[2] and
-                                                                         target[1] <= target[3]):
+    if (
+        len(target) != 4
+        or not all(0 <= v <= 1 for v in target)
+        or not (target[0] <= target[2] and target[1] <= target[3])
+    ):
         return [f"box_medvision_rel {target} is not a relative [x_min, y_min, x_max, y_max]"]
     return []
 
@@ -128,8 +135,10 @@ def _inside_image(row: dict, columns: tuple[str, ...]) -> list[str]:
 
 def _lesion_problems(row: dict) -> list[str]:
     problems = []
-    lengths = [row.get(k) for k in ("major_axis_mm", "minor_axis_mm", "longest_diameter_mm",
-                                    "perpendicular_diameter_mm", "area_mm2")]
+    lengths = [
+        row.get(k)
+        for k in ("major_axis_mm", "minor_axis_mm", "longest_diameter_mm", "perpendicular_diameter_mm", "area_mm2")
+    ]
     if not all(isinstance(v, float) and math.isfinite(v) for v in lengths):
         return [f"lengths {lengths} are not all finite numbers"]
     major, minor, longest, perpendicular, area = lengths
@@ -139,9 +148,16 @@ def _lesion_problems(row: dict) -> list[str]:
         problems.append(f"diameters longest {longest} >= perpendicular {perpendicular} > 0 does not hold")
     if area <= 0:
         problems.append(f"area {area} mm2 is not positive")
-    return problems + _inside_image(row, (
-        "ellipse_center_xy_px", "major_axis_endpoints_xy_px", "minor_axis_endpoints_xy_px",
-        "longest_diameter_endpoints_xy_px", "perpendicular_diameter_endpoints_xy_px"))
+    return problems + _inside_image(
+        row,
+        (
+            "ellipse_center_xy_px",
+            "major_axis_endpoints_xy_px",
+            "minor_axis_endpoints_xy_px",
+            "longest_diameter_endpoints_xy_px",
+            "perpendicular_diameter_endpoints_xy_px",
+        ),
+    )
 
 
 def _measurement_problems(row: dict) -> list[str]:
@@ -168,8 +184,11 @@ def _measurement_problems(row: dict) -> list[str]:
     return problems + (_inside_image({**row, "points": points}, ("points",)) if points else [])
 
 
-SEMANTIC_CHECKS = {"detection": _detection_problems, "tumor_lesion_size": _lesion_problems,
-                   "angle_distance": _measurement_problems}
+SEMANTIC_CHECKS = {
+    "detection": _detection_problems,
+    "tumor_lesion_size": _lesion_problems,
+    "angle_distance": _measurement_problems,
+}
 
 
 def pair_problems(row: dict) -> list[str]:

@@ -1,4 +1,5 @@
 """Shared fixtures: NIfTI phantom writers, a tiny MSD-layout dataset and the demo data."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from pipeline import storage
 from pipeline.sources import demo
 from transforms.phantoms import Cuboid, Ellipsoid, centred_affine, intensities, rasterize
 
-
 # --- NIfTI files ------------------------------------------------------------------------------
+
 
 def write_nifti(path, array, affine) -> str:
     """Write a .nii.gz with sform and qform set; returns the path as str."""
@@ -33,8 +34,11 @@ def brain_case(seed: int, orientation: str = "LPS", spacing=(1.0, 1.2, 1.5)):
     """A 4-channel brain-tumour-like 4D image (channels last) and its 3-label map."""
     shape = (40, 36, 30)
     affine = centred_affine(shape, orientation, spacing)
-    structures = (Ellipsoid(1, (0.0, 0.0, 0.0), (12.0, 10.0, 9.0)), Cuboid(2, (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0)),
-                  Cuboid(3, (-2.0, -2.0, -2.0), (2.0, 2.0, 2.0)))
+    structures = (
+        Ellipsoid(1, (0.0, 0.0, 0.0), (12.0, 10.0, 9.0)),
+        Cuboid(2, (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0)),
+        Cuboid(3, (-2.0, -2.0, -2.0), (2.0, 2.0, 2.0)),
+    )
     labels = rasterize(shape, affine, structures)
     channels = [intensities(labels, {1: 300.0 + 50 * c, 2: 600.0, 3: 900.0}, 100.0, 10.0, seed + c) for c in range(4)]
     return np.stack(channels, axis=-1).astype(np.int16), labels, affine
@@ -57,9 +61,16 @@ def make_msd_task(root, n_cases: int = 3, broken: str | None = None) -> str:
         with open(os.path.join(task, "imagesTr", "._" + name), "wb") as handle:
             handle.write(b"\x00\x05\x16\x07 macOS resource fork")
         training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
-    meta = {"name": "BRATS", "licence": "CC-BY-SA 4.0", "tensorImageSize": "4D",
-            "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}, "labels": BRAIN_MSD_LABELS,
-            "numTraining": n_cases, "training": training, "test": []}
+    meta = {
+        "name": "BRATS",
+        "licence": "CC-BY-SA 4.0",
+        "tensorImageSize": "4D",
+        "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+        "labels": BRAIN_MSD_LABELS,
+        "numTraining": n_cases,
+        "training": training,
+        "test": [],
+    }
     with open(os.path.join(task, "dataset.json"), "w") as handle:
         json.dump(meta, handle)
     return task
@@ -135,8 +146,12 @@ def s3_server():
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    options = [f"--s3_endpoint_url=http://127.0.0.1:{port}", "--s3_access_key_id=testing",
-               "--s3_secret_access_key=testing", "--s3_region_name=us-east-1"]
+    options = [
+        f"--s3_endpoint_url=http://127.0.0.1:{port}",
+        "--s3_access_key_id=testing",
+        "--s3_secret_access_key=testing",
+        "--s3_region_name=us-east-1",
+    ]
     SESSION_STORAGE["s3_options"] = PipelineOptions(options)
     FileSystems.set_options(SESSION_STORAGE["s3_options"])
     yield options
@@ -175,16 +190,31 @@ def portable_runner_options():
     """
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     job_port, pool_port = free_port(), free_port()
-    commands = ([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", f"--port={job_port}"],
-                [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"])
-    processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for command in commands]
+    commands = (
+        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", f"--port={job_port}"],
+        [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"],
+    )
+    processes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for command in commands
+    ]
     try:
         for port, process in zip((job_port, pool_port), processes):
             wait_for_port(port, process, timeout_s=60)
-        yield ["--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}", "--environment_type=EXTERNAL",
-               f"--environment_config=localhost:{pool_port}"]
+        yield [
+            "--runner=PortableRunner",
+            f"--job_endpoint=localhost:{job_port}",
+            "--environment_type=EXTERNAL",
+            f"--environment_config=localhost:{pool_port}",
+        ]
     finally:
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def real_cases(tmp_path_factory):
+    """The real clinical cases of ../shared/reference/realdata built in both conventions, once per module."""
+    from tests import realdata_fixtures
+
+    return realdata_fixtures.build_real_cases(tmp_path_factory)

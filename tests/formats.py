@@ -1,4 +1,5 @@
 """Writers that store one phantom as a DICOM series or an MHA/NRRD file (tests only)."""
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,17 @@ def _ct_dataset(sop_class: str, rows: int, columns: int) -> Dataset:
     return dataset
 
 
-def write_dicom_series(folder, array_ijk: np.ndarray, affine_ras: np.ndarray, *, slope=1.0, intercept=-1024.0,
-                       skip_slices=(), duplicate_slice=None, drop_tag=None) -> str:
+def write_dicom_series(
+    folder,
+    array_ijk: np.ndarray,
+    affine_ras: np.ndarray,
+    *,
+    slope=1.0,
+    intercept=-1024.0,
+    skip_slices=(),
+    duplicate_slice=None,
+    drop_tag=None,
+) -> str:
     """A CT series, one file per k-slice, InstanceNumber deliberately reversed (never sort by it).
 
     Faults on request: `skip_slices` leaves slices out, `duplicate_slice` writes one slice twice,
@@ -77,8 +87,9 @@ def write_dicom_series(folder, array_ijk: np.ndarray, affine_ras: np.ndarray, *,
     return str(folder)
 
 
-def write_enhanced_multiframe(path, array_ijk: np.ndarray, affine_ras: np.ndarray, *, slope=2.0,
-                              intercept=-1000.0) -> str:
+def write_enhanced_multiframe(
+    path, array_ijk: np.ndarray, affine_ras: np.ndarray, *, slope=2.0, intercept=-1000.0
+) -> str:
     """One enhanced (multi-frame) CT object: geometry and rescale in functional groups, frames shuffled."""
     from pydicom.uid import EnhancedCTImageStorage
 

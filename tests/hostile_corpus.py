@@ -10,6 +10,7 @@ read what they should not, crash, hang or blow up a build (issue: untrusted inpu
 and returns the root, the expected reason of each case id (None: builds) and the secret strings no
 output byte may contain.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,9 +29,11 @@ TASK = "Task01_Hostile"
 SHAPE, SPACING = (32, 28, 10), (0.8, 0.9, 2.0)
 SECRET_FILE_TEXT = b"SECRET-FILE-5d1c0e7b"
 # Runs the CLI in a fresh interpreter and reports its peak RSS (VmHWM) on the last stderr line.
-CLI_WITH_PEAK = ("import sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
-                 "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
-                 "print(f'peak_kib={hwm}', file=sys.stderr); sys.exit(rc)")
+CLI_WITH_PEAK = (
+    "import sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
+    "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+    "print(f'peak_kib={hwm}', file=sys.stderr); sys.exit(rc)"
+)
 # A label name that would inject a heading and a script into the dataset card if copied as markup.
 MARKUP_LABEL = "organ\n# Injected heading\n<script>alert('card')</script><img src=x onerror=alert(1)>"
 SECRET_ENV = {"AWS_SECRET_ACCESS_KEY": "SECRET-AWS-0a9f3c", "GOOGLE_OAUTH_TOKEN": "SECRET-GCP-77e2b1"}
@@ -84,8 +87,15 @@ class Corpus:
         image = self.write(f"imagesTr/{name}.nii.gz", _nifti_bytes(self.image, self.affine))
         self.add(name, image, reason, self.write(f"labelsTr/{name}{suffix}", data))
 
-    def nifti(self, name: str, reason: Reason | None, array=None, header_edit=None, compress=True,
-              cut_bytes: int | None = None) -> None:
+    def nifti(
+        self,
+        name: str,
+        reason: Reason | None,
+        array=None,
+        header_edit=None,
+        compress=True,
+        cut_bytes: int | None = None,
+    ) -> None:
         data = _nifti_bytes(self.image if array is None else array, self.affine, header_edit, compress)
         suffix = ".nii.gz" if compress else ".nii"
         self.add(name, self.write(f"imagesTr/{name}{suffix}", data[:cut_bytes] if cut_bytes else data), reason)
@@ -94,8 +104,12 @@ class Corpus:
         self.add(name, self.write(f"imagesTr/{name}{suffix}", text.encode()), reason)
 
     def dataset_json(self) -> None:
-        meta = {"name": "hostile", "modality": {"0": "CT"}, "labels": {"0": "background", "1": MARKUP_LABEL},
-                "training": self.entries}
+        meta = {
+            "name": "hostile",
+            "modality": {"0": "CT"},
+            "labels": {"0": "background", "1": MARKUP_LABEL},
+            "training": self.entries,
+        }
         with open(os.path.join(self.task, "dataset.json"), "w") as handle:
             json.dump(meta, handle)
         broken = os.path.join(self.root, "Task03_BrokenIndex")  # a listing that is not JSON: its task only
@@ -105,12 +119,16 @@ class Corpus:
         self.expected["Task03_BrokenIndex"] = Reason.BAD_LISTING.value
 
 
-NRRD_HEADER = ("NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 32 28 10\n"
-               "space directions: (0.8,0,0) (0,0.9,0) (0,0,2)\nkinds: domain domain domain\nendian: little\n"
-               "encoding: raw\nspace origin: (0,0,0)\n")
-META_HEADER = ("ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
-               "TransformMatrix = 1 0 0 0 1 0 0 0 1\nOffset = 0 0 0\nElementSpacing = 0.8 0.9 2\n"
-               "DimSize = 32 28 10\nElementType = MET_SHORT\n")
+NRRD_HEADER = (
+    "NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 32 28 10\n"
+    "space directions: (0.8,0,0) (0,0.9,0) (0,0,2)\nkinds: domain domain domain\nendian: little\n"
+    "encoding: raw\nspace origin: (0,0,0)\n"
+)
+META_HEADER = (
+    "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+    "TransformMatrix = 1 0 0 0 1 0 0 0 1\nOffset = 0 0 0\nElementSpacing = 0.8 0.9 2\n"
+    "DimSize = 32 28 10\nElementType = MET_SHORT\n"
+)
 
 
 def _confinement_cases(corpus: Corpus, links: bool) -> None:
@@ -162,6 +180,7 @@ def _link_cases(corpus: Corpus, other: str) -> None:
 def _set(field, value):
     def edit(header):
         header[field] = value
+
     return edit
 
 
@@ -170,7 +189,7 @@ def _decode_cases(corpus: Corpus) -> None:
     corpus.nifti("good_nifti", None)
     corpus.nifti("truncated_nii", Reason.TRUNCATED_FILE, compress=False, cut_bytes=2000)
     corpus.nifti("lying_gz", Reason.TRUNCATED_FILE, header_edit=lambda h: h.set_data_shape((32, 28, 40)))
-    corpus.nifti("offset_past_end", Reason.TRUNCATED_FILE, compress=False, header_edit=_set("vox_offset", 10 ** 6))
+    corpus.nifti("offset_past_end", Reason.TRUNCATED_FILE, compress=False, header_edit=_set("vox_offset", 10**6))
     truncated_mask = _nifti_bytes(corpus.labels, corpus.affine, compress=False)[:1500]
     corpus.mask_case("truncated_mask", truncated_mask, Reason.TRUNCATED_FILE, ".nii")
     corpus.mask_case("not_dicom_mask", b"this is not DICOM" * 40, Reason.UNREADABLE, ".dcm")
@@ -188,9 +207,9 @@ def _cost_cases(corpus: Corpus) -> None:
     header.set_qform(corpus.affine, code=1)
     bomb = gzip.compress(header.binaryblock + b"\x00" * 4 + b"\x00" * (8 << 20), mtime=0)  # 1 Gvoxel declared
     corpus.add("zeros_bomb", corpus.write("imagesTr/zeros_bomb.nii.gz", bomb), Reason.TOO_LARGE)
-    corpus.nifti("big_extensions", Reason.TOO_LARGE, header_edit=_set("vox_offset", 2 ** 31))
+    corpus.nifti("big_extensions", Reason.TOO_LARGE, header_edit=_set("vox_offset", 2**31))
     huge_label = corpus.labels.astype(np.int32)
-    huge_label[huge_label == 1] = 2 ** 26
+    huge_label[huge_label == 1] = 2**26
     corpus.mask_case("label_2_26", huge_label, Reason.UNKNOWN_LABEL)
     # loads, but each slice's label is in over MAX_COMPONENTS_PER_LABEL pieces: refused slice by slice
     corpus.mask_case("checkerboard", (np.indices(SHAPE).sum(axis=0) % 2).astype(np.uint8), None)
@@ -198,31 +217,36 @@ def _cost_cases(corpus: Corpus) -> None:
 
 def _wrong_data_cases(corpus: Corpus) -> None:
     """Headers that used to be guessed at, or refused with the wrong reason."""
+
     def no_forms_zero_pixdim(header):
         header.set_sform(None, code=0)
         header.set_qform(None, code=0)
         header["pixdim"] = [1, 0, 0, 0, 1, 1, 1, 1]
+
     corpus.nifti("pixdim_zero", Reason.BAD_AFFINE, header_edit=no_forms_zero_pixdim)
 
     def nan_quaternion(header):
         header.set_sform(None, code=0)
         header["quatern_b"] = np.nan
+
     corpus.nifti("nan_quaternion", Reason.BAD_AFFINE, header_edit=nan_quaternion)
     corpus.nifti("complex_image", Reason.UNSUPPORTED_PIXEL_TYPE, array=corpus.image.astype(np.complex64))
     rgb = np.zeros(SHAPE, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
     corpus.nifti("rgb_image", Reason.UNSUPPORTED_PIXEL_TYPE, array=rgb)
     corpus.nifti("nan_image", Reason.NONFINITE_IMAGE, array=np.full(SHAPE, np.nan, np.float32))
+
     def overflowing_slope(header):
         header["scl_slope"], header["scl_inter"] = 1e38, 0.0
+
     corpus.nifti("slope_overflow", Reason.NONFINITE_IMAGE, header_edit=overflowing_slope)
     corpus.nifti("five_d", Reason.BAD_SHAPE, array=np.zeros(SHAPE + (1, 2), np.int16))
     corpus.nifti("negative_dim", Reason.BAD_SHAPE, header_edit=_set("dim", [3, 32, -28, 10, 1, 1, 1, 1]))
     corpus.mask_case("uint64_mask", corpus.labels.astype(np.uint64), None)
     corpus.mask_case("two_channel_mask", np.stack([corpus.labels] * 2, axis=-1), Reason.BAD_SHAPE)
-    corpus.mask_case("float_label_2_31", corpus.labels.astype(np.float32) * 2.0 ** 31, Reason.UNKNOWN_LABEL)
+    corpus.mask_case("float_label_2_31", corpus.labels.astype(np.float32) * 2.0**31, Reason.UNKNOWN_LABEL)
     header = nib.Nifti2Header()
     header.set_data_dtype(np.int16)
-    header.set_data_shape((2 ** 31, 2 ** 31, 2 ** 31))
+    header.set_data_shape((2**31, 2**31, 2**31))
     header.set_qform(corpus.affine, code=1)
     overflow = gzip.compress(header.binaryblock + b"\x00" * 4 + b"\x00" * 4096, mtime=0)
     corpus.add("nifti2_overflow", corpus.write("imagesTr/nifti2_overflow.nii.gz", overflow), Reason.TOO_LARGE)

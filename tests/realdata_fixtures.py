@@ -6,6 +6,7 @@ Layout written under a temporary root: `Dataset001_CT` (lung1) and `Dataset002_M
 T/L target (`--lesion-labels lesion`). Ending `.nrrd` copies the files; `.nii.gz` converts them with
 SimpleITK (an independent writer), so both give the same cases from different readers.
 """
+
 from __future__ import annotations
 
 import ast
@@ -27,8 +28,10 @@ from transforms.caseref import CaseRef
 from transforms.medvision import CONVENTIONS
 
 REALDATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "realdata" / "pyradiomics"
-needs_realdata = pytest.mark.skipif(not (REALDATA / "baseline_shape.csv").is_file(),
-                                    reason="../shared/reference/realdata is absent: no real clinical cases to test on")
+needs_realdata = pytest.mark.skipif(
+    not (REALDATA / "baseline_shape.csv").is_file(),
+    reason="../shared/reference/realdata is absent: no real clinical cases to test on",
+)
 DATASETS = {"Dataset001_CT": ("CT", ("lung1",)), "Dataset002_MR": ("MRI", ("brain1", "breast1"))}
 CASE_NAMES = ("lung1", "brain1", "breast1")
 
@@ -40,12 +43,21 @@ def write_layout(root: pathlib.Path, ending: str = ".nrrd") -> dict[str, CaseRef
         (task / "imagesTr").mkdir(parents=True)
         (task / "labelsTr").mkdir()
         for name in names:
-            for source, target in ((f"{name}_image.nrrd", f"imagesTr/{name}_0000{ending}"),
-                                   (f"{name}_label.nrrd", f"labelsTr/{name}{ending}")):
+            for source, target in (
+                (f"{name}_image.nrrd", f"imagesTr/{name}_0000{ending}"),
+                (f"{name}_label.nrrd", f"labelsTr/{name}{ending}"),
+            ):
                 _copy_or_convert(REALDATA / source, task / target)
-        (task / "dataset.json").write_text(json.dumps({"channel_names": {"0": channel},
-                                                       "labels": {"background": 0, "lesion": 1},
-                                                       "numTraining": len(names), "file_ending": ending}))
+        (task / "dataset.json").write_text(
+            json.dumps(
+                {
+                    "channel_names": {"0": channel},
+                    "labels": {"background": 0, "lesion": 1},
+                    "numTraining": len(names),
+                    "file_ending": ending,
+                }
+            )
+        )
     source = NnunetSource()
     cases = LesionTargets(names=("lesion",)).apply(source, source.list_cases(str(root)))
     return {case.case_id.rpartition("/")[2]: case for case in cases}
@@ -56,6 +68,7 @@ def _copy_or_convert(source: pathlib.Path, target: pathlib.Path) -> None:
         shutil.copy(source, target)
         return
     import SimpleITK as sitk
+
     sitk.WriteImage(sitk.ReadImage(str(source)), str(target))
 
 
@@ -81,17 +94,22 @@ def pairs_of(loaded: LoadedCase, conventions: str) -> Built:
     chosen = CONVENTIONS[conventions]
     provenance = row_builders.provenance(loaded.case, loaded.geometry, {}, "nearest", "test", "0" * 16, conventions)
     built = Built(loaded, [], [], [], [])
-    for content in extract_slices(loaded, chosen.spacing or "finest", chosen.display,
-                                  measure_several=not chosen.single_instance_only,
-                                  measurement=chosen.lesion_measurement):
+    for content in extract_slices(
+        loaded,
+        chosen.spacing or "finest",
+        chosen.display,
+        measure_several=not chosen.single_instance_only,
+        measurement=chosen.lesion_measurement,
+    ):
         record = SliceRecord(loaded.case, "train", provenance, content)
         boxes, dropped_boxes = row_builders.detection_pairs(record)
         lesions, refused = row_builders.lesion_rows(record)
         built.detection += boxes
         built.lesions += lesions
         built.dropped += dropped_boxes + refused
-        built.boxes += [(content.plane, content.slice_index, box.box_xyxy_px)
-                        for box in row_builders.slice_labels(record).boxes]
+        built.boxes += [
+            (content.plane, content.slice_index, box.box_xyxy_px) for box in row_builders.slice_labels(record).boxes
+        ]
     return built
 
 
@@ -99,12 +117,13 @@ def lesion_rows_of(loaded: LoadedCase, conventions: str) -> list[dict]:
     return pairs_of(loaded, conventions).lesions
 
 
-@pytest.fixture(scope="module")
-def real_cases(tmp_path_factory) -> dict[str, dict[str, Built]]:
-    """The three NRRD cases built once per test module in both conventions: name -> conventions -> `Built`."""
+def build_real_cases(tmp_path_factory) -> dict[str, dict[str, Built]]:
+    """The three NRRD cases built in both conventions: name -> conventions -> `Built` (the `real_cases`
+    fixture of tests/conftest.py, once per test module)."""
     cases = write_layout(tmp_path_factory.mktemp("realdata"))
-    return {name: {conventions: build(case, conventions) for conventions in CONVENTIONS}
-            for name, case in cases.items()}
+    return {
+        name: {conventions: build(case, conventions) for conventions in CONVENTIONS} for name, case in cases.items()
+    }
 
 
 def baseline() -> dict[str, dict[str, str]]:
@@ -121,14 +140,17 @@ def stored_bounding_box(features: dict[str, str]) -> tuple[tuple[int, int], ...]
     return (x, x + size_x), (y, y + size_y), (z, z + size_z)
 
 
-def canonical_bounding_box(stored: tuple[tuple[int, int], ...], orientation: str,
-                           shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+def canonical_bounding_box(
+    stored: tuple[tuple[int, int], ...], orientation: str, shape: tuple[int, ...]
+) -> tuple[tuple[int, int], ...]:
     """A stored-index box in the canonical RAS+ array: axes stored towards L, P or I are reversed.
 
     The three cases are stored axis-aligned (no permutation), so this is all canonicalisation does.
     """
-    return tuple((n - end, n - first) if letter in "LPI" else (first, end)
-                 for (first, end), letter, n in zip(stored, orientation, shape))
+    return tuple(
+        (n - end, n - first) if letter in "LPI" else (first, end)
+        for (first, end), letter, n in zip(stored, orientation, shape)
+    )
 
 
 def mask_bounding_box(mask: np.ndarray) -> tuple[tuple[int, int], ...]:

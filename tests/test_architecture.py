@@ -1,4 +1,5 @@
 """House rules that keep the layers apart."""
+
 from __future__ import annotations
 
 import ast
@@ -29,7 +30,9 @@ def test_transforms_and_schemas_do_not_import_beam():
 
 
 def test_importing_transforms_loads_no_beam():
-    code = ("import sys, transforms.case, transforms.boxes, schemas.rows, schemas.validate; "
-            "print(any(m.startswith('apache_beam') for m in sys.modules))")
+    code = (
+        "import sys, transforms.case, transforms.boxes, schemas.rows, schemas.validate; "
+        "print(any(m.startswith('apache_beam') for m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -1,4 +1,5 @@
 """DICOM series delivered as archives: safe extraction, refused hostile members, end to end."""
+
 from __future__ import annotations
 
 import glob
@@ -48,8 +49,9 @@ def tar_member(name: str, kind=tarfile.REGTYPE, link: str = "") -> tarfile.TarIn
     return member
 
 
-@pytest.mark.parametrize("name", ["/etc/passwd", "../outside.dcm", "series/../../outside.dcm", "C:/x.dcm",
-                                  "..\\outside.dcm"])
+@pytest.mark.parametrize(
+    "name", ["/etc/passwd", "../outside.dcm", "series/../../outside.dcm", "C:/x.dcm", "..\\outside.dcm"]
+)
 def test_zip_member_escaping_its_folder_is_refused(tmp_path, name):
     path = zip_of(tmp_path / "evil.zip", {"IM1.dcm": b"x", name: b"y"})
     with pytest.raises(PipelineError) as error:
@@ -65,12 +67,16 @@ def test_zip_symlink_member_is_refused(tmp_path):
     assert error.value.reason is Reason.UNSAFE_PATH
 
 
-@pytest.mark.parametrize("member", [
-    tar_member("IM1.dcm", tarfile.SYMTYPE, "/etc/passwd"),
-    tar_member("IM1.dcm", tarfile.LNKTYPE, "IM0.dcm"),
-    tar_member("null", tarfile.CHRTYPE),
-    tar_member("fifo", tarfile.FIFOTYPE),
-], ids=["symlink", "hardlink", "device", "fifo"])
+@pytest.mark.parametrize(
+    "member",
+    [
+        tar_member("IM1.dcm", tarfile.SYMTYPE, "/etc/passwd"),
+        tar_member("IM1.dcm", tarfile.LNKTYPE, "IM0.dcm"),
+        tar_member("null", tarfile.CHRTYPE),
+        tar_member("fifo", tarfile.FIFOTYPE),
+    ],
+    ids=["symlink", "hardlink", "device", "fifo"],
+)
 def test_tar_links_and_devices_are_refused(tmp_path, member):
     path = tar_of(tmp_path / "evil.tar.gz", [tar_member("IM0.dcm"), member], {"IM0.dcm": b"x"})
     with pytest.raises(PipelineError) as error:
@@ -85,8 +91,10 @@ def test_decompression_bomb_stops_at_the_budget(tmp_path):
     with pytest.raises(PipelineError) as error:
         archives.extract(path, str(tmp_path / "out"), "bomb.tgz", BUDGET)
     assert error.value.reason is Reason.TOO_LARGE
-    assert sum(os.path.getsize(p) for p in glob.glob(str(tmp_path / "out" / "**"), recursive=True)
-               if os.path.isfile(p)) <= BUDGET
+    assert (
+        sum(os.path.getsize(p) for p in glob.glob(str(tmp_path / "out" / "**"), recursive=True) if os.path.isfile(p))
+        <= BUDGET
+    )
 
 
 def test_broken_archive_is_unreadable(tmp_path):
@@ -117,19 +125,28 @@ def archived_series_task(root) -> str:
     members = {os.path.basename(p): open(p, "rb").read() for p in glob.glob(os.path.join(series, "*"))}
     zip_of(os.path.join(task, "imagesTr", "evil.zip"), {**members, "../../escape.dcm": b"x"})
     images = ["./imagesTr/folder/", "./imagesTr/zipped.zip", "./imagesTr/tarred.tar.gz", "./imagesTr/evil.zip"]
-    json.dump({"modality": {"0": "CT"}, "labels": {"0": "background", "1": "cube"},
-               "training": [{"image": image, "label": "./labelsTr/cube.nii.gz"} for image in images]},
-              open(os.path.join(task, "dataset.json"), "w"))
+    json.dump(
+        {
+            "modality": {"0": "CT"},
+            "labels": {"0": "background", "1": "cube"},
+            "training": [{"image": image, "label": "./labelsTr/cube.nii.gz"} for image in images],
+        },
+        open(os.path.join(task, "dataset.json"), "w"),
+    )
     return task
 
 
 def areas_by_case(output: str) -> dict[str, list]:
-    rows = [r for f in glob.glob(os.path.join(output, "dataset=msd/task=detection/split=*/*.parquet"))
-            for r in pq.read_table(f, columns=["case_id", "plane", "slice_index", "area_px"]).to_pylist()]
+    rows = [
+        r
+        for f in glob.glob(os.path.join(output, "dataset=msd/task=detection/split=*/*.parquet"))
+        for r in pq.read_table(f, columns=["case_id", "plane", "slice_index", "area_px"]).to_pylist()
+    ]
     by_case: dict[str, list] = {}
     for row in rows:
-        by_case.setdefault(row["case_id"].rsplit("/", 1)[-1], []).append((row["plane"], row["slice_index"],
-                                                                          row["area_px"]))
+        by_case.setdefault(row["case_id"].rsplit("/", 1)[-1], []).append(
+            (row["plane"], row["slice_index"], row["area_px"])
+        )
     return {case: sorted(values) for case, values in by_case.items()}
 
 
@@ -140,8 +157,9 @@ def test_archived_series_build_like_the_folder_and_a_hostile_archive_is_quaranti
     areas = areas_by_case(output)
     assert set(areas) == {"folder", "zipped", "tarred"}
     assert areas["folder"] == areas["zipped"] == areas["tarred"] and areas["folder"]
-    quarantine = [r for f in glob.glob(os.path.join(output, "quarantine", "*.parquet"))
-                  for r in pq.read_table(f).to_pylist()]
+    quarantine = [
+        r for f in glob.glob(os.path.join(output, "quarantine", "*.parquet")) for r in pq.read_table(f).to_pylist()
+    ]
     assert [(q["case_id"].rsplit("/", 1)[-1], q["reason"]) for q in quarantine] == [("evil", "unsafe_path")]
     assert not os.path.exists(tmp_path / "escape.dcm")
 

@@ -1,4 +1,5 @@
 """Bad input is quarantined with a reason and loses nothing else; I/O failures are left to the runner."""
+
 from __future__ import annotations
 
 import glob
@@ -14,7 +15,8 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from pipeline.cli import main
 from pipeline.stages import Guarded
 from tests.conftest import brain_case, make_msd_task, write_nifti
-from transforms.case import CaseRef, SequenceRef, extract_slices, load_nifti_case
+from transforms.case import extract_slices, load_nifti_case
+from transforms.caseref import CaseRef, SequenceRef
 from transforms.intensity import percentile_window, to_uint8
 from transforms.phantoms import grid_affine
 
@@ -113,6 +115,12 @@ def test_window_maps_to_rounded_clipped_bytes_with_non_finite_voxels_at_the_ends
     if np.issubdtype(dtype, np.floating):
         values[:5] = [np.nan, np.inf, -np.inf, np.finfo(dtype).max, -np.finfo(dtype).max]
     with np.errstate(over="ignore"):  # float64 extremes overflow float32 to inf, as intended
-        expected = [0 if np.isnan(v) else int(min(255, max(0, np.rint(
-            np.float32(np.float32(v) - np.float32(-160.0)) * np.float32(255.0 / 400.0))))) for v in values]
+        expected = [
+            0
+            if np.isnan(v)
+            else int(
+                min(255, max(0, np.rint(np.float32(np.float32(v) - np.float32(-160.0)) * np.float32(255.0 / 400.0))))
+            )
+            for v in values
+        ]
         assert to_uint8(values.reshape(40, 100), window).ravel().tolist() == expected

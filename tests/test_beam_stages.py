@@ -1,4 +1,5 @@
 """Each PTransform run on a Beam runner (TestPipeline + assert_that)."""
+
 from __future__ import annotations
 
 import gc
@@ -20,14 +21,22 @@ from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 from pipeline import casework
 from pipeline.casework import LoadSettings
 from pipeline.sources import get_source
-from pipeline.stages import (CheckUniqueIds, DeriveBoxes, DeriveLesionSizes, ExtractSlices, Guarded, PlanCases,
-                             ValidatePairs)
+from pipeline.stages import (
+    CheckUniqueIds,
+    DeriveBoxes,
+    DeriveLesionSizes,
+    ExtractSlices,
+    Guarded,
+    PlanCases,
+    ValidatePairs,
+)
 from pipeline.write import WriteTable, binary_array, column_paths, partition_of, record_batch, row_bytes, shard_count
 from schemas import rows as row_builders
 from schemas.rows import RowBundle
 from schemas.tables import schema_for
 from schemas.validate import file_row
-from transforms.case import CaseRef, SequenceRef, SliceContent, SliceRecord
+from transforms.case import SliceContent, SliceRecord
+from transforms.caseref import CaseRef, SequenceRef
 from transforms.intensity import Window, encode_png
 from transforms.packed import PackedArray
 
@@ -36,9 +45,11 @@ PARAMS = "0123456789abcdef"
 
 def check(predicate, describe):
     """An assert_that matcher from a predicate over the whole PCollection."""
+
     def matcher(actual):
         if not predicate(list(actual)):
             raise BeamAssertException(f"{describe}: got {list(actual)!r:.2000}")
+
     return matcher
 
 
@@ -48,17 +59,42 @@ def demo_cases(demo_root, *names):
 
 
 def slice_record(labels_2d: np.ndarray, case_id="c1", spacing=(0.5, 0.5)) -> SliceRecord:
-    case = CaseRef("demo", case_id, case_id, "mem://img", "mem://seg", (SequenceRef("CT", "CT"),),
-                   ((1, "liver"), (2, "lesion")), lesion_labels=(2,))
+    case = CaseRef(
+        "demo",
+        case_id,
+        case_id,
+        "mem://img",
+        "mem://seg",
+        (SequenceRef("CT", "CT"),),
+        ((1, "liver"), (2, "lesion")),
+        lesion_labels=(2,),
+    )
     rows, cols = labels_2d.shape
-    content = SliceContent("CT", "CT", "axial", 4, None, (rows, cols), spacing, spacing[0],
-                           Window("soft_tissue", -160.0, 240.0), PackedArray.pack(labels_2d),
-                           png=encode_png(np.zeros((rows, cols), np.uint8)))
-    geometry = {"orig_orientation": "LPS", "obliquity_deg": 0.0, "orig_spacing_mm": [0.5, 0.5, 2.0],
-                "orig_shape": [cols, rows, 9], "affine_source": "sform", "sform_qform_mismatch": False,
-                "reader": "test"}
-    provenance = row_builders.provenance(case, geometry, {"mem://img": "sha-img", "mem://seg": "sha-seg"},
-                                         "finest", "test", PARAMS)
+    content = SliceContent(
+        "CT",
+        "CT",
+        "axial",
+        4,
+        None,
+        (rows, cols),
+        spacing,
+        spacing[0],
+        Window("soft_tissue", -160.0, 240.0),
+        PackedArray.pack(labels_2d),
+        png=encode_png(np.zeros((rows, cols), np.uint8)),
+    )
+    geometry = {
+        "orig_orientation": "LPS",
+        "obliquity_deg": 0.0,
+        "orig_spacing_mm": [0.5, 0.5, 2.0],
+        "orig_shape": [cols, rows, 9],
+        "affine_source": "sform",
+        "sform_qform_mismatch": False,
+        "reader": "test",
+    }
+    provenance = row_builders.provenance(
+        case, geometry, {"mem://img": "sha-img", "mem://seg": "sha-seg"}, "finest", "test", PARAMS
+    )
     return SliceRecord(case, "train", provenance, content)
 
 
@@ -73,19 +109,35 @@ def test_planned_units_give_the_slices_and_a_truncated_case_is_quarantined_once(
     cases = demo_cases(demo_root, "demo_mr_00", "demo_ct_04")
     with BeamPipeline() as pipeline:
         slices, plan_quarantine, cut_quarantine = plan_and_cut(pipeline, cases)
-        assert_that(slices | beam.Map(lambda s: (s.case.case_id, s.content.sequence)) | beam.Distinct(),
-                    equal_to([("Task02_DemoMR/demo_mr_00", "T1w"), ("Task02_DemoMR/demo_mr_00", "T2w")]),
-                    label="SlicesOfTheGoodCase")
-        assert_that(plan_quarantine | beam.Map(lambda q: (q["case_id"], q["stage"], q["reason"])),
-                    equal_to([("Task01_DemoCT/demo_ct_04", "load", "truncated_gzip")]), label="Quarantined")
+        assert_that(
+            slices | beam.Map(lambda s: (s.case.case_id, s.content.sequence)) | beam.Distinct(),
+            equal_to([("Task02_DemoMR/demo_mr_00", "T1w"), ("Task02_DemoMR/demo_mr_00", "T2w")]),
+            label="SlicesOfTheGoodCase",
+        )
+        assert_that(
+            plan_quarantine | beam.Map(lambda q: (q["case_id"], q["stage"], q["reason"])),
+            equal_to([("Task01_DemoCT/demo_ct_04", "load", "truncated_gzip")]),
+            label="Quarantined",
+        )
         assert_that(cut_quarantine, equal_to([]), label="NothingLostWhileCutting")
 
 
 def slice_digest(records) -> str:
     """One digest of the records' keys, splits, pixels and labels, in a fixed order (a digest, so the
     matcher Beam pickles stays small)."""
-    keyed = sorted((r.case.case_id, r.content.sequence, r.content.plane, r.content.slice_index, r.split,
-                    r.volume_hash, r.content.pixels.data, r.content.packed_labels.data) for r in records)
+    keyed = sorted(
+        (
+            r.case.case_id,
+            r.content.sequence,
+            r.content.plane,
+            r.content.slice_index,
+            r.split,
+            r.volume_hash,
+            r.content.pixels.data,
+            r.content.packed_labels.data,
+        )
+        for r in records
+    )
     return hashlib.sha256(repr(keyed).encode()).hexdigest()
 
 
@@ -99,14 +151,17 @@ def test_units_of_any_size_cut_the_same_slices_as_the_whole_case(demo_root):
     assert all(len(casework.plan_case(case, small_units).units) > 6 for case in cases)
     with BeamPipeline() as pipeline:
         slices, _, _ = plan_and_cut(pipeline, cases, small_units)
-        assert_that(slices | beam.combiners.ToList() | beam.Map(slice_digest),
-                    equal_to([expected]), label="SameRecords")
+        assert_that(
+            slices | beam.combiners.ToList() | beam.Map(slice_digest), equal_to([expected]), label="SameRecords"
+        )
 
 
 def test_a_thread_keeps_only_its_last_case_and_frees_it_before_decoding_the_next(demo_root, monkeypatch):
     """Units of one case in a row decode it once; the memory bound needs the old case gone before
     the next is decoded, not after."""
-    mr, ct = sorted(demo_cases(demo_root, "demo_mr_00", "demo_ct_00"), key=lambda case: "demo_mr_00" not in case.case_id)
+    mr, ct = sorted(
+        demo_cases(demo_root, "demo_mr_00", "demo_ct_00"), key=lambda case: "demo_mr_00" not in case.case_id
+    )
     settings = LoadSettings("finest", "salt", PARAMS)
     first, _ = casework.load(mr, settings)
     assert casework.load(mr, settings)[0] is first
@@ -147,9 +202,19 @@ def test_an_input_changed_after_planning_is_quarantined(demo_root, tmp_path):
     with BeamPipeline() as pipeline:
         slices, quarantine = pipeline | beam.Create(plan.units[:1]) | ExtractSlices(settings)
         assert_that(slices, equal_to([]), label="NoSlices")
-        assert_that(quarantine | beam.Map(lambda q: (q["reason"], q["message"].split(":")[0])),
-                    equal_to([("input_changed", f"{plan.units[0].plane} slices {plan.units[0].slice_indices[0]}-"
-                                                f"{plan.units[0].slice_indices[-1]}")]), label="InputChanged")
+        assert_that(
+            quarantine | beam.Map(lambda q: (q["reason"], q["message"].split(":")[0])),
+            equal_to(
+                [
+                    (
+                        "input_changed",
+                        f"{plan.units[0].plane} slices {plan.units[0].slice_indices[0]}-"
+                        f"{plan.units[0].slice_indices[-1]}",
+                    )
+                ]
+            ),
+            label="InputChanged",
+        )
 
 
 def test_an_error_while_cutting_keeps_the_slices_out_and_says_how_many(demo_root, monkeypatch):
@@ -169,6 +234,7 @@ def test_an_error_while_cutting_keeps_the_slices_out_and_says_how_many(demo_root
                 if n == 3 and unit == failing:
                     raise ValueError("cutting bug")
                 yield record
+
         return cut()
 
     total = sum(1 for _ in casework.slice_records(cases[0], settings)[0])
@@ -176,15 +242,31 @@ def test_an_error_while_cutting_keeps_the_slices_out_and_says_how_many(demo_root
     lost = len(failing.slice_indices) * len(cases[0].sequences) - 3
     with BeamPipeline() as pipeline:
         slices, _, quarantine = plan_and_cut(pipeline, cases, settings)
-        assert_that(slices | beam.Map(lambda s: s.case.case_id) | beam.combiners.Count.PerElement(),
-                    check(lambda counts: dict(counts)["Task02_DemoMR/demo_mr_00"] == total - lost
-                          and dict(counts)["Task01_DemoCT/demo_ct_00"] > 3, "3 slices of the failing unit"),
-                    label="SlicesBeforeTheError")
+        assert_that(
+            slices | beam.Map(lambda s: s.case.case_id) | beam.combiners.Count.PerElement(),
+            check(
+                lambda counts: (
+                    dict(counts)["Task02_DemoMR/demo_mr_00"] == total - lost
+                    and dict(counts)["Task01_DemoCT/demo_ct_00"] > 3
+                ),
+                "3 slices of the failing unit",
+            ),
+            label="SlicesBeforeTheError",
+        )
         where = f"{failing.plane} slices {failing.slice_indices[0]}-{failing.slice_indices[-1]}"
-        assert_that(quarantine | beam.Map(lambda q: (q["case_id"], q["reason"], q["message"][:len(where) + 43])),
-                    equal_to([("Task02_DemoMR/demo_mr_00", "unexpected_error",
-                               f"{where}: cutting stopped after 3 slices (those are")]),
-                    label="SaysHowMany")
+        assert_that(
+            quarantine | beam.Map(lambda q: (q["case_id"], q["reason"], q["message"][: len(where) + 43])),
+            equal_to(
+                [
+                    (
+                        "Task02_DemoMR/demo_mr_00",
+                        "unexpected_error",
+                        f"{where}: cutting stopped after 3 slices (those are",
+                    )
+                ]
+            ),
+            label="SaysHowMany",
+        )
 
 
 def test_derive_boxes_gives_one_pair_per_component():
@@ -195,11 +277,27 @@ def test_derive_boxes_gives_one_pair_per_component():
     with BeamPipeline() as pipeline:
         pairs, quarantine = pipeline | beam.Create([slice_record(labels)]) | DeriveBoxes()
         assert_that(pairs | beam.Map(len), equal_to([3]), label="OneListPerSlice")
-        assert_that(pairs | beam.FlatMap(RowBundle.full_rows) | beam.Map(lambda r: (r["label_name"], tuple(r["box_xyxy_px"]), tuple(r["box_size_mm"]),
-                                                r["n_components"], r["single_instance"])),
-                    equal_to([("liver", (5.0, 2.0, 25.0, 22.0), (10.0, 10.0), 1, True),
-                              ("lesion", (30.0, 25.0, 33.0, 28.0), (1.5, 1.5), 2, False),
-                              ("lesion", (35.0, 25.0, 38.0, 28.0), (1.5, 1.5), 2, False)]), label="Pairs")
+        assert_that(
+            pairs
+            | beam.FlatMap(RowBundle.full_rows)
+            | beam.Map(
+                lambda r: (
+                    r["label_name"],
+                    tuple(r["box_xyxy_px"]),
+                    tuple(r["box_size_mm"]),
+                    r["n_components"],
+                    r["single_instance"],
+                )
+            ),
+            equal_to(
+                [
+                    ("liver", (5.0, 2.0, 25.0, 22.0), (10.0, 10.0), 1, True),
+                    ("lesion", (30.0, 25.0, 33.0, 28.0), (1.5, 1.5), 2, False),
+                    ("lesion", (35.0, 25.0, 38.0, 28.0), (1.5, 1.5), 2, False),
+                ]
+            ),
+            label="Pairs",
+        )
         assert_that(quarantine, equal_to([]), label="NoQuarantine")
 
 
@@ -210,10 +308,18 @@ def test_derive_lesion_sizes_measures_targets_and_quarantines_refused_fits():
     labels[50, 50] = 2  # one pixel: refused
     with BeamPipeline() as pipeline:
         pairs, quarantine = pipeline | beam.Create([slice_record(labels)]) | DeriveLesionSizes()
-        assert_that(pairs | beam.FlatMap(RowBundle.full_rows) | beam.Map(lambda r: (r["label_name"], r["n_components"], round(r["longest_diameter_mm"]))),
-                    equal_to([("lesion", 2, 11)]), label="Pairs")
-        assert_that(quarantine | beam.Map(lambda q: (q["stage"], q["reason"], len(q["sample_id"]))),
-                    equal_to([("tumor_lesion_size", "fit_too_few_points", 32)]), label="Refused")
+        assert_that(
+            pairs
+            | beam.FlatMap(RowBundle.full_rows)
+            | beam.Map(lambda r: (r["label_name"], r["n_components"], round(r["longest_diameter_mm"]))),
+            equal_to([("lesion", 2, 11)]),
+            label="Pairs",
+        )
+        assert_that(
+            quarantine | beam.Map(lambda q: (q["stage"], q["reason"], len(q["sample_id"]))),
+            equal_to([("tumor_lesion_size", "fit_too_few_points", 32)]),
+            label="Refused",
+        )
 
 
 def test_validate_pairs_quarantines_broken_rows():
@@ -226,14 +332,31 @@ def test_validate_pairs_quarantines_broken_rows():
     others = [RowBundle.of([{**good, "sample_id": f"{n:032d}"}]) for n in range(20)]
     with BeamPipeline() as pipeline:
         valid, quarantine = pipeline | beam.Create([RowBundle.of([good, broken]), *others]) | ValidatePairs(max_rows=4)
-        assert_that(valid | beam.Map(lambda bundle: tuple(row["sample_id"] for row in bundle.full_rows())),
-                    equal_to([(good["sample_id"],)] + [(bundle.rows[0]["sample_id"],) for bundle in others]),
-                    label="Valid")
-        assert_that(valid | beam.Filter(lambda bundle: bundle.rows[0]["sample_id"] == good["sample_id"])
-                    | beam.FlatMap(RowBundle.full_rows), equal_to([good]), label="GoodRowWithImage")
-        assert_that(quarantine, check(lambda q: len(q) == 1 and q[0]["reason"] == "invalid_pair"
-                                      and q[0]["sample_id"] == "b" * 32 and "outside" in q[0]["message"],
-                                      "one invalid pair"), label="Invalid")
+        assert_that(
+            valid | beam.Map(lambda bundle: tuple(row["sample_id"] for row in bundle.full_rows())),
+            equal_to([(good["sample_id"],)] + [(bundle.rows[0]["sample_id"],) for bundle in others]),
+            label="Valid",
+        )
+        assert_that(
+            valid
+            | beam.Filter(lambda bundle: bundle.rows[0]["sample_id"] == good["sample_id"])
+            | beam.FlatMap(RowBundle.full_rows),
+            equal_to([good]),
+            label="GoodRowWithImage",
+        )
+        assert_that(
+            quarantine,
+            check(
+                lambda q: (
+                    len(q) == 1
+                    and q[0]["reason"] == "invalid_pair"
+                    and q[0]["sample_id"] == "b" * 32
+                    and "outside" in q[0]["message"]
+                ),
+                "one invalid pair",
+            ),
+            label="Invalid",
+        )
 
 
 class _Explodes(beam.DoFn):
@@ -248,22 +371,33 @@ def test_unexpected_errors_are_quarantined_not_fatal():
     with BeamPipeline() as pipeline:
         results, quarantine = pipeline | beam.Create(cases) | Guarded("load", _Explodes())
         assert_that(results, equal_to(["good"]), label="Results")
-        assert_that(quarantine, check(lambda q: len(q) == 1 and q[0]["reason"] == "unexpected_error"
-                                      and "ZeroDivisionError" in q[0]["message"]
-                                      and q[0]["source_uri"] == "/data/bad.nii.gz", "one unexpected error"),
-                    label="Quarantine")
+        assert_that(
+            quarantine,
+            check(
+                lambda q: (
+                    len(q) == 1
+                    and q[0]["reason"] == "unexpected_error"
+                    and "ZeroDivisionError" in q[0]["message"]
+                    and q[0]["source_uri"] == "/data/bad.nii.gz"
+                ),
+                "one unexpected error",
+            ),
+            label="Quarantine",
+        )
 
 
 def test_write_table_writes_sorted_shards_and_counts(tmp_path):
     labels = np.zeros((30, 40), np.uint8)
     for index in range(6):
-        labels[2 + 4 * index:4 + 4 * index, 1:39:3] = 1 + index % 2
+        labels[2 + 4 * index : 4 + 4 * index, 1:39:3] = 1 + index % 2
     rows = row_builders.detection_rows(slice_record(labels))
     output = str(tmp_path / "out")
     with BeamPipeline() as pipeline:
         counts = pipeline | beam.Create([RowBundle.of(rows)]) | WriteTable(output, partition_of, lambda r: r["task"], 1)
-        assert_that(counts | beam.Map(lambda c: (c["partition"], c["rows"])),
-                    equal_to([("dataset=demo/task=detection/split=train", len(rows))]))
+        assert_that(
+            counts | beam.Map(lambda c: (c["partition"], c["rows"])),
+            equal_to([("dataset=demo/task=detection/split=train", len(rows))]),
+        )
     files = glob.glob(os.path.join(output, "dataset=demo/task=detection/split=train/*.parquet"))
     table = pq.read_table(files[0])
     assert len(files) == 1 and table.num_rows == len(rows)
@@ -285,9 +419,9 @@ def test_write_table_splits_a_partition_into_deterministic_sorted_shards(tmp_pat
     """Bundles of two rows: each bundle's rows stay in one file."""
     labels = np.zeros((30, 40), np.uint8)
     for index in range(6):
-        labels[2 + 4 * index:4 + 4 * index, 1:39:3] = 1 + index % 2
+        labels[2 + 4 * index : 4 + 4 * index, 1:39:3] = 1 + index % 2
     rows = row_builders.detection_rows(slice_record(labels))
-    bundles = [RowBundle.of(rows[start:start + 2]) for start in range(0, len(rows), 2)]
+    bundles = [RowBundle.of(rows[start : start + 2]) for start in range(0, len(rows), 2)]
     target_mb = 6 * row_bytes(rows[0]) / 2**20  # about three bundles per file
     digests = []
     for attempt in range(2):
@@ -300,7 +434,9 @@ def test_write_table_splits_a_partition_into_deterministic_sorted_shards(tmp_pat
         assert all(len({file_of[row["sample_id"]] for row in bundle.rows}) == 1 for bundle in bundles)
         assert 1 < len(files) <= shard_count(sum(row_bytes(r) for r in rows), target_mb)  # a shard may be empty
         assert all(t.column("sample_id").to_pylist() == sorted(t.column("sample_id").to_pylist()) for t in tables)
-        assert sorted(i for t in tables for i in t.column("sample_id").to_pylist()) == sorted(r["sample_id"] for r in rows)
+        assert sorted(i for t in tables for i in t.column("sample_id").to_pylist()) == sorted(
+            r["sample_id"] for r in rows
+        )
         digests.append([hashlib.sha256(open(f, "rb").read()).hexdigest() for f in files])
     assert digests[0] == digests[1]
     group = pq.ParquetFile(files[0]).metadata.row_group(0)
@@ -314,19 +450,33 @@ def test_planned_bytes_size_the_files_and_counts_stay_exact(tmp_path):
     unplanned partition gets one), while the returned counts are still those of the rows."""
     labels = np.zeros((30, 40), np.uint8)
     for index in range(6):
-        labels[2 + 4 * index:4 + 4 * index, 1:39:3] = 1 + index % 2
+        labels[2 + 4 * index : 4 + 4 * index, 1:39:3] = 1 + index % 2
     rows = row_builders.detection_rows(slice_record(labels))
     moved = [{**row, "split": "test", "sample_id": "f" * 31 + str(i)} for i, row in enumerate(rows[:4])]
     target_mb = 1.0
     planned = [("dataset=demo/task=detection/split=train", 5 * 2**20 // 2)] * 2  # two cases: 5 MB in all
     output = str(tmp_path / "out")
     with BeamPipeline() as pipeline:
-        counts = (pipeline | "Rows" >> beam.Create([RowBundle.of([row]) for row in rows + moved])
-                  | WriteTable(output, partition_of, lambda r: r["task"], target_mb,
-                               planned_bytes=pipeline | "Planned" >> beam.Create(planned)))
-        assert_that(counts | beam.Map(lambda c: (c["partition"], c["rows"])),
-                    equal_to([("dataset=demo/task=detection/split=train", len(rows)),
-                              ("dataset=demo/task=detection/split=test", len(moved))]))
+        counts = (
+            pipeline
+            | "Rows" >> beam.Create([RowBundle.of([row]) for row in rows + moved])
+            | WriteTable(
+                output,
+                partition_of,
+                lambda r: r["task"],
+                target_mb,
+                planned_bytes=pipeline | "Planned" >> beam.Create(planned),
+            )
+        )
+        assert_that(
+            counts | beam.Map(lambda c: (c["partition"], c["rows"])),
+            equal_to(
+                [
+                    ("dataset=demo/task=detection/split=train", len(rows)),
+                    ("dataset=demo/task=detection/split=test", len(moved)),
+                ]
+            ),
+        )
     train = glob.glob(os.path.join(output, "dataset=demo/task=detection/split=train/*.parquet"))
     test = glob.glob(os.path.join(output, "dataset=demo/task=detection/split=test/*.parquet"))
     assert all(f.endswith("-of-00005.parquet") for f in train) and 1 < len(train) <= 5  # a shard may be empty
@@ -340,8 +490,10 @@ def test_record_batch_equals_arrow_row_conversion():
     labels = np.zeros((30, 40), np.uint8)
     labels[2:10, 3:9], labels[15:25, 20:30] = 1, 2
     rows = row_builders.detection_rows(slice_record(labels))
-    rows += [{**rows[0], "sample_id": "p" * 32, "image_mode": "pointer", "image": {"bytes": None, "path": None}},
-             {**rows[1], "sample_id": "e" * 32, "image": {"bytes": b"", "path": "x.png"}}]
+    rows += [
+        {**rows[0], "sample_id": "p" * 32, "image_mode": "pointer", "image": {"bytes": None, "path": None}},
+        {**rows[1], "sample_id": "e" * 32, "image": {"bytes": b"", "path": "x.png"}},
+    ]
     schema = schema_for("detection")
     expected = pa.RecordBatch.from_pylist([file_row(row, schema) for row in rows], schema=schema)
     batch = record_batch(rows, schema)

@@ -1,4 +1,5 @@
 """Box conventions (pixel edges, end-exclusive, 4-connectivity) and stable ids and splits."""
+
 from __future__ import annotations
 
 import random
@@ -61,9 +62,14 @@ def test_split_is_per_subject_and_independent_of_listing_order():
 def test_split_groups_follow_chains_of_shared_volumes_and_prefer_official_splits():
     from transforms.ids import shared_split_overrides
 
-    members = [("v1", "a", "s1", "train", False), ("v1", "b", "s9", "test", False),  # a/s1 ~ b/s9
-               ("v2", "b", "s9", "test", False), ("v2", "c", "s3", "test", True),    # b/s9 ~ c/s3 (official)
-               ("v3", "a", "s2", "train", False), ("v4", "d", "s4", "test", False)]  # alone
+    members = [
+        ("v1", "a", "s1", "train", False),
+        ("v1", "b", "s9", "test", False),  # a/s1 ~ b/s9
+        ("v2", "b", "s9", "test", False),
+        ("v2", "c", "s3", "test", True),  # b/s9 ~ c/s3 (official)
+        ("v3", "a", "s2", "train", False),
+        ("v4", "d", "s4", "test", False),
+    ]  # alone
     assert shared_split_overrides(members) == {("a", "s1"): "test"}
     unofficial = [("v1", "x", "s1", "test", False), ("v1", "w", "s2", "train", False)]
     assert shared_split_overrides(unofficial) == {("x", "s1"): "train"}  # the first by (dataset, subject)

@@ -1,5 +1,6 @@
 """The command line under misuse: mistyped options, outputs that cannot be, unfinished builds, `--dry-run`,
 and `evaluate`'s exit codes over repeated runs."""
+
 from __future__ import annotations
 
 import glob
@@ -38,6 +39,7 @@ def one_error_line(capsys) -> str:
 
 # --- evaluate exits 0 or 2, never 134 -----------------------------------------------------------
 
+
 def test_evaluate_exits_0_or_2_run_after_run(small_build, tmp_path):
     """Arrow's pool threads once released Python objects after the interpreter began to exit (exit 134)
     in one run of three; each kind of run twice, all at once."""
@@ -45,12 +47,22 @@ def test_evaluate_exits_0_or_2_run_after_run(small_build, tmp_path):
     good.write_text("".join(json.dumps({"sample_id": i, "answer": "12.5"}) + "\n" for i in sample_ids(small_build)))
     malformed.write_text("{not json\n")
     expected = {str(tmp_path / "missing.jsonl"): 2, str(malformed): 2, str(good): 0}
-    runs = [(path, subprocess.Popen([sys.executable, "-m", "pipeline.cli", "evaluate", "--pairs", small_build,
-                                     "--predictions", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-            for path in expected for _ in range(2)]
+    runs = [
+        (
+            path,
+            subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "evaluate", "--pairs", small_build, "--predictions", path],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            ),
+        )
+        for path in expected
+        for _ in range(2)
+    ]
     codes = [(path, process.wait(timeout=300), process.stderr.read().decode()) for path, process in runs]
-    assert [(path, code) for path, code, _ in codes] == [(path, expected[path]) for path, _ in runs], \
-        "\n".join(f"{path}: exit {code}: {error}" for path, code, error in codes)
+    assert [(path, code) for path, code, _ in codes] == [(path, expected[path]) for path, _ in runs], "\n".join(
+        f"{path}: exit {code}: {error}" for path, code, error in codes
+    )
 
 
 def test_evaluate_reads_pairs_from_object_storage(small_build, tmp_path, gcs_emulator, capsys):
@@ -69,22 +81,29 @@ def test_evaluate_reads_pairs_from_object_storage(small_build, tmp_path, gcs_emu
 def test_nothing_reads_parquet_through_arrows_thread_pool():
     """`pq.read_table` on a Python file object releases it on a pool thread (see evaluate.read_parquet)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    offenders = [path for path in glob.glob(os.path.join(root, "pipeline", "**", "*.py"), recursive=True)
-                 if "pq.read_table(" in open(path).read()]
+    offenders = [
+        path
+        for path in glob.glob(os.path.join(root, "pipeline", "**", "*.py"), recursive=True)
+        if "pq.read_table(" in open(path).read()
+    ]
     assert offenders == []
 
 
 # --- options that neither this tool nor Beam knows ------------------------------------------------
 
+
 @pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["build", "dry-run"])
-@pytest.mark.parametrize("arguments, named", [
-    (["--spcing", "1.0"], "--spcing (did you mean --spacing?)"),
-    (["--spcing=1.0"], "--spcing (did you mean --spacing?)"),
-    (["--modalities", "CT"], "--modalities"),
-    (["--runer", "DirectRunner"], "--runer (did you mean --runner?)"),
-    (["--max_cases=1"], "--max_cases (did you mean --max-cases?)"),
-    (["leftover"], "leftover:"),
-])
+@pytest.mark.parametrize(
+    "arguments, named",
+    [
+        (["--spcing", "1.0"], "--spcing (did you mean --spacing?)"),
+        (["--spcing=1.0"], "--spcing (did you mean --spacing?)"),
+        (["--modalities", "CT"], "--modalities"),
+        (["--runer", "DirectRunner"], "--runer (did you mean --runner?)"),
+        (["--max_cases=1"], "--max_cases (did you mean --max-cases?)"),
+        (["leftover"], "leftover:"),
+    ],
+)
 def test_unknown_argument_is_refused_before_any_work(tmp_path, demo_root, capsys, dry_run, arguments, named):
     before = sorted(os.listdir(demo_root))
     output = tmp_path / "out"
@@ -107,17 +126,36 @@ def test_report_refuses_unknown_arguments_too(small_build, capsys):
 
 @pytest.mark.parametrize("form", ["=", " "])
 def test_beam_options_still_pass_in_both_forms(tmp_path, demo_root, capsys, form):
-    beam = {"--runner": "DirectRunner", "--direct_num_workers": "2", "--s3_endpoint_url": "http://127.0.0.1:9",
-            "--job_endpoint": "localhost:9", "--environment_type": "EXTERNAL", "--environment_config": "localhost:9"}
-    arguments = [part for option, value in beam.items()
-                 for part in ([f"{option}={value}"] if form == "=" else [option, value])]
-    argv = ["build", f"--source=demo={demo_root}", "--output", str(tmp_path / "out"), "--dry-run",
-            "--cases", "Ceph/001", "--dry-run-sample", "1", *arguments, "--save_main_session"]
+    beam = {
+        "--runner": "DirectRunner",
+        "--direct_num_workers": "2",
+        "--s3_endpoint_url": "http://127.0.0.1:9",
+        "--job_endpoint": "localhost:9",
+        "--environment_type": "EXTERNAL",
+        "--environment_config": "localhost:9",
+    }
+    arguments = [
+        part for option, value in beam.items() for part in ([f"{option}={value}"] if form == "=" else [option, value])
+    ]
+    argv = [
+        "build",
+        f"--source=demo={demo_root}",
+        "--output",
+        str(tmp_path / "out"),
+        "--dry-run",
+        "--cases",
+        "Ceph/001",
+        "--dry-run-sample",
+        "1",
+        *arguments,
+        "--save_main_session",
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out.splitlines()[0])["case_id"] == "Ceph/001"
 
 
 # --- outputs that can never be this build's folder ----------------------------------------------------
+
 
 def tree(root) -> dict[str, tuple[int, int]]:
     """Every path under `root` with its size and mtime (ns): equal trees mean nothing was written."""
@@ -130,12 +168,15 @@ def tree(root) -> dict[str, tuple[int, int]]:
     return listing
 
 
-@pytest.mark.parametrize("output, message", [
-    ("a_file", "is a file, not a folder"),
-    ("a_file/below/it", "is below {tmp}/a_file, which is a file"),
-    ("dangling", "is a symbolic link to {tmp}/nowhere, which does not exist"),
-    ("dangling/below", "is a symbolic link to {tmp}/nowhere, which does not exist"),
-])
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("a_file", "is a file, not a folder"),
+        ("a_file/below/it", "is below {tmp}/a_file, which is a file"),
+        ("dangling", "is a symbolic link to {tmp}/nowhere, which does not exist"),
+        ("dangling/below", "is a symbolic link to {tmp}/nowhere, which does not exist"),
+    ],
+)
 def test_output_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, demo_root, capsys, output, message):
     (tmp_path / "a_file").write_text("keep me")
     os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
@@ -163,6 +204,7 @@ def test_report_and_evaluate_refuse_an_output_without_success(small_build, tmp_p
 
 
 # --- --dry-run writes nothing; the demo writes only where nothing else is -------------------------------
+
 
 def test_dry_run_of_a_generated_demo_writes_nothing(tmp_path, demo_root, capsys, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the run's scratch folder would show here

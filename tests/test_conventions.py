@@ -1,4 +1,5 @@
 """`--conventions medvision`: MedVision's ground-truth conventions, checked on phantoms with analytic answers."""
+
 from __future__ import annotations
 
 import glob
@@ -18,7 +19,8 @@ from pipeline.stages import DeriveBoxes
 from schemas import rows as row_builders
 from tests.conftest import write_nifti
 from transforms.boxes import component_boxes
-from transforms.case import CaseRef, SequenceRef, SliceRecord, extract_slices, load_nifti_case
+from transforms.case import SliceRecord, extract_slices, load_nifti_case
+from transforms.caseref import CaseRef, SequenceRef
 from transforms.medvision import benchmark_box_target
 from transforms.phantoms import grid_affine
 
@@ -51,8 +53,16 @@ def loaded(tmp_path_factory):
     labels = stored_labels()
     image_path = write_nifti(folder / "img.nii.gz", labels.astype(np.int16) * 100, affine)
     mask_path = write_nifti(folder / "seg.nii.gz", labels, affine)
-    case = CaseRef("test", "lps", "lps", image_path, mask_path, (SequenceRef("CT", "CT"),),
-                   ((1, "organ"), (2, "diagonal"), (3, "lesion")), lesion_labels=(3,))
+    case = CaseRef(
+        "test",
+        "lps",
+        "lps",
+        image_path,
+        mask_path,
+        (SequenceRef("CT", "CT"),),
+        ((1, "organ"), (2, "diagonal"), (3, "lesion")),
+        lesion_labels=(3,),
+    )
     return load_nifti_case(case, image_path, mask_path)
 
 
@@ -102,7 +112,7 @@ def test_compat_detection_row_carries_the_benchmark_target(loaded):
     assert row["box_medvision_rel"] == pytest.approx([1 / 16, (24 - 21) / 24, 12 / 16, (24 - 10) / 24])
     assert row["box_size_mm"] == pytest.approx([12 * 1.5, 12 * 0.5])
     assert row["provenance"]["conventions"] == "medvision"
-    default_row, = row_builders.detection_rows(record(loaded, axial(loaded, "finest", "radiological", 1), "default"))
+    (default_row,) = row_builders.detection_rows(record(loaded, axial(loaded, "finest", "radiological", 1), "default"))
     assert default_row["box_medvision_rel"] is None
 
 
@@ -116,9 +126,11 @@ def test_diagonal_squares_are_two_components_and_the_filter_drops_and_counts_the
     with BeamPipeline() as pipeline:
         kept, quarantine = pipeline | beam.Create([record(loaded, content, "medvision")]) | DeriveBoxes()
         assert_that(kept, equal_to([]), label="NothingKept")
-        assert_that(quarantine | beam.Map(lambda q: (q["stage"], q["reason"], q["sample_id"])),
-                    equal_to([("detection", "not_single_instance", sample_id) for sample_id, _ in dropped]),
-                    label="DroppedPairsInQuarantine")
+        assert_that(
+            quarantine | beam.Map(lambda q: (q["stage"], q["reason"], q["sample_id"])),
+            equal_to([("detection", "not_single_instance", sample_id) for sample_id, _ in dropped]),
+            label="DroppedPairsInQuarantine",
+        )
 
 
 def test_compat_lesion_size_keeps_only_single_component_slices(loaded):
@@ -132,8 +144,21 @@ def test_compat_lesion_size_keeps_only_single_component_slices(loaded):
 @pytest.fixture(scope="module")
 def compat_build(tmp_path_factory, demo_root):
     output = str(tmp_path_factory.mktemp("compat") / "out")
-    assert main(["build", f"--source=demo={demo_root}", "--output", output, "--cases", SMALL_DEMO,
-                 "--conventions", "medvision"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                f"--source=demo={demo_root}",
+                "--output",
+                output,
+                "--cases",
+                SMALL_DEMO,
+                "--conventions",
+                "medvision",
+            ]
+        )
+        == 0
+    )
     return output
 
 
@@ -142,22 +167,47 @@ def test_compat_build_through_the_cli(compat_build):
     assert stats["params"]["conventions"] == "medvision" and stats["params"]["display"] == "raw"
     assert stats["params"]["spacing"] == "native"
     files = glob.glob(os.path.join(compat_build, "dataset=*/task=detection/split=*/*.parquet"))
-    detection = ds.dataset(files, format="parquet").to_table(
-        columns=["single_instance", "box_medvision_rel", "box_xyxy_px", "image_width_px", "image_height_px",
-                 "provenance"]).to_pylist()
+    detection = (
+        ds.dataset(files, format="parquet")
+        .to_table(
+            columns=[
+                "single_instance",
+                "box_medvision_rel",
+                "box_xyxy_px",
+                "image_width_px",
+                "image_height_px",
+                "provenance",
+            ]
+        )
+        .to_pylist()
+    )
     assert detection and all(r["single_instance"] for r in detection)
     assert {r["provenance"]["conventions"] for r in detection} == {"medvision"}
     for r in detection:
         x0, y0, x1, y1 = r["box_xyxy_px"]
         width, height = r["image_width_px"], r["image_height_px"]
-        assert r["box_medvision_rel"] == pytest.approx([x0 / width, (height - y1 + 1) / height,
-                                                        (x1 - 1) / width, (height - y0) / height])
+        assert r["box_medvision_rel"] == pytest.approx(
+            [x0 / width, (height - y1 + 1) / height, (x1 - 1) / width, (height - y0) / height]
+        )
     dropped = sum(q["rows"] for q in stats["quarantine"] if q["reason"] == "not_single_instance")
     quarantine = pq.read_table(os.path.join(compat_build, "quarantine")).to_pylist()
     assert dropped > 0 and dropped == sum(q["reason"] == "not_single_instance" for q in quarantine)
 
 
 def test_compat_refuses_another_spacing(tmp_path, demo_root, capsys):
-    assert main(["build", f"--source=demo={demo_root}", "--output", str(tmp_path / "x"), "--conventions",
-                 "medvision", "--spacing", "finest"]) == 2
+    assert (
+        main(
+            [
+                "build",
+                f"--source=demo={demo_root}",
+                "--output",
+                str(tmp_path / "x"),
+                "--conventions",
+                "medvision",
+                "--spacing",
+                "finest",
+            ]
+        )
+        == 2
+    )
     assert "native" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Scoring: box overlap and answer parsing by hand, `evaluate` on hand-made pairs, and a demo build's own
 answers scored back."""
+
 from __future__ import annotations
 
 import glob
@@ -32,10 +33,13 @@ def test_box_overlap_of_a_prediction_inside_the_truth_and_of_disjoint_boxes():
 
 def test_parser_keeps_the_last_numbers_and_medvision_reads_only_the_answer_tag():
     assert parse_answer("I think the box is [1, 2, 3, 4] px", "detection", "default") == [1, 2, 3, 4]
-    assert parse_answer("width 10 then 0.1, 0.2, 0.3, 0.4", "detection", "default") == \
-        pytest.approx([0.1, 0.2, 0.3, 0.4], rel=1e-7)  # read as float32, as MedVision reads them
-    assert parse_answer("<think>about 10 mm</think> <answer>12.5, -3</answer>", "tumor_lesion_size",
-                        "medvision") == [12.5, -3.0]
+    assert parse_answer("width 10 then 0.1, 0.2, 0.3, 0.4", "detection", "default") == pytest.approx(
+        [0.1, 0.2, 0.3, 0.4], rel=1e-7
+    )  # read as float32, as MedVision reads them
+    assert parse_answer("<think>about 10 mm</think> <answer>12.5, -3</answer>", "tumor_lesion_size", "medvision") == [
+        12.5,
+        -3.0,
+    ]
     assert parse_answer("12.5, 3", "tumor_lesion_size", "medvision") is None  # no tags
     assert parse_answer("[1, 2, 3]", "detection", "default") is None  # too few numbers
 
@@ -55,20 +59,63 @@ def hand_made(tmp_path):
     """Pairs with known truths and a prediction file with known errors (expected values in the tests)."""
     pairs = str(tmp_path / "pairs")
     where = {"modality": "CT", "plane": "axial"}
-    box = {"image_width_px": 10, "image_height_px": 10, "label_name": "liver", **where,
-           "provenance": _provenance("default")}
-    _write(pairs, "a", "detection", [{"sample_id": f"d{i}", "box_xyxy_px": [0.0, 0.0, 2.0, 2.0], **box}
-                                     for i in (1, 2, 3, 4)])
-    _write(pairs, "b", "detection", [{"sample_id": "m1", "box_xyxy_px": [2.0, 4.0, 6.0, 10.0], **box,
-                                      "provenance": _provenance("medvision")}])
-    _write(pairs, "a", "tumor_lesion_size", [{"sample_id": "t1", "major_axis_mm": 10.0, "minor_axis_mm": 5.0,
-                                              "label_name": "tumour", **where, "provenance": _provenance("default")}])
-    measure = {"metric_name": "L-1-2", "metric_type": "distance", "modality": "XR", "plane": "axial",
-               "provenance": _provenance("default")}
-    _write(pairs, "a", "angle_distance", [
-        {"sample_id": "a1", "value": 20.0, "unit": "mm", **measure},
-        {"sample_id": "a2", "value": 30.0, "unit": "deg", **measure, "metric_name": "A-L_1_2-L_3_4",
-         "metric_type": "angle"}])
+    box = {
+        "image_width_px": 10,
+        "image_height_px": 10,
+        "label_name": "liver",
+        **where,
+        "provenance": _provenance("default"),
+    }
+    _write(
+        pairs,
+        "a",
+        "detection",
+        [{"sample_id": f"d{i}", "box_xyxy_px": [0.0, 0.0, 2.0, 2.0], **box} for i in (1, 2, 3, 4)],
+    )
+    _write(
+        pairs,
+        "b",
+        "detection",
+        [{"sample_id": "m1", "box_xyxy_px": [2.0, 4.0, 6.0, 10.0], **box, "provenance": _provenance("medvision")}],
+    )
+    _write(
+        pairs,
+        "a",
+        "tumor_lesion_size",
+        [
+            {
+                "sample_id": "t1",
+                "major_axis_mm": 10.0,
+                "minor_axis_mm": 5.0,
+                "label_name": "tumour",
+                **where,
+                "provenance": _provenance("default"),
+            }
+        ],
+    )
+    measure = {
+        "metric_name": "L-1-2",
+        "metric_type": "distance",
+        "modality": "XR",
+        "plane": "axial",
+        "provenance": _provenance("default"),
+    }
+    _write(
+        pairs,
+        "a",
+        "angle_distance",
+        [
+            {"sample_id": "a1", "value": 20.0, "unit": "mm", **measure},
+            {
+                "sample_id": "a2",
+                "value": 30.0,
+                "unit": "deg",
+                **measure,
+                "metric_name": "A-L_1_2-L_3_4",
+                "metric_type": "angle",
+            },
+        ],
+    )
     predictions = [
         {"sample_id": "d1", "answer": "[1, 0, 3, 2]"},  # IoU 1/3, F1 1/2, precision 1/2, recall 1/2
         {"sample_id": "d2", "box": [0, 0, 1, 1]},  # IoU 1/4, F1 2/5, precision 1, recall 1/4
@@ -103,8 +150,10 @@ def test_evaluate_reports_hand_computed_metrics_per_dataset_task_and_unit(hand_m
     assert groups[("b", "detection", None)]["iou"] == pytest.approx(1.0)
     lesion = groups[("a", "tumor_lesion_size", "mm")]
     assert (lesion["mae"], lesion["mre"]) == pytest.approx((1.5, 0.2))
-    assert (groups[("a", "angle_distance", "mm")]["mae"], groups[("a", "angle_distance", "mm")]["mre"]) == \
-        pytest.approx((5.0, 0.25))
+    assert (
+        groups[("a", "angle_distance", "mm")]["mae"],
+        groups[("a", "angle_distance", "mm")]["mre"],
+    ) == pytest.approx((5.0, 0.25))
     assert groups[("a", "angle_distance", "deg")]["mre"] == pytest.approx(5 / 30)
     report = json.load(open(out))
     assert report["unknown_sample_ids"] == {"count": 1, "examples": ["zzz"]}
@@ -133,8 +182,9 @@ def test_evaluate_gives_medvision_summary_tables_beside_ours(hand_made, tmp_path
     assert liver["group"] == "left out: fewer than 50 answers"
     assert medvision["detection"]["groups"] == {"anatomy": {}, "T/L": {}}
     lesion = medvision["tumor_lesion_size"]["labels"]["tumour @ CT (A)"]
-    assert (lesion["avgMAE"], lesion["MRE<0.1"], lesion["MRE<0.3"], lesion["num_samples"]) == \
-        pytest.approx((1.5, 0, 1, 1))
+    assert (lesion["avgMAE"], lesion["MRE<0.1"], lesion["MRE<0.3"], lesion["num_samples"]) == pytest.approx(
+        (1.5, 0, 1, 1)
+    )
     measures = medvision["angle_distance"]
     assert measures["overall"]["MAE"] == pytest.approx(5.0)  # mm and degrees together, as MedVision's
     assert measures["overall"]["MRE"] == pytest.approx((0.25 + 5 / 30) / 2)
@@ -165,7 +215,9 @@ def test_evaluate_usage_errors_exit_2(hand_made, tmp_path, capsys):
     assert main(["evaluate", "--pairs", str(tmp_path / "empty"), "--predictions", predictions]) == 2
     assert main(["evaluate", "--pairs", pairs]) == 2
     repeated = tmp_path / "repeated.jsonl"
-    repeated.write_text('{"sample_id": "d1", "answer": "[0, 0, 2, 2]"}\n{"sample_id": "d1", "answer": "[0, 0, 1, 1]"}\n')
+    repeated.write_text(
+        '{"sample_id": "d1", "answer": "[0, 0, 2, 2]"}\n{"sample_id": "d1", "answer": "[0, 0, 1, 1]"}\n'
+    )
     assert main(["evaluate", "--pairs", pairs, "--predictions", str(repeated)]) == 2
     numeric_answer = tmp_path / "numeric_answer.jsonl"
     numeric_answer.write_text('{"sample_id": "a1", "answer": 20.0}\n')
@@ -178,8 +230,21 @@ def test_evaluate_usage_errors_exit_2(hand_made, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def small_build(tmp_path_factory, demo_root):
     output = str(tmp_path_factory.mktemp("prompts") / "demo")
-    assert main(["build", f"--source=demo={demo_root}", "--output", output, "--prompt-style", "medvision",
-                 "--cases", "Ceph/001,Task02_DemoMR/demo_mr_00"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                f"--source=demo={demo_root}",
+                "--output",
+                output,
+                "--prompt-style",
+                "medvision",
+                "--cases",
+                "Ceph/001,Task02_DemoMR/demo_mr_00",
+            ]
+        )
+        == 0
+    )
     return output
 
 
@@ -189,8 +254,9 @@ def test_demo_build_has_prompt_and_answer_on_every_row_and_scores_its_own_answer
         rows += pq.read_table(path, columns=["sample_id", "prompt", "answer"]).to_pylist()
     assert len(rows) > 100 and all(r["prompt"] and r["answer"] for r in rows)
     predictions = tmp_path / "self.jsonl"
-    predictions.write_text("".join(json.dumps({"sample_id": r["sample_id"], "answer": r["answer"]}) + "\n"
-                                   for r in rows))
+    predictions.write_text(
+        "".join(json.dumps({"sample_id": r["sample_id"], "answer": r["answer"]}) + "\n" for r in rows)
+    )
     out = str(tmp_path / "report.json")
     assert main(["evaluate", "--pairs", small_build, "--predictions", str(predictions), "--json", out]) == 0
     report = json.load(open(out))
@@ -213,9 +279,23 @@ def test_a_one_pixel_high_box_scores_zero_instead_of_stopping_evaluate(tmp_path)
     # Rows 4..4 (one pixel) of a 10 x 10 image: MedVision's target from inclusive indices has
     # y_min = y_max = (10 - 4) / 10, no area; MedVision scores any answer to it 0.
     pairs = str(tmp_path / "pairs")
-    _write(pairs, "a", "detection", [{"sample_id": "flat", "box_xyxy_px": [2.0, 4.0, 6.0, 5.0], "image_width_px": 10,
-                                      "image_height_px": 10, "label_name": "liver", "modality": "CT",
-                                      "plane": "axial", "provenance": _provenance("medvision")}])
+    _write(
+        pairs,
+        "a",
+        "detection",
+        [
+            {
+                "sample_id": "flat",
+                "box_xyxy_px": [2.0, 4.0, 6.0, 5.0],
+                "image_width_px": 10,
+                "image_height_px": 10,
+                "label_name": "liver",
+                "modality": "CT",
+                "plane": "axial",
+                "provenance": _provenance("medvision"),
+            }
+        ],
+    )
     open(os.path.join(pairs, "_SUCCESS"), "w").close()
     predictions = tmp_path / "predictions.jsonl"
     predictions.write_text('{"sample_id": "flat", "answer": "<answer>0.2, 0.5, 0.5, 0.7</answer>"}\n')

@@ -1,4 +1,5 @@
 """Formats (NIfTI, DICOM series, MHA, NRRD) agree; real files no one here wrote; the fault corpus."""
+
 from __future__ import annotations
 
 import glob
@@ -18,7 +19,8 @@ from tests.conftest import write_nifti
 from tests.formats import write_dicom_series, write_enhanced_multiframe, write_itk
 from transforms import dicom, dicom_seg
 from transforms.boxes import component_boxes
-from transforms.case import CaseRef, SequenceRef, extract_slices, load_case
+from transforms.case import extract_slices, load_case
+from transforms.caseref import CaseRef, SequenceRef
 from transforms.errors import PipelineError, Reason
 from transforms.phantoms import Cuboid, centred_affine, rasterize
 from transforms.volume import Volume, grid_affine
@@ -51,8 +53,11 @@ def test_same_phantom_in_every_format_gives_identical_pairs(tmp_path, orientatio
         uri = write_image(str(tmp_path / fmt), fmt, image, affine)
         case = CaseRef("t", "c", "c", uri, mask, (SequenceRef("CT", "CT"),), ((1, "cube"),))
         loaded = load_case(case, {uri: uri.rstrip("/"), mask: mask})
-        boxes = [(c.plane, c.slice_index, b.box_xyxy_px, c.spacing_mm_row_col)
-                 for c in extract_slices(loaded, "finest") for b in component_boxes(c.labels_2d)]
+        boxes = [
+            (c.plane, c.slice_index, b.box_xyxy_px, c.spacing_mm_row_col)
+            for c in extract_slices(loaded, "finest")
+            for b in component_boxes(c.labels_2d)
+        ]
         results[fmt] = (boxes, float(loaded.images["CT"].array.mean()), loaded.geometry["orig_orientation"])
     reference = results["nifti"]
     for fmt, (boxes, mean, stored) in results.items():
@@ -114,11 +119,14 @@ def test_uneven_series_can_be_resampled_to_its_median_gap_and_flagged(tmp_path):
     np.testing.assert_allclose(array[0, 0, :], np.arange(SHAPE[2]) * 10.0, atol=0.01)  # the gap is interpolated
 
 
-@pytest.mark.parametrize("fault, reason", [
-    (dict(duplicate_slice=4), Reason.DUPLICATE_SLICE_POSITION),
-    (dict(skip_slices=(5,)), Reason.UNEVEN_SPACING),
-    (dict(drop_tag="ImagePositionPatient"), Reason.DICOM_MISSING_TAGS),
-])
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        (dict(duplicate_slice=4), Reason.DUPLICATE_SLICE_POSITION),
+        (dict(skip_slices=(5,)), Reason.UNEVEN_SPACING),
+        (dict(drop_tag="ImagePositionPatient"), Reason.DICOM_MISSING_TAGS),
+    ],
+)
 def test_dicom_series_faults_are_refused(tmp_path, fault, reason):
     image, _, affine = phantom()
     folder = write_dicom_series(str(tmp_path / "series"), image, affine, **fault)
@@ -129,6 +137,7 @@ def test_dicom_series_faults_are_refused(tmp_path, fault, reason):
 
 # --- the fault corpus, built end to end in one run ---------------------------------------------
 
+
 def corpus(root) -> tuple[str, dict[str, str]]:
     """An MSD-layout task mixing good cases in three formats with one case per fault."""
     task = os.path.join(str(root), "Task01_Faults")
@@ -137,13 +146,19 @@ def corpus(root) -> tuple[str, dict[str, str]]:
     entries, expected = [], {}
 
     def add(name, image_path, mask_path, reason=None):
-        entries.append({"image": os.path.relpath(image_path, task) + ("/" if image_path.endswith("/") else ""),
-                        "label": os.path.relpath(mask_path, task)})
+        entries.append(
+            {
+                "image": os.path.relpath(image_path, task) + ("/" if image_path.endswith("/") else ""),
+                "label": os.path.relpath(mask_path, task),
+            }
+        )
         expected[f"Task01_Faults/{name}"] = reason
 
     def nifti_pair(name, image_array=image, label_array=labels, image_affine=affine, label_affine=affine):
-        return (write_nifti(os.path.join(images, f"{name}.nii.gz"), image_array.astype(np.int16), image_affine),
-                write_nifti(os.path.join(masks, f"{name}.nii.gz"), label_array, label_affine))
+        return (
+            write_nifti(os.path.join(images, f"{name}.nii.gz"), image_array.astype(np.int16), image_affine),
+            write_nifti(os.path.join(masks, f"{name}.nii.gz"), label_array, label_affine),
+        )
 
     add("good_nifti", *nifti_pair("good_nifti"))
     good_mask = os.path.join(masks, "good_nifti.nii.gz")
@@ -179,14 +194,14 @@ def corpus(root) -> tuple[str, dict[str, str]]:
     sheared = affine.copy()
     sheared[0, 1] += 0.3
     add("sheared", *nifti_pair("sheared", image_affine=sheared, label_affine=sheared), Reason.NON_ORTHONORMAL)
-    for name, fault, reason in (("dicom_duplicate", dict(duplicate_slice=4), Reason.DUPLICATE_SLICE_POSITION),
-                                ("dicom_gap", dict(skip_slices=(5,)), Reason.UNEVEN_SPACING),
-                                ("dicom_no_position", dict(drop_tag="ImagePositionPatient"),
-                                 Reason.DICOM_MISSING_TAGS)):
+    for name, fault, reason in (
+        ("dicom_duplicate", dict(duplicate_slice=4), Reason.DUPLICATE_SLICE_POSITION),
+        ("dicom_gap", dict(skip_slices=(5,)), Reason.UNEVEN_SPACING),
+        ("dicom_no_position", dict(drop_tag="ImagePositionPatient"), Reason.DICOM_MISSING_TAGS),
+    ):
         series = write_dicom_series(os.path.join(images, name), image, affine, **fault)
         add(name, series + "/", good_mask, reason)
-    meta = {"name": "faults", "modality": {"0": "CT"}, "labels": {"0": "background", "1": "cube"},
-            "training": entries}
+    meta = {"name": "faults", "modality": {"0": "CT"}, "labels": {"0": "background", "1": "cube"}, "training": entries}
     json.dump(meta, open(os.path.join(task, "dataset.json"), "w"))
     return task, expected
 
@@ -195,12 +210,16 @@ def test_fault_corpus_quarantines_each_fault_and_writes_every_good_case(tmp_path
     task, expected = corpus(tmp_path)
     output = str(tmp_path / "out")
     assert main(["build", "--source", f"msd={task}", "--output", output]) == 0
-    quarantine = [r for f in glob.glob(os.path.join(output, "quarantine", "*.parquet"))
-                  for r in pq.read_table(f).to_pylist()]
+    quarantine = [
+        r for f in glob.glob(os.path.join(output, "quarantine", "*.parquet")) for r in pq.read_table(f).to_pylist()
+    ]
     got = {q["case_id"]: q["reason"] for q in quarantine if q["stage"] == "load"}
     assert got == {case: reason.value for case, reason in expected.items() if reason}
-    pairs = [r for f in glob.glob(os.path.join(output, "dataset=msd/task=detection/split=*/*.parquet"))
-             for r in pq.read_table(f, columns=["case_id", "provenance"]).to_pylist()]
+    pairs = [
+        r
+        for f in glob.glob(os.path.join(output, "dataset=msd/task=detection/split=*/*.parquet"))
+        for r in pq.read_table(f, columns=["case_id", "provenance"]).to_pylist()
+    ]
     written = {r["case_id"] for r in pairs}
     assert written == {case for case, reason in expected.items() if reason is None}
     assert all(r["provenance"]["sform_qform_mismatch"] == r["case_id"].endswith("qform_conflict") for r in pairs)
@@ -226,22 +245,33 @@ def test_nilearn_mni152_template_builds_through_the_pipeline(tmp_path):
 
     data = os.path.join(os.path.dirname(nilearn.__file__), "datasets", "data")
     template = os.path.join(data, "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
-    grey, white = (np.asanyarray(nib.load(os.path.join(data, f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"))
-                                 .dataobj) for kind in ("gm", "wm"))
+    grey, white = (
+        np.asanyarray(nib.load(os.path.join(data, f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz")).dataobj)
+        for kind in ("gm", "wm")
+    )
     labels = np.where((white >= 128) & (white >= grey), 2, np.where(grey >= 128, 1, 0)).astype(np.uint8)
     task = tmp_path / "Task01_MNI"
     for folder in ("imagesTr", "labelsTr"):
         os.makedirs(task / folder)
     shutil.copy(template, task / "imagesTr" / "mni152.nii.gz")
     nib.save(nib.Nifti1Image(labels, nib.load(template).affine), str(task / "labelsTr" / "mni152.nii.gz"))
-    json.dump({"modality": {"0": "T1w"}, "labels": {"0": "background", "1": "grey matter", "2": "white matter"},
-               "training": [{"image": "./imagesTr/mni152.nii.gz", "label": "./labelsTr/mni152.nii.gz"}]},
-              open(task / "dataset.json", "w"))
+    json.dump(
+        {
+            "modality": {"0": "T1w"},
+            "labels": {"0": "background", "1": "grey matter", "2": "white matter"},
+            "training": [{"image": "./imagesTr/mni152.nii.gz", "label": "./labelsTr/mni152.nii.gz"}],
+        },
+        open(task / "dataset.json", "w"),
+    )
     output = str(tmp_path / "out")
     assert main(["build", "--source", f"msd={task}", "--output", output]) == 0
-    rows = [r for f in glob.glob(os.path.join(output, "dataset=msd/task=detection/split=*/*.parquet"))
-            for r in pq.read_table(f, columns=["plane", "label_name", "pixel_spacing_mm", "image_width_px",
-                                               "image_height_px", "provenance"]).to_pylist()]
+    rows = [
+        r
+        for f in glob.glob(os.path.join(output, "dataset=msd/task=detection/split=*/*.parquet"))
+        for r in pq.read_table(
+            f, columns=["plane", "label_name", "pixel_spacing_mm", "image_width_px", "image_height_px", "provenance"]
+        ).to_pylist()
+    ]
     assert {r["label_name"] for r in rows} == {"grey matter", "white matter"}
     assert {r["pixel_spacing_mm"] for r in rows} == {1.0}
     sizes = {r["plane"]: (r["image_width_px"], r["image_height_px"]) for r in rows}
@@ -342,17 +372,22 @@ def test_dicom_seg_frames_land_on_their_slices_of_the_image_grid():
     for k, frame in zip((1, 2, 3), frames):  # frame rows run along j (P), columns along i (L)
         assert np.array_equal(up.array[:, :, k], frame.T)
     assert up.array[:, :, (0, 4)].sum() == 0
-    down = dicom_seg.read_label_map(liver_seg(), "liver.dcm",
-                                    Volume(np.zeros((512, 512, 5)), liver_ct_affine(1, "LPI", (0, 0, 2))), names)
+    down = dicom_seg.read_label_map(
+        liver_seg(), "liver.dcm", Volume(np.zeros((512, 512, 5)), liver_ct_affine(1, "LPI", (0, 0, 2))), names
+    )
     for k, frame in zip((3, 2, 1), frames):  # k runs down: the lowest frame lands on the highest k
         assert np.array_equal(down.array[:, :, k], frame.T)
 
 
-@pytest.mark.parametrize("grid, names, reason", [
-    ((512, 512, 5), {1: "spleen"}, Reason.UNKNOWN_LABEL),
-    ((512, 512, 3), {1: "Liver"}, Reason.MASK_GRID_MISMATCH),  # the last frame falls off the grid
-    ((400, 512, 5), {1: "Liver"}, Reason.MASK_GRID_MISMATCH),  # frames wider than the image
-], ids=["segment_not_in_label_map", "frame_beyond_last_slice", "frame_wider_than_image"])
+@pytest.mark.parametrize(
+    "grid, names, reason",
+    [
+        ((512, 512, 5), {1: "spleen"}, Reason.UNKNOWN_LABEL),
+        ((512, 512, 3), {1: "Liver"}, Reason.MASK_GRID_MISMATCH),  # the last frame falls off the grid
+        ((400, 512, 5), {1: "Liver"}, Reason.MASK_GRID_MISMATCH),  # frames wider than the image
+    ],
+    ids=["segment_not_in_label_map", "frame_beyond_last_slice", "frame_wider_than_image"],
+)
 def test_dicom_seg_that_does_not_fit_is_refused(grid, names, reason):
     with pytest.raises(PipelineError) as error:
         dicom_seg.read_label_map(liver_seg(), "liver.dcm", Volume(np.zeros(grid), liver_ct_affine()), names)
@@ -372,17 +407,26 @@ def test_dicom_seg_builds_through_the_pipeline_on_a_ct_series(tmp_path):
     write_dicom_series(str(task / "imagesTr" / "liver_0"), ct, liver_ct_affine())
     os.makedirs(task / "labelsTr")
     shutil.copy(liver_seg(), task / "labelsTr" / "liver_0.dcm")
-    json.dump({"modality": {"0": "CT"}, "labels": {"0": "background", "1": "liver"},
-               "training": [{"image": "./imagesTr/liver_0/", "label": "./labelsTr/liver_0.dcm"}]},
-              open(task / "dataset.json", "w"))
+    json.dump(
+        {
+            "modality": {"0": "CT"},
+            "labels": {"0": "background", "1": "liver"},
+            "training": [{"image": "./imagesTr/liver_0/", "label": "./labelsTr/liver_0.dcm"}],
+        },
+        open(task / "dataset.json", "w"),
+    )
     output = str(tmp_path / "out")
     assert main(["build", "--source", f"msd={task}", "--output", output, "--spacing", "native"]) == 0
-    rows = [r for f in glob.glob(os.path.join(output, "dataset=msd/task=detection/split=*/*.parquet"))
-            for r in pq.read_table(f, columns=["plane", "slice_index", "label_name", "area_px"]).to_pylist()]
+    rows = [
+        r
+        for f in glob.glob(os.path.join(output, "dataset=msd/task=detection/split=*/*.parquet"))
+        for r in pq.read_table(f, columns=["plane", "slice_index", "label_name", "area_px"]).to_pylist()
+    ]
     axial = [r for r in rows if r["plane"] == "axial"]
     assert {r["label_name"] for r in rows} == {"liver"}
     assert {r["slice_index"] for r in axial} == {1, 2, 3}
     frames = pydicom.dcmread(liver_seg()).pixel_array
-    assert sorted(sum(r["area_px"] for r in axial if r["slice_index"] == k) for k in (1, 2, 3)) \
-        == sorted(int(frame.sum()) for frame in frames)
+    assert sorted(sum(r["area_px"] for r in axial if r["slice_index"] == k) for k in (1, 2, 3)) == sorted(
+        int(frame.sum()) for frame in frames
+    )
     assert not glob.glob(os.path.join(output, "quarantine", "*.parquet"))

@@ -5,6 +5,7 @@ A fresh virtualenv would need the network and minutes; instead the build runs in
 that can import only the distributions `pip install .` would bring (every other installed
 distribution's modules are hidden from it), against the GCS emulator.
 """
+
 from __future__ import annotations
 
 import importlib.metadata as metadata
@@ -106,14 +107,18 @@ def hidden_modules(kept: set[str]) -> list[str]:
     for distribution in metadata.distributions():
         name = _normal(distribution.metadata["Name"] or "")
         (shared if name in kept else hidden).update(module_prefixes(distribution))
-    return sorted(prefix for prefix in hidden - shared
-                  if prefix.split(".")[0] not in OWN_PACKAGES and not prefix.startswith("__editable__"))
+    return sorted(
+        prefix
+        for prefix in hidden - shared
+        if prefix.split(".")[0] not in OWN_PACKAGES and not prefix.startswith("__editable__")
+    )
 
 
 def run_cli(argv: list[str], hidden: list[str]) -> subprocess.CompletedProcess:
     env = dict(os.environ, HIDDEN_MODULES=json.dumps(hidden), PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +134,17 @@ def test_a_fresh_install_builds_from_and_to_the_gcs_emulator(tmp_path, gcs_emula
     task = make_msd_task(tmp_path / "msd", n_cases=1)
     storage.gcs_filesystem().mkdir("medvision-fresh")
     upload_tree(task, "gs://medvision-fresh/raw/Task01_BrainTumour")
-    result = run_cli(["build", "--source", "msd=gs://medvision-fresh/raw/Task01_BrainTumour",
-                      "--output", "gs://medvision-fresh/out/run1", "--gcs-anonymous"], fresh_install_hidden)
+    result = run_cli(
+        [
+            "build",
+            "--source",
+            "msd=gs://medvision-fresh/raw/Task01_BrainTumour",
+            "--output",
+            "gs://medvision-fresh/out/run1",
+            "--gcs-anonymous",
+        ],
+        fresh_install_hidden,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert storage.exists("gs://medvision-fresh/out/run1/_SUCCESS")
     assert json.loads(storage.read_bytes("gs://medvision-fresh/out/run1/stats.json"))["total_rows"] > 0
@@ -139,8 +153,10 @@ def test_a_fresh_install_builds_from_and_to_the_gcs_emulator(tmp_path, gcs_emula
 
 @pytest.mark.parametrize("scheme,package", [("gs://", "gcsfs"), ("s3://", "boto3")])
 def test_a_missing_storage_package_is_one_line_naming_it(tmp_path, scheme, package, fresh_install_hidden):
-    result = run_cli(["build", "--source", f"msd={scheme}bucket/raw", "--output", str(tmp_path / "out")],
-                     fresh_install_hidden + [package])
+    result = run_cli(
+        ["build", "--source", f"msd={scheme}bucket/raw", "--output", str(tmp_path / "out")],
+        fresh_install_hidden + [package],
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert f"pip install {package}" in result.stderr and scheme in result.stderr

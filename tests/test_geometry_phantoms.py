@@ -1,4 +1,5 @@
 """Box sizes in mm on anisotropic, flipped, permuted and oblique phantoms with analytic answers."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,8 @@ import pytest
 
 from tests.conftest import write_nifti
 from transforms.boxes import component_boxes
-from transforms.case import CaseRef, SequenceRef, extract_slices, load_nifti_case
+from transforms.case import extract_slices, load_nifti_case
+from transforms.caseref import CaseRef, SequenceRef
 from transforms.phantoms import Cuboid, centred_affine, rasterize, reorient
 
 # A 30 x 20 x 15 mm (x, y, z) cuboid, off-centre so flips would move it.
@@ -45,12 +47,15 @@ def largest_boxes_mm(loaded, spacing="finest"):
     return sizes, boxes
 
 
-@pytest.mark.parametrize("orientation, spacing_mm", [
-    ("RAS", (0.7, 0.7, 2.5)),
-    ("LPS", (0.7, 0.7, 2.5)),
-    ("PSL", (0.5, 3.0, 2.0)),  # axial in-plane 0.5 x 2.0 mm, stored with permuted axes
-    ("ILA", (1.5, 0.6, 1.1)),
-])
+@pytest.mark.parametrize(
+    "orientation, spacing_mm",
+    [
+        ("RAS", (0.7, 0.7, 2.5)),
+        ("LPS", (0.7, 0.7, 2.5)),
+        ("PSL", (0.5, 3.0, 2.0)),  # axial in-plane 0.5 x 2.0 mm, stored with permuted axes
+        ("ILA", (1.5, 0.6, 1.1)),
+    ],
+)
 def test_box_sizes_match_physical_size(tmp_path, orientation, spacing_mm):
     loaded = phantom_case(tmp_path, orientation, spacing_mm)
     sizes, _ = largest_boxes_mm(loaded)
@@ -78,7 +83,8 @@ def test_same_voxels_in_any_storage_order_give_identical_boxes(tmp_path):
 
 
 def test_display_orientation_is_radiological(tmp_path):
-    """An off-diagonal marker (left, anterior, superior; each offset different) lands where each plane's convention says."""
+    """An off-diagonal marker (left, anterior, superior; each offset different) lands where each plane's
+    convention says."""
     shape = (40, 50, 60)
     affine = centred_affine(shape, "LPS", (1.0, 1.0, 1.0))
     marker = Cuboid(1, (-16.0, 4.0, 20.0), (-10.0, 8.0, 26.0))  # x = -13 (left), y = +6, z = +23 mm

@@ -5,6 +5,7 @@ fields (next to a good case), and a cephalogram whose landmark file carries it: 
 quarantined with its reason, and the secret is in no byte of any output file, nor in any decoded
 Parquet value.
 """
+
 from __future__ import annotations
 
 import glob
@@ -16,7 +17,6 @@ import traceback
 import warnings
 
 import apache_beam as beam
-import numpy as np
 import pyarrow.parquet as pq
 import pydicom
 import pytest
@@ -30,7 +30,7 @@ from tests.conftest import write_nifti
 from tests.formats import write_dicom_series
 from tests.test_formats_and_faults import liver_seg, phantom
 from transforms import ids
-from transforms.case import CaseRef
+from transforms.caseref import CaseRef
 from transforms.tracebacks import describe_exception
 
 SECRET = "SECRET-7f3a"
@@ -65,9 +65,14 @@ FAULTS = (
     ("seg_label", "SegmentLabel", "unknown_label", "SegmentLabel"),
     ("seg_class", "SOPClassUID", "unreadable", "SOPClassUID"),
 )
-VALUES = {"PixelSpacing": [PLACEHOLDER, "0.9"], "ImagePositionPatient": [PLACEHOLDER, "0", "0"],
-          "NumberOfFrames": PLACEHOLDER, "RescaleSlope": PLACEHOLDER, "SegmentLabel": PLACEHOLDER,
-          "SOPClassUID": PLACEHOLDER}
+VALUES = {
+    "PixelSpacing": [PLACEHOLDER, "0.9"],
+    "ImagePositionPatient": [PLACEHOLDER, "0", "0"],
+    "NumberOfFrames": PLACEHOLDER,
+    "RescaleSlope": PLACEHOLDER,
+    "SegmentLabel": PLACEHOLDER,
+    "SOPClassUID": PLACEHOLDER,
+}
 
 
 def write_task(root: str) -> str:
@@ -94,8 +99,10 @@ def write_task(root: str) -> str:
         else:
             plant_in_series(folder, keyword, VALUES[keyword])
         entries.append({"image": f"./imagesTr/{name}/", "label": label})
-    json.dump({"modality": {"0": "CT"}, "labels": {"0": "background", "1": "liver"}, "training": entries},
-              open(os.path.join(task, "dataset.json"), "w"))
+    json.dump(
+        {"modality": {"0": "CT"}, "labels": {"0": "background", "1": "liver"}, "training": entries},
+        open(os.path.join(task, "dataset.json"), "w"),
+    )
     return task
 
 
@@ -120,8 +127,11 @@ def build(tmp_path_factory):
 
 
 def quarantine(output: str) -> list[dict]:
-    return [row for path in glob.glob(os.path.join(output, "quarantine", "*.parquet"))
-            for row in pq.read_table(path).to_pylist()]
+    return [
+        row
+        for path in glob.glob(os.path.join(output, "quarantine", "*.parquet"))
+        for row in pq.read_table(path).to_pylist()
+    ]
 
 
 def test_header_faults_are_quarantined_with_the_field_named(build):

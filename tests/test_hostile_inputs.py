@@ -2,6 +2,7 @@
 emulator. The run exits 0, writes every good case, quarantines each bad one with its reason, reads
 nothing outside the source root (planted secrets appear in no output byte, decoded pixels included)
 and stays within its memory budget (`tests/hostile_corpus.py` says what each file does)."""
+
 from __future__ import annotations
 
 import collections
@@ -29,9 +30,14 @@ BUDGET_MB = 1024
 
 def output_rows(output: str) -> tuple[list[dict], list[dict]]:
     """(pair rows, quarantine rows) of a local output."""
-    pairs = [row for path in glob.glob(f"{output}/dataset=*/task=*/split=*/*.parquet")
-             for row in pq.read_table(path).to_pylist()]
-    quarantine = [row for path in glob.glob(f"{output}/quarantine/*.parquet") for row in pq.read_table(path).to_pylist()]
+    pairs = [
+        row
+        for path in glob.glob(f"{output}/dataset=*/task=*/split=*/*.parquet")
+        for row in pq.read_table(path).to_pylist()
+    ]
+    quarantine = [
+        row for path in glob.glob(f"{output}/quarantine/*.parquet") for row in pq.read_table(path).to_pylist()
+    ]
     return pairs, quarantine
 
 
@@ -46,9 +52,24 @@ def local_build(tmp_path_factory):
     root, expected, secrets = make_corpus(base)
     output = os.path.join(base, "out")
     env = dict(os.environ, **SECRET_ENV)
-    done = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK, "build", "--source", f"msd={root}",
-                           "--output", output, "--max-volume-mb", str(BUDGET_MB)],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CLI_WITH_PEAK,
+            "build",
+            "--source",
+            f"msd={root}",
+            "--output",
+            output,
+            "--max-volume-mb",
+            str(BUDGET_MB),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     peak_mib = int(done.stderr.strip().splitlines()[-1].split("=")[1]) / 1024
     return done, output, expected, secrets, peak_mib
 
@@ -137,27 +158,71 @@ def test_object_store_path_is_confined_too(gcs_emulator, tmp_path):
     storage.gcs_filesystem().mkdir("hostile")
     upload_tree(str(tmp_path / "corpus"), "gs://hostile/base")
     output = str(tmp_path / "out")
-    assert main(["build", "--source", "msd=gs://hostile/base/data", "--output", output, "--gcs-anonymous",
-                 "--max-volume-mb", str(BUDGET_MB)]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--source",
+                "msd=gs://hostile/base/data",
+                "--output",
+                output,
+                "--gcs-anonymous",
+                "--max-volume-mb",
+                str(BUDGET_MB),
+            ]
+        )
+        == 0
+    )
     _check_object_store_build(output, expected, secrets, "gs://hostile/base/data/")
     assert storage.exists("gs://hostile/base/secret.raw")  # it was there to be read, and was not
 
 
-S3_CASES = {"good_nifti", "good_nhdr", "good_mhd", "nhdr_environ", "nhdr_stdin", "nrrd_dotdot", "nrrd_list",
-            "nhdr_pattern", "mhd_passwd", "mha_secret", "zeros_bomb"}
+S3_CASES = {
+    "good_nifti",
+    "good_nhdr",
+    "good_mhd",
+    "nhdr_environ",
+    "nhdr_stdin",
+    "nrrd_dotdot",
+    "nrrd_list",
+    "nhdr_pattern",
+    "mhd_passwd",
+    "mha_secret",
+    "zeros_bomb",
+}
 
 
 def test_s3_path_is_confined_too(s3_server, tmp_path):
     endpoint = s3_server[0].split("=", 1)[1]
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket="hostile")
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="hostile")
     _, expected, secrets = make_corpus(str(tmp_path / "corpus"), links=False)
     upload_tree(str(tmp_path / "corpus"), "s3://hostile/base")
     # the header cases only: moto answers each metadata call in ~0.2 s
     headers = {case: reason for case, reason in expected.items() if case.rsplit("/", 1)[-1] in S3_CASES}
     output = str(tmp_path / "out")
-    assert main(["build", "--source", "msd=s3://hostile/base/data", "--output", output, "--cases", ",".join(headers),
-                 "--max-volume-mb", str(BUDGET_MB), *s3_server]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--source",
+                "msd=s3://hostile/base/data",
+                "--output",
+                output,
+                "--cases",
+                ",".join(headers),
+                "--max-volume-mb",
+                str(BUDGET_MB),
+                *s3_server,
+            ]
+        )
+        == 0
+    )
     _check_object_store_build(output, headers, secrets, "s3://hostile/base/data/")
 
 

@@ -5,6 +5,7 @@ two labels of one name), names that are not UTF-8 and index files that are not C
 `bad_listing` cases next to good ones that still build; ids stay collision-free whatever the names
 contain; a root with no recognisable layout is still a usage error.
 """
+
 from __future__ import annotations
 
 import glob
@@ -27,7 +28,7 @@ GOOD_LABELS = {"0": "background", "1": "tumor", "2": "Tumor ", "3": "core"}  # 1
 HOSTILE_DATASET_JSON = {
     "not_json": b'{"labels": {"1": "tumor"}, "training": [',
     "not_utf8": b'{"labels": {"1": "tumor\xff"}, "training": []}',
-    "not_an_object": b'[1, 2, 3]',
+    "not_an_object": b"[1, 2, 3]",
     "label_key_not_whole": json.dumps({"labels": {"1.5": "tumor"}, "training": []}).encode(),
     "label_key_negative": json.dumps({"labels": {"-1": "tumor"}, "training": []}).encode(),
     "label_key_huge": json.dumps({"labels": {"9" * 40: "tumor"}, "training": []}).encode(),
@@ -69,6 +70,7 @@ def listing_errors(cases) -> dict[str, str | None]:
 
 # --- one build: hostile tasks next to good ones, and a second source with a bad listing ----------------
 
+
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
@@ -77,17 +79,25 @@ def build(tmp_path_factory):
     for name in ("not_json", "training_null", "label_key_not_whole"):
         write_hostile_task(msd, f"Task02_{name}", HOSTILE_DATASET_JSON[name])
     # one stem twice (a.nii.gz, a.nii): both refused; b is fine
-    dup = write_task(msd, "Task03_Stems", {"a.nii.gz": "a.nii.gz", "b.nii.gz": "b.nii.gz"},
-                     {"labels": {"1": "edema", "2": "core", "3": "enhancing"}})
+    dup = write_task(
+        msd,
+        "Task03_Stems",
+        {"a.nii.gz": "a.nii.gz", "b.nii.gz": "b.nii.gz"},
+        {"labels": {"1": "edema", "2": "core", "3": "enhancing"}},
+    )
     with open(os.path.join(dup, "imagesTr", "a.nii"), "wb") as handle:
         handle.write(gzip.decompress(open(os.path.join(dup, "imagesTr", "a.nii.gz"), "rb").read()))
     meta = json.load(open(os.path.join(dup, "dataset.json")))
     meta["training"].append({"image": "./imagesTr/a.nii", "label": "./labelsTr/a.nii.gz"})
     json.dump(meta, open(os.path.join(dup, "dataset.json"), "w"))
     # (case "a", sequence "FLAIR<US>T1") and (case "a<US>FLAIR", sequence "T1") join to one text
-    write_task(msd, "Task04_Separators", {"a.nii.gz": "a.nii.gz", "a\x1fFLAIR.nii.gz": "a\x1fFLAIR.nii.gz"},
-               {"modality": {"0": "FLAIR\x1fT1", "1": "T1"}, "labels": {"1": "edema", "2": "core", "3": "enh"}},
-               channels=2)
+    write_task(
+        msd,
+        "Task04_Separators",
+        {"a.nii.gz": "a.nii.gz", "a\x1fFLAIR.nii.gz": "a\x1fFLAIR.nii.gz"},
+        {"modality": {"0": "FLAIR\x1fT1", "1": "T1"}, "labels": {"1": "edema", "2": "core", "3": "enh"}},
+        channels=2,
+    )
     ceph = root / "ceph"
     demo.write_ceph(str(ceph))  # TrainingData/001 and Test1Data/151; then 151 once more in TrainingData
     os.link(ceph / "RawImage" / "Test1Data" / "151.bmp", ceph / "RawImage" / "TrainingData" / "151.bmp")
@@ -97,16 +107,21 @@ def build(tmp_path_factory):
 
 
 def rows(output: str, pattern: str, columns: list[str]) -> list[dict]:
-    return [row for path in glob.glob(os.path.join(output, pattern)) for row in pq.read_table(path, columns=columns)
-            .to_pylist()]
+    return [
+        row
+        for path in glob.glob(os.path.join(output, pattern))
+        for row in pq.read_table(path, columns=columns).to_pylist()
+    ]
 
 
 def test_the_run_finishes_and_quarantines_only_the_bad_listings(build):
     code, output = build
     assert code == 0
-    quarantined = {(row["dataset"], row["case_id"]): row for row in rows(
-        output, "quarantine/*.parquet", ["dataset", "case_id", "stage", "reason", "message"])
-        if row["stage"] == "load"}
+    quarantined = {
+        (row["dataset"], row["case_id"]): row
+        for row in rows(output, "quarantine/*.parquet", ["dataset", "case_id", "stage", "reason", "message"])
+        if row["stage"] == "load"
+    }
     assert {key: row["reason"] for key, row in quarantined.items()} == {
         ("msd", "Task02_not_json"): "bad_listing",
         ("msd", "Task02_training_null"): "bad_listing",
@@ -118,17 +133,27 @@ def test_the_run_finishes_and_quarantines_only_the_bad_listings(build):
     }
     assert "line 1, column" in quarantined[("msd", "Task02_not_json")]["message"]
     assert "'training' is not a list" in quarantined[("msd", "Task02_training_null")]["message"]
-    written = {(path.split("dataset=")[1].split("/")[0], case_id)
-               for path in glob.glob(os.path.join(output, "dataset=*/task=*/split=*/*.parquet"))
-               for case_id in pq.read_table(path, columns=["case_id"]).column("case_id").to_pylist()}
-    assert written == {("msd", "Task01_Good/good_001"), ("msd", "Task03_Stems/b"), ("msd", "Task04_Separators/a"),
-                       ("msd", "Task04_Separators/a\x1fFLAIR"), ("ceph_biometrics_400", "001")}
+    written = {
+        (path.split("dataset=")[1].split("/")[0], case_id)
+        for path in glob.glob(os.path.join(output, "dataset=*/task=*/split=*/*.parquet"))
+        for case_id in pq.read_table(path, columns=["case_id"]).column("case_id").to_pylist()
+    }
+    assert written == {
+        ("msd", "Task01_Good/good_001"),
+        ("msd", "Task03_Stems/b"),
+        ("msd", "Task04_Separators/a"),
+        ("msd", "Task04_Separators/a\x1fFLAIR"),
+        ("ceph_biometrics_400", "001"),
+    }
 
 
 def test_two_labels_of_one_name_get_distinct_names_in_the_rows(build):
     _, output = build
-    names = {row["label_name"] for row in rows(output, "dataset=msd/task=detection/split=*/*.parquet",
-                                                ["case_id", "label_name"]) if row["case_id"] == "Task01_Good/good_001"}
+    names = {
+        row["label_name"]
+        for row in rows(output, "dataset=msd/task=detection/split=*/*.parquet", ["case_id", "label_name"])
+        if row["case_id"] == "Task01_Good/good_001"
+    }
     assert names == {"tumor (label 1)", "Tumor (label 2)", "core"}
 
 
@@ -141,6 +166,7 @@ def test_names_holding_the_id_separator_give_distinct_sample_ids(build):
 
 
 # --- listings, without a build ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_DATASET_JSON))
 def test_a_hostile_dataset_json_quarantines_its_task_only(tmp_path, name):
@@ -155,17 +181,28 @@ def test_a_hostile_dataset_json_quarantines_its_task_only(tmp_path, name):
 def test_malformed_entries_are_quarantined_without_quoting_them(tmp_path):
     task = write_task(tmp_path, "Task01_X", {"ok.nii.gz": "ok.nii.gz"}, {"labels": {"1": "a", "2": "b", "3": "c"}})
     meta = json.load(open(os.path.join(task, "dataset.json")))
-    meta["training"] += [5, "text", {"image": ["list"], "label": "x"}, {"image": "", "label": "x.nii.gz"},
-                         {"image": "./imagesTr/\x00.nii.gz", "label": "x.nii.gz"},
-                         {"image": "/etc/passwd", "label": "x.nii.gz"}]
+    meta["training"] += [
+        5,
+        "text",
+        {"image": ["list"], "label": "x"},
+        {"image": "", "label": "x.nii.gz"},
+        {"image": "./imagesTr/\x00.nii.gz", "label": "x.nii.gz"},
+        {"image": "/etc/passwd", "label": "x.nii.gz"},
+    ]
     json.dump(meta, open(os.path.join(task, "dataset.json"), "w"))
     cases = checked_cases(get_source("msd"), task)
-    assert listing_errors(cases) == {"Task01_X/ok": None, "Task01_X/training[1]": "bad_listing",
-                                     "Task01_X/training[2]": "bad_listing", "Task01_X/training[3]": "bad_listing",
-                                     "Task01_X/training[4]": "unsafe_path", "Task01_X/training[5]": "unsafe_path",
-                                     "Task01_X/training[6]": "unsafe_path"}
-    assert not any("passwd" in case.listing_error[1] or "text" in case.listing_error[1]
-                   for case in cases if case.listing_error)
+    assert listing_errors(cases) == {
+        "Task01_X/ok": None,
+        "Task01_X/training[1]": "bad_listing",
+        "Task01_X/training[2]": "bad_listing",
+        "Task01_X/training[3]": "bad_listing",
+        "Task01_X/training[4]": "unsafe_path",
+        "Task01_X/training[5]": "unsafe_path",
+        "Task01_X/training[6]": "unsafe_path",
+    }
+    assert not any(
+        "passwd" in case.listing_error[1] or "text" in case.listing_error[1] for case in cases if case.listing_error
+    )
 
 
 def test_a_root_without_the_layout_is_still_a_usage_error(tmp_path, capsys):
@@ -208,8 +245,11 @@ def test_names_that_are_not_utf8_are_refused_under_printable_ids(tmp_path):
 
 def test_a_json_name_that_is_not_utf8_is_refused(tmp_path):
     task = write_task(tmp_path, "Task01_X", {"ok.nii.gz": "ok.nii.gz"}, {"labels": {"1": "a", "2": "b", "3": "c"}})
-    text = open(os.path.join(task, "dataset.json")).read().replace(
-        "]}", ', {"image": "./imagesTr/\\udcff.nii.gz", "label": "./labelsTr/ok.nii.gz"}]}')
+    text = (
+        open(os.path.join(task, "dataset.json"))
+        .read()
+        .replace("]}", ', {"image": "./imagesTr/\\udcff.nii.gz", "label": "./labelsTr/ok.nii.gz"}]}')
+    )
     open(os.path.join(task, "dataset.json"), "w").write(text)
     cases = checked_cases(get_source("msd"), task)
     assert listing_errors(cases) == {"Task01_X/ok": None, "Task01_X/\\xff": "bad_listing"}
@@ -234,13 +274,17 @@ def write_totalsegmentator(root, meta_csv: bytes) -> None:
         handle.write(meta_csv)
 
 
-@pytest.mark.parametrize("meta_csv, expected", [
-    (b"image_id;split\ns0001;train\ns0002;../../elsewhere\n", {"ct/s0001": None, "ct/s0002": "bad_listing"}),
-    (b"image_id;split\ns0001;val\n", {"ct/s0001": None, "ct/s0002": None}),
-    (b"", {"ct/s0001": None, "ct/s0002": None}),
-    (b"image_id,split\n\"s0001,train\n" + b"x" * 200_000, {"ct/s0001": "bad_listing", "ct/s0002": "bad_listing"}),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe;;\n", {"ct/s0001": "bad_listing", "ct/s0002": "bad_listing"}),
-], ids=["split_not_a_split", "val", "empty", "not_a_table", "binary"])
+@pytest.mark.parametrize(
+    "meta_csv, expected",
+    [
+        (b"image_id;split\ns0001;train\ns0002;../../elsewhere\n", {"ct/s0001": None, "ct/s0002": "bad_listing"}),
+        (b"image_id;split\ns0001;val\n", {"ct/s0001": None, "ct/s0002": None}),
+        (b"", {"ct/s0001": None, "ct/s0002": None}),
+        (b'image_id,split\n"s0001,train\n' + b"x" * 200_000, {"ct/s0001": "bad_listing", "ct/s0002": "bad_listing"}),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe;;\n", {"ct/s0001": "bad_listing", "ct/s0002": "bad_listing"}),
+    ],
+    ids=["split_not_a_split", "val", "empty", "not_a_table", "binary"],
+)
 def test_a_hostile_meta_csv_refuses_only_what_it_cannot_place(tmp_path, meta_csv, expected):
     write_totalsegmentator(tmp_path, meta_csv)
     cases = checked_cases(get_source("totalsegmentator"), str(tmp_path))
@@ -259,7 +303,11 @@ def test_feta_masks_sit_beside_their_image_whatever_the_folders_are_named(tmp_pa
 def test_label_and_sequence_names_become_unique_deterministically():
     assert unique_names(((1, "tumor"), (2, "liver")), "label") == ((1, "tumor"), (2, "liver"))
     assert unique_names(((1, "tumor"), (2, "Tumor"), (3, "liver"), (4, " ")), "label") == (
-        (1, "tumor (label 1)"), (2, "Tumor (label 2)"), (3, "liver"), (4, "label 4"))
+        (1, "tumor (label 1)"),
+        (2, "Tumor (label 2)"),
+        (3, "liver"),
+        (4, "label 4"),
+    )
     tricky = unique_names(((1, "a"), (2, "a"), (3, "a (label 2)")), "label")
     assert len({name for _, name in tricky}) == 3 and unique_names(tricky, "label") == tricky
     built_to_collide = tuple((n, "x" + " (label 1)" * n) for n in range(1, 12))

@@ -2,6 +2,7 @@
 DWI/ADC registered to the acute NCCT under derivatives/, raw MRI on another grid), the challenge's BIDS
 download (mask on the raw MRI grid, with the session and subject spellings of its documentation) and
 MedVision's mirror (Images-ADC/, Images-DWI/, Masks/). Each mask is paired with images on its own grid."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,10 @@ def zenodo(root) -> None:
 def challenge(root) -> None:
     """The BIDS download, once as listed in the challenge's data folder and once with the spellings of
     its README (rawdata/, ses-0002, sub-strokecase)."""
-    for raw, subject, session in (("raw_data", "sub-stroke0004", "ses-02"),
-                                  ("rawdata", "sub-strokecase0005", "ses-0002")):
+    for raw, subject, session in (
+        ("raw_data", "sub-stroke0004", "ses-02"),
+        ("rawdata", "sub-strokecase0005", "ses-0002"),
+    ):
         case = f"{subject}_{session}"
         for kind in ("dwi", "adc"):
             write_pair(root, f"{raw}/{subject}/{session}/{case}_{kind}.nii.gz", "", (1,))
@@ -74,8 +77,12 @@ def listing(root: str) -> dict[str, tuple[str, str, str]]:
 
 def test_zenodo_masks_pair_with_the_images_registered_to_the_ncct(roots):
     cases = listing(roots["zenodo"])
-    assert sorted(cases) == ["sub-stroke0001_ses-02/ADC", "sub-stroke0001_ses-02/DWI",
-                             "sub-stroke0003_ses-02/ADC", "sub-stroke0003_ses-02/DWI"]
+    assert sorted(cases) == [
+        "sub-stroke0001_ses-02/ADC",
+        "sub-stroke0001_ses-02/DWI",
+        "sub-stroke0003_ses-02/ADC",
+        "sub-stroke0003_ses-02/DWI",
+    ]
     image, mask, error = cases["sub-stroke0001_ses-02/DWI"]
     assert image.endswith("sub-stroke0001_ses-02_space-ncct_dwi.nii.gz") and not error
     assert mask.endswith("sub-stroke0001_ses-02_space-ncct_lesion-msk.nii.gz")
@@ -89,8 +96,12 @@ def test_a_zenodo_case_without_its_registered_image_says_why(roots):
 
 def test_the_challenge_download_pairs_raw_mri_with_its_mask(roots):
     cases = listing(roots["challenge"])
-    assert sorted(cases) == ["sub-stroke0004_ses-02/ADC", "sub-stroke0004_ses-02/DWI",
-                             "sub-strokecase0005_ses-0002/ADC", "sub-strokecase0005_ses-0002/DWI"]
+    assert sorted(cases) == [
+        "sub-stroke0004_ses-02/ADC",
+        "sub-stroke0004_ses-02/DWI",
+        "sub-strokecase0005_ses-0002/ADC",
+        "sub-strokecase0005_ses-0002/DWI",
+    ]
     assert all(not error and "lesion-msk" in mask for _, mask, error in cases.values())
     assert cases["sub-strokecase0005_ses-0002/ADC"][0].startswith("rawdata/")
 
@@ -99,7 +110,8 @@ def test_medvisions_mirror_pairs_both_sequences_with_the_one_mask(roots):
     cases = listing(roots["mirror"])
     assert {case: (image.split("/")[0], mask) for case, (image, mask, _) in cases.items()} == {
         "sub-stroke0006_ses-02/ADC": ("Images-ADC", "Masks/sub-stroke0006_ses-02_lesion-msk.nii.gz"),
-        "sub-stroke0006_ses-02/DWI": ("Images-DWI", "Masks/sub-stroke0006_ses-02_lesion-msk.nii.gz")}
+        "sub-stroke0006_ses-02/DWI": ("Images-DWI", "Masks/sub-stroke0006_ses-02_lesion-msk.nii.gz"),
+    }
 
 
 def test_every_layout_builds_pairs_on_the_masks_grid(roots, tmp_path):

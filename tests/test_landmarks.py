@@ -1,8 +1,8 @@
 """Angle/distance: landmark spaces, invariance, and the Ceph-Biometrics-400 and FeTA adapters end to end."""
+
 from __future__ import annotations
 
 import glob
-import io
 import math
 import os
 
@@ -14,14 +14,17 @@ from PIL import Image
 
 from pipeline.cli import main
 from tests.conftest import write_nifti
-from transforms.case import CaseRef, LandmarkSpec, SequenceRef, extract_slices, load_case
+from transforms.case import extract_slices, load_case
+from transforms.caseref import CaseRef, LandmarkSpec, SequenceRef
 from transforms.intensity import decode_png
 from transforms.landmarks import LandmarkSpace, Measurement, angle_between_lines_deg, measure, to_world_ras
 from transforms.phantoms import Ellipsoid, centred_affine, rasterize, reorient
 
 PAIRS = ((1, "A", "B", 0), (2, "C", "D", 1))
-MEASURES = (Measurement("AB", "distance", ("A", "B"), "axial"),
-            Measurement("AB-CD", "angle", ("A", "B", "C", "D"), "coronal"))
+MEASURES = (
+    Measurement("AB", "distance", ("A", "B"), "axial"),
+    Measurement("AB-CD", "angle", ("A", "B", "C", "D"), "coronal"),
+)
 
 
 def test_angles_are_unsigned_acute_and_directed():
@@ -34,16 +37,19 @@ def test_voxel_and_world_spaces_agree():
     affine = centred_affine((20, 30, 40), "PSL", (0.5, 2.0, 1.5))
     voxel = {"A": (3.0, 4.0, 5.0), "B": (10.0, 20.0, 30.0)}
     ras = to_world_ras(voxel, LandmarkSpace("voxel"), affine)
-    one_based = to_world_ras({k: tuple(v + 1 for v in p) for k, p in voxel.items()},
-                             LandmarkSpace("voxel", index_base=1), affine)
-    lps = to_world_ras({k: tuple(p * (-1, -1, 1)) for k, p in ras.items()}, LandmarkSpace("world", frame="LPS"),
-                       np.eye(4))
+    one_based = to_world_ras(
+        {k: tuple(v + 1 for v in p) for k, p in voxel.items()}, LandmarkSpace("voxel", index_base=1), affine
+    )
+    lps = to_world_ras(
+        {k: tuple(p * (-1, -1, 1)) for k, p in ras.items()}, LandmarkSpace("world", frame="LPS"), np.eye(4)
+    )
     for name in voxel:
         np.testing.assert_allclose(one_based[name], ras[name])
         np.testing.assert_allclose(lps[name], ras[name])
     distance = measure(Measurement("AB", "distance", ("A", "B")), ras).value
-    assert distance == pytest.approx(math.dist(np.multiply(voxel["A"], (0.5, 2.0, 1.5)),
-                                               np.multiply(voxel["B"], (0.5, 2.0, 1.5))))
+    assert distance == pytest.approx(
+        math.dist(np.multiply(voxel["A"], (0.5, 2.0, 1.5)), np.multiply(voxel["B"], (0.5, 2.0, 1.5)))
+    )
 
 
 def landmark_case(tmp_path, orientation, shift_voxels=(0, 0, 0)):
@@ -81,14 +87,18 @@ def test_measurement_landmarks_are_placed_on_their_plane_slice(tmp_path):
     shown = {(c.plane, c.slice_index): c.measurements for c in extract_slices(loaded, "finest") if c.measurements}
     (plane, index), placed = next((key, value) for key, value in shown.items() if value[0].measurement.name == "AB")
     assert plane == "axial"
-    point_a = dict((name, (x, y)) for name, x, y in placed[0].landmarks_xy_px)
     assert index in (8, 12)  # the first point's slice along k
 
 
 # --- Ceph-Biometrics-400 raw layout --------------------------------------------------------------
 
 HAND_LANDMARKS = {  # 1-based (x, y) pixels at 0.1 mm
-    "P1": (101, 101), "P2": (401, 101), "P5": (401, 401), "P6": (101, 401), "P10": (101, 501), "P8": (401, 501),
+    "P1": (101, 101),
+    "P2": (401, 101),
+    "P5": (401, 401),
+    "P6": (101, 401),
+    "P10": (101, 501),
+    "P8": (401, 501),
 }
 
 
@@ -127,10 +137,13 @@ def test_ceph_angles_and_distances_match_hand_computation(tmp_path):
 
 # --- FeTA 2024 raw layout with a real (non-identity) transform -----------------------------------
 
+
 def itk_affine_text(rotation_lps: np.ndarray, translation_lps) -> str:
     parameters = " ".join(f"{v:.12g}" for v in [*rotation_lps.ravel(), *translation_lps])
-    return ("#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
-            f"Parameters: {parameters}\nFixedParameters: 0 0 0\n")
+    return (
+        "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+        f"Parameters: {parameters}\nFixedParameters: 0 0 0\n"
+    )
 
 
 def test_feta_biometry_is_measured_in_the_realigned_space(tmp_path):
@@ -143,8 +156,13 @@ def test_feta_biometry_is_measured_in_the_realigned_space(tmp_path):
     translation = np.array([4.0, -3.0, 2.0])
     flip = np.diag([-1.0, -1.0, 1.0])
     meas = np.zeros(shape, np.uint8)
-    pairs = {1: ((24, 40, 20), (24, 12, 20)), 2: ((24, 20, 30), (24, 20, 10)), 3: ((40, 28, 20), (8, 28, 20)),
-             4: ((44, 28, 22), (4, 28, 22)), 5: ((34, 14, 16), (14, 14, 16))}
+    pairs = {
+        1: ((24, 40, 20), (24, 12, 20)),
+        2: ((24, 20, 30), (24, 20, 10)),
+        3: ((40, 28, 20), (8, 28, 20)),
+        4: ((44, 28, 22), (4, 28, 22)),
+        5: ((34, 14, 16), (14, 14, 16)),
+    }
     blobs = []
     for label, voxels in pairs.items():
         for voxel in voxels:
@@ -164,9 +182,19 @@ def test_feta_biometry_is_measured_in_the_realigned_space(tmp_path):
     files = glob.glob(os.path.join(output, "dataset=feta24/task=angle_distance/split=*/*.parquet"))
     rows = {r["metric_name"]: r for r in ds.dataset(files).to_table().to_pylist()}
     assert {name: round(r["value"], 6) for name, r in rows.items()} == {
-        "L-1-2": 28.0, "L-3-4": 20.0, "L-5-6": 32.0, "L-7-8": 40.0, "L-9-10": 20.0}
+        "L-1-2": 28.0,
+        "L-3-4": 20.0,
+        "L-5-6": 32.0,
+        "L-7-8": 40.0,
+        "L-9-10": 20.0,
+    }
     assert {name: r["plane"] for name, r in rows.items()} == {
-        "L-1-2": "sagittal", "L-3-4": "sagittal", "L-5-6": "axial", "L-7-8": "axial", "L-9-10": "coronal"}
+        "L-1-2": "sagittal",
+        "L-3-4": "sagittal",
+        "L-5-6": "axial",
+        "L-7-8": "axial",
+        "L-9-10": "coronal",
+    }
     for row in rows.values():
         pixels = decode_png(row["image"]["bytes"])
         first = row["landmarks_xy_px"][0]
@@ -175,7 +203,8 @@ def test_feta_biometry_is_measured_in_the_realigned_space(tmp_path):
         assert (pixels > 200).mean() < 0.05  # ...and the image is not bright everywhere
     quarantine = glob.glob(os.path.join(output, "quarantine", "*.parquet"))
     assert [(q["case_id"], q["reason"]) for f in quarantine for q in pq.read_table(f).to_pylist()] == [
-        ("sub-001_rec-mial", "empty_case")]  # its tissue map is empty on purpose
+        ("sub-001_rec-mial", "empty_case")
+    ]  # its tissue map is empty on purpose
 
 
 def test_a_missing_landmark_pair_leaves_only_its_measurement_undefined(tmp_path):

@@ -1,4 +1,5 @@
 """Declarative source layouts: listing rules on plain path lists, merged structure masks, remote listings."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,12 +10,18 @@ from pipeline.sources import get_source
 from pipeline.sources.layout import DatasetFacts, Series, match_series, usable
 from tests.conftest import upload_tree
 from tests.source_fixtures import FIXTURES, TOTALSEG_PARTS
-from transforms.case import CaseRef, load_case
+from transforms.case import load_case
+from transforms.caseref import CaseRef
 from transforms.phantoms import centred_affine, rasterize
 
 FACTS = DatasetFacts("toy", "CC0-1.0", True)
-SERIES = Series("CT", "CT", image=r"images/(?P<case>c\d+)_0000\.nii\.gz", mask=r"labels/(?P<case>c\d+)\.nii\.gz",
-                labels={1: "liver"})
+SERIES = Series(
+    "CT",
+    "CT",
+    image=r"images/(?P<case>c\d+)_0000\.nii\.gz",
+    mask=r"labels/(?P<case>c\d+)\.nii\.gz",
+    labels={1: "liver"},
+)
 
 
 def ids(cases: list[CaseRef]) -> dict[str, tuple]:
@@ -22,12 +29,22 @@ def ids(cases: list[CaseRef]) -> dict[str, tuple]:
 
 
 def test_images_join_masks_at_any_depth_and_debris_is_ignored():
-    paths = usable(["dl/v2/images/c1_0000.nii.gz", "dl/v2/labels/c1.nii.gz", "dl/v2/images/._c1_0000.nii.gz",
-                    "__MACOSX/dl/v2/images/c2_0000.nii.gz", "dl/v2/labels/c2.nii.gz", "dl/v2/images/c1_0000.nii.gz.bak"])
+    paths = usable(
+        [
+            "dl/v2/images/c1_0000.nii.gz",
+            "dl/v2/labels/c1.nii.gz",
+            "dl/v2/images/._c1_0000.nii.gz",
+            "__MACOSX/dl/v2/images/c2_0000.nii.gz",
+            "dl/v2/labels/c2.nii.gz",
+            "dl/v2/images/c1_0000.nii.gz.bak",
+        ]
+    )
     cases = match_series(SERIES, "gs://bucket/root", paths, FACTS)
     assert ids(cases) == {"c1": None}
-    assert (cases[0].image_uri, cases[0].mask_uri) == ("gs://bucket/root/dl/v2/images/c1_0000.nii.gz",
-                                                       "gs://bucket/root/dl/v2/labels/c1.nii.gz")
+    assert (cases[0].image_uri, cases[0].mask_uri) == (
+        "gs://bucket/root/dl/v2/images/c1_0000.nii.gz",
+        "gs://bucket/root/dl/v2/labels/c1.nii.gz",
+    )
 
 
 def test_a_missing_mask_is_quarantined_or_skipped_as_the_source_declares():
@@ -40,7 +57,9 @@ def test_a_missing_mask_is_quarantined_or_skipped_as_the_source_declares():
 def test_two_images_claiming_one_case_are_both_refused():
     paths = ["a/images/c1_0000.nii.gz", "b/images/c1_0000.nii.gz", "a/labels/c1.nii.gz"]
     assert ids(match_series(SERIES, "r", paths, FACTS)) == {
-        "c1#a/images/c1_0000.nii.gz": "bad_listing", "c1#b/images/c1_0000.nii.gz": "bad_listing"}
+        "c1#a/images/c1_0000.nii.gz": "bad_listing",
+        "c1#b/images/c1_0000.nii.gz": "bad_listing",
+    }
 
 
 def test_several_masks_for_one_image_are_refused():
@@ -50,8 +69,12 @@ def test_several_masks_for_one_image_are_refused():
 
 def test_where_and_official_split_come_from_path_groups():
     amos = get_source("amos22")
-    paths = ["imagesTr/amos_0001.nii.gz", "labelsTr/amos_0001.nii.gz", "imagesVa/amos_0600.nii.gz",
-             "labelsVa/amos_0600.nii.gz"]
+    paths = [
+        "imagesTr/amos_0001.nii.gz",
+        "labelsTr/amos_0001.nii.gz",
+        "imagesVa/amos_0600.nii.gz",
+        "labelsVa/amos_0600.nii.gz",
+    ]
     ct, mri = (match_series(series, "r", paths, FACTS) for series in amos.series)
     assert [(c.case_id, c.official_split) for c in ct] == [("amos_0001", "train")]
     assert [(c.case_id, c.official_split) for c in mri] == [("amos_0600", "validation")]
@@ -82,8 +105,8 @@ def test_listing_from_gcs_equals_the_local_listing(tmp_path, gcs_emulator, name)
     root = f"gs://layout-{name.replace('_', '-')}/raw"
     upload_tree(str(tmp_path), root)
     source = get_source(name)
-    local = [(c.case_id, c.image_uri[len(str(tmp_path)):]) for c in source.list_cases(str(tmp_path))]
-    remote = [(c.case_id, c.image_uri[len(root):]) for c in source.list_cases(root)]
+    local = [(c.case_id, c.image_uri[len(str(tmp_path)) :]) for c in source.list_cases(str(tmp_path))]
+    remote = [(c.case_id, c.image_uri[len(root) :]) for c in source.list_cases(root)]
     assert remote == local and len(local) >= 3
 
 
@@ -110,12 +133,19 @@ def test_listing_from_s3_equals_the_local_listing(tmp_path, s3_server):
     import boto3
 
     endpoint = s3_server[0].split("=", 1)[1]
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket="layout-acdc")
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="layout-acdc")
     FIXTURES["acdc"](str(tmp_path))
     upload_tree(str(tmp_path), "s3://layout-acdc/raw")
     source = get_source("acdc")
-    local = [(c.case_id, c.official_split, c.image_uri[len(str(tmp_path)):]) for c in source.list_cases(str(tmp_path))]
-    remote = [(c.case_id, c.official_split, c.image_uri[len("s3://layout-acdc/raw"):])
-              for c in source.list_cases("s3://layout-acdc/raw")]
+    local = [(c.case_id, c.official_split, c.image_uri[len(str(tmp_path)) :]) for c in source.list_cases(str(tmp_path))]
+    remote = [
+        (c.case_id, c.official_split, c.image_uri[len("s3://layout-acdc/raw") :])
+        for c in source.list_cases("s3://layout-acdc/raw")
+    ]
     assert remote == local and len(local) == 5

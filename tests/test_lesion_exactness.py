@@ -3,6 +3,7 @@
 The references below are the plain loops the measurements were first written as; random components
 (blobs, rings, diagonal pieces, rectangles of pixels) and random spacings exercise ties and odd cases.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,14 @@ from scipy import ndimage
 
 from transforms.boxes import component_boxes
 from transforms.case import lost_labels
-from transforms.lesions import (MEASUREMENTS, longest_diameter_mm, measure_component, outer_contour_mm,
-                                perpendicular_diameter_mm, target_components)
+from transforms.lesions import (
+    MEASUREMENTS,
+    longest_diameter_mm,
+    measure_component,
+    outer_contour_mm,
+    perpendicular_diameter_mm,
+    target_components,
+)
 from transforms.planes import DISPLAYS, PLANES, labelled_slice_indices, plane_grid
 from transforms.slice_labels import derive_plane
 
@@ -104,12 +111,18 @@ def label_volume(seed: int) -> np.ndarray:
 
 
 @settings(max_examples=120, deadline=None)
-@given(seed=st.integers(0, 10**6), spacing=st.tuples(spacings, spacings, spacings),
-       plane=st.sampled_from(PLANES), display=st.sampled_from(DISPLAYS),
-       mode=st.sampled_from(["finest", "native", 1.3, 3.0]), measure_several=st.booleans(),
-       measurement=st.sampled_from(sorted(MEASUREMENTS)))
-def test_plane_derivation_is_that_of_each_displayed_slice(seed, spacing, plane, display, mode, measure_several,
-                                                          measurement):
+@given(
+    seed=st.integers(0, 10**6),
+    spacing=st.tuples(spacings, spacings, spacings),
+    plane=st.sampled_from(PLANES),
+    display=st.sampled_from(DISPLAYS),
+    mode=st.sampled_from(["finest", "native", 1.3, 3.0]),
+    measure_several=st.booleans(),
+    measurement=st.sampled_from(sorted(MEASUREMENTS)),
+)
+def test_plane_derivation_is_that_of_each_displayed_slice(
+    seed, spacing, plane, display, mode, measure_several, measurement
+):
     labels = label_volume(seed)
     grid = plane_grid(labels.shape, spacing, plane, mode, display)
     indices = sorted(set(labelled_slice_indices(labels, plane).tolist()) | {0})

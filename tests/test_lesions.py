@@ -1,4 +1,5 @@
 """Tumour/lesion size on analytic ellipses and degenerate components."""
+
 from __future__ import annotations
 
 import math
@@ -43,12 +44,15 @@ def test_endpoints_are_in_displayed_pixels_of_the_right_axis():
     assert (cx, cy) == pytest.approx((20.0, 80.0), abs=0.25)  # the middle of a 40 x 160 px image
 
 
-@pytest.mark.parametrize("pixels, reason", [
-    ([(5, 5)], Reason.FIT_TOO_FEW_POINTS),
-    ([(5, 5), (5, 6)], Reason.TOO_FEW_PIXELS),
-    ([(5, c) for c in range(3, 20)], Reason.FIT_MINOR_BELOW_PIXEL),
-    ([(5, 5), (5, 6), (6, 5), (6, 6), (7, 5)], Reason.TOO_FEW_PIXELS),
-])
+@pytest.mark.parametrize(
+    "pixels, reason",
+    [
+        ([(5, 5)], Reason.FIT_TOO_FEW_POINTS),
+        ([(5, 5), (5, 6)], Reason.TOO_FEW_PIXELS),
+        ([(5, c) for c in range(3, 20)], Reason.FIT_MINOR_BELOW_PIXEL),
+        ([(5, 5), (5, 6), (6, 5), (6, 6), (7, 5)], Reason.TOO_FEW_PIXELS),
+    ],
+)
 def test_degenerate_components_are_rejected_with_their_reason(pixels, reason):
     component = np.zeros((20, 25), bool)
     for row, col in pixels:

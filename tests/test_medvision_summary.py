@@ -1,5 +1,6 @@
 """MedVision's summary tables (transforms/medvision_summary.py) on hand-made answers whose results follow from
 MedVision's rules at commit ae6e130 by hand."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,15 @@ WHERE = {"modality": "CT", "plane": "axial", "prompt_style": "default", "dataset
 
 
 def _box_pair(label: str, modality: str = "CT") -> dict:
-    return {**WHERE, "task": "detection", "label_name": label, "modality": modality,
-            "box_xyxy_px": [0.0, 0.0, 2.0, 2.0], "image_width_px": 10, "image_height_px": 10}
+    return {
+        **WHERE,
+        "task": "detection",
+        "label_name": label,
+        "modality": modality,
+        "box_xyxy_px": [0.0, 0.0, 2.0, 2.0],
+        "image_width_px": 10,
+        "image_height_px": 10,
+    }
 
 
 def _answers(pair: dict, boxes: list) -> list[dict]:
@@ -72,8 +80,11 @@ def test_tumour_overall_leaves_out_a_label_without_parsed_answers_angle_distance
     missed = [mv.score_answer({**distance, "metric_name": "L-3-4"}, {"sample_id": "s", "answer": "?"})] * 3
     measures = mv.summarize([measured] + missed)["angle_distance"]
     # 4 answers in the denominator, the failed label adding nothing: MAE 2 * 1 / 4, SR 1 / 4.
-    assert (measures["overall"]["MAE"], measures["overall"]["SR"], measures["overall"]["total_samples"]) == \
-        (0.5, 0.25, 4)
+    assert (measures["overall"]["MAE"], measures["overall"]["SR"], measures["overall"]["total_samples"]) == (
+        0.5,
+        0.25,
+        4,
+    )
     assert measures["groups"]["d-Distance"]["MAE"] == 2.0  # group means weigh valid labels only
     assert measures["overall"]["MRE<0.1"] == 0  # MRE exactly 0.1 is in bucket [0.1, 0.2)
 

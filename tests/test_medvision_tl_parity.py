@@ -4,6 +4,7 @@ The reference works on the canonical RAS+ array directly (no pipeline code: its 
 guards), the pipeline through its whole slice derivation; they must keep the same slices and give the same
 axes to 1e-6 mm, on phantoms (anisotropic, stored flipped, oblique) and on the real cases.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,9 @@ import pytest
 from scipy import ndimage
 
 from tests import realdata_fixtures as real
-from tests.realdata_fixtures import real_cases  # noqa: F401  (module fixture)
 from tests.conftest import write_nifti
-from transforms.case import CaseRef, SequenceRef, load_nifti_case
+from transforms.case import load_nifti_case
+from transforms.caseref import CaseRef, SequenceRef
 from transforms.lesions import measure_component, measure_component_medvision
 from transforms.phantoms import grid_affine
 
@@ -35,8 +36,12 @@ def reference_axes_mm(mask_2d: np.ndarray, row_mm: float, col_mm: float) -> tupl
     major, minor = max(axes), min(axes)
     rows, cols = np.nonzero(mask_2d)
     diagonal_mm = math.hypot((np.ptp(cols) + 1) * col_mm, (np.ptp(rows) + 1) * row_mm)
-    if not np.isfinite(axes).all() or minor < min(row_mm, col_mm) or major > 1.5 * diagonal_mm \
-            or major < max(2.0, 2 * max(row_mm, col_mm)):
+    if (
+        not np.isfinite(axes).all()
+        or minor < min(row_mm, col_mm)
+        or major > 1.5 * diagonal_mm
+        or major < max(2.0, 2 * max(row_mm, col_mm))
+    ):
         return None
     return major, minor
 
@@ -79,8 +84,12 @@ def blob_volume(seed: int, shape=(30, 26, 14)) -> np.ndarray:
 
 
 # stored orientation, spacing (mm), turn about S (degrees: an oblique grid, read to the nearest axes)
-PHANTOMS = [("LPS", (0.5, 1.5, 3.0), 0.0), ("RAS", (0.8, 0.8, 2.5), 0.0), ("LAS", (1.2, 0.45, 0.9), 0.0),
-            ("LPS", (0.7, 0.7, 5.0), 12.0)]
+PHANTOMS = [
+    ("LPS", (0.5, 1.5, 3.0), 0.0),
+    ("RAS", (0.8, 0.8, 2.5), 0.0),
+    ("LAS", (1.2, 0.45, 0.9), 0.0),
+    ("LPS", (0.7, 0.7, 5.0), 12.0),
+]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -90,8 +99,9 @@ def test_phantom_lesion_rows_are_medvisions(tmp_path, seed, orientation, spacing
     labels = blob_volume(seed)
     image = write_nifti(tmp_path / "img.nii.gz", labels.astype(np.int16) * 50, affine)
     mask = write_nifti(tmp_path / "seg.nii.gz", labels, affine)
-    case = CaseRef("test", "blobs", "blobs", image, mask, (SequenceRef("CT", "CT"),), ((3, "lesion"),),
-                   lesion_labels=(3,))
+    case = CaseRef(
+        "test", "blobs", "blobs", image, mask, (SequenceRef("CT", "CT"),), ((3, "lesion"),), lesion_labels=(3,)
+    )
     loaded = load_nifti_case(case, image, mask)
     lesion_rows = real.lesion_rows_of(loaded, "medvision")
     reference = reference_samples(loaded.labels.array, loaded.labels.spacing_mm, 3)
@@ -125,8 +135,10 @@ def test_rectangle_in_a_crop_has_its_analytic_centre_and_axes_directions():
     assert abs(x3 - x4) * col_mm == pytest.approx(size.minor_axis_mm)
     assert (size.major_axis_mm, size.minor_axis_mm) == pytest.approx(reference_axes_mm(slice_2d, row_mm, col_mm))
     ours = measure_component(slice_2d, (row_mm, col_mm))  # our RECIST diameters stay alongside
-    assert (size.longest_diameter_mm, size.perpendicular_diameter_mm) == \
-        (ours.longest_diameter_mm, ours.perpendicular_diameter_mm)
+    assert (size.longest_diameter_mm, size.perpendicular_diameter_mm) == (
+        ours.longest_diameter_mm,
+        ours.perpendicular_diameter_mm,
+    )
 
 
 def test_small_and_thin_components_follow_medvisions_rules_not_ours():
@@ -140,10 +152,12 @@ def test_small_and_thin_components_follow_medvisions_rules_not_ours():
     ell[1:6, 2] = ell[5, 2:6] = True  # 8 pixels, one thick
     plus = np.zeros((5, 5), bool)
     plus[2, 1:4] = plus[1:4, 2] = True  # 4 contour points
-    cases = [(bar, 0.5, False, False),  # both: one pixel thick
-             (two_rows, 0.5, False, True),  # cv2's fit of two rows of centres collapses; our edge contour does not
-             (ell, 0.4, True, False),  # ours under the 2 mm floor (1.95 mm), MedVision's fit is 2.56 mm
-             (plus, 1.0, False, False)]  # MedVision: 4 points; ours: 5 pixels
+    cases = [
+        (bar, 0.5, False, False),  # both: one pixel thick
+        (two_rows, 0.5, False, True),  # cv2's fit of two rows of centres collapses; our edge contour does not
+        (ell, 0.4, True, False),  # ours under the 2 mm floor (1.95 mm), MedVision's fit is 2.56 mm
+        (plus, 1.0, False, False),
+    ]  # MedVision: 4 points; ours: 5 pixels
     for mask, pixel_mm, medvision_keeps, ours_keeps in cases:
         result = measure_component_medvision(mask, (pixel_mm, pixel_mm))
         expected = reference_axes_mm(mask, pixel_mm, pixel_mm)

@@ -1,5 +1,6 @@
 """`medvision-pipeline mix`: caps, the validation carve by subject, seeded bytes, the conversational columns
 read by Hugging Face `datasets` and a chat template, object storage."""
+
 from __future__ import annotations
 
 import collections
@@ -14,7 +15,7 @@ import pytest
 
 from pipeline import storage
 from pipeline.cli import main
-from tests.mix_fixtures import SHARED_VOLUME, write_synthetic_build
+from tests.mix_fixtures import write_synthetic_build
 from transforms import mixture
 
 SPLITS = ("train", "validation", "test")
@@ -23,8 +24,14 @@ DEMO_CASES = "Task01_DemoCT/demo_ct_02,Task01_DemoCT/demo_ct_03,Ceph/001,Ceph/15
 
 
 def mix_rows(output: str, columns=("dataset", "task", "subject_id", "sample_id")) -> dict[str, list[dict]]:
-    return {split: [row for path in sorted(glob.glob(os.path.join(output, split, "*.parquet")))
-                    for row in pq.read_table(path, columns=list(columns)).to_pylist()] for split in SPLITS}
+    return {
+        split: [
+            row
+            for path in sorted(glob.glob(os.path.join(output, split, "*.parquet")))
+            for row in pq.read_table(path, columns=list(columns)).to_pylist()
+        ]
+        for split in SPLITS
+    }
 
 
 def run_mix(pairs: list[str], output: str, *options: str) -> dict:
@@ -83,8 +90,18 @@ def test_no_subject_in_two_splits_and_shared_volumes_stay_together(capped):
 
 
 def test_split_and_total_caps_balance_datasets(synthetic, tmp_path):
-    summary = run_mix([synthetic], str(tmp_path / "mix"), "--validation-size", "30", "--seed", "1",
-                      "--max-per-split", "test=90", "--max-total", "420")
+    summary = run_mix(
+        [synthetic],
+        str(tmp_path / "mix"),
+        "--validation-size",
+        "30",
+        "--seed",
+        "1",
+        "--max-per-split",
+        "test=90",
+        "--max-total",
+        "420",
+    )
     assert summary["pairs"] == {"train": 300, "validation": 30, "test": 90}
     train = collections.Counter()
     for row in summary["counts"]:
@@ -95,8 +112,10 @@ def test_split_and_total_caps_balance_datasets(synthetic, tmp_path):
 
 def test_same_seed_same_bytes(synthetic, capped, tmp_path):
     def digests(output):
-        return {os.path.relpath(p, output): hashlib.sha256(open(p, "rb").read()).hexdigest()
-                for p in sorted(glob.glob(os.path.join(output, "*", "*.parquet")))}
+        return {
+            os.path.relpath(p, output): hashlib.sha256(open(p, "rb").read()).hexdigest()
+            for p in sorted(glob.glob(os.path.join(output, "*", "*.parquet")))
+        }
 
     again = str(tmp_path / "again")
     run_mix([synthetic], again, "--validation-size", "300", "--seed", "3", "--max-per-task", "500")
@@ -123,12 +142,18 @@ def test_datasets_reads_three_splits_with_images_and_messages(demo_mix):
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message.role }}|>"
     "{% for part in message.content %}{% if part.type == 'image' %}<image>{% else %}{{ part.text }}{% endif %}"
-    "{% endfor %}<|end|>\n{% endfor %}")
+    "{% endfor %}<|end|>\n{% endfor %}"
+)
 
 
 def test_a_chat_template_places_the_image_before_the_prompt_and_the_answer_last(demo_mix):
-    row = pq.read_table(glob.glob(os.path.join(demo_mix, "test", "*.parquet"))[0],
-                        columns=["messages", "prompt", "answer"]).slice(0, 1).to_pylist()[0]
+    row = (
+        pq.read_table(
+            glob.glob(os.path.join(demo_mix, "test", "*.parquet"))[0], columns=["messages", "prompt", "answer"]
+        )
+        .slice(0, 1)
+        .to_pylist()[0]
+    )
     text = jinja2.Template(CHAT_TEMPLATE).render(messages=row["messages"])
     assert text == f"<|user|><image>{row['prompt']}<|end|>\n<|assistant|>{row['answer']}<|end|>\n"
 
@@ -136,13 +161,43 @@ def test_a_chat_template_places_the_image_before_the_prompt_and_the_answer_last(
 def test_refuses_an_unfinished_build_and_a_used_output(synthetic, capped, tmp_path, capsys):
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
-    assert main(["mix", "--pairs", str(unfinished), "--output", str(tmp_path / "o"), "--validation-size", "1",
-                 "--seed", "0"]) == 2
+    assert (
+        main(
+            [
+                "mix",
+                "--pairs",
+                str(unfinished),
+                "--output",
+                str(tmp_path / "o"),
+                "--validation-size",
+                "1",
+                "--seed",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "no _SUCCESS" in capsys.readouterr().err
     assert main(["mix", "--pairs", synthetic, "--output", capped[0], "--validation-size", "1", "--seed", "0"]) == 2
     assert "not empty" in capsys.readouterr().err
-    assert main(["mix", "--pairs", synthetic, "--output", str(tmp_path / "o"), "--validation-size", "1",
-                 "--seed", "0", "--max-per-split", "train"]) == 2
+    assert (
+        main(
+            [
+                "mix",
+                "--pairs",
+                synthetic,
+                "--output",
+                str(tmp_path / "o"),
+                "--validation-size",
+                "1",
+                "--seed",
+                "0",
+                "--max-per-split",
+                "train",
+            ]
+        )
+        == 2
+    )
 
 
 def test_mix_from_and_to_object_storage(gcs_emulator, tmp_path):
@@ -152,13 +207,15 @@ def test_mix_from_and_to_object_storage(gcs_emulator, tmp_path):
     write_synthetic_build(local, 600)
     storage.gcs_filesystem().mkdir("mixbucket")
     upload_tree(local, "gs://mixbucket/build")
-    summary = run_mix(["gs://mixbucket/build"], "gs://mixbucket/mix", "--validation-size", "20", "--seed", "0",
-                      "--gcs-anonymous")
+    summary = run_mix(
+        ["gs://mixbucket/build"], "gs://mixbucket/mix", "--validation-size", "20", "--seed", "0", "--gcs-anonymous"
+    )
     assert summary["pairs"]["validation"] == 20
     uris = storage.list_tree("gs://mixbucket/mix")
     assert {"README.md", "mix.json"} <= set(uris) and {u.split("/")[0] for u in uris if "/" in u} == set(SPLITS)
-    total = sum(pq.read_table(storage.open_read(f"gs://mixbucket/mix/{u}")).num_rows for u in uris
-                if u.endswith(".parquet"))
+    total = sum(
+        pq.read_table(storage.open_read(f"gs://mixbucket/mix/{u}")).num_rows for u in uris if u.endswith(".parquet")
+    )
     assert total == sum(summary["pairs"].values())
 
 
@@ -166,8 +223,11 @@ def test_apportion_and_subject_groups():
     assert mixture.apportion(10, {"a": 30, "b": 30, "c": 30}) == {"a": 4, "b": 3, "c": 3}
     assert mixture.apportion(10, {"a": 1, "b": 1, "c": 1}) == {"a": 1, "b": 1, "c": 1}  # no more than there is
     assert mixture.apportion(5, {"a": 2, "b": 0}) == {"a": 2, "b": 0}
-    groups = mixture.subject_groups([("a", "s1", "v"), ("b", "s9", "v"), ("a", "s2", "w")],
-                                    [("a", "s1", "train"), ("b", "s9", "test"), ("a", "s2", "train")], seed=0)
+    groups = mixture.subject_groups(
+        [("a", "s1", "v"), ("b", "s9", "v"), ("a", "s2", "w")],
+        [("a", "s1", "train"), ("b", "s9", "test"), ("a", "s2", "train")],
+        seed=0,
+    )
     by_subject = {(g["dataset"], g["subject_id"]): g for g in groups}
     assert by_subject["a", "s1"]["group"] == by_subject["b", "s9"]["group"] != by_subject["a", "s2"]["group"]
     assert by_subject["a", "s1"]["group_split"] == "test" and by_subject["a", "s2"]["group_split"] == "train"

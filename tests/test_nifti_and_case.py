@@ -1,4 +1,5 @@
 """NIfTI affine resolution, label checks and case-level quarantine reasons."""
+
 from __future__ import annotations
 
 import gzip
@@ -9,7 +10,8 @@ import pytest
 
 from tests.conftest import write_nifti
 from transforms import nifti
-from transforms.case import CaseRef, SequenceRef, load_nifti_case
+from transforms.case import load_nifti_case
+from transforms.caseref import CaseRef, SequenceRef
 from transforms.errors import PipelineError, Reason
 from transforms.phantoms import grid_affine
 
@@ -90,10 +92,13 @@ def test_mask_on_another_grid_is_refused(tmp_path):
     assert error.value.reason is Reason.MASK_GRID_MISMATCH and "origin" in error.value.message
 
 
-@pytest.mark.parametrize("corrupt, reason", [
-    (lambda data: data[: len(data) // 2], Reason.TRUNCATED_GZIP),
-    (lambda data: gzip.decompress(data)[:200], Reason.NOT_GZIP),
-])
+@pytest.mark.parametrize(
+    "corrupt, reason",
+    [
+        (lambda data: data[: len(data) // 2], Reason.TRUNCATED_GZIP),
+        (lambda data: gzip.decompress(data)[:200], Reason.NOT_GZIP),
+    ],
+)
 def test_corrupt_files_get_their_reason(tmp_path, corrupt, reason):
     labels = np.zeros((6, 6, 4), np.uint8)
     case, image_path, mask_path = case_on_disk(tmp_path, labels)

@@ -5,6 +5,7 @@ dataset, a 2D TIFF case, a MetaImage dataset listed through dataset.json's `data
 hostile kinds: a region-based label map, a wrong `file_ending`, stray and oddly named files, paths that
 leave the dataset folder, a case missing one channel.
 """
+
 from __future__ import annotations
 
 import collections
@@ -71,8 +72,10 @@ def make_nnunet_root(root) -> str:
             write_pair(multi, f"imagesTr/{case}_{channel}.nii.gz", mask, (1, 2, 3), seed=int(channel))
     write_pair(multi, "imagesTr/pat04_0007.nii.gz", "", (1,))  # channel 7 is not in channel_names
     open(os.path.join(multi, "imagesTr", "notes.txt"), "w").write("not an image")
-    write_json(os.path.join(multi, "dataset.json"),
-               dataset_json({"0": "T2", "1": "ADC"}, LABELS_3D, ".nii.gz", 4, licence="CC-BY-4.0"))
+    write_json(
+        os.path.join(multi, "dataset.json"),
+        dataset_json({"0": "T2", "1": "ADC"}, LABELS_3D, ".nii.gz", 4, licence="CC-BY-4.0"),
+    )
 
     raster = os.path.join(root, "Dataset043_Raster")
     raster_case(raster, "img_a", ".png", "L")
@@ -84,16 +87,32 @@ def make_nnunet_root(root) -> str:
 
     entries = os.path.join(root, "Dataset045_Entries")
     write_pair(entries, "scans/c1_image.mha", "segs/c1_label.mha", (1, 2))
-    write_json(os.path.join(entries, "dataset.json"), dataset_json({"0": "CT"}, LABELS_3D, ".mha", 3, dataset={
-        "c1": {"images": ["scans/c1_image.mha"], "label": "segs/c1_label.mha"},
-        "c2": {"images": ["../Dataset042_Phantom/imagesTr/pat01_visit1_0000.nii.gz"], "label": "segs/c1_label.mha"},
-        "c3": {"images": "/etc/passwd", "label": 7},
-    }))
+    write_json(
+        os.path.join(entries, "dataset.json"),
+        dataset_json(
+            {"0": "CT"},
+            LABELS_3D,
+            ".mha",
+            3,
+            dataset={
+                "c1": {"images": ["scans/c1_image.mha"], "label": "segs/c1_label.mha"},
+                "c2": {
+                    "images": ["../Dataset042_Phantom/imagesTr/pat01_visit1_0000.nii.gz"],
+                    "label": "segs/c1_label.mha",
+                },
+                "c3": {"images": "/etc/passwd", "label": 7},
+            },
+        ),
+    )
 
     regions = os.path.join(root, "Dataset044_Regions")
     write_pair(regions, "imagesTr/r1_0000.nii.gz", "labelsTr/r1.nii.gz", (1, 2))
-    write_json(os.path.join(regions, "dataset.json"), dataset_json(
-        {"0": "T1"}, {"background": 0, "whole tumor": [1, 2], "core": [2]}, ".nii.gz", 1, regions_class_order=[1, 2]))
+    write_json(
+        os.path.join(regions, "dataset.json"),
+        dataset_json(
+            {"0": "T1"}, {"background": 0, "whole tumor": [1, 2], "core": [2]}, ".nii.gz", 1, regions_class_order=[1, 2]
+        ),
+    )
     wrong = os.path.join(root, "Dataset046_WrongEnding")
     write_pair(wrong, "imagesTr/w1_0000.nii.gz", "labelsTr/w1.nii.gz", (1,))
     write_json(os.path.join(wrong, "dataset.json"), dataset_json({"0": "T1"}, LABELS_3D, ".nrrd", 1))
@@ -116,14 +135,28 @@ EXPECTED_QUARANTINE = {
 def nnunet_build(tmp_path_factory):
     root = make_nnunet_root(tmp_path_factory.mktemp("nnunet_raw"))
     output = str(tmp_path_factory.mktemp("nnunet_out") / "out")
-    code = main(["build", "--source", f"nnunet={root}", "--lesion-labels", "tumor,Cyst,lesion",
-                 "--subject-regex", SUBJECT_REGEX, "--output", output])
+    code = main(
+        [
+            "build",
+            "--source",
+            f"nnunet={root}",
+            "--lesion-labels",
+            "tumor,Cyst,lesion",
+            "--subject-regex",
+            SUBJECT_REGEX,
+            "--output",
+            output,
+        ]
+    )
     return output, code
 
 
 def rows(output: str, task: str, columns: list[str]) -> list[dict]:
-    return [row for path in sorted(glob.glob(os.path.join(output, f"dataset=nnunet/task={task}/split=*/*.parquet")))
-            for row in pq.read_table(path, columns=columns).to_pylist()]
+    return [
+        row
+        for path in sorted(glob.glob(os.path.join(output, f"dataset=nnunet/task={task}/split=*/*.parquet")))
+        for row in pq.read_table(path, columns=columns).to_pylist()
+    ]
 
 
 def test_nnunet_dataset_builds_with_user_chosen_lesion_labels(nnunet_build):
@@ -133,8 +166,12 @@ def test_nnunet_dataset_builds_with_user_chosen_lesion_labels(nnunet_build):
     assert {row["label_name"] for row in detection} == {"organ", "tumor", "cyst", "lesion", "vessel"}
     sizes = rows(output, "tumor_lesion_size", ["case_id", "label_name"])
     assert {row["label_name"] for row in sizes} == {"tumor", "cyst", "lesion"}  # organ, vessel: not named
-    assert {row["case_id"].split("/")[0] for row in sizes} == {"Dataset042_Phantom", "Dataset043_Raster",
-                                                               "Dataset047_Tiff", "Dataset045_Entries"}
+    assert {row["case_id"].split("/")[0] for row in sizes} == {
+        "Dataset042_Phantom",
+        "Dataset043_Raster",
+        "Dataset047_Tiff",
+        "Dataset045_Entries",
+    }
 
 
 def test_each_channel_is_a_sequence_and_visits_of_a_patient_share_a_subject_and_split(nnunet_build):
@@ -145,11 +182,17 @@ def test_each_channel_is_a_sequence_and_visits_of_a_patient_share_a_subject_and_
         for row in pq.read_table(path, columns=["case_id", "subject_id", "sequence", "modality"]).to_pylist():
             found[row["subject_id"]].add((row["case_id"], row["sequence"], row["modality"], split))
     phantom = {case: sequence for case, sequence, _, _ in found["Dataset042_Phantom/pat01"]}
-    assert phantom == {"Dataset042_Phantom/pat01_visit1_0000": "T2", "Dataset042_Phantom/pat01_visit1_0001": "ADC",
-                       "Dataset042_Phantom/pat01_visit2_0000": "T2", "Dataset042_Phantom/pat01_visit2_0001": "ADC"}
+    assert phantom == {
+        "Dataset042_Phantom/pat01_visit1_0000": "T2",
+        "Dataset042_Phantom/pat01_visit1_0001": "ADC",
+        "Dataset042_Phantom/pat01_visit2_0000": "T2",
+        "Dataset042_Phantom/pat01_visit2_0001": "ADC",
+    }
     assert {case for case, *_ in found["Dataset042_Phantom/pat03"]} == {"Dataset042_Phantom/pat03_visit1_0000"}
-    assert {case for case, *_ in found["Dataset043_Raster/img"]} == {"Dataset043_Raster/img_a",
-                                                                     "Dataset043_Raster/img_b"}
+    assert {case for case, *_ in found["Dataset043_Raster/img"]} == {
+        "Dataset043_Raster/img_a",
+        "Dataset043_Raster/img_b",
+    }
     assert {modality for *_, modality, _ in found["Dataset045_Entries/c1"]} == {"CT"}
     assert {modality for *_, modality, _ in found["Dataset043_Raster/img"]} == {"image"}
     assert all(len({split for *_, split in cases}) == 1 for cases in found.values())
@@ -157,8 +200,19 @@ def test_each_channel_is_a_sequence_and_visits_of_a_patient_share_a_subject_and_
 
 def test_2d_cases_keep_their_pixels_and_palette_masks_their_indices(nnunet_build):
     output, _ = nnunet_build
-    found = rows(output, "detection", ["case_id", "plane", "label_name", "image_width_px", "image_height_px",
-                                       "box_xyxy_px", "pixel_spacing_mm_row_col"])
+    found = rows(
+        output,
+        "detection",
+        [
+            "case_id",
+            "plane",
+            "label_name",
+            "image_width_px",
+            "image_height_px",
+            "box_xyxy_px",
+            "pixel_spacing_mm_row_col",
+        ],
+    )
     lesions = {row["case_id"]: row for row in found if row["label_name"] == "lesion"}
     assert set(lesions) == {"Dataset043_Raster/img_a", "Dataset043_Raster/img_b", "Dataset047_Tiff/img_c"}
     for row in lesions.values():
@@ -169,9 +223,12 @@ def test_2d_cases_keep_their_pixels_and_palette_masks_their_indices(nnunet_build
 
 def test_hostile_entries_are_quarantined_with_their_reasons(nnunet_build):
     output, _ = nnunet_build
-    quarantined = {row["case_id"]: row["reason"] for path in glob.glob(os.path.join(output, "quarantine/*.parquet"))
-                   for row in pq.read_table(path, columns=["dataset", "case_id", "reason"]).to_pylist()
-                   if row["dataset"] == "nnunet"}
+    quarantined = {
+        row["case_id"]: row["reason"]
+        for path in glob.glob(os.path.join(output, "quarantine/*.parquet"))
+        for row in pq.read_table(path, columns=["dataset", "case_id", "reason"]).to_pylist()
+        if row["dataset"] == "nnunet"
+    }
     assert {case: quarantined.get(case) for case in EXPECTED_QUARANTINE} == EXPECTED_QUARANTINE
     assert not any(case.startswith("Dataset045_Entries/c") and case != "Dataset045_Entries/c1" for case in quarantined)
 
@@ -184,11 +241,14 @@ def test_unknown_lesion_label_names_are_a_usage_error_naming_the_labels(tmp_path
     assert not os.path.exists(tmp_path / "o")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--lesion-labels", " , "], "--lesion-labels takes NAME"),
-    (["--subject-regex", "patient"], "needs a group"),
-    (["--subject-regex", "(unclosed"], "not a regular expression"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--lesion-labels", " , "], "--lesion-labels takes NAME"),
+        (["--subject-regex", "patient"], "needs a group"),
+        (["--subject-regex", "(unclosed"], "not a regular expression"),
+    ],
+)
 def test_malformed_options_are_usage_errors(tmp_path, capsys, argv, message):
     code = main(["build", "--source", f"nnunet={tmp_path}", "--output", str(tmp_path / "o"), *argv])
     assert code == 2 and message in capsys.readouterr().err
@@ -204,14 +264,16 @@ def test_lesion_labels_override_msd_targets_and_enter_the_params_hash(tmp_path):
 
     task = make_msd_task(tmp_path)
     base = BuildConfig(sources=(SourceSpec("msd", task),), output=str(tmp_path / "o"))
-    chosen = BuildConfig(sources=(SourceSpec("msd", task),), output=str(tmp_path / "o"),
-                         lesion_label_names=("enhancing-tumour",))
+    chosen = BuildConfig(
+        sources=(SourceSpec("msd", task),), output=str(tmp_path / "o"), lesion_label_names=("enhancing-tumour",)
+    )
     assert {case.lesion_labels for case in list_cases(base)} == {(1, 2, 3)}
     enhancing = next(value for value, name in list_cases(base)[0].labels if name == "enhancing tumour")
     assert {case.lesion_labels for case in list_cases(chosen)} == {(enhancing,)}
     assert base.params_hash != chosen.params_hash
-    assert base.output_params() == {key: value for key, value in chosen.output_params().items()
-                                    if key != "lesion_labels"}
+    assert base.output_params() == {
+        key: value for key, value in chosen.output_params().items() if key != "lesion_labels"
+    }
 
 
 def test_dataset_json_fields_of_the_wrong_form_are_refused_by_field():

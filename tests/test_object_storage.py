@@ -1,4 +1,5 @@
 """Builds that read from and write to object storage, against real local servers (GCS emulator, moto S3)."""
+
 from __future__ import annotations
 
 import json
@@ -36,24 +37,46 @@ def check_output(output: str) -> dict:
 
 def parquet_bytes(output: str) -> dict[str, bytes]:
     """Every Parquet file of a run by its path relative to the run."""
-    return {uri[len(output):]: storage.read_bytes(uri) for uri in storage.glob(f"{output}/**/*.parquet")}
+    return {uri[len(output) :]: storage.read_bytes(uri) for uri in storage.glob(f"{output}/**/*.parquet")}
 
 
 def test_gcs_to_gcs_with_two_worker_processes(tmp_path, gcs_emulator):
     task = make_msd_task(tmp_path / "msd", broken="unknown_label")
     storage.gcs_filesystem().mkdir("medvision-test")
     upload_tree(task, "gs://medvision-test/raw/Task01_BrainTumour")
-    result = build(["--source", "msd=gs://medvision-test/raw/Task01_BrainTumour",
-                    "--output", "gs://medvision-test/out/run1", "--gcs-anonymous", *TWO_WORKERS])
+    result = build(
+        [
+            "--source",
+            "msd=gs://medvision-test/raw/Task01_BrainTumour",
+            "--output",
+            "gs://medvision-test/out/run1",
+            "--gcs-anonymous",
+            *TWO_WORKERS,
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     stats = check_output("gs://medvision-test/out/run1")
     assert stats["cases"]["msd"] == {"listed": 3, "with_pairs": 2}
     assert storage.glob("gs://medvision-test/out/run1/_work/**") == []  # spilled PNGs and counts removed
-    again = build(["--source", "msd=gs://medvision-test/raw/Task01_BrainTumour",
-                   "--output", "gs://medvision-test/out/run1", "--gcs-anonymous"])
+    again = build(
+        [
+            "--source",
+            "msd=gs://medvision-test/raw/Task01_BrainTumour",
+            "--output",
+            "gs://medvision-test/out/run1",
+            "--gcs-anonymous",
+        ]
+    )
     assert again.returncode == 2 and "not empty" in again.stderr  # never over an earlier run
-    one_process = build(["--source", "msd=gs://medvision-test/raw/Task01_BrainTumour",
-                         "--output", "gs://medvision-test/out/run2", "--gcs-anonymous"])
+    one_process = build(
+        [
+            "--source",
+            "msd=gs://medvision-test/raw/Task01_BrainTumour",
+            "--output",
+            "gs://medvision-test/out/run2",
+            "--gcs-anonymous",
+        ]
+    )
     assert one_process.returncode == 0, one_process.stderr[-3000:]
     two_workers_files = parquet_bytes("gs://medvision-test/out/run1")
     assert len(two_workers_files) >= 2 and two_workers_files == parquet_bytes("gs://medvision-test/out/run2")
@@ -61,19 +84,41 @@ def test_gcs_to_gcs_with_two_worker_processes(tmp_path, gcs_emulator):
 
 def test_s3_to_s3_with_two_worker_processes(tmp_path, s3_server):
     endpoint = s3_server[0].split("=", 1)[1]
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket="medvision-test")
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="medvision-test")
     task = make_msd_task(tmp_path / "msd", broken="unknown_label")
     upload_tree(task, "s3://medvision-test/raw/Task01_BrainTumour")
-    result = build(["--source", "msd=s3://medvision-test/raw/Task01_BrainTumour",
-                    "--output", "s3://medvision-test/out/run1", *s3_server, *TWO_WORKERS])
+    result = build(
+        [
+            "--source",
+            "msd=s3://medvision-test/raw/Task01_BrainTumour",
+            "--output",
+            "s3://medvision-test/out/run1",
+            *s3_server,
+            *TWO_WORKERS,
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     stats = check_output("s3://medvision-test/out/run1")
     assert stats["total_rows"] > 0
-    assert not [path for path in boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
-                                              aws_secret_access_key="testing", region_name="us-east-1")
-                .list_objects_v2(Bucket="medvision-test", Prefix="out/run1/").get("Contents", [])
-                if "/_work/" in path["Key"]]  # spilled PNGs and counts removed
+    assert not [
+        path
+        for path in boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        .list_objects_v2(Bucket="medvision-test", Prefix="out/run1/")
+        .get("Contents", [])
+        if "/_work/" in path["Key"]
+    ]  # spilled PNGs and counts removed
 
 
 def test_a_write_that_fails_half_way_publishes_nothing(gcs_emulator):

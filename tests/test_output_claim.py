@@ -1,5 +1,6 @@
 """One build per output: claims raced on local disk, the GCS emulator and moto S3; two builds at once; builds
 that fail, are stopped or killed leave no temporary files and an output that `report` and `evaluate` refuse."""
+
 from __future__ import annotations
 
 import glob
@@ -54,6 +55,7 @@ def check_one_winner(results: list, uri: str) -> None:
 
 # --- the claim, raced ------------------------------------------------------------------------------
 
+
 def test_local_claim_race_has_one_winner(tmp_path):
     output = str(tmp_path / "new" / "out")
     check_one_winner(race_claims(output), output)
@@ -77,18 +79,32 @@ def gcs_with_preconditions(gcs_emulator):
                     pass
                 else:
                     response.status = HTTPStatus.PRECONDITION_FAILED
-                    response.json({"error": {"code": 412, "message": "conditionNotMet",
-                                             "errors": [{"reason": "conditionNotMet"}]}})
+                    response.json(
+                        {
+                            "error": {
+                                "code": 412,
+                                "message": "conditionNotMet",
+                                "errors": [{"reason": "conditionNotMet"}],
+                            }
+                        }
+                    )
                     return None
             return upload(request, response, storage_)
+
         return upload_if_new
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(objects, "_media_upload", only_if_new(objects._media_upload,
-                                                            lambda request: request.query["name"][0]))
-        patch.setattr(objects, "_multipart_upload", only_if_new(
-            objects._multipart_upload,
-            lambda request: request.query.get("name", [request.data["meta"].get("name")])[0]))
+        patch.setattr(
+            objects, "_media_upload", only_if_new(objects._media_upload, lambda request: request.query["name"][0])
+        )
+        patch.setattr(
+            objects,
+            "_multipart_upload",
+            only_if_new(
+                objects._multipart_upload,
+                lambda request: request.query.get("name", [request.data["meta"].get("name")])[0],
+            ),
+        )
         storage.gcs_filesystem().mkdir("medvision-claims")
         yield "gs://medvision-claims"
 
@@ -113,8 +129,13 @@ def s3_with_conditional_writes(s3_server):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(S3Response, "put_object", put_object_atomically)
         endpoint = s3_server[0].split("=", 1)[1]
-        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                     region_name="us-east-1").create_bucket(Bucket="medvision-claims")
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="medvision-claims")
         yield "s3://medvision-claims", s3_server
 
 
@@ -126,13 +147,14 @@ def test_s3_claim_race_has_one_winner(s3_with_conditional_writes):
 
 # --- whole builds ------------------------------------------------------------------------------------
 
+
 def start_build(demo_root: str, output: str, tmpdir: str, *extra: str) -> subprocess.Popen:
     """A build in a subprocess whose temporary folder is `tmpdir`; its stderr goes to a file beside it."""
-    command = [sys.executable, "-m", "pipeline.cli", "build", f"--source=demo={demo_root}", "--output", output,
-               *extra]
+    command = [sys.executable, "-m", "pipeline.cli", "build", f"--source=demo={demo_root}", "--output", output, *extra]
     with open(tmpdir + ".stderr", "a") as stderr:
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
-                                env=dict(os.environ, TMPDIR=tmpdir))
+        return subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=stderr, text=True, env=dict(os.environ, TMPDIR=tmpdir)
+        )
 
 
 def stderr_of(tmpdir: str) -> str:
@@ -205,8 +227,20 @@ def test_killed_builds_scratch_goes_with_the_next_run(tmp_path, demo_root, capsy
     assert len(left) == 1  # SIGKILL: nothing could clean up
     check_refused_as_unfinished(output, capsys)
     monkeypatch.setattr(tempfile, "tempdir", tmpdir)
-    assert main(["build", f"--source=demo={demo_root}", "--output", str(tmp_path / "next"), "--dry-run",
-                 "--cases", "Ceph/001"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                f"--source=demo={demo_root}",
+                "--output",
+                str(tmp_path / "next"),
+                "--dry-run",
+                "--cases",
+                "Ceph/001",
+            ]
+        )
+        == 0
+    )
     assert os.listdir(tmpdir) == []
 
 

@@ -1,5 +1,6 @@
 """A finished output holds exactly what README's Output section lists, and README's cross-task
 readers (Polars, the card's `datasets` configs) read it."""
+
 from __future__ import annotations
 
 import glob
@@ -49,9 +50,14 @@ def test_polars_reads_every_task_at_once_as_readme_shows(built):
     pl = pytest.importorskip("polars")
     root = built
     tasks = ("detection", "tumor_lesion_size", "angle_distance")
-    every_task = pl.concat([pl.scan_parquet(f"{root}/dataset=*/task={t}/split=*/*.parquet", hive_partitioning=True)
-                            for t in tasks if glob.glob(f"{root}/dataset=*/task={t}/split=*/*.parquet")],
-                           how="diagonal_relaxed")
+    every_task = pl.concat(
+        [
+            pl.scan_parquet(f"{root}/dataset=*/task={t}/split=*/*.parquet", hive_partitioning=True)
+            for t in tasks
+            if glob.glob(f"{root}/dataset=*/task={t}/split=*/*.parquet")
+        ],
+        how="diagonal_relaxed",
+    )
     frame = every_task.select("task", "box_xyxy_px", "major_axis_mm").collect()
     stats = json.loads(Path(root, "stats.json").read_text())
     assert frame.height == stats["total_rows"]

@@ -1,4 +1,5 @@
 """The plans' pair estimate, which sizes the write's files before any row exists."""
+
 from __future__ import annotations
 
 import collections
@@ -21,9 +22,11 @@ def actual_pairs(plan: casework.CasePlan, settings: LoadSettings):
     for unit in plan.units:
         for record in casework.unit_records(unit, settings):
             record = dataclasses.replace(record, content=record.content.with_png())
-            for task, rows in (("detection", row_builders.detection_rows(record)),
-                               ("tumor_lesion_size", row_builders.lesion_rows(record)[0]),
-                               ("angle_distance", row_builders.measurement_rows(record))):
+            for task, rows in (
+                ("detection", row_builders.detection_rows(record)),
+                ("tumor_lesion_size", row_builders.lesion_rows(record)[0]),
+                ("angle_distance", row_builders.measurement_rows(record)),
+            ):
                 pairs[task] += len(rows)
                 png_bytes[task] += len(rows) * len(record.content.png or b"")
     return +pairs, png_bytes  # tasks with pairs only
@@ -49,7 +52,10 @@ def test_estimate_is_close_to_the_pairs_made_on_every_demo_case(demo_root):
         for task, (low, high) in bounds.items():
             if task in pairs:
                 assert low <= estimate[task].pairs / pairs[task] <= high, (plan.case.case_id, task)
-                assert low * 0.95 <= estimate[task].png_bytes / png_bytes[task] <= high * 1.05, (plan.case.case_id, task)
+                assert low * 0.95 <= estimate[task].png_bytes / png_bytes[task] <= high * 1.05, (
+                    plan.case.case_id,
+                    task,
+                )
                 checked[task] += 1
     assert min(checked.values()) >= 2 and len(checked) == 3
 

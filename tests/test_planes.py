@@ -1,4 +1,5 @@
 """Property tests of orientation and resampling invariants."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,19 +8,28 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from transforms.phantoms import grid_affine, reorient
-from transforms.planes import (PLANES, display_slice, grid_positions, interpolate_linear, plane_grid,
-                               labelled_slice_indices, labelled_slices, planes_of)
+from transforms.planes import (
+    PLANES,
+    display_slice,
+    grid_positions,
+    interpolate_linear,
+    labelled_slice_indices,
+    labelled_slices,
+    plane_grid,
+    planes_of,
+)
 from transforms.volume import Volume, to_canonical
 
-ORIENTATIONS = ["".join(p) for p in (
-    ("R", "A", "S"), ("L", "P", "S"), ("P", "S", "L"), ("S", "A", "R"), ("I", "L", "P"), ("A", "I", "R"))]
+ORIENTATIONS = [
+    "".join(p)
+    for p in (("R", "A", "S"), ("L", "P", "S"), ("P", "S", "L"), ("S", "A", "R"), ("I", "L", "P"), ("A", "I", "R"))
+]
 spacings = st.floats(min_value=0.3, max_value=4.0, allow_nan=False)
 label_maps = arrays(np.uint8, st.tuples(*[st.integers(1, 9)] * 3), elements=st.integers(0, 4))
 
 
 @settings(max_examples=60, deadline=None)
-@given(labels=label_maps, orientation=st.sampled_from(ORIENTATIONS),
-       spacing=st.tuples(spacings, spacings, spacings))
+@given(labels=label_maps, orientation=st.sampled_from(ORIENTATIONS), spacing=st.tuples(spacings, spacings, spacings))
 def test_canonical_form_does_not_depend_on_storage_order(labels, orientation, spacing):
     affine = grid_affine("RAS", spacing, origin_mm=(3.0, -7.0, 11.0))
     stored, stored_affine = reorient(labels, affine, orientation)
@@ -52,8 +62,7 @@ def test_output_grid_covers_the_source_extent(n_src, src_mm, dst_mm):
 
 
 @settings(max_examples=60, deadline=None)
-@given(n_src=st.integers(2, 100), src_mm=spacings, dst_mm=spacings,
-       slope=st.floats(-5, 5), offset=st.floats(-100, 100))
+@given(n_src=st.integers(2, 100), src_mm=spacings, dst_mm=spacings, slope=st.floats(-5, 5), offset=st.floats(-100, 100))
 def test_linear_interpolation_is_exact_on_a_ramp(n_src, src_mm, dst_mm, slope, offset):
     """Inside the source extent, a linear ramp in mm is reproduced at every output pixel centre."""
     ramp = (offset + slope * (np.arange(n_src) + 0.5) * src_mm).astype(np.float32)[None, :]

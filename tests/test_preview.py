@@ -1,4 +1,5 @@
 """`medvision-pipeline preview`: sampled pairs in the terminal, their overlays, the card's figures."""
+
 from __future__ import annotations
 
 import glob
@@ -93,13 +94,19 @@ def test_figures_lists_every_card_png_once_with_what_it_shows(build, capsys):
     assert len(overlay) == 4
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--task", "detections"], "no pairs match --task detections; this build has tasks angle_distance, detection"),
-    (["--split", "test"], "no pairs match --split test; this build has tasks angle_distance, detection, "
-                          "tumor_lesion_size; datasets demo; splits train"),
-    (["-n", "0"], "-n takes a positive number"),
-    (["--gcs-anonymus"], "--gcs-anonymus (did you mean --gcs-anonymous?)"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--task", "detections"], "no pairs match --task detections; this build has tasks angle_distance, detection"),
+        (
+            ["--split", "test"],
+            "no pairs match --split test; this build has tasks angle_distance, detection, "
+            "tumor_lesion_size; datasets demo; splits train",
+        ),
+        (["-n", "0"], "-n takes a positive number"),
+        (["--gcs-anonymus"], "--gcs-anonymus (did you mean --gcs-anonymous?)"),
+    ],
+)
 def test_misuse_is_one_line(build, capsys, argv, message):
     code, out, err = run(capsys, build, *argv)
     assert code == 2 and out == "" and message in err and len(err.splitlines()) == 1
@@ -118,8 +125,16 @@ def test_preview_reads_a_build_on_object_storage(build, tmp_path, gcs_emulator, 
     upload_tree(build, "gs://medvision-preview/build")
     argv = ("--task", "tumor_lesion_size", "-n", "2", "--seed", "1")
     local = run(capsys, build, *argv)[1]
-    code, remote, _ = run(capsys, "gs://medvision-preview/build", *argv, "--overlays", "gs://medvision-preview/qc",
-                          "--gcs-anonymous", "--project", "medvision-test")  # the project: a Beam option
+    code, remote, _ = run(
+        capsys,
+        "gs://medvision-preview/build",
+        *argv,
+        "--overlays",
+        "gs://medvision-preview/qc",
+        "--gcs-anonymous",
+        "--project",
+        "medvision-test",
+    )  # the project: a Beam option
     assert code == 0 and [h[2:] for h in HEADER.findall(remote)] == [h[2:] for h in HEADER.findall(local)]
     for _, _, sample_id, *_ in HEADER.findall(remote):
         assert storage.read_bytes(f"gs://medvision-preview/qc/{sample_id}.png").startswith(b"\x89PNG")
@@ -162,14 +177,28 @@ def test_sampling_reads_only_the_row_groups_holding_drawn_rows(tmp_path, monkeyp
 
 
 def test_geometry_in_words_names_frames_and_units():
-    row = {"box_xyxy_px": [148.0, 54.0, 181.0, 118.0], "box_size_mm": [23.1, 44.8], "label_name": "right kidney",
-           "component_index": 0, "n_components": 2}
+    row = {
+        "box_xyxy_px": [148.0, 54.0, 181.0, 118.0],
+        "box_size_mm": [23.1, 44.8],
+        "label_name": "right kidney",
+        "component_index": 0,
+        "n_components": 2,
+    }
     assert preview.geometry_lines("detection", row) == [
-        "box of right kidney: x 148 to 181, y 54 to 118 px (end-exclusive), 23.1 x 44.8 mm; component 1 of 2"]
-    landmarks = {"metric_type": "angle", "metric_name": "A-L_3_4-L_17_18", "metric_description": "",
-                 "value": 12.345, "unit": "deg", "landmarks_xy_px": [{"name": "P3", "x": 1.0, "y": 2.5}]}
+        "box of right kidney: x 148 to 181, y 54 to 118 px (end-exclusive), 23.1 x 44.8 mm; component 1 of 2"
+    ]
+    landmarks = {
+        "metric_type": "angle",
+        "metric_name": "A-L_3_4-L_17_18",
+        "metric_description": "",
+        "value": 12.345,
+        "unit": "deg",
+        "landmarks_xy_px": [{"name": "P3", "x": 1.0, "y": 2.5}],
+    }
     assert preview.geometry_lines("angle_distance", landmarks) == [
-        "angle A-L_3_4-L_17_18: 12.35 deg", "landmarks (px): P3 (1.0, 2.5)"]
+        "angle A-L_3_4-L_17_18: 12.35 deg",
+        "landmarks (px): P3 (1.0, 2.5)",
+    ]
 
 
 def test_names_from_inputs_cannot_drive_the_terminal():

@@ -5,6 +5,7 @@ Tasks have different columns, so every reader is asked for one task at a time (t
 dataset card declares one config per task); reading across tasks is shown separately. Counts
 are checked against the run's stats.json, values against what pyarrow reads from each file.
 """
+
 from __future__ import annotations
 
 import glob
@@ -26,22 +27,26 @@ from schemas.tables import COMMON_FIELDS, PARTITION_KEYS, TASKS, schema_for
 
 # Two MSD-like cases (test and train split), the truncated case (quarantine) and both
 # cephalograms (angle/distance pairs in train and test): every task has two splits.
-READER_DEMO = ("Task02_DemoMR/demo_mr_00,Task01_DemoCT/demo_ct_02,Task01_DemoCT/demo_ct_04,"
-               "Ceph/001,Ceph/151")
+READER_DEMO = "Task02_DemoMR/demo_mr_00,Task01_DemoCT/demo_ct_02,Task01_DemoCT/demo_ct_04,Ceph/001,Ceph/151"
 EXPECTED_PARTITIONS = {("demo", task, split) for task in TASKS for split in ("train", "test")}
 
 # Polars dtypes of the columns a model trainer reads first, per task.
 POLARS_DTYPES = {
     "detection": {"box_xyxy_px": pl.List(pl.Float64), "area_px": pl.Int64, "single_instance": pl.Boolean},
-    "tumor_lesion_size": {"major_axis_mm": pl.Float64,
-                          "major_axis_endpoints_xy_px": pl.List(pl.List(pl.Float64))},
-    "angle_distance": {"value": pl.Float64, "landmarks_xy_px": pl.List(pl.Struct(
-        {"name": pl.String, "x": pl.Float64, "y": pl.Float64}))},
+    "tumor_lesion_size": {"major_axis_mm": pl.Float64, "major_axis_endpoints_xy_px": pl.List(pl.List(pl.Float64))},
+    "angle_distance": {
+        "value": pl.Float64,
+        "landmarks_xy_px": pl.List(pl.Struct({"name": pl.String, "x": pl.Float64, "y": pl.Float64})),
+    },
 }
 POLARS_COMMON_DTYPES = {
-    "pixel_spacing_mm": pl.Float64, "pixel_spacing_mm_row_col": pl.List(pl.Float64), "slice_index": pl.Int32,
+    "pixel_spacing_mm": pl.Float64,
+    "pixel_spacing_mm_row_col": pl.List(pl.Float64),
+    "slice_index": pl.Int32,
     "image": pl.Struct({"bytes": pl.Binary, "path": pl.String}),
-    "dataset": pl.String, "task": pl.String, "split": pl.String,
+    "dataset": pl.String,
+    "task": pl.String,
+    "split": pl.String,
 }
 
 
@@ -71,10 +76,15 @@ def hf_datasets(tmp_path_factory):
     """`datasets`, imported with its caches in a temporary folder and the Hub switched off."""
     home = tmp_path_factory.mktemp("hf")
     with pytest.MonkeyPatch.context() as env:
-        for name, value in {"HF_HOME": home, "HF_DATASETS_CACHE": home / "datasets",
-                            "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}.items():
+        for name, value in {
+            "HF_HOME": home,
+            "HF_DATASETS_CACHE": home / "datasets",
+            "HF_DATASETS_OFFLINE": "1",
+            "HF_HUB_OFFLINE": "1",
+        }.items():
             env.setenv(name, str(value))
         import datasets
+
         yield datasets, str(home / "datasets")
 
 
@@ -143,8 +153,9 @@ def test_duckdb_reads_a_task_with_hive_partitioning(build, written, task):
     assert Counter(columns) == Counter(schema_for(task).names + list(PARTITION_KEYS))
     counts = duckdb.sql(f"SELECT dataset, task, split, count(*) FROM {source} GROUP BY ALL").fetchall()
     assert {(d, t, s): n for d, t, s, n in counts} == of_task(written, task)
-    structs = duckdb.sql(f"SELECT sample_id, provenance.source_uri, provenance.source_sha256, "
-                         f"octet_length(image.bytes) FROM {source}").fetchall()
+    structs = duckdb.sql(
+        f"SELECT sample_id, provenance.source_uri, provenance.source_sha256, octet_length(image.bytes) FROM {source}"
+    ).fetchall()
     on_disk = files_as_written(task_glob(build, task)).to_pylist()
     assert {r[0]: r[3] for r in structs} == {r["sample_id"]: len(r["image"]["bytes"]) for r in on_disk}
     for uri, sha256 in {(r[1], r[2]) for r in structs}:
@@ -169,8 +180,9 @@ def test_polars_scans_a_task_with_hive_partitioning(build, written, task):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_pyarrow_dataset_reads_a_task_with_hive_partitioning(build, written, task):
-    pairs = ds.dataset(sorted(glob.glob(task_glob(build, task))), format="parquet", partitioning="hive",
-                       partition_base_dir=build)
+    pairs = ds.dataset(
+        sorted(glob.glob(task_glob(build, task))), format="parquet", partitioning="hive", partition_base_dir=build
+    )
     assert pairs.schema.names == schema_for(task).names + list(PARTITION_KEYS)
     counts = pairs.to_table(columns=list(PARTITION_KEYS)).group_by(list(PARTITION_KEYS)).aggregate([([], "count_all")])
     assert {(r["dataset"], r["task"], r["split"]): r["count_all"] for r in counts.to_pylist()} == of_task(written, task)
@@ -181,26 +193,36 @@ def test_pyarrow_dataset_reads_the_quarantine_table(build, stats):
     assert quarantine.schema.names == schema_for("quarantine").names  # the folder adds no column
     rows = quarantine.to_table().to_pylist()
     assert ("demo", "Task01_DemoCT/demo_ct_04", "load", "truncated_gzip") in {
-        (r["dataset"], r["case_id"], r["stage"], r["reason"]) for r in rows}
+        (r["dataset"], r["case_id"], r["stage"], r["reason"]) for r in rows
+    }
     per_reason = Counter((r["dataset"], r["stage"], r["reason"]) for r in rows)
     assert per_reason == {(q["dataset"], q["stage"], q["reason"]): q["rows"] for q in stats["quarantine"]}
     assert len(rows) == stats["total_quarantined"]
 
 
 def test_readers_combine_tasks_on_their_common_columns(build, written):
-    per_task = duckdb.sql(f"SELECT task, count(*), count(label), count(metric_name) FROM read_parquet("
-                          f"'{task_glob(build, '*')}', hive_partitioning = true, union_by_name = true) "
-                          f"GROUP BY task").fetchall()
+    per_task = duckdb.sql(
+        f"SELECT task, count(*), count(label), count(metric_name) FROM read_parquet("
+        f"'{task_glob(build, '*')}', hive_partitioning = true, union_by_name = true) "
+        f"GROUP BY task"
+    ).fetchall()
     rows_of = {task: sum(of_task(written, task).values()) for task in TASKS}
     assert {task: (n, labels, metrics) for task, n, labels, metrics in per_task} == {
         "detection": (rows_of["detection"], rows_of["detection"], 0),
         "tumor_lesion_size": (rows_of["tumor_lesion_size"], rows_of["tumor_lesion_size"], 0),
-        "angle_distance": (rows_of["angle_distance"], 0, rows_of["angle_distance"])}
+        "angle_distance": (rows_of["angle_distance"], 0, rows_of["angle_distance"]),
+    }
     common = [field.name for field in COMMON_FIELDS] + list(PARTITION_KEYS)
-    combined = pl.concat([pl.scan_parquet(task_glob(build, task), hive_partitioning=True).select(common)
-                          for task in TASKS]).group_by("task").len().collect().rows()
+    combined = (
+        pl.concat([pl.scan_parquet(task_glob(build, task), hive_partitioning=True).select(common) for task in TASKS])
+        .group_by("task")
+        .len()
+        .collect()
+        .rows()
+    )
     assert dict(combined) == rows_of
-    every_pair = ds.dataset(sorted(glob.glob(task_glob(build, "*"))), format="parquet", partitioning="hive",
-                            partition_base_dir=build)
+    every_pair = ds.dataset(
+        sorted(glob.glob(task_glob(build, "*"))), format="parquet", partitioning="hive", partition_base_dir=build
+    )
     tasks = every_pair.to_table(columns=common).column("task").to_pylist()
     assert Counter(tasks) == rows_of

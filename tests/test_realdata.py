@@ -1,24 +1,32 @@
 """Real clinical cases (`../shared/reference/realdata/`: CT lung nodule, MR brain tumour, MR breast lesion; NRRD,
 stored LPS and LAS) built through the nnunet adapter in both conventions, checked against the mask's own box and
 PyRadiomics' reference shape features."""
+
 from __future__ import annotations
 
 import pytest
 
 from tests import realdata_fixtures as real
-from tests.realdata_fixtures import real_cases  # noqa: F401  (module fixture)
 from transforms.medvision import CONVENTIONS
 
 pytestmark = real.needs_realdata
 
-FEATURE_BY_PLANE = {"axial": "original_shape_Maximum2DDiameterSlice",
-                    "coronal": "original_shape_Maximum2DDiameterColumn",
-                    "sagittal": "original_shape_Maximum2DDiameterRow"}
+FEATURE_BY_PLANE = {
+    "axial": "original_shape_Maximum2DDiameterSlice",
+    "coronal": "original_shape_Maximum2DDiameterColumn",
+    "sagittal": "original_shape_Maximum2DDiameterRow",
+}
 # Where PyRadiomics' maximum lies on an image slice holding one component (README of the cases): ours must equal
 # it there; elsewhere its plane is half-way between two slices (axial of lung1 and brain1) or spans the three
 # components of one sagittal slice (brain1), and a per-component, per-slice diameter can only be shorter.
-ON_ONE_COMPONENT_SLICE = {("lung1", "coronal"), ("lung1", "sagittal"), ("brain1", "coronal"),
-                          ("breast1", "axial"), ("breast1", "coronal"), ("breast1", "sagittal")}
+ON_ONE_COMPONENT_SLICE = {
+    ("lung1", "coronal"),
+    ("lung1", "sagittal"),
+    ("brain1", "coronal"),
+    ("breast1", "axial"),
+    ("breast1", "coronal"),
+    ("breast1", "sagittal"),
+}
 RESAMPLED_MM = 0.3  # default conventions put coronal and sagittal planes on the finest grid
 
 
@@ -29,11 +37,16 @@ def test_union_of_axial_boxes_is_the_masks_3d_box(real_cases, name, conventions)
     features = real.baseline()[name]
     shape = built.loaded.labels.array.shape
     (i0, i1), (j0, j1), (k0, k1) = real.canonical_bounding_box(
-        real.stored_bounding_box(features), built.loaded.geometry["orig_orientation"], shape)
+        real.stored_bounding_box(features), built.loaded.geometry["orig_orientation"], shape
+    )
     assert real.mask_bounding_box(built.loaded.labels.array != 0) == ((i0, i1), (j0, j1), (k0, k1))
     axial = [(index, box) for plane, index, box in built.boxes if plane == "axial"]
-    union = (min(b[0] for _, b in axial), min(b[1] for _, b in axial), max(b[2] for _, b in axial),
-             max(b[3] for _, b in axial))
+    union = (
+        min(b[0] for _, b in axial),
+        min(b[1] for _, b in axial),
+        max(b[2] for _, b in axial),
+        max(b[3] for _, b in axial),
+    )
     if conventions == "medvision":  # raw display: rows along R (i), columns along A (j)
         assert union == (j0, i0, j1, i1)
     else:  # radiological: columns from patient right (i reversed), rows from anterior (j reversed)
@@ -79,13 +92,21 @@ def test_nrrd_and_its_nifti_conversion_give_the_same_pairs(tmp_path, real_cases)
                     if task == "lesions":  # its chords start from one end of the longest diameter, which a tie of
                         # two ends picks by float noise: the short axis may move by up to one pixel
                         pixel_mm = max(row["pixel_spacing_mm_row_col"])
-                        assert abs(row["perpendicular_diameter_mm"]
-                                   - other[sample_id]["perpendicular_diameter_mm"]) <= pixel_mm, sample_id
+                        assert (
+                            abs(row["perpendicular_diameter_mm"] - other[sample_id]["perpendicular_diameter_mm"])
+                            <= pixel_mm
+                        ), sample_id
 
 
 DETECTION_NUMBERS = ("box_xyxy_px", "box_size_mm", "pixel_spacing_mm_row_col")
-LESION_NUMBERS = ("major_axis_mm", "minor_axis_mm", "ellipse_center_xy_px", "longest_diameter_mm", "area_mm2",
-                  "pixel_spacing_mm_row_col")
+LESION_NUMBERS = (
+    "major_axis_mm",
+    "minor_axis_mm",
+    "ellipse_center_xy_px",
+    "longest_diameter_mm",
+    "area_mm2",
+    "pixel_spacing_mm_row_col",
+)
 
 
 def _numbers(row: dict, keys) -> list[float]:

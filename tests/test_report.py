@@ -1,4 +1,5 @@
 """The dataset card: written by `build`, rewritten by `report`; front matter, counts, figures and overlays."""
+
 from __future__ import annotations
 
 import glob
@@ -66,13 +67,13 @@ def overlay_and_slice(output: str, task: str, columns: list[str]):
     scale = -(-512 // max(width_px, height_px))  # the smallest integer upscale to a 512 px long side
     assert overlay.shape[1] == max(width_px * scale, figures.OVERLAY_MIN_WIDTH_PX)
     assert overlay.shape[0] > height_px * scale  # the legend strip
-    return overlay[:height_px * scale, :width_px * scale], overlay[height_px * scale:], plain, row, scale
+    return overlay[: height_px * scale, : width_px * scale], overlay[height_px * scale :], plain, row, scale
 
 
 def colour_mask(rgb: np.ndarray, part: str, tolerance: int = 40) -> np.ndarray:
     """Pixels within `tolerance` (per channel) of the colour of overlay `part`: no grey comes that close."""
     hex_colour = card.OVERLAY_COLOURS[part][1]
-    colour = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    colour = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
     return np.abs(rgb.astype(int) - colour).max(axis=2) <= tolerance
 
 
@@ -125,8 +126,10 @@ def box_edges(box_xyxy_px) -> list:
 def test_front_matter_parses_and_every_glob_matches_files(card_build):
     matter, _ = read_card(card_build)
     stats = json.load(open(os.path.join(card_build, "stats.json")))
-    present = {tuple(re.search(r"dataset=([^/]+)/task=([^/]+)/", path).groups())
-               for path in glob.glob(os.path.join(card_build, "dataset=*/task=*/split=*/*.parquet"))}
+    present = {
+        tuple(re.search(r"dataset=([^/]+)/task=([^/]+)/", path).groups())
+        for path in glob.glob(os.path.join(card_build, "dataset=*/task=*/split=*/*.parquet"))
+    }
     assert {c["config_name"] for c in matter["configs"]} == {f"{d}-{t}" for d, t in present}
     assert len(present) == 3
     for config in matter["configs"]:
@@ -153,7 +156,8 @@ def test_card_counts_and_quarantine_equal_stats(card_build):
     assert sum(int(total) for *_, total in rows) == stats["total_rows"]
     _, quarantine = table_rows(body, "| dataset | stage | reason | rows |")
     assert [(d, s, r, int(n)) for d, s, r, n in quarantine] == [
-        (q["dataset"], q["stage"], q["reason"], q["rows"]) for q in stats["quarantine"]]
+        (q["dataset"], q["stage"], q["reason"], q["rows"]) for q in stats["quarantine"]
+    ]
     assert ("demo", "load", "truncated_gzip", 1) in [(d, s, r, int(n)) for d, s, r, n in quarantine]
     assert table_rows(body, "| dataset | cases listed |")[1] == [["demo", "3", "2"]]
 
@@ -161,8 +165,10 @@ def test_card_counts_and_quarantine_equal_stats(card_build):
 def test_every_linked_figure_is_a_written_png(card_build):
     _, body = read_card(card_build)
     linked = set(re.findall(r"\]\((card/[^)]+\.png)\)", body))
-    written = {os.path.relpath(p, card_build) for p in glob.glob(os.path.join(card_build, "card", "**", "*.png"),
-                                                                  recursive=True)}
+    written = {
+        os.path.relpath(p, card_build)
+        for p in glob.glob(os.path.join(card_build, "card", "**", "*.png"), recursive=True)
+    }
     assert linked == written
     assert {"card/pairs_per_dataset.png", "card/demo/distributions.png"} <= written
     for task in ("detection", "tumor_lesion_size", "angle_distance"):
@@ -186,11 +192,15 @@ def test_detection_overlay_draws_the_box_on_its_pixel_edges_over_the_unblurred_s
 
 
 def test_lesion_overlay_draws_ellipse_axes_and_diameters_each_in_its_colour(card_build):
-    parts = {"major axis": "major_axis_endpoints_xy_px", "minor axis": "minor_axis_endpoints_xy_px",
-             "longest diameter": "longest_diameter_endpoints_xy_px",
-             "perpendicular diameter": "perpendicular_diameter_endpoints_xy_px"}
-    slice_rgb, legend, _, row, scale = overlay_and_slice(card_build, "tumor_lesion_size",
-                                                         [*parts.values(), "ellipse_center_xy_px"])
+    parts = {
+        "major axis": "major_axis_endpoints_xy_px",
+        "minor axis": "minor_axis_endpoints_xy_px",
+        "longest diameter": "longest_diameter_endpoints_xy_px",
+        "perpendicular diameter": "perpendicular_diameter_endpoints_xy_px",
+    }
+    slice_rgb, legend, _, row, scale = overlay_and_slice(
+        card_build, "tumor_lesion_size", [*parts.values(), "ellipse_center_xy_px"]
+    )
     for part, column in parts.items():
         width_px = figures.AXIS_BAND_PX if part.endswith("axis") else figures.LINE_PX
         assert_drawn_on(slice_rgb, part, [row[column]], scale, width_px)
@@ -206,8 +216,9 @@ def test_lesion_overlay_draws_ellipse_axes_and_diameters_each_in_its_colour(card
 
 
 def test_landmark_overlay_marks_each_landmark_and_draws_the_measured_lines(card_build):
-    slice_rgb, legend, _, row, scale = overlay_and_slice(card_build, "angle_distance",
-                                                         ["landmarks_xy_px", "metric_name"])
+    slice_rgb, legend, _, row, scale = overlay_and_slice(
+        card_build, "angle_distance", ["landmarks_xy_px", "metric_name"]
+    )
     points = {point["name"]: (point["x"], point["y"]) for point in row["landmarks_xy_px"]}
     for xy in points.values():
         assert colour_mask(slice_rgb[int(xy[1] * scale)][None], "landmark")[0, int(xy[0] * scale)], xy
@@ -217,16 +228,44 @@ def test_landmark_overlay_marks_each_landmark_and_draws_the_measured_lines(card_
     assert colour_mask(legend, "landmark").any() and colour_mask(legend, "measured line").any()
 
 
-@pytest.mark.parametrize("task, row, expected", [
-    ("detection", {"label_name": "right kidney", "box_size_mm": [23.1, 44.8]},
-     ["box of right kidney: 23.1 x 44.8 mm"]),
-    ("tumor_lesion_size", {"label_name": "liver lesion", "major_axis_mm": 28.24, "minor_axis_mm": 18.2,
-                           "longest_diameter_mm": 28.6, "perpendicular_diameter_mm": 19.0},
-     ["ellipse fitted to liver lesion", "ellipse major axis 28.2 mm", "ellipse minor axis 18.2 mm",
-      "RECIST long diameter 28.6 mm", "RECIST short diameter 19.0 mm"]),
-    ("angle_distance", {"landmarks_xy_px": [{"name": "P9"}, {"name": "P10"}], "metric_description": "",
-                        "metric_name": "L-9-10", "value": 25.6, "unit": "mm"},
-     ["landmarks P9, P10", "L-9-10: 25.6 mm"])])
+@pytest.mark.parametrize(
+    "task, row, expected",
+    [
+        (
+            "detection",
+            {"label_name": "right kidney", "box_size_mm": [23.1, 44.8]},
+            ["box of right kidney: 23.1 x 44.8 mm"],
+        ),
+        (
+            "tumor_lesion_size",
+            {
+                "label_name": "liver lesion",
+                "major_axis_mm": 28.24,
+                "minor_axis_mm": 18.2,
+                "longest_diameter_mm": 28.6,
+                "perpendicular_diameter_mm": 19.0,
+            },
+            [
+                "ellipse fitted to liver lesion",
+                "ellipse major axis 28.2 mm",
+                "ellipse minor axis 18.2 mm",
+                "RECIST long diameter 28.6 mm",
+                "RECIST short diameter 19.0 mm",
+            ],
+        ),
+        (
+            "angle_distance",
+            {
+                "landmarks_xy_px": [{"name": "P9"}, {"name": "P10"}],
+                "metric_description": "",
+                "metric_name": "L-9-10",
+                "value": 25.6,
+                "unit": "mm",
+            },
+            ["landmarks P9, P10", "L-9-10: 25.6 mm"],
+        ),
+    ],
+)
 def test_overlay_legend_names_each_part_and_its_measurement(task, row, expected):
     entries = figures.legend_entries(task, row)
     assert [part for part, _ in entries] == list(card.OVERLAY_PARTS[task])
@@ -237,8 +276,14 @@ def test_a_narrow_slice_keeps_its_pixels_and_gets_room_for_its_legend():
     pixels = np.random.default_rng(0).integers(0, 256, (600, 40), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
-    row = {"sample_id": "narrow", "image_width_px": 40, "image_height_px": 600, "label_name": "spinal cord",
-           "box_xyxy_px": [10.0, 100.0, 30.0, 500.0], "box_size_mm": [20.0, 400.0]}
+    row = {
+        "sample_id": "narrow",
+        "image_width_px": 40,
+        "image_height_px": 600,
+        "label_name": "spinal cord",
+        "box_xyxy_px": [10.0, 100.0, 30.0, 500.0],
+        "box_size_mm": [20.0, 400.0],
+    }
     overlay = np.asarray(Image.open(io.BytesIO(figures.overlay_png(buffer.getvalue(), "detection", row))))
     assert overlay.shape[1] == figures.OVERLAY_MIN_WIDTH_PX and overlay.shape[0] > 600
     assert_drawn_on(overlay[:600, :40], "box", box_edges(row["box_xyxy_px"]), 1)
@@ -249,13 +294,19 @@ def test_a_narrow_slice_keeps_its_pixels_and_gets_room_for_its_legend():
 
 def test_overlay_scale_reaches_the_long_side_with_an_integer_factor():
     assert [figures.overlay_scale(w, h) for w, h in ((80, 80), (229, 129), (320, 180), (512, 100), (600, 750))] == [
-        7, 3, 2, 1, 1]
+        7,
+        3,
+        2,
+        1,
+        1,
+    ]
 
 
 def test_report_rewrites_an_identical_card(card_build, capsys):
     before = open(os.path.join(card_build, "README.md")).read()
-    figures = {p: open(p, "rb").read() for p in glob.glob(os.path.join(card_build, "card", "**", "*.png"),
-                                                           recursive=True)}
+    figures = {
+        p: open(p, "rb").read() for p in glob.glob(os.path.join(card_build, "card", "**", "*.png"), recursive=True)
+    }
     os.remove(os.path.join(card_build, "README.md"))
     assert main(["report", card_build]) == 0
     assert open(os.path.join(card_build, "README.md")).read() == before
@@ -268,25 +319,39 @@ def test_report_refuses_an_unfinished_output(tmp_path, capsys):
     assert "not a finished build" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("spdx_ids, expected", [
-    (["CC-BY-4.0", "CC-BY-4.0"], "cc-by-4.0"), (["CC0-1.0"], "cc0-1.0"), (["CC-BY-4.0", "CC0-1.0"], "other"),
-    (["LicenseRef-FLARE22-terms"], "other"), ([], "other")])
+@pytest.mark.parametrize(
+    "spdx_ids, expected",
+    [
+        (["CC-BY-4.0", "CC-BY-4.0"], "cc-by-4.0"),
+        (["CC0-1.0"], "cc0-1.0"),
+        (["CC-BY-4.0", "CC0-1.0"], "other"),
+        (["LicenseRef-FLARE22-terms"], "other"),
+        ([], "other"),
+    ],
+)
 def test_hub_licence(spdx_ids, expected):
     assert card.hf_licence(spdx_ids) == expected
 
 
-@pytest.mark.parametrize("rows, expected", [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"),
-                                            (2_500_000, "1M<n<10M"), (5_000_000_000, "n>1B")])
+@pytest.mark.parametrize(
+    "rows, expected", [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"), (2_500_000, "1M<n<10M"), (5_000_000_000, "n>1B")]
+)
 def test_size_category(rows, expected):
     assert card.size_category(rows) == expected
 
 
 def test_configs_list_splits_in_train_validation_test_order():
     rows = [{"dataset": "amos22", "task": "detection", "split": s, "rows": 1} for s in ("test", "validation", "train")]
-    assert card.hf_configs(rows) == [{"config_name": "amos22-detection", "data_files": [
-        {"split": "train", "path": "dataset=amos22/task=detection/split=train/*.parquet"},
-        {"split": "validation", "path": "dataset=amos22/task=detection/split=validation/*.parquet"},
-        {"split": "test", "path": "dataset=amos22/task=detection/split=test/*.parquet"}]}]
+    assert card.hf_configs(rows) == [
+        {
+            "config_name": "amos22-detection",
+            "data_files": [
+                {"split": "train", "path": "dataset=amos22/task=detection/split=train/*.parquet"},
+                {"split": "validation", "path": "dataset=amos22/task=detection/split=validation/*.parquet"},
+                {"split": "test", "path": "dataset=amos22/task=detection/split=test/*.parquet"},
+            ],
+        }
+    ]
 
 
 def test_measured_lines_follow_medvision_keys():

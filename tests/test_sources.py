@@ -1,4 +1,5 @@
 """Every MedVision source adapter, built end to end from a tiny fixture in its real raw layout."""
+
 from __future__ import annotations
 
 import collections
@@ -29,8 +30,11 @@ def built(tmp_path_factory):
 
 
 def read_rows(output: str, pattern: str, columns: list[str]) -> list[dict]:
-    return [row for path in sorted(glob.glob(os.path.join(output, pattern)))
-            for row in pq.read_table(path, columns=columns).to_pylist()]
+    return [
+        row
+        for path in sorted(glob.glob(os.path.join(output, pattern)))
+        for row in pq.read_table(path, columns=columns).to_pylist()
+    ]
 
 
 def test_there_is_one_fixture_per_medvision_source():
@@ -45,9 +49,14 @@ def test_source_builds_its_tasks_labels_subjects_and_splits(built, name):
     want = expected[name]
     tasks = {task for task in TASKS if glob.glob(os.path.join(output, f"dataset={name}/task={task}/split=*/*.parquet"))}
     assert tasks == want.tasks
-    rows = {task: read_rows(output, f"dataset={name}/task={task}/split=*/*.parquet",
-                            ["subject_id", "label_name"] if task != "angle_distance" else ["subject_id"])
-            for task in tasks}
+    rows = {
+        task: read_rows(
+            output,
+            f"dataset={name}/task={task}/split=*/*.parquet",
+            ["subject_id", "label_name"] if task != "angle_distance" else ["subject_id"],
+        )
+        for task in tasks
+    }
     if "detection" in tasks:
         assert want.labels <= {row["label_name"] for row in rows["detection"]}
     if want.lesion_labels:
@@ -81,16 +90,20 @@ def test_publish_writes_pointer_rows_for_sources_that_may_not_be_redistributed(t
     for mode in ("full", "publish"):
         output = str(tmp_path / mode)
         assert main(["build", *sources, "--output", output] + (["--publish"] if mode == "publish" else [])) == 0
-        builds[mode] = {name: read_rows(output, f"dataset={name}/task=*/split=*/*.parquet", columns)
-                        for name in roots}
+        builds[mode] = {name: read_rows(output, f"dataset={name}/task=*/split=*/*.parquet", columns) for name in roots}
     pointers, kept = builds["publish"]["kipa22"], builds["publish"]["kits23"]
     assert pointers and all(r["image"]["bytes"] is None and r["image_mode"] == "pointer" for r in pointers)
-    assert all(r["provenance"]["source_uri"].endswith(".nii.gz") and len(r["provenance"]["source_sha256"]) == 64
-               and r["provenance"]["redistributable"] is False for r in pointers)
+    assert all(
+        r["provenance"]["source_uri"].endswith(".nii.gz")
+        and len(r["provenance"]["source_sha256"]) == 64
+        and r["provenance"]["redistributable"] is False
+        for r in pointers
+    )
     assert kept and all(r["image"]["bytes"][:4] == b"\x89PNG" and r["image_mode"] == "pixels" for r in kept)
     for name in roots:
-        assert sorted(r["sample_id"] for r in builds["publish"][name]) == \
-            sorted(r["sample_id"] for r in builds["full"][name])
+        assert sorted(r["sample_id"] for r in builds["publish"][name]) == sorted(
+            r["sample_id"] for r in builds["full"][name]
+        )
     assert all(r["image_mode"] == "pixels" for r in builds["full"]["kipa22"])
 
 
@@ -107,13 +120,30 @@ def test_subjects_sharing_a_scan_across_datasets_share_a_split(tmp_path):
     case = "BraTS-GLI-00001-000"
     folder = tmp_path / "brats" / case
     write_nifti(folder / f"{case}-t1c.nii.gz", np.asanyarray(msd_image.dataobj)[..., 2], msd_image.affine)
-    write_nifti(folder / f"{case}-seg.nii.gz", np.asanyarray(nib.load(os.path.join(task, "labelsTr", "BRATS_001.nii.gz"))
-                                                           .dataobj), msd_image.affine)
+    write_nifti(
+        folder / f"{case}-seg.nii.gz",
+        np.asanyarray(nib.load(os.path.join(task, "labelsTr", "BRATS_001.nii.gz")).dataobj),
+        msd_image.affine,
+    )
     keys = (("brats24", "BraTS-GLI-00001"), ("msd", "Task01_BrainTumour/BRATS_001"))
     salt = next(f"salt-{n}" for n in range(100) if len({subject_split(*key, f"salt-{n}") for key in keys}) == 2)
     output = str(tmp_path / "out")
-    assert main(["build", "--source", f"msd={task}", "--source", f"brats24={tmp_path / 'brats'}",
-                 "--output", output, "--split-salt", salt]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--source",
+                f"msd={task}",
+                "--source",
+                f"brats24={tmp_path / 'brats'}",
+                "--output",
+                output,
+                "--split-salt",
+                salt,
+            ]
+        )
+        == 0
+    )
     hashes, splits = collections.defaultdict(set), collections.defaultdict(set)
     for path in glob.glob(os.path.join(output, "dataset=*/task=detection/split=*/*.parquet")):
         dataset, split = path.split("dataset=")[1].split("/")[0], path.split("split=")[1].split("/")[0]
@@ -137,7 +167,11 @@ def test_masks_on_another_grid_are_placed_only_where_the_source_declares_it(buil
 def test_negative_controls_are_recorded_but_not_counted_as_failures():
     from pipeline.run import failed_case_fractions
 
-    stats = {"cases": {"autopet_iii": {"listed": 4}},
-             "quarantine": [{"dataset": "autopet_iii", "stage": "load", "reason": "negative_case", "rows": 3},
-                            {"dataset": "autopet_iii", "stage": "load", "reason": "truncated_gzip", "rows": 1}]}
+    stats = {
+        "cases": {"autopet_iii": {"listed": 4}},
+        "quarantine": [
+            {"dataset": "autopet_iii", "stage": "load", "reason": "negative_case", "rows": 3},
+            {"dataset": "autopet_iii", "stage": "load", "reason": "truncated_gzip", "rows": 1},
+        ],
+    }
     assert failed_case_fractions(stats) == {"autopet_iii": 0.25}

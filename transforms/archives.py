@@ -5,6 +5,7 @@ or decompress to far more than its size on disk. Every member is checked before 
 regular files and folders only, relative names that stay inside the destination, and a cap on
 the total bytes written that is enforced while streaming (a lying header cannot get past it).
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,9 @@ class _Budget:
                 deadline.check()
                 self.left -= len(chunk)
                 if self.left < 0:
-                    raise PipelineError(Reason.TOO_LARGE, "archive expands beyond the memory budget "
-                                        "(--max-volume-mb)", self.uri)
+                    raise PipelineError(
+                        Reason.TOO_LARGE, "archive expands beyond the memory budget (--max-volume-mb)", self.uri
+                    )
                 target.write(chunk)
 
 

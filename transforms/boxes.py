@@ -1,4 +1,5 @@
 """Detection targets (SPEC §4): one box per connected component of each label in a displayed slice."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -78,8 +79,9 @@ def component_boxes(labels_2d: np.ndarray) -> list[ComponentBox]:
         found = by_label[label]
         for index, ((rows, cols), area) in enumerate(found):
             box = (col0 + cols.start, row0 + rows.start, col0 + cols.stop, row0 + rows.stop)
-            boxes.append(ComponentBox(label=label, component_index=index, n_components=len(found),
-                                      box_xyxy_px=box, area_px=area))
+            boxes.append(
+                ComponentBox(label=label, component_index=index, n_components=len(found), box_xyxy_px=box, area_px=area)
+            )
     return boxes
 
 
@@ -89,5 +91,5 @@ def _labelled_box(labels_2d: np.ndarray) -> tuple[slice, slice] | None:
     rows = np.flatnonzero(labelled.any(axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(labelled[rows[0]:rows[-1] + 1].any(axis=0))
+    cols = np.flatnonzero(labelled[rows[0] : rows[-1] + 1].any(axis=0))
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)

@@ -10,6 +10,7 @@ Markdown (HTML special characters, emphasis, link, table, heading and math synta
 characters become spaces), table cells are escaped unless they are `Markdown` built here from escaped
 pieces, and the front matter is a YAML dump of plain values.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,15 +21,22 @@ import urllib.parse
 
 import yaml
 
-from schemas.tables import SPLITS, TASKS
+from schemas.tables import SPLITS
 
 CARD_FILE = "README.md"
 FIGURE_FOLDER = "card"
 OVERLAYS_PER_TASK = 4
 MEDVISION_CITATION = "Yao et al., MedVision, arXiv:2511.18676 (2025)"
 # Hugging Face size categories: (exclusive upper bound on rows, name).
-SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+SIZE_CATEGORIES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+)
 TAGS = ("medical", "medical-imaging", "radiology", "vision-language", "quantitative", "measurement", "medvision")
 # Matplotlib colours of the QC overlays, named here so the card's text, the figures' legends and the
 # drawing agree. (colour name, hex) per drawn part: saturated hues apart from each other and from grey, so
@@ -115,7 +123,7 @@ def markdown_line(value) -> Markdown:
     text = markdown_text(value)
     number = _ITEM_NUMBER.match(text)
     if number:
-        return Markdown(f"{text[:number.end()]}\\{text[number.end():]}")
+        return Markdown(f"{text[: number.end()]}\\{text[number.end() :]}")
     return Markdown(f"\\{text}" if text[:1] in ("-", "+", "=") else text)
 
 
@@ -170,10 +178,16 @@ def hf_configs(rows: list[dict]) -> list[dict]:
     splits = {}
     for row in rows:
         splits.setdefault((row["dataset"], row["task"]), set()).add(row["split"])
-    return [{"config_name": f"{dataset}-{task}",
-             "data_files": [{"split": split, "path": partition_glob(dataset, task, split)}
-                            for split in sorted(splits[dataset, task], key=_split_order)]}
-            for dataset, task in sorted(splits)]
+    return [
+        {
+            "config_name": f"{dataset}-{task}",
+            "data_files": [
+                {"split": split, "path": partition_glob(dataset, task, split)}
+                for split in sorted(splits[dataset, task], key=_split_order)
+            ],
+        }
+        for dataset, task in sorted(splits)
+    ]
 
 
 def front_matter(stats: dict, facts: list[DatasetFacts]) -> dict:
@@ -184,19 +198,28 @@ def front_matter(stats: dict, facts: list[DatasetFacts]) -> dict:
     if licence == "other":
         matter["license_name"] = "per-source"
     categories = (["object-detection"] if "detection" in tasks else []) + ["visual-question-answering"]
-    matter.update({"language": ["en"], "task_categories": categories, "tags": list(TAGS),
-                   "size_categories": [size_category(stats["total_rows"])], "configs": hf_configs(stats["rows"])})
+    matter.update(
+        {
+            "language": ["en"],
+            "task_categories": categories,
+            "tags": list(TAGS),
+            "size_categories": [size_category(stats["total_rows"])],
+            "configs": hf_configs(stats["rows"]),
+        }
+    )
     return matter
 
 
 def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
     """A GitHub-flavoured Markdown table, one line per row whatever the cells hold: every cell is
     `markdown_text` unless it is `Markdown` already (then only a stray line break is removed)."""
+
     def cell(value) -> str:
         return " ".join(value.splitlines()) if isinstance(value, Markdown) else markdown_text(value)
 
     def line(cells) -> str:
         return "| " + " | ".join(cell(value) for value in cells) + " |"
+
     return [line(header), "| " + " | ".join("---" for _ in header) + " |"] + [line(row) for row in rows]
 
 
@@ -206,19 +229,27 @@ def _yes_no(values: tuple[bool, ...]) -> str:
 
 def licence_section(facts: list[DatasetFacts]) -> list[str]:
     """Licence, redistributability, pointer rows and citation per dataset, and what pointer mode means."""
-    rows = [(f.dataset, ", ".join(f.licences) or "-", _yes_no(f.redistributable), f.pointer_rows,
-             f.citation or "-") for f in facts]
-    return ["## Sources and licences", "",
-            "Each dataset keeps its source's licence (SPDX ids; `LicenseRef-` ids are the source's own terms, "
-            "read them before use). Cite the sources you use, and MedVision for the task definitions: "
-            f"{MEDVISION_CITATION}.", "",
-            *markdown_table(("dataset", "licence", "redistributable", "pointer rows", "citation"), rows), "",
-            "Pointer mode: a build with `--publish` writes the rows of sources whose pixels may not be "
-            "republished (redistributable = no) without pixels: `image.bytes` is null and `image_mode` is "
-            "`pointer`. Every annotation stays, and so do `provenance.source_uri`, `provenance.source_sha256` and "
-            "the slice spec (`plane`, `slice_index`, pixel spacing, `intensity_window`, `provenance.params_hash`): "
-            "someone with access to the source rebuilds those rows with the same parameters and joins the pixels "
-            "back on `sample_id`.", ""]
+    rows = [
+        (f.dataset, ", ".join(f.licences) or "-", _yes_no(f.redistributable), f.pointer_rows, f.citation or "-")
+        for f in facts
+    ]
+    return [
+        "## Sources and licences",
+        "",
+        "Each dataset keeps its source's licence (SPDX ids; `LicenseRef-` ids are the source's own terms, "
+        "read them before use). Cite the sources you use, and MedVision for the task definitions: "
+        f"{MEDVISION_CITATION}.",
+        "",
+        *markdown_table(("dataset", "licence", "redistributable", "pointer rows", "citation"), rows),
+        "",
+        "Pointer mode: a build with `--publish` writes the rows of sources whose pixels may not be "
+        "republished (redistributable = no) without pixels: `image.bytes` is null and `image_mode` is "
+        "`pointer`. Every annotation stays, and so do `provenance.source_uri`, `provenance.source_sha256` and "
+        "the slice spec (`plane`, `slice_index`, pixel spacing, `intensity_window`, `provenance.params_hash`): "
+        "someone with access to the source rebuilds those rows with the same parameters and joins the pixels "
+        "back on `sample_id`.",
+        "",
+    ]
 
 
 def counts_section(stats: dict) -> list[str]:
@@ -230,17 +261,27 @@ def counts_section(stats: dict) -> list[str]:
         per_split = [rows_of.get((dataset, task, split), 0) for split in splits]
         table.append((dataset, task, *per_split, sum(per_split)))
     cases = [(d, c["listed"], c["with_pairs"]) for d, c in sorted(stats["cases"].items())]
-    return ["## Counts", "", *markdown_table(("dataset", "cases listed", "cases with pairs"), cases), "",
-            f"Rows (pairs) per dataset, task and split; {stats['total_rows']} in all:", "",
-            *markdown_table(("dataset", "task", *splits, "total"), table), ""]
+    return [
+        "## Counts",
+        "",
+        *markdown_table(("dataset", "cases listed", "cases with pairs"), cases),
+        "",
+        f"Rows (pairs) per dataset, task and split; {stats['total_rows']} in all:",
+        "",
+        *markdown_table(("dataset", "task", *splits, "total"), table),
+        "",
+    ]
 
 
 def quarantine_section(stats: dict) -> list[str]:
     """Quarantined inputs and refused measurements per dataset, stage and reason code."""
-    lines = ["## Quarantine", "",
-             f"{stats['total_quarantined']} rows in `quarantine/` (inputs put aside and measurements refused, "
-             "each with a reason code; a load-stage row is a case put aside, except `label_lost_in_resampling`, "
-             "one row per slice that lost a label)."]
+    lines = [
+        "## Quarantine",
+        "",
+        f"{stats['total_quarantined']} rows in `quarantine/` (inputs put aside and measurements refused, "
+        "each with a reason code; a load-stage row is a case put aside, except `label_lost_in_resampling`, "
+        "one row per slice that lost a label).",
+    ]
     if stats["quarantine"]:
         rows = [(q["dataset"], q["stage"], q["reason"], q["rows"]) for q in stats["quarantine"]]
         lines += ["", *markdown_table(("dataset", "stage", "reason", "rows"), rows)]
@@ -250,16 +291,20 @@ def quarantine_section(stats: dict) -> list[str]:
 def build_section(stats: dict) -> list[str]:
     """The parameters that shaped the pairs (the ones a reader needs to interpret them)."""
     params = stats["params"]
-    return ["## Build", "",
-            f"medvision-pipeline {markdown_text(stats['pipeline_version'])}, finished "
-            f"{markdown_text(stats['finished_utc'])}; parameter hash {code_span(stats['params_hash'])} "
-            f"(`provenance.params_hash`). Spacing {code_span(params['spacing'])}, conventions "
-            f"{code_span(params['conventions'])}, prompt style {code_span(params['prompt_style'])}, split salt "
-            f"{code_span(params['split_salt'])}, schema {markdown_text(params['schema'])}.", "",
-            "Boxes and points are in displayed pixels with the origin at the image's top-left corner: pixel "
-            "(column c, row r) spans [c, c+1) x [r, r+1), boxes are `[x0, y0, x1, y1]` end-exclusive; "
-            "measurements in mm and degrees. Column units and frames are in each Parquet file's field metadata.",
-            ""]
+    return [
+        "## Build",
+        "",
+        f"medvision-pipeline {markdown_text(stats['pipeline_version'])}, finished "
+        f"{markdown_text(stats['finished_utc'])}; parameter hash {code_span(stats['params_hash'])} "
+        f"(`provenance.params_hash`). Spacing {code_span(params['spacing'])}, conventions "
+        f"{code_span(params['conventions'])}, prompt style {code_span(params['prompt_style'])}, split salt "
+        f"{code_span(params['split_salt'])}, schema {markdown_text(params['schema'])}.",
+        "",
+        "Boxes and points are in displayed pixels with the origin at the image's top-left corner: pixel "
+        "(column c, row r) spans [c, c+1) x [r, r+1), boxes are `[x0, y0, x1, y1]` end-exclusive; "
+        "measurements in mm and degrees. Column units and frames are in each Parquet file's field metadata.",
+        "",
+    ]
 
 
 def _legend(task: str) -> str:
@@ -281,11 +326,16 @@ def figures_section(figures: CardFigures) -> list[str]:
     for dataset, figure in sorted(figures.distributions.items()):
         lines += [f"### {markdown_text(dataset)}: distributions", "", *_figure_lines(figure)]
     for (dataset, task), overlays in sorted(figures.overlays.items()):
-        lines += [f"### {markdown_text(dataset)} / {markdown_text(task)}: QC overlays", "",
-                  f"The {len(overlays)} pairs with the smallest `sample_id`s that carry pixels, annotation drawn "
-                  f"on the stored PNG ({_legend(task)}).", ""]
-        lines += markdown_table(("overlay", "pair"),
-                                [(_image(o.path.rsplit('/', 1)[-1], o.path), o.caption) for o in overlays])
+        lines += [
+            f"### {markdown_text(dataset)} / {markdown_text(task)}: QC overlays",
+            "",
+            f"The {len(overlays)} pairs with the smallest `sample_id`s that carry pixels, annotation drawn "
+            f"on the stored PNG ({_legend(task)}).",
+            "",
+        ]
+        lines += markdown_table(
+            ("overlay", "pair"), [(_image(o.path.rsplit("/", 1)[-1], o.path), o.caption) for o in overlays]
+        )
         lines.append("")
     return lines
 
@@ -293,13 +343,20 @@ def figures_section(figures: CardFigures) -> list[str]:
 def render_card(stats: dict, facts: list[DatasetFacts], figures: CardFigures) -> str:
     """The whole README.md: YAML front matter, then build, licences, counts, quarantine and figures."""
     matter = yaml.safe_dump(front_matter(stats, facts), sort_keys=False, allow_unicode=True)
-    body = ["# MedVision-style quantitative medical imaging pairs", "",
-            "Image-annotation pairs for vision-language models: detection boxes, tumour/lesion sizes, "
-            "angles and distances, each one 2D slice (PNG) plus its measurement, a prompt and an answer. "
-            "Load a config with `datasets.load_dataset(\"parquet\", data_files=...)` using the globs above, "
-            "or read `dataset=*/task=*/split=*/*.parquet` with DuckDB, Polars or pyarrow (hive partitioning).", "",
-            *build_section(stats), *licence_section(facts), *counts_section(stats), *quarantine_section(stats),
-            *figures_section(figures)]
+    body = [
+        "# MedVision-style quantitative medical imaging pairs",
+        "",
+        "Image-annotation pairs for vision-language models: detection boxes, tumour/lesion sizes, "
+        "angles and distances, each one 2D slice (PNG) plus its measurement, a prompt and an answer. "
+        'Load a config with `datasets.load_dataset("parquet", data_files=...)` using the globs above, '
+        "or read `dataset=*/task=*/split=*/*.parquet` with DuckDB, Polars or pyarrow (hive partitioning).",
+        "",
+        *build_section(stats),
+        *licence_section(facts),
+        *counts_section(stats),
+        *quarantine_section(stats),
+        *figures_section(figures),
+    ]
     return f"---\n{matter}---\n\n" + "\n".join(body).rstrip("\n") + "\n"
 
 
@@ -312,16 +369,22 @@ def keep_smallest(chosen: list[tuple], candidates: list[tuple], n: int) -> list[
 def overlay_caption(task: str, row: dict) -> Markdown:
     """One line naming the pair and its measurement (mm, deg), for an overlay figure; names from the
     row are escaped (`markdown_text`)."""
-    where = (f"{code_span(row['sample_id'])} {markdown_text(row['case_id'])} {markdown_text(row['sequence'])}, "
-             f"{markdown_text(row['plane'])} slice {int(row['slice_index'])}")
+    where = (
+        f"{code_span(row['sample_id'])} {markdown_text(row['case_id'])} {markdown_text(row['sequence'])}, "
+        f"{markdown_text(row['plane'])} slice {int(row['slice_index'])}"
+    )
     if task == "detection":
         width_mm, height_mm = row["box_size_mm"]
-        what = (f"{markdown_text(row['label_name'])}: box {width_mm:.1f} x {height_mm:.1f} mm, component "
-                f"{int(row['component_index']) + 1} of {int(row['n_components'])}")
+        what = (
+            f"{markdown_text(row['label_name'])}: box {width_mm:.1f} x {height_mm:.1f} mm, component "
+            f"{int(row['component_index']) + 1} of {int(row['n_components'])}"
+        )
     elif task == "tumor_lesion_size":
-        what = (f"{markdown_text(row['label_name'])}: ellipse axes {row['major_axis_mm']:.1f} / "
-                f"{row['minor_axis_mm']:.1f} mm, diameters {row['longest_diameter_mm']:.1f} / "
-                f"{row['perpendicular_diameter_mm']:.1f} mm")
+        what = (
+            f"{markdown_text(row['label_name'])}: ellipse axes {row['major_axis_mm']:.1f} / "
+            f"{row['minor_axis_mm']:.1f} mm, diameters {row['longest_diameter_mm']:.1f} / "
+            f"{row['perpendicular_diameter_mm']:.1f} mm"
+        )
     else:
         named = markdown_text(row["metric_name"])
         if row["metric_description"]:

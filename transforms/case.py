@@ -3,6 +3,7 @@
 `CaseRef` is what a source adapter lists (small, picklable); `LoadedCase` holds the decoded
 volumes and lives only inside one worker step; `SliceContent` is what leaves that step.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,20 +18,36 @@ import pydicom
 import SimpleITK as sitk
 
 from transforms import deadline, dicom, dicom_seg, nifti
-from transforms.caseref import PEAK_BYTES_PER_VOXEL, CaseRef, LandmarkSpec, PlanarGeometry, ReadPolicy, RealignSpec, \
-    SequenceRef
+from transforms.caseref import (
+    PEAK_BYTES_PER_VOXEL,
+    CaseRef,
+    LandmarkSpec,
+    ReadPolicy,
+)
 from transforms.errors import PipelineError, Reason
 from transforms.intensity import Window, encode_png, to_uint8, window_for
-from transforms.landmarks import LandmarkSpace, MeasuredValue, Measurement, measure, point_pairs_from_labels, \
-    read_xy_text, to_world_ras
+from transforms.landmarks import (
+    MeasuredValue,
+    Measurement,
+    measure,
+    point_pairs_from_labels,
+    read_xy_text,
+    to_world_ras,
+)
 from transforms.packed import PackedArray
-from transforms.planes import SpacingMode, in_plane_axes, labelled_slices, plane_grid, planes_of, \
-    target_spacing_mm
-from transforms.readers import ITK_SUFFIXES, itk_voxel_count, read_itk, read_planar, \
-    resample_through_transform
+from transforms.planes import SpacingMode, in_plane_axes, labelled_slices, plane_grid, planes_of, target_spacing_mm
+from transforms.readers import ITK_SUFFIXES, itk_voxel_count, read_itk, read_planar, resample_through_transform
 from transforms.slice_labels import SliceLabels, derive_plane
-from transforms.volume import Volume, as_integer_labels, check_orthonormal, grid_of, match_grid, place_nearest, \
-    present_labels, to_canonical
+from transforms.volume import (
+    Volume,
+    as_integer_labels,
+    check_orthonormal,
+    grid_of,
+    match_grid,
+    place_nearest,
+    present_labels,
+    to_canonical,
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -131,21 +148,29 @@ def stored_weight(itemsize: int) -> float:
 def check_budget(n_voxels: float, max_voxels: int | None, uri: str) -> None:
     """Refuse, from the header alone, a volume larger than the memory budget (decompression bombs)."""
     if max_voxels is not None and n_voxels > max_voxels:
-        raise PipelineError(Reason.TOO_LARGE, f"declares {n_voxels:,.0f} voxels (int16-equivalent), over the "
-                            f"budget of {max_voxels:,} (--max-volume-mb / {PEAK_BYTES_PER_VOXEL} bytes)", uri)
+        raise PipelineError(
+            Reason.TOO_LARGE,
+            f"declares {n_voxels:,.0f} voxels (int16-equivalent), over the "
+            f"budget of {max_voxels:,} (--max-volume-mb / {PEAK_BYTES_PER_VOXEL} bytes)",
+            uri,
+        )
 
 
 def _single(case: CaseRef, image: Volume, source: str, reader: str, uneven: bool = False):
-    return {case.sequences[0].name: image}, grid_of(image.array.shape, image.affine_ras), \
-        _geometry(image, source, False, reader, uneven)
+    return (
+        {case.sequences[0].name: image},
+        grid_of(image.array.shape, image.affine_ras),
+        _geometry(image, source, False, reader, uneven),
+    )
 
 
 def _read_realigned(case: CaseRef, local: dict[str, str], policy: ReadPolicy):
     reference = local[case.realign.reference_uri]
     for path in (local[case.image_uri], reference):  # the moving image is decoded whole too
         check_budget(itk_voxel_count(path, case.image_uri), policy.max_voxels, case.image_uri)
-    image = resample_through_transform(local[case.image_uri], reference, local[case.realign.transform_uri],
-                                       case.image_uri)
+    image = resample_through_transform(
+        local[case.image_uri], reference, local[case.realign.transform_uri], case.image_uri
+    )
     return _single(case, image, "itk_resampled", f"SimpleITK {sitk.Version.VersionString()}")
 
 
@@ -172,13 +197,16 @@ def _read_nifti(case: CaseRef, path: str, policy: ReadPolicy):
     affine = nifti.resolve_affine(image_file.header, case.image_uri)
     check_orthonormal(affine.affine_ras)
     grid = grid_of(nifti.spatial_shape(image_file.shape), affine.affine_ras)
-    images = {seq.name: Volume(nifti.read_channel(image_file, seq.channel, case.image_uri), affine.affine_ras)
-              for seq in case.sequences}
+    images = {
+        seq.name: Volume(nifti.read_channel(image_file, seq.channel, case.image_uri), affine.affine_ras)
+        for seq in case.sequences
+    }
     return images, grid, _geometry(grid, affine.source, affine.sform_qform_mismatch, f"nibabel {nib.__version__}")
 
 
-def read_images(case: CaseRef, local: dict[str, str],
-                policy: ReadPolicy = ReadPolicy()) -> tuple[dict[str, Volume], Volume, dict]:
+def read_images(
+    case: CaseRef, local: dict[str, str], policy: ReadPolicy = ReadPolicy()
+) -> tuple[dict[str, Volume], Volume, dict]:
     """Each sequence on the case's grid (as stored), the grid alone, and its geometry facts.
 
     A volume whose header declares more than `policy.max_voxels` is refused before it is decoded.
@@ -200,8 +228,9 @@ def check_some_finite(array: np.ndarray, uri: str) -> None:
     for slab in range(array.shape[0]):
         if np.isfinite(array[slab]).any():
             return
-    raise PipelineError(Reason.NONFINITE_IMAGE, "no finite voxel (all NaN or infinite, e.g. a scale factor "
-                        "that overflows float32)", uri)
+    raise PipelineError(
+        Reason.NONFINITE_IMAGE, "no finite voxel (all NaN or infinite, e.g. a scale factor that overflows float32)", uri
+    )
 
 
 def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> tuple[Volume, bool]:
@@ -221,8 +250,9 @@ def read_label_map(case: CaseRef, local: dict[str, str], grid: Volume) -> tuple[
     return mask, resampled
 
 
-def _read_mask(path: str, uri: str, grid: Volume, label_names: dict[int, str],
-               placement: str = "exact") -> tuple[Volume, bool]:
+def _read_mask(
+    path: str, uri: str, grid: Volume, label_names: dict[int, str], placement: str = "exact"
+) -> tuple[Volume, bool]:
     """One mask file (NIfTI, MHA/NRRD or DICOM SEG) as integer labels on the image grid, and
     whether it was resampled. A mask on another grid is `mask_grid_mismatch`, unless `placement`
     is "nearest" (then it may also hold up to 8x the image's voxels, e.g. a finer grid).
@@ -257,12 +287,16 @@ def merge_structure_masks(case: CaseRef, local: dict[str, str], grid: Volume) ->
     merged = np.zeros(grid.array.shape, np.uint8 if largest < 256 else np.uint16)
     any_resampled = False
     for value, uri in sorted(case.mask_parts):
-        part, resampled = _read_mask(local[uri], uri, grid, {1: case.label_names.get(value, str(value))},
-                                     case.mask_placement)
+        part, resampled = _read_mask(
+            local[uri], uri, grid, {1: case.label_names.get(value, str(value))}, case.mask_placement
+        )
         any_resampled |= resampled
         if part.array.max(initial=0) > 1:
-            raise PipelineError(Reason.UNKNOWN_LABEL, f"structure mask holds values above 1 "
-                                f"(max {int(part.array.max())}); expected a binary mask", uri)
+            raise PipelineError(
+                Reason.UNKNOWN_LABEL,
+                f"structure mask holds values above 1 (max {int(part.array.max())}); expected a binary mask",
+                uri,
+            )
         np.copyto(merged, np.asarray(value, merged.dtype), where=(part.array != 0) & (merged == 0))
     return grid.with_array(merged), any_resampled
 
@@ -321,8 +355,9 @@ def load_nifti_case(case: CaseRef, image_path: str, mask_path: str) -> LoadedCas
     return load_case(case, {case.image_uri: image_path, case.mask_uri: mask_path})
 
 
-def place_measurements(loaded: LoadedCase, spacing: SpacingMode,
-                       display: str = "radiological") -> dict[tuple[str, int], list[PlacedMeasurement]]:
+def place_measurements(
+    loaded: LoadedCase, spacing: SpacingMode, display: str = "radiological"
+) -> dict[tuple[str, int], list[PlacedMeasurement]]:
     """Each measurement on its plane's slice through its first point, with all its points in display pixels."""
     shape, planes = loaded.labels.array.shape, planes_of(loaded.labels.array.shape)
     to_ijk = np.linalg.inv(loaded.labels.affine_ras)
@@ -344,8 +379,10 @@ def slice_plan(loaded: LoadedCase, placed: dict) -> dict[str, tuple[int, ...]]:
     (`placed`, from `place_measurements`)."""
     labels = loaded.labels
     labelled = labelled_slices(labels.array)
-    return {plane: tuple(sorted(set(labelled[plane].tolist()) | {index for p, index in placed if p == plane}))
-            for plane in planes_of(labels.array.shape, loaded.case.planes)}
+    return {
+        plane: tuple(sorted(set(labelled[plane].tolist()) | {index for p, index in placed if p == plane}))
+        for plane in planes_of(labels.array.shape, loaded.case.planes)
+    }
 
 
 # Output slices are bounded before any pixel work: a header can declare any voxel size, and a plane is
@@ -362,26 +399,40 @@ def check_output_geometry(loaded: LoadedCase, spacing: SpacingMode, display: str
         row_axis, col_axis = in_plane_axes(plane, display)
         sizes_mm = (float(spacing_mm[row_axis]), float(spacing_mm[col_axis]))
         if not all(0 < size <= MAX_VOXEL_MM for size in sizes_mm):
-            raise PipelineError(Reason.IMPLAUSIBLE_GEOMETRY, f"{plane} voxels of {sizes_mm[0]:.3g} x {sizes_mm[1]:.3g} "
-                                f"mm; in-plane voxel sizes above {MAX_VOXEL_MM:g} mm are not an image of a body",
-                                loaded.case.image_uri)
+            raise PipelineError(
+                Reason.IMPLAUSIBLE_GEOMETRY,
+                f"{plane} voxels of {sizes_mm[0]:.3g} x {sizes_mm[1]:.3g} "
+                f"mm; in-plane voxel sizes above {MAX_VOXEL_MM:g} mm are not an image of a body",
+                loaded.case.image_uri,
+            )
         row_mm, col_mm = target_spacing_mm(*sizes_mm, spacing)
         pixels = math.ceil(shape[row_axis] * sizes_mm[0] / row_mm) * math.ceil(shape[col_axis] * sizes_mm[1] / col_mm)
         if pixels > MAX_SLICE_PIXELS:
-            raise PipelineError(Reason.IMPLAUSIBLE_GEOMETRY, f"{plane} slices would hold {pixels:,} pixels after "
-                                f"resampling, over {MAX_SLICE_PIXELS:,}", loaded.case.image_uri)
+            raise PipelineError(
+                Reason.IMPLAUSIBLE_GEOMETRY,
+                f"{plane} slices would hold {pixels:,} pixels after resampling, over {MAX_SLICE_PIXELS:,}",
+                loaded.case.image_uri,
+            )
 
 
 def case_windows(loaded: LoadedCase) -> dict[str, Window]:
     """The intensity window of each sequence (from the whole volume, so every slice shares it)."""
-    return {seq.name: window_for(seq.modality, seq.ct_window, loaded.images[seq.name].array)
-            for seq in loaded.case.sequences}
+    return {
+        seq.name: window_for(seq.modality, seq.ct_window, loaded.images[seq.name].array)
+        for seq in loaded.case.sequences
+    }
 
 
-def extract_slices(loaded: LoadedCase, spacing: SpacingMode, display: str = "radiological",
-                   plan: Optional[dict[str, tuple[int, ...]]] = None,
-                   windows: Optional[dict[str, Window]] = None, measure_several: bool = True,
-                   with_labels: bool = True, measurement: str = "pixel_edge") -> Iterator[SliceContent]:
+def extract_slices(
+    loaded: LoadedCase,
+    spacing: SpacingMode,
+    display: str = "radiological",
+    plan: Optional[dict[str, tuple[int, ...]]] = None,
+    windows: Optional[dict[str, Window]] = None,
+    measure_several: bool = True,
+    with_labels: bool = True,
+    measurement: str = "pixel_edge",
+) -> Iterator[SliceContent]:
     """The slices of `plan` (default: the whole `slice_plan`) of every sequence, resampled, in the
     `display` orientation ("radiological" or "raw", see `transforms.planes`), in `windows`
     (default: `case_windows`).
@@ -395,22 +446,40 @@ def extract_slices(loaded: LoadedCase, spacing: SpacingMode, display: str = "rad
     """
     windows = case_windows(loaded) if windows is None else windows
     placed = place_measurements(loaded, spacing, display)
-    return _cut_slices(loaded, spacing, display, windows, placed, slice_plan(loaded, placed) if plan is None else plan,
-                       measure_several, with_labels, measurement)
+    return _cut_slices(
+        loaded,
+        spacing,
+        display,
+        windows,
+        placed,
+        slice_plan(loaded, placed) if plan is None else plan,
+        measure_several,
+        with_labels,
+        measurement,
+    )
 
 
 _NO_LABELS = PackedArray.pack(np.zeros((0, 0), np.uint8))
 
 
-def _cut_slices(loaded: LoadedCase, spacing: SpacingMode, display: str, windows: dict,
-                placed: dict, plan: dict[str, tuple[int, ...]], measure_several: bool = True,
-                with_labels: bool = True, measurement: str = "pixel_edge") -> Iterator[SliceContent]:
+def _cut_slices(
+    loaded: LoadedCase,
+    spacing: SpacingMode,
+    display: str,
+    windows: dict,
+    placed: dict,
+    plan: dict[str, tuple[int, ...]],
+    measure_several: bool = True,
+    with_labels: bool = True,
+    measurement: str = "pixel_edge",
+) -> Iterator[SliceContent]:
     """The slices of `extract_slices`, one at a time (only the current one and its plane's labels are held)."""
     labels = loaded.labels
     for plane, indices in plan.items():
         grid = plane_grid(labels.array.shape, labels.spacing_mm, plane, spacing, display)
-        derived = derive_plane(labels.array, grid, indices if with_labels else (), loaded.case.lesion_labels,
-                               measure_several, measurement)
+        derived = derive_plane(
+            labels.array, grid, indices if with_labels else (), loaded.case.lesion_labels, measure_several, measurement
+        )
         for index in indices:
             mine = derived.get(index)
             lost = mine.labels_lost if mine is not None else ()

@@ -3,6 +3,7 @@
 Nothing here decodes or imports an imaging library, so listing sources and parsing options stay cheap;
 `transforms.case` does the reading.
 """
+
 from __future__ import annotations
 
 import dataclasses

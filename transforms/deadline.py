@@ -7,6 +7,7 @@ A single native call (one ITK read of one file) is not interrupted; the byte and
 bound its cost, and special files that could block forever are refused before they are opened.
 The limit is per thread, so worker threads reading different cases do not share it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,5 +34,6 @@ def check() -> None:
     """Raise `timeout` if the current limit has passed; free when no limit is set."""
     deadline = getattr(_state, "deadline", None)
     if deadline is not None and time.monotonic() > deadline[0]:
-        raise PipelineError(Reason.TIMEOUT, f"reading the case took longer than {deadline[1]:g} s "
-                            "(--case-timeout-s)", deadline[2])
+        raise PipelineError(
+            Reason.TIMEOUT, f"reading the case took longer than {deadline[1]:g} s (--case-timeout-s)", deadline[2]
+        )

@@ -6,6 +6,7 @@ decides: the voxels follow the header (attached), or one relative file below the
 (`x.mhd` + `x.raw`, `x.nhdr` + `x.raw.gz`), which is then confined, localized and hashed like any
 input. Everything else (absolute paths, `..`, `LIST`, numbered file patterns) is `unsafe_path`.
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -35,15 +36,21 @@ def _nrrd_header_lines(head: bytes, uri: str) -> list[str]:
 
 
 def _nrrd_data_file(head: bytes, uri: str) -> str | None:
-    values = [value.strip() for key, value in
-              (line.partition(":")[::2] for line in _nrrd_header_lines(head, uri)
-               if not line.startswith("#") and ":=" not in line)  # comments and key/value pairs name no file
-              if _field_name(key) == "datafile"]
+    values = [
+        value.strip()
+        for key, value in (
+            line.partition(":")[::2]
+            for line in _nrrd_header_lines(head, uri)
+            if not line.startswith("#") and ":=" not in line
+        )  # comments and key/value pairs name no file
+        if _field_name(key) == "datafile"
+    ]
     if not values:
         return None
     if len(values) > 1 or values[0].upper().startswith("LIST") or len(values[0].split()) > 1:
-        raise PipelineError(Reason.UNSAFE_PATH, "NRRD 'data file' names several files; only one file next to "
-                            "the header is read", uri)
+        raise PipelineError(
+            Reason.UNSAFE_PATH, "NRRD 'data file' names several files; only one file next to the header is read", uri
+        )
     return values[0]
 
 
@@ -58,21 +65,36 @@ def _metaimage_data_file(head: bytes, uri: str) -> str | None:
             if value.upper() == "LOCAL":
                 return None
             if value.upper().startswith("LIST") or "%" in value or len(value.split()) > 1:
-                raise PipelineError(Reason.UNSAFE_PATH, "MetaImage 'ElementDataFile' names several files; only "
-                                    "one file next to the header is read", uri)
+                raise PipelineError(
+                    Reason.UNSAFE_PATH,
+                    "MetaImage 'ElementDataFile' names several files; only one file next to the header is read",
+                    uri,
+                )
             return value
-    raise PipelineError(Reason.UNREADABLE, "MetaImage header without ElementDataFile in its first "
-                        f"{HEADER_MAX_BYTES} bytes", uri)
+    raise PipelineError(
+        Reason.UNREADABLE, f"MetaImage header without ElementDataFile in its first {HEADER_MAX_BYTES} bytes", uri
+    )
 
 
 def relative_below(name: str, uri: str) -> str:
     """`name` as a relative path that stays below the header's folder; raises `unsafe_path` otherwise."""
     cleaned = posixpath.normpath(name)
     parts = cleaned.split("/")
-    if (not name or "\\" in name or "\x00" in name or "://" in name or posixpath.isabs(cleaned)
-            or ".." in parts or cleaned == "."):
-        raise PipelineError(Reason.UNSAFE_PATH, "header names a data file outside its folder (absolute path, "
-                            "'..' or a URI); only files next to the header are read", uri)
+    if (
+        not name
+        or "\\" in name
+        or "\x00" in name
+        or "://" in name
+        or posixpath.isabs(cleaned)
+        or ".." in parts
+        or cleaned == "."
+    ):
+        raise PipelineError(
+            Reason.UNSAFE_PATH,
+            "header names a data file outside its folder (absolute path, "
+            "'..' or a URI); only files next to the header are read",
+            uri,
+        )
     return cleaned
 
 

@@ -9,6 +9,7 @@ DICOM is LPS; the `Volume` returned is RAS+ (i = column, j = row, k = slice).
 Messages name a missing or malformed field, never its content: they reach the quarantine table (an
 output), and header text can hold anything.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,8 +47,7 @@ def tag_value(dataset, keyword: str, path: str, default=None):
     try:
         return dataset.get(keyword, default)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{keyword} is malformed (not of its value type)",
-                            path) from exc
+        raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{keyword} is malformed (not of its value type)", path) from exc
 
 
 def _vector(value, n: int, what: str, path: str) -> np.ndarray:
@@ -56,8 +56,7 @@ def _vector(value, n: int, what: str, path: str) -> np.ndarray:
     except (ValueError, TypeError, OverflowError) as exc:
         raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{what} malformed (not {n} numbers)", path) from exc
     if vector is None or vector.shape != (n,) or not np.isfinite(vector).all():
-        raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{what} missing or malformed (not {n} finite numbers)",
-                            path)
+        raise PipelineError(Reason.DICOM_MISSING_TAGS, f"{what} missing or malformed (not {n} finite numbers)", path)
     return vector
 
 
@@ -78,15 +77,33 @@ def frames_of(dataset, path: str) -> list[Frame]:
             orientation = _item(group, "PlaneOrientationSequence", path, shared)
             measures = _item(group, "PixelMeasuresSequence", path, shared)
             position = tag_value(_item(group, "PlanePositionSequence", path), "ImagePositionPatient", path)
-            frames.append(_frame(path, index, position, tag_value(orientation, "ImageOrientationPatient", path),
-                                 tag_value(measures, "PixelSpacing", path), dataset))
+            frames.append(
+                _frame(
+                    path,
+                    index,
+                    position,
+                    tag_value(orientation, "ImageOrientationPatient", path),
+                    tag_value(measures, "PixelSpacing", path),
+                    dataset,
+                )
+            )
         return frames
     if _whole_number(tag_value(dataset, "NumberOfFrames", path, 1) or 1, "NumberOfFrames", path) > 1:
-        raise PipelineError(Reason.BAD_SHAPE, "multi-frame object without per-frame geometry "
-                            "(no PerFrameFunctionalGroupsSequence)", path)
-    return [_frame(path, None, tag_value(dataset, "ImagePositionPatient", path),
-                   tag_value(dataset, "ImageOrientationPatient", path), tag_value(dataset, "PixelSpacing", path),
-                   dataset)]
+        raise PipelineError(
+            Reason.BAD_SHAPE,
+            "multi-frame object without per-frame geometry (no PerFrameFunctionalGroupsSequence)",
+            path,
+        )
+    return [
+        _frame(
+            path,
+            None,
+            tag_value(dataset, "ImagePositionPatient", path),
+            tag_value(dataset, "ImageOrientationPatient", path),
+            tag_value(dataset, "PixelSpacing", path),
+            dataset,
+        )
+    ]
 
 
 def _whole_number(value, keyword: str, path: str) -> int:
@@ -101,10 +118,17 @@ def _frame(path, index, position, orientation, spacing, dataset) -> Frame:
     if "Rows" not in dataset or "Columns" not in dataset:
         raise PipelineError(Reason.DICOM_MISSING_TAGS, "Rows/Columns missing", path)
     row_spacing, col_spacing = _vector(spacing, 2, "PixelSpacing", path)
-    rows, columns = (_whole_number(tag_value(dataset, keyword, path), keyword, path)
-                     for keyword in ("Rows", "Columns"))
-    return Frame(path, index, _vector(position, 3, "ImagePositionPatient", path), iop[:3], iop[3:],
-                 (float(row_spacing), float(col_spacing)), rows, columns)
+    rows, columns = (_whole_number(tag_value(dataset, keyword, path), keyword, path) for keyword in ("Rows", "Columns"))
+    return Frame(
+        path,
+        index,
+        _vector(position, 3, "ImagePositionPatient", path),
+        iop[:3],
+        iop[3:],
+        (float(row_spacing), float(col_spacing)),
+        rows,
+        columns,
+    )
 
 
 def scan_headers(folder: str, uri: str) -> list[Frame]:
@@ -118,26 +142,37 @@ def scan_headers(folder: str, uri: str) -> list[Frame]:
         except InvalidDicomError:
             continue  # not DICOM at all (no preamble): a stray file in the folder
         except (OSError, ValueError, EOFError) as exc:
-            raise PipelineError(Reason.UNREADABLE, f"corrupt DICOM file {name} ({type(exc).__name__}); "
-                                "a dropped slice would change the volume", uri) from exc
+            raise PipelineError(
+                Reason.UNREADABLE,
+                f"corrupt DICOM file {name} ({type(exc).__name__}); a dropped slice would change the volume",
+                uri,
+            ) from exc
         if "Rows" not in dataset:
             if "Image Storage" in pydicom.uid.UID(str(tag_value(dataset, "SOPClassUID", path, ""))).name:
-                raise PipelineError(Reason.UNREADABLE, f"image object {name} has no Rows: truncated or corrupt; "
-                                    "a dropped slice would change the volume", uri)
+                raise PipelineError(
+                    Reason.UNREADABLE,
+                    f"image object {name} has no Rows: truncated or corrupt; a dropped slice would change the volume",
+                    uri,
+                )
             continue  # DICOMDIR, RTSTRUCT, SR, presentation states: objects without an image
         try:
             frames = frames_of(dataset, path)
         except PipelineError as exc:  # named by the series and the file in it, not the worker's local path
             raise PipelineError(exc.reason, f"{name}: {exc.message}", uri) from exc
         for frame in frames:
-            key = (str(tag_value(dataset, "SeriesInstanceUID", path, "")),
-                   tuple(np.round(np.r_[frame.row_direction, frame.column_direction], ORIENTATION_DECIMALS)))
+            key = (
+                str(tag_value(dataset, "SeriesInstanceUID", path, "")),
+                tuple(np.round(np.r_[frame.row_direction, frame.column_direction], ORIENTATION_DECIMALS)),
+            )
             groups.setdefault(key, []).append(frame)
     if not groups:
         raise PipelineError(Reason.UNREADABLE, "no DICOM image in the series folder", uri)
     if len(groups) > 1:
-        raise PipelineError(Reason.MULTIPLE_SERIES, f"{len(groups)} series/orientations in one folder; "
-                            "list each series as its own case", uri)
+        raise PipelineError(
+            Reason.MULTIPLE_SERIES,
+            f"{len(groups)} series/orientations in one folder; list each series as its own case",
+            uri,
+        )
     return next(iter(groups.values()))
 
 
@@ -153,8 +188,12 @@ def check_no_tilt(frames: list[Frame], normal: np.ndarray, uri: str) -> None:
     drift_mm = float(np.linalg.norm(step - (step @ normal) * normal))
     limit_mm = MAX_DRIFT_PIXELS * min(frames[0].spacing_row_col_mm)
     if drift_mm > limit_mm:
-        raise PipelineError(Reason.NON_ORTHONORMAL, f"slices drift {drift_mm:.2f} mm sideways from their normal "
-                            f"(gantry tilt; limit {limit_mm:.2f} mm): the grid is sheared", uri)
+        raise PipelineError(
+            Reason.NON_ORTHONORMAL,
+            f"slices drift {drift_mm:.2f} mm sideways from their normal "
+            f"(gantry tilt; limit {limit_mm:.2f} mm): the grid is sheared",
+            uri,
+        )
 
 
 def check_orientation(frame: Frame, uri: str) -> None:
@@ -162,8 +201,9 @@ def check_orientation(frame: Frame, uri: str) -> None:
     row, column = frame.row_direction, frame.column_direction
     worst = max(abs(float(row @ column)), abs(float(np.linalg.norm(row)) - 1), abs(float(np.linalg.norm(column)) - 1))
     if worst > ORTHOGONALITY_TOL:
-        raise PipelineError(Reason.NON_ORTHONORMAL, f"ImageOrientationPatient is not orthonormal (error {worst:.2e})",
-                            uri)
+        raise PipelineError(
+            Reason.NON_ORTHONORMAL, f"ImageOrientationPatient is not orthonormal (error {worst:.2e})", uri
+        )
 
 
 def sort_and_check(frames: list[Frame], uri: str, allow_uneven: bool = False):
@@ -186,10 +226,15 @@ def sort_and_check(frames: list[Frame], uri: str, allow_uneven: bool = False):
     median = float(np.median(gaps))
     uneven = float(gaps.max() - gaps.min()) > max(UNEVEN_REL_TOL * median, 0.01)
     if uneven and not allow_uneven:
-        raise PipelineError(Reason.UNEVEN_SPACING, f"slice gaps range {gaps.min():.3f}-{gaps.max():.3f} mm "
-                            "(a missing slice?); no silent interpolation (see --allow-uneven-dicom-spacing)", uri)
-    if {(f.rows, f.columns, f.spacing_row_col_mm) for f in frames} != {(frames[0].rows, frames[0].columns,
-                                                                       frames[0].spacing_row_col_mm)}:
+        raise PipelineError(
+            Reason.UNEVEN_SPACING,
+            f"slice gaps range {gaps.min():.3f}-{gaps.max():.3f} mm "
+            "(a missing slice?); no silent interpolation (see --allow-uneven-dicom-spacing)",
+            uri,
+        )
+    if {(f.rows, f.columns, f.spacing_row_col_mm) for f in frames} != {
+        (frames[0].rows, frames[0].columns, frames[0].spacing_row_col_mm)
+    }:
         raise PipelineError(Reason.BAD_SHAPE, "slices differ in size or pixel spacing", uri)
     return frames, depth, median, uneven
 
@@ -221,16 +266,16 @@ def _pixels(frame: Frame, cache: dict, uri: str) -> np.ndarray:
     try:
         slope, intercept = _rescale(dataset, frame.frame_index)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise PipelineError(Reason.DICOM_MISSING_TAGS, "RescaleSlope or RescaleIntercept is not a number",
-                            uri) from exc
+        raise PipelineError(Reason.DICOM_MISSING_TAGS, "RescaleSlope or RescaleIntercept is not a number", uri) from exc
     return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
 
 def _rescale(dataset, frame_index) -> tuple[float, float]:
     if frame_index is not None and "PerFrameFunctionalGroupsSequence" in dataset:
         group = dataset.PerFrameFunctionalGroupsSequence[frame_index]
-        transform = group.get("PixelValueTransformationSequence") or \
-            dataset.SharedFunctionalGroupsSequence[0].get("PixelValueTransformationSequence")
+        transform = group.get("PixelValueTransformationSequence") or dataset.SharedFunctionalGroupsSequence[0].get(
+            "PixelValueTransformationSequence"
+        )
         if transform:
             return float(transform[0].get("RescaleSlope", 1)), float(transform[0].get("RescaleIntercept", 0))
     return float(dataset.get("RescaleSlope", 1) or 1), float(dataset.get("RescaleIntercept", 0) or 0)
@@ -256,8 +301,9 @@ def read_series(folder: str, uri: str, allow_uneven: bool = False):
     normal = np.cross(first.row_direction, first.column_direction)
     row_mm, col_mm = first.spacing_row_col_mm
     affine_lps = np.eye(4)
-    affine_lps[:3, :3] = np.column_stack((first.row_direction * col_mm, first.column_direction * row_mm,
-                                          normal * slice_mm))
+    affine_lps[:3, :3] = np.column_stack(
+        (first.row_direction * col_mm, first.column_direction * row_mm, normal * slice_mm)
+    )
     affine_lps[:3, 3] = first.position_lps
     cache: dict = {}
     try:

@@ -7,6 +7,7 @@ between slices or off the grid is `mask_grid_mismatch`). Segments are matched to
 labels by name (SegmentLabel), because segment numbers are per file, not per dataset.
 Pixels are decoded one frame at a time: a SEG of many segments never sits whole in memory.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,13 +59,18 @@ def segment_values(dataset, label_names: dict[int, str], uri: str) -> dict[int, 
     for position, segment in enumerate(segments, 1):
         name = str(tag_value(segment, "SegmentLabel", uri, ""))
         if label_name_key(name) not in value_of:
-            raise PipelineError(Reason.UNKNOWN_LABEL, f"the SegmentLabel of segment {position} of {len(segments)} "
-                                f"names none of the case's {len(value_of)} labels (matched by name, ignoring case "
-                                "and separators)", uri)
+            raise PipelineError(
+                Reason.UNKNOWN_LABEL,
+                f"the SegmentLabel of segment {position} of {len(segments)} "
+                f"names none of the case's {len(value_of)} labels (matched by name, ignoring case "
+                "and separators)",
+                uri,
+            )
         number = tag_value(segment, "SegmentNumber", uri)
         if not isinstance(number, int):
-            raise PipelineError(Reason.DICOM_MISSING_TAGS, f"segment {position} of {len(segments)} has no "
-                                "SegmentNumber", uri)
+            raise PipelineError(
+                Reason.DICOM_MISSING_TAGS, f"segment {position} of {len(segments)} has no SegmentNumber", uri
+            )
         mapping[number] = value_of[label_name_key(name)]
     return mapping
 
@@ -88,10 +94,17 @@ def place_frame(frame: Frame, grid: Volume, uri: str) -> Placement:
     column_axis, row_axis = (int(np.argmax(np.abs(to_grid[:3, c]))) for c in (0, 1))
     steps = np.rint(to_grid[:3, :2])
     corner = to_grid[:3, 3]
-    if column_axis == row_axis or np.abs(to_grid[:3, :2] - steps).max() > PLACEMENT_TOL_VOXELS \
-            or np.abs(corner - np.rint(corner)).max() > PLACEMENT_TOL_VOXELS:
-        raise PipelineError(Reason.MASK_GRID_MISMATCH, "a segmentation frame does not lie on the image grid "
-                            f"(frame origin at grid index {np.round(corner, 3).tolist()})", uri)
+    if (
+        column_axis == row_axis
+        or np.abs(to_grid[:3, :2] - steps).max() > PLACEMENT_TOL_VOXELS
+        or np.abs(corner - np.rint(corner)).max() > PLACEMENT_TOL_VOXELS
+    ):
+        raise PipelineError(
+            Reason.MASK_GRID_MISMATCH,
+            "a segmentation frame does not lie on the image grid "
+            f"(frame origin at grid index {np.round(corner, 3).tolist()})",
+            uri,
+        )
     axis = 3 - column_axis - row_axis
     start = np.rint(corner).astype(int)
     columns = start[column_axis] + int(steps[column_axis, 0]) * np.arange(frame.columns)
@@ -109,8 +122,9 @@ def _inside(indices: np.ndarray, size: int) -> bool:
 def _segment_numbers(dataset, n_frames: int, uri: str) -> list[int]:
     numbers = []
     for group in dataset.get("PerFrameFunctionalGroupsSequence", []):
-        identification = group.get("SegmentIdentificationSequence") \
-            or dataset.SharedFunctionalGroupsSequence[0].get("SegmentIdentificationSequence")
+        identification = group.get("SegmentIdentificationSequence") or dataset.SharedFunctionalGroupsSequence[0].get(
+            "SegmentIdentificationSequence"
+        )
         if not identification:
             raise PipelineError(Reason.DICOM_MISSING_TAGS, "a SEG frame has no SegmentIdentificationSequence", uri)
         numbers.append(int(identification[0].ReferencedSegmentNumber))
@@ -134,8 +148,9 @@ def read_label_map(path: str, uri: str, grid: Volume, label_names: dict[int, str
     dataset = pydicom.dcmread(path, stop_before_pixels=True)
     sop_class = tag_value(dataset, "SOPClassUID", uri)
     if sop_class != SegmentationStorage:
-        raise PipelineError(Reason.UNREADABLE, f"not a DICOM Segmentation object (SOPClassUID {_uid_name(sop_class)})",
-                            uri)
+        raise PipelineError(
+            Reason.UNREADABLE, f"not a DICOM Segmentation object (SOPClassUID {_uid_name(sop_class)})", uri
+        )
     frames = frames_of(dataset, uri)
     values = segment_values(dataset, label_names, uri)
     numbers = _segment_numbers(dataset, len(frames), uri)
@@ -145,12 +160,12 @@ def read_label_map(path: str, uri: str, grid: Volume, label_names: dict[int, str
     for placement, number, pixels in zip(placements, numbers, iter_pixels(path)):
         deadline.check()
         if number not in values:
-            raise PipelineError(Reason.UNKNOWN_LABEL, f"a frame refers to segment {number}, not in SegmentSequence",
-                                uri)
+            raise PipelineError(
+                Reason.UNKNOWN_LABEL, f"a frame refers to segment {number}, not in SegmentSequence", uri
+            )
         inside, region = pixels > threshold, placement.region()
         current = labels[region]
         if np.any(inside & (current != 0) & (current != values[number])):
-            raise PipelineError(Reason.OVERLAPPING_SEGMENTS, "segments overlap; one label map cannot hold both",
-                                uri)
+            raise PipelineError(Reason.OVERLAPPING_SEGMENTS, "segments overlap; one label map cannot hold both", uri)
         labels[region] = np.where(inside, values[number], current)
     return grid.with_array(labels)

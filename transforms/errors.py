@@ -3,6 +3,7 @@
 Quarantine rows and metric counters both use `Reason` values, so a count in `stats.json`
 can always be traced to rows of the quarantine table.
 """
+
 from __future__ import annotations
 
 import enum

@@ -3,6 +3,7 @@
 These hashes are a versioned contract: changing a formula changes every id and split,
 so each formula carries a version string that is part of what is hashed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,9 @@ def params_hash(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
-def sample_id(dataset: str, case_id: str, sequence: str, plane: str, slice_index: int,
-              task: str, target: str, params: str) -> str:
+def sample_id(
+    dataset: str, case_id: str, sequence: str, plane: str, slice_index: int, task: str, target: str, params: str
+) -> str:
     """32 hex digits, unique per pair; the same inputs and parameters always give the same id."""
     return _digest(SAMPLE_ID_VERSION, dataset, case_id, sequence, plane, slice_index, task, target, params)[:32]
 

@@ -1,4 +1,5 @@
 """Intensity windows (SPEC §5) and 8-bit PNG encoding."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -5,6 +5,7 @@ affine of the volume it was annotated on; measurements are made there, so they c
 how the volume is stored (flips, axis order, translation). Only for display is a point mapped
 into a plane's displayed pixels (see `transforms.planes.PlaneGrid.display_xy`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,8 +61,9 @@ class MeasuredValue:
     directed_angle_deg: Optional[float] = None
 
 
-def to_world_ras(points: dict[str, tuple[float, ...]], space: LandmarkSpace,
-                 affine_ras: np.ndarray) -> dict[str, np.ndarray]:
+def to_world_ras(
+    points: dict[str, tuple[float, ...]], space: LandmarkSpace, affine_ras: np.ndarray
+) -> dict[str, np.ndarray]:
     """Landmarks in world RAS+ mm; voxel points go through the affine of the array they index."""
     world = {}
     for name, coordinates in points.items():

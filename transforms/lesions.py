@@ -13,6 +13,7 @@ Two measurements, chosen by the build's conventions (`MEASUREMENTS`, `Convention
 and `measure_component_medvision` (MedVision v1.4.0: `cv2.fitEllipse` on cv2's pixel-centre contour,
 its guards only; our RECIST diameters alongside).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -160,8 +161,9 @@ def _pixel_width_mm(direction: np.ndarray, spacing_mm_row_col) -> float:
     return float(unit[0] * col_mm + unit[1] * row_mm)
 
 
-def _fit_rejection(major_mm: float, minor_mm: float, component: np.ndarray,
-                   spacing_mm_row_col: tuple[float, float]) -> Rejection | None:
+def _fit_rejection(
+    major_mm: float, minor_mm: float, component: np.ndarray, spacing_mm_row_col: tuple[float, float]
+) -> Rejection | None:
     """The guards on a fitted ellipse (SPEC §4, MedVision v1.4.0), or None when it passes them.
 
     The box diagonal spans the component's pixels edge to edge: (columns x column mm, rows x row mm).
@@ -172,16 +174,18 @@ def _fit_rejection(major_mm: float, minor_mm: float, component: np.ndarray,
     if minor_mm < min(row_mm, col_mm):
         return Rejection(Reason.FIT_MINOR_BELOW_PIXEL, f"minor axis {minor_mm:.3g} mm < one pixel")
     if major_mm > MAX_MAJOR_OVER_BOX_DIAGONAL * box_diagonal_mm:
-        return Rejection(Reason.FIT_MAJOR_EXCEEDS_BOX,
-                         f"major axis {major_mm:.3g} mm > 1.5 x box diagonal {box_diagonal_mm:.3g} mm")
+        return Rejection(
+            Reason.FIT_MAJOR_EXCEEDS_BOX, f"major axis {major_mm:.3g} mm > 1.5 x box diagonal {box_diagonal_mm:.3g} mm"
+        )
     floor = size_floor_mm(spacing_mm_row_col)
     if major_mm < floor:
         return Rejection(Reason.BELOW_SIZE_FLOOR, f"major axis {major_mm:.3g} mm < floor {floor:.3g} mm")
     return None
 
 
-def measure_component(component: np.ndarray, spacing_mm_row_col: tuple[float, float],
-                      origin_row_col: tuple[int, int] = (0, 0)) -> LesionSize | Rejection:
+def measure_component(
+    component: np.ndarray, spacing_mm_row_col: tuple[float, float], origin_row_col: tuple[int, int] = (0, 0)
+) -> LesionSize | Rejection:
     """Ellipse and RECIST measurements of one binary component, or the reason it is rejected.
 
     `component` is the slice's mask of the component, or any crop of it holding the whole component
@@ -208,17 +212,20 @@ def measure_component(component: np.ndarray, spacing_mm_row_col: tuple[float, fl
     one_pixel_across = _pixel_width_mm(short_b - short_a, spacing_mm_row_col) if perpendicular > 0 else math.inf
     if perpendicular <= one_pixel_across * (1 + 1e-6):
         # A one-pixel-thick line: its fitted "ellipse" is an artefact of the pixel grid, not a size.
-        return Rejection(Reason.FIT_MINOR_BELOW_PIXEL,
-                         f"component is one pixel thick ({perpendicular:.3g} mm across its long axis)")
+        return Rejection(
+            Reason.FIT_MINOR_BELOW_PIXEL, f"component is one pixel thick ({perpendicular:.3g} mm across its long axis)"
+        )
     return LesionSize(
         major_axis_mm=2 * half_major,
         minor_axis_mm=2 * half_minor,
         ellipse_center_xy_px=_to_px(centre, spacing_mm_row_col),
         ellipse_angle_deg=math.degrees(theta),
-        major_axis_endpoints_xy_px=_segment_px(centre + half_major * major_dir, centre - half_major * major_dir,
-                                               spacing_mm_row_col),
-        minor_axis_endpoints_xy_px=_segment_px(centre + half_minor * minor_dir, centre - half_minor * minor_dir,
-                                               spacing_mm_row_col),
+        major_axis_endpoints_xy_px=_segment_px(
+            centre + half_major * major_dir, centre - half_major * major_dir, spacing_mm_row_col
+        ),
+        minor_axis_endpoints_xy_px=_segment_px(
+            centre + half_minor * minor_dir, centre - half_minor * minor_dir, spacing_mm_row_col
+        ),
         longest_diameter_mm=longest,
         longest_diameter_endpoints_xy_px=_segment_px(long_a, long_b, spacing_mm_row_col),
         perpendicular_diameter_mm=perpendicular,
@@ -227,8 +234,9 @@ def measure_component(component: np.ndarray, spacing_mm_row_col: tuple[float, fl
     )
 
 
-def centre_contour_mm(component: np.ndarray, spacing_mm_row_col,
-                      origin_row_col: tuple[int, int] = (0, 0)) -> np.ndarray:
+def centre_contour_mm(
+    component: np.ndarray, spacing_mm_row_col, origin_row_col: tuple[int, int] = (0, 0)
+) -> np.ndarray:
     """MedVision's contour of a component: cv2's outer contour (pixel centres), (x, y) mm of the slice, float32.
 
     `cv2.findContours(RETR_EXTERNAL, CHAIN_APPROX_NONE)` gives pixel column c, row r as the point (c, r),
@@ -243,8 +251,9 @@ def centre_contour_mm(component: np.ndarray, spacing_mm_row_col,
     return (points_xy * (col_mm, row_mm)).astype(np.float32)
 
 
-def measure_component_medvision(component: np.ndarray, spacing_mm_row_col: tuple[float, float],
-                                origin_row_col: tuple[int, int] = (0, 0)) -> LesionSize | Rejection:
+def measure_component_medvision(
+    component: np.ndarray, spacing_mm_row_col: tuple[float, float], origin_row_col: tuple[int, int] = (0, 0)
+) -> LesionSize | Rejection:
     """MedVision v1.4.0's tumour/lesion measurement of one component (`--conventions medvision`), or why it refuses.
 
     `cv2.fitEllipse` on `centre_contour_mm`; major and minor are the fitted full axes in mm. Refused: fewer
@@ -281,10 +290,12 @@ def measure_component_medvision(component: np.ndarray, spacing_mm_row_col: tuple
         minor_axis_mm=float(minor),
         ellipse_center_xy_px=_to_px(centre, spacing_mm_row_col),
         ellipse_angle_deg=math.degrees(theta),
-        major_axis_endpoints_xy_px=_segment_px(centre + major / 2 * major_dir, centre - major / 2 * major_dir,
-                                               spacing_mm_row_col),
-        minor_axis_endpoints_xy_px=_segment_px(centre + minor / 2 * minor_dir, centre - minor / 2 * minor_dir,
-                                               spacing_mm_row_col),
+        major_axis_endpoints_xy_px=_segment_px(
+            centre + major / 2 * major_dir, centre - major / 2 * major_dir, spacing_mm_row_col
+        ),
+        minor_axis_endpoints_xy_px=_segment_px(
+            centre + minor / 2 * minor_dir, centre - minor / 2 * minor_dir, spacing_mm_row_col
+        ),
         longest_diameter_mm=longest,
         longest_diameter_endpoints_xy_px=_segment_px(long_a, long_b, spacing_mm_row_col),
         perpendicular_diameter_mm=perpendicular,

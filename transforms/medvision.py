@@ -17,6 +17,7 @@ annotations, `medvision_bm` task code), so that users can regenerate its ground 
 - T/L measurement: `cv2.fitEllipse` on cv2's pixel-centre outer contour in mm, and no guard beyond
   MedVision's (`transforms.lesions.measure_component_medvision`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,8 +48,9 @@ CONVENTIONS = {
 }
 
 
-def benchmark_box_target(box_xyxy_px: tuple[int, int, int, int], image_width_px: int,
-                         image_height_px: int) -> list[float]:
+def benchmark_box_target(
+    box_xyxy_px: tuple[int, int, int, int], image_width_px: int, image_height_px: int
+) -> list[float]:
     """MedVision's benchmark box target for one of our boxes, as `[x_min, y_min, x_max, y_max]` relative.
 
     Reproduces `doc_to_target_BoxCoordinate` in MedVision's
@@ -73,5 +75,9 @@ def benchmark_box_target(box_xyxy_px: tuple[int, int, int, int], image_width_px:
     if not (0 <= x0_px < x1_px <= image_width_px and 0 <= y0_px < y1_px <= image_height_px):
         raise ValueError(f"box {box_xyxy_px} is empty or outside a {image_width_px}x{image_height_px} px image")
     last_col_px, last_row_px = x1_px - 1, y1_px - 1
-    return [x0_px / image_width_px, (image_height_px - last_row_px) / image_height_px,
-            last_col_px / image_width_px, (image_height_px - y0_px) / image_height_px]
+    return [
+        x0_px / image_width_px,
+        (image_height_px - last_row_px) / image_height_px,
+        last_col_px / image_width_px,
+        (image_height_px - y0_px) / image_height_px,
+    ]

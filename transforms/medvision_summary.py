@@ -33,6 +33,7 @@ so "tumour" counts as a T/L keyword too; our metric names stand for its metric k
 for its file names, and the per-dataset A/D groups generalise its three hard-coded ones. Scores come out in
 float64 from float32 answers; MedVision's numpy scalars may differ in the last bits.
 """
+
 from __future__ import annotations
 
 import collections
@@ -45,8 +46,10 @@ import numpy as np
 from transforms import scoring
 
 MEDVISION_REFERENCE = "MedVision commit ae6e130 (2026-04-10)"
-MEDVISION_SOURCE = ("github.com/YongchengYAO/MedVision, kept in forks such as github.com/viennh/MedVision: "
-                    "src/medvision_bm/benchmark/parse_outputs.py and summarize_{detection,TL,AD}_task.py")
+MEDVISION_SOURCE = (
+    "github.com/YongchengYAO/MedVision, kept in forks such as github.com/viennh/MedVision: "
+    "src/medvision_bm/benchmark/parse_outputs.py and summarize_{detection,TL,AD}_task.py"
+)
 MINIMUM_GROUP_SIZE = 50  # configs.MINIMUM_GROUP_SIZE: detection regions with fewer answers are left out
 EXCLUDED_KEYS = ("miscellaneous", "others")
 # configs.TUMOR_LESION_GROUP_KEYS, plus "tumour": MedVision matches them in its regrouped names, which spell
@@ -97,8 +100,13 @@ def score_answer(pair: dict, prediction: dict) -> dict:
     if task == "detection":
         return {"task": task, "label": region_name(pair), **detection_answer(numbers, truth)}
     label = region_name(pair) if task == "tumor_lesion_size" else measurement_label(pair)
-    return {"task": task, "label": label, "dataset": pair["dataset"], "metric_type": pair.get("metric_type"),
-            **error_answer(numbers, truth)}
+    return {
+        "task": task,
+        "label": label,
+        "dataset": pair["dataset"],
+        "metric_type": pair.get("metric_type"),
+        **error_answer(numbers, truth),
+    }
 
 
 def _finite_mean(values: list[float]) -> float:
@@ -118,15 +126,20 @@ def _bucket_counts(values: list[float]) -> list[int]:
 
 def _below_rates(name: str, values: list[float]) -> dict:
     counts = _bucket_counts(values)
-    return {f"{name}<{k:.1f}": sum(counts[:i + 1]) / len(values) for i, k in enumerate(ERROR_THRESHOLDS)}
+    return {f"{name}<{k:.1f}": sum(counts[: i + 1]) / len(values) for i, k in enumerate(ERROR_THRESHOLDS)}
 
 
 def detection_region(answers: list[dict]) -> dict:
     """MedVision's metrics of one detection region (`_calculate_final_metrics_detection_task`)."""
     n = len(answers)
     metrics = {name: _finite_mean([a[name] for a in answers]) for name in OVERLAP_NAMES}
-    metrics.update({"avgMAE": _finite_mean([a["MAE"] for a in answers]),
-                    "SuccessRate": sum(a["success"] for a in answers) / n, "num_samples": n})
+    metrics.update(
+        {
+            "avgMAE": _finite_mean([a["MAE"] for a in answers]),
+            "SuccessRate": sum(a["success"] for a in answers) / n,
+            "num_samples": n,
+        }
+    )
     metrics.update(_below_rates("MAE", [a["MAE"] for a in answers]))
     for name in OVERLAP_NAMES:
         metrics.update({f"{name}>{t:.1f}": sum(a[name] >= t for a in answers) / n for t in OVERLAP_THRESHOLDS})
@@ -136,9 +149,13 @@ def detection_region(answers: list[dict]) -> dict:
 def error_label(answers: list[dict]) -> dict:
     """MedVision's metrics of one T/L or A/D label (`_calculate_final_metrics_TL_task`, `..._AD_task`)."""
     n = len(answers)
-    return {"avgMAE": _finite_mean([a["MAE"] for a in answers]), "avgMRE": _finite_mean([a["MRE"] for a in answers]),
-            "SuccessRate": sum(a["success"] for a in answers) / n, "num_samples": n,
-            **_below_rates("MRE", [a["MRE"] for a in answers])}
+    return {
+        "avgMAE": _finite_mean([a["MAE"] for a in answers]),
+        "avgMRE": _finite_mean([a["MRE"] for a in answers]),
+        "SuccessRate": sum(a["success"] for a in answers) / n,
+        "num_samples": n,
+        **_below_rates("MRE", [a["MRE"] for a in answers]),
+    }
 
 
 def _weighted_mean(values: list[float], weights: list[int]) -> float:
@@ -156,13 +173,15 @@ def detection_group(regions: dict[str, dict]) -> dict:
     weights = [m["num_samples"] for m in regions.values()]
     names = [name for name in next(iter(regions.values())) if name != "num_samples"]
     # MedVision skips inf as well as NaN here
-    means = {name: _weighted_mean([m[name] if math.isfinite(m[name]) else math.nan for m in regions.values()],
-                                  weights) for name in names}
+    means = {
+        name: _weighted_mean([m[name] if math.isfinite(m[name]) else math.nan for m in regions.values()], weights)
+        for name in names
+    }
     return {**means, "total_samples": sum(weights), "num_regions": len(regions)}
 
 
 def detection_group_of(region: str, metrics: dict) -> str:
-    """"anatomy", "T/L", or why MedVision leaves the region out of both."""
+    """ "anatomy", "T/L", or why MedVision leaves the region out of both."""
     lowered = region.lower()
     if any(key in lowered for key in EXCLUDED_KEYS):
         return "left out: miscellaneous/others"
@@ -175,10 +194,11 @@ def summarize_detection(answers: list[dict]) -> dict:
     """Regions (each with its group or why it is left out) and the anatomy and T/L groups."""
     regions = {label: detection_region(group) for label, group in _by_label(answers).items()}
     membership = {label: detection_group_of(label, metrics) for label, metrics in regions.items()}
-    groups = {group: detection_group({label: regions[label] for label in regions if membership[label] == group})
-              for group in ("anatomy", "T/L")}
-    return {"groups": groups, "regions": {label: {**regions[label], "group": membership[label]}
-                                          for label in regions}}
+    groups = {
+        group: detection_group({label: regions[label] for label in regions if membership[label] == group})
+        for group in ("anatomy", "T/L")
+    }
+    return {"groups": groups, "regions": {label: {**regions[label], "group": membership[label]} for label in regions}}
 
 
 def _weighted_overall(labels: dict[str, dict], total: int) -> dict:
@@ -190,8 +210,9 @@ def _weighted_overall(labels: dict[str, dict], total: int) -> dict:
     for key, name in (("avgMAE", "MAE"), ("avgMRE", "MRE"), ("SuccessRate", "SR")):
         overall[name] = sum(m[key] * m["num_samples"] for m in labels.values() if not math.isnan(m[key])) / total
     weights = [m["num_samples"] for m in labels.values()]
-    overall.update({name: _weighted_mean([m[name] for m in labels.values()], weights)
-                    for name in PRINTED_MRE_THRESHOLDS})
+    overall.update(
+        {name: _weighted_mean([m[name] for m in labels.values()], weights) for name in PRINTED_MRE_THRESHOLDS}
+    )
     return {**overall, "total_samples": total}
 
 
@@ -199,24 +220,32 @@ def summarize_tumor_lesion(answers: list[dict]) -> dict:
     """Labels and the weighted overall line; a label without a finite MRE is left out of both."""
     labels = {label: error_label(group) for label, group in _by_label(answers).items()}
     kept = {label: m for label, m in labels.items() if not math.isnan(m["avgMRE"])}
-    return {"overall": _weighted_overall(kept, sum(m["num_samples"] for m in kept.values())), "labels": kept,
-            "left_out": sorted(set(labels) - set(kept))}
+    return {
+        "overall": _weighted_overall(kept, sum(m["num_samples"] for m in kept.values())),
+        "labels": kept,
+        "left_out": sorted(set(labels) - set(kept)),
+    }
 
 
 def summarize_angle_distance(answers: list[dict]) -> dict:
     """Labels, the weighted overall line over every answer, and per dataset and measurement type groups."""
     grouped = _by_label(answers)
     labels = {label: error_label(group) for label, group in grouped.items()}
-    group_of = {label: f"{group[0]['dataset']}-{group[0]['metric_type'].capitalize()}"
-                for label, group in grouped.items()}
+    group_of = {
+        label: f"{group[0]['dataset']}-{group[0]['metric_type'].capitalize()}" for label, group in grouped.items()
+    }
     groups = {}
     for name in sorted(set(group_of.values())):
         members = [m for label, m in labels.items() if group_of[label] == name]
         weights = [m["num_samples"] for m in members]
-        groups[name] = {**{out: _weighted_mean([m[key] for m in members], weights) for key, out in
-                           (("avgMAE", "MAE"), ("avgMRE", "MRE"), ("SuccessRate", "SR"))},
-                        **{key: _weighted_mean([m[key] for m in members], weights) for key in PRINTED_MRE_THRESHOLDS},
-                        "samples": sum(weights)}
+        groups[name] = {
+            **{
+                out: _weighted_mean([m[key] for m in members], weights)
+                for key, out in (("avgMAE", "MAE"), ("avgMRE", "MRE"), ("SuccessRate", "SR"))
+            },
+            **{key: _weighted_mean([m[key] for m in members], weights) for key in PRINTED_MRE_THRESHOLDS},
+            "samples": sum(weights),
+        }
     total = sum(m["num_samples"] for m in labels.values())
     return {"overall": _weighted_overall(labels, total), "groups": groups, "labels": labels}
 
@@ -233,10 +262,17 @@ def summarize(answers: list[dict]) -> dict:
     by_task = collections.defaultdict(list)
     for answer in answers:
         by_task[answer["task"]].append(answer)
-    summaries = {"detection": summarize_detection, "tumor_lesion_size": summarize_tumor_lesion,
-                 "angle_distance": summarize_angle_distance}
-    return _without_nan({"reference": f"{MEDVISION_REFERENCE}, {MEDVISION_SOURCE}",
-                         **{task: summaries[task](by_task[task]) for task in summaries if by_task[task]}})
+    summaries = {
+        "detection": summarize_detection,
+        "tumor_lesion_size": summarize_tumor_lesion,
+        "angle_distance": summarize_angle_distance,
+    }
+    return _without_nan(
+        {
+            "reference": f"{MEDVISION_REFERENCE}, {MEDVISION_SOURCE}",
+            **{task: summaries[task](by_task[task]) for task in summaries if by_task[task]},
+        }
+    )
 
 
 def _without_nan(value):
@@ -249,8 +285,19 @@ def _without_nan(value):
 
 # --- text tables ---
 
-DETECTION_GROUP_COLUMNS = ("Recall", "Precision", "F1", "IoU", "SuccessRate", "IoU>0.5", "F1>0.5", "F1>0.6",
-                           "F1>0.7", "F1>0.8", "F1>0.9")
+DETECTION_GROUP_COLUMNS = (
+    "Recall",
+    "Precision",
+    "F1",
+    "IoU",
+    "SuccessRate",
+    "IoU>0.5",
+    "F1>0.5",
+    "F1>0.6",
+    "F1>0.7",
+    "F1>0.8",
+    "F1>0.9",
+)
 DETECTION_REGION_COLUMNS = ("Recall", "Precision", "F1", "IoU", "SuccessRate", "IoU>0.5", "F1>0.5")
 ERROR_COLUMNS = ("MAE", "MRE", "SR") + PRINTED_MRE_THRESHOLDS
 LABEL_KEYS = {"MAE": "avgMAE", "MRE": "avgMRE", "SR": "SuccessRate"}
@@ -273,56 +320,78 @@ def aligned(rows: list[tuple]) -> list[str]:
 def _left_out_line(regions: list[tuple[str, dict]]) -> str:
     reasons = collections.Counter(m["group"].removeprefix("left out: ") for _, m in regions)
     answers = sum(m["num_samples"] for _, m in regions)
-    return (f"regions left out of both groups: {len(regions)}, with {answers} answers (" +
-            ", ".join(f"{why}: {n}" for why, n in sorted(reasons.items())) + "); every region is in the JSON report")
+    return (
+        f"regions left out of both groups: {len(regions)}, with {answers} answers ("
+        + ", ".join(f"{why}: {n}" for why, n in sorted(reasons.items()))
+        + "); every region is in the JSON report"
+    )
 
 
 def _detection_lines(summary: dict) -> list[str]:
-    groups = [(name, g.get("num_regions", 0), g.get("total_samples", 0), *(g.get(c) for c in DETECTION_GROUP_COLUMNS))
-              for name, g in summary["groups"].items()]
+    groups = [
+        (name, g.get("num_regions", 0), g.get("total_samples", 0), *(g.get(c) for c in DETECTION_GROUP_COLUMNS))
+        for name, g in summary["groups"].items()
+    ]
     regions = sorted(summary["regions"].items(), key=lambda item: -item[1]["num_samples"])
     kept = [(name, m) for name, m in regions if not m["group"].startswith("left out")]
     left_out = [(name, m) for name, m in regions if m["group"].startswith("left out")]
-    return ["Detection, anatomy vs T/L: regions of at least 50 answers, weighted by answers; an unparsed answer "
-            "scores 0; 'IoU>0.5' is MedVision's name for the share of all answers with IoU >= 0.5",
-            *aligned([("group", "regions", "samples") + DETECTION_GROUP_COLUMNS] + groups),
-            *aligned([("region", "samples", "group") + DETECTION_REGION_COLUMNS] +
-                     [(name, m["num_samples"], m["group"], *(m[c] for c in DETECTION_REGION_COLUMNS))
-                      for name, m in kept]),
-            *([_left_out_line(left_out)] if left_out else [])]
+    return [
+        "Detection, anatomy vs T/L: regions of at least 50 answers, weighted by answers; an unparsed answer "
+        "scores 0; 'IoU>0.5' is MedVision's name for the share of all answers with IoU >= 0.5",
+        *aligned([("group", "regions", "samples") + DETECTION_GROUP_COLUMNS] + groups),
+        *aligned(
+            [("region", "samples", "group") + DETECTION_REGION_COLUMNS]
+            + [(name, m["num_samples"], m["group"], *(m[c] for c in DETECTION_REGION_COLUMNS)) for name, m in kept]
+        ),
+        *([_left_out_line(left_out)] if left_out else []),
+    ]
 
 
 def _overall_line(overall: dict) -> str:
     if not overall:
         return "overall: no label with a parsed answer"
-    return ("overall: " + ", ".join(f"{name} {cell(overall[name])}" for name in ERROR_COLUMNS) +
-            f" (total samples: {overall['total_samples']})")
+    return (
+        "overall: "
+        + ", ".join(f"{name} {cell(overall[name])}" for name in ERROR_COLUMNS)
+        + f" (total samples: {overall['total_samples']})"
+    )
 
 
 def _label_rows(labels: dict) -> list[str]:
     ordered = sorted(labels.items(), key=lambda item: -item[1]["num_samples"])
-    return aligned([("label",) + ERROR_COLUMNS + ("samples",)] +
-                   [(name, *(m[LABEL_KEYS.get(c, c)] for c in ERROR_COLUMNS), m["num_samples"]) for name, m in ordered])
+    return aligned(
+        [("label",) + ERROR_COLUMNS + ("samples",)]
+        + [(name, *(m[LABEL_KEYS.get(c, c)] for c in ERROR_COLUMNS), m["num_samples"]) for name, m in ordered]
+    )
 
 
 def _tumor_lesion_lines(summary: dict) -> list[str]:
     left_out = f"; left out, no parsed answer: {', '.join(summary['left_out'])}" if summary["left_out"] else ""
-    return [f"Tumour/lesion size (mm), labels weighted by answers{left_out}", _overall_line(summary["overall"]),
-            *_label_rows(summary["labels"])]
+    return [
+        f"Tumour/lesion size (mm), labels weighted by answers{left_out}",
+        _overall_line(summary["overall"]),
+        *_label_rows(summary["labels"]),
+    ]
 
 
 def _angle_distance_lines(summary: dict) -> list[str]:
     groups = [(name, *(g[c] for c in ERROR_COLUMNS), g["samples"]) for name, g in summary["groups"].items()]
-    return ["Angle/distance, labels weighted by answers (the overall MAE mixes mm and degrees, as MedVision's does)",
-            _overall_line(summary["overall"]), *aligned([("group",) + ERROR_COLUMNS + ("samples",)] + groups),
-            *_label_rows(summary["labels"])]
+    return [
+        "Angle/distance, labels weighted by answers (the overall MAE mixes mm and degrees, as MedVision's does)",
+        _overall_line(summary["overall"]),
+        *aligned([("group",) + ERROR_COLUMNS + ("samples",)] + groups),
+        *_label_rows(summary["labels"]),
+    ]
 
 
 def format_tables(summary: dict) -> list[str]:
     """MedVision's summary (`summarize`'s result) as text lines, one block per task present."""
     lines = [f"MedVision's summary tables, as computed by {MEDVISION_REFERENCE}", f"({MEDVISION_SOURCE})"]
-    for task, block in (("detection", _detection_lines), ("tumor_lesion_size", _tumor_lesion_lines),
-                        ("angle_distance", _angle_distance_lines)):
+    for task, block in (
+        ("detection", _detection_lines),
+        ("tumor_lesion_size", _tumor_lesion_lines),
+        ("angle_distance", _angle_distance_lines),
+    ):
         if task in summary:
             lines += [""] + block(summary[task])
     return lines

@@ -4,6 +4,7 @@ quotas, the conversational columns and the mixture's card. I/O lives in `pipelin
 A subject is `(dataset, subject_id)`. Subjects that share an image volume (`volume_hash`) form one group,
 as in the build's split, so a scan never reaches two splits of the mixture.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -67,8 +68,15 @@ def subject_groups(subject_volumes, subject_splits, seed: int) -> list[dict]:
         split_of[root] = min(split, split_of.get(root, split), key=SPLIT_PRIORITY.__getitem__)
     roots = sorted({union.find(subject) for subject in union.parent}, key=lambda r: seeded_key(seed, *r))
     number = {root: index for index, root in enumerate(roots)}
-    return [{"dataset": subject[0], "subject_id": subject[1], "group": number[union.find(subject)],
-             "group_split": split_of.get(union.find(subject), "train")} for subject in sorted(union.parent)]
+    return [
+        {
+            "dataset": subject[0],
+            "subject_id": subject[1],
+            "group": number[union.find(subject)],
+            "group_split": split_of.get(union.find(subject), "train"),
+        }
+        for subject in sorted(union.parent)
+    ]
 
 
 def apportion(total: int, weights: dict[str, int]) -> dict[str, int]:
@@ -80,7 +88,7 @@ def apportion(total: int, weights: dict[str, int]) -> dict[str, int]:
     total = min(total, mass)
     exact = {key: total * weight / mass for key, weight in weights.items()}
     shares = {key: math.floor(value) for key, value in exact.items()}
-    for key in sorted(weights, key=lambda k: (shares[k] - exact[k], k))[:total - sum(shares.values())]:
+    for key in sorted(weights, key=lambda k: (shares[k] - exact[k], k))[: total - sum(shares.values())]:
         shares[key] += 1
     return shares
 
@@ -113,8 +121,10 @@ def carve_validation(group_counts, quotas: dict[str, int]) -> set[int]:
 def conversation(prompt: str, answer: str) -> list[dict]:
     """The `messages` of one pair, as TRL's VLM SFT and Hugging Face processors take them: the image
     placeholder then the prompt in the user turn, the answer in the assistant turn."""
-    return [{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": prompt}]},
-            {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+    return [
+        {"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": prompt}]},
+        {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+    ]
 
 
 def messages_array(prompts: pa.Array, answers: pa.Array) -> pa.Array:
@@ -125,29 +135,55 @@ def messages_array(prompts: pa.Array, answers: pa.Array) -> pa.Array:
 def front_matter(licences: list[str]) -> dict:
     """The card's YAML header: the three splits as Hugging Face `configs` data files."""
     files = [{"split": split, "path": f"{split}/*.parquet"} for split in MIX_SPLITS]
-    return {"configs": [{"config_name": "default", "data_files": files}], "tags": ["medical", "medvision", "sft"],
-            "license_details": ", ".join(licences) or "unknown"}
+    return {
+        "configs": [{"config_name": "default", "data_files": files}],
+        "tags": ["medical", "medvision", "sft"],
+        "license_details": ", ".join(licences) or "unknown",
+    }
 
 
 def mixture_card(summary: dict) -> str:
     """The mixture's README.md: counts per split, dataset and task, subjects, the exact command, the
     inputs, the dropped rows, and how to load it. `summary` is what `pipeline.mix.mix` returns."""
     counts = [(r["split"], r["dataset"], r["task"], f"{r['pairs']:,}") for r in summary["counts"]]
-    totals = [(split, f"{summary['pairs'][split]:,}", f"{summary['subjects'][split]:,}",
-               summary["shards"][split]) for split in MIX_SPLITS]
+    totals = [
+        (split, f"{summary['pairs'][split]:,}", f"{summary['subjects'][split]:,}", summary["shards"][split])
+        for split in MIX_SPLITS
+    ]
     dropped = [(markdown_line(reason), f"{n:,}") for reason, n in summary["dropped"].items()]
-    lines = ["---", yaml.safe_dump(front_matter(summary["licences"]), sort_keys=False).strip(), "---", "",
-             "# MedVision pairs: a training mixture", "",
-             "Made from finished `medvision-pipeline` builds by:", "", "```", summary["command"], "```", "",
-             f"Seed {code_span(summary['seed'])}; a subject (and every subject sharing an image volume with it) "
-             "is in one split only; validation subjects were carved from train, stratified by dataset.", "",
-             "## Splits", ""]
+    lines = [
+        "---",
+        yaml.safe_dump(front_matter(summary["licences"]), sort_keys=False).strip(),
+        "---",
+        "",
+        "# MedVision pairs: a training mixture",
+        "",
+        "Made from finished `medvision-pipeline` builds by:",
+        "",
+        "```",
+        summary["command"],
+        "```",
+        "",
+        f"Seed {code_span(summary['seed'])}; a subject (and every subject sharing an image volume with it) "
+        "is in one split only; validation subjects were carved from train, stratified by dataset.",
+        "",
+        "## Splits",
+        "",
+    ]
     lines += markdown_table(("split", "pairs", "subjects", "shards"), totals)
     lines += ["", "## Pairs per dataset and task", ""]
     lines += markdown_table(("split", "dataset", "task", "pairs"), counts)
     lines += ["", "## Inputs", ""] + [f"- {code_span(uri)}" for uri in summary["inputs"]]
     lines += ["", "## Left out", ""] + (markdown_table(("reason", "pairs"), dropped) if dropped else ["nothing"])
-    lines += ["", "## Loading", "", "```python", "import datasets",
-              'mix = datasets.load_dataset("parquet", data_dir="THIS_FOLDER")  # train, validation, test',
-              'mix["train"][0]["messages"], mix["train"][0]["images"]', "```", ""]
+    lines += [
+        "",
+        "## Loading",
+        "",
+        "```python",
+        "import datasets",
+        'mix = datasets.load_dataset("parquet", data_dir="THIS_FOLDER")  # train, validation, test',
+        'mix["train"][0]["messages"], mix["train"][0]["images"]',
+        "```",
+        "",
+    ]
     return "\n".join(str(line) if isinstance(line, Markdown) else line for line in lines)

@@ -1,4 +1,5 @@
 """NIfTI reading with an explicit, resolved affine (SPEC §3.2) and integer-checked label maps."""
+
 from __future__ import annotations
 
 import contextlib
@@ -67,8 +68,15 @@ def reading(uri: str, path: str = ""):
         raise
     except FileNotFoundError as exc:
         raise PipelineError(Reason.MISSING_FILE, "file not found", uri) from exc
-    except (gzip.BadGzipFile, EOFError, zlib.error, nib.filebasedimages.ImageFileError,
-            nib.spatialimages.HeaderDataError, ValueError, OSError) as exc:
+    except (
+        gzip.BadGzipFile,
+        EOFError,
+        zlib.error,
+        nib.filebasedimages.ImageFileError,
+        nib.spatialimages.HeaderDataError,
+        ValueError,
+        OSError,
+    ) as exc:
         problem = gzip_problem(path) if path.endswith(".gz") else None
         if problem is None and isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile):
             problem = Reason.TRUNCATED_FILE
@@ -104,10 +112,13 @@ def resolve_affine(header: nib.Nifti1Header, uri: str = "") -> ResolvedAffine:
     if qform_code:
         return ResolvedAffine(qform, "qform", mismatch)
     n_spatial = min(3, int(header["dim"][0]))
-    pixdim = np.asarray(header["pixdim"][1:n_spatial + 1], dtype=np.float64)
+    pixdim = np.asarray(header["pixdim"][1 : n_spatial + 1], dtype=np.float64)
     if not (np.all(np.isfinite(pixdim)) and np.all(pixdim > 0)):
-        raise PipelineError(Reason.BAD_AFFINE, "no sform or qform, and pixdim holds a zero, negative or non-finite "
-                            "voxel size: the spacing is unknown", uri)
+        raise PipelineError(
+            Reason.BAD_AFFINE,
+            "no sform or qform, and pixdim holds a zero, negative or non-finite voxel size: the spacing is unknown",
+            uri,
+        )
     return ResolvedAffine(header.get_base_affine(), "pixdim", mismatch)
 
 
@@ -119,8 +130,11 @@ def _coded_form(getter, name: str, uri: str) -> tuple[np.ndarray | None, int]:
         except (ValueError, np.linalg.LinAlgError) as exc:  # nibabel's quaternion checks
             raise PipelineError(Reason.BAD_AFFINE, f"{name} is coded but not a valid transform", uri) from exc
     if code and not _usable(matrix):
-        raise PipelineError(Reason.BAD_AFFINE, f"{name} is coded but not finite or singular; the header's "
-                            "orientation cannot be trusted", uri)
+        raise PipelineError(
+            Reason.BAD_AFFINE,
+            f"{name} is coded but not finite or singular; the header's orientation cannot be trusted",
+            uri,
+        )
     return matrix, int(code or 0)
 
 
@@ -166,35 +180,44 @@ def check_raw_header(head: bytes, path: str, uri: str) -> type:
     silently when it loads the header, so they are read here as stored.
     """
     header_class = _header_class(head, uri)
-    header = header_class(head[:header_class.sizeof_hdr], endianness=_endianness(head, header_class), check=False)
+    header = header_class(head[: header_class.sizeof_hdr], endianness=_endianness(head, header_class), check=False)
     dims = [int(d) for d in header["dim"]]
-    if not 1 <= dims[0] <= 7 or any(d <= 0 for d in dims[1:dims[0] + 1]):
-        raise PipelineError(Reason.BAD_SHAPE, f"header dimensions are not 1-7 positive sizes (dim[0] = {dims[0]})",
-                            uri)
-    if math.prod(dims[5:dims[0] + 1]) != 1:
+    if not 1 <= dims[0] <= 7 or any(d <= 0 for d in dims[1 : dims[0] + 1]):
+        raise PipelineError(Reason.BAD_SHAPE, f"header dimensions are not 1-7 positive sizes (dim[0] = {dims[0]})", uri)
+    if math.prod(dims[5 : dims[0] + 1]) != 1:
         raise PipelineError(Reason.BAD_SHAPE, f"{dims[0]}D image: only 2D, 3D and 4D (channels) are read", uri)
     if int(header["datatype"]) not in SCALAR_DATATYPES:
-        raise PipelineError(Reason.UNSUPPORTED_PIXEL_TYPE, f"datatype code {int(header['datatype'])} is not one real "
-                            "number per voxel (complex, RGB or 128-bit)", uri)
-    pixdim = [float(v) for v in header["pixdim"][1:min(3, dims[0]) + 1]]
+        raise PipelineError(
+            Reason.UNSUPPORTED_PIXEL_TYPE,
+            f"datatype code {int(header['datatype'])} is not one real number per voxel (complex, RGB or 128-bit)",
+            uri,
+        )
+    pixdim = [float(v) for v in header["pixdim"][1 : min(3, dims[0]) + 1]]
     if not (int(header["sform_code"]) or int(header["qform_code"])) and not all(0 < v < math.inf for v in pixdim):
-        raise PipelineError(Reason.BAD_AFFINE, "no sform or qform, and pixdim holds a zero, negative or non-finite "
-                            "voxel size: the spacing is unknown (nibabel would invent 1 mm)", uri)
+        raise PipelineError(
+            Reason.BAD_AFFINE,
+            "no sform or qform, and pixdim holds a zero, negative or non-finite "
+            "voxel size: the spacing is unknown (nibabel would invent 1 mm)",
+            uri,
+        )
     offset = float(header["vox_offset"])
     if not math.isfinite(offset) or offset - header_class.sizeof_hdr > MAX_EXTENSION_BYTES:
         raise PipelineError(Reason.TOO_LARGE, f"header extensions over {MAX_EXTENSION_BYTES:,} bytes", uri)
     if not path.lower().endswith(".gz"):
-        n_bytes = math.prod(dims[1:dims[0] + 1]) * int(header["bitpix"]) // 8
+        n_bytes = math.prod(dims[1 : dims[0] + 1]) * int(header["bitpix"]) // 8
         if os.path.getsize(path) < offset + n_bytes:
-            raise PipelineError(Reason.TRUNCATED_FILE, "the file ends before the voxels its header declares "
-                                "(truncated download?)", uri)
+            raise PipelineError(
+                Reason.TRUNCATED_FILE, "the file ends before the voxels its header declares (truncated download?)", uri
+            )
     return header_class
 
 
 def _header_class(head: bytes, uri: str) -> type:
     for header_class in (nib.Nifti1Header, nib.Nifti2Header):
         if len(head) >= header_class.sizeof_hdr and header_class.sizeof_hdr in (
-                int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")):
+            int.from_bytes(head[:4], "little"),
+            int.from_bytes(head[:4], "big"),
+        ):
             return header_class
     raise PipelineError(Reason.UNREADABLE, "not a NIfTI-1 or NIfTI-2 header", uri)
 
@@ -239,8 +262,9 @@ def read_channel(image: nib.Nifti1Image, channel: int | None, uri: str) -> np.nd
         else:
             data = _scaled_float32(np.asanyarray(proxy.get_unscaled()), proxy.slope, proxy.inter)
     if _may_overflow(image.get_data_dtype(), proxy.slope, proxy.inter) and np.isinf(data).any():
-        raise PipelineError(Reason.NONFINITE_IMAGE, "scl_slope/scl_inter scale voxels past float32 (infinite "
-                            "values)", uri)
+        raise PipelineError(
+            Reason.NONFINITE_IMAGE, "scl_slope/scl_inter scale voxels past float32 (infinite values)", uri
+        )
     return data.reshape(spatial_shape(shape))
 
 

@@ -1,4 +1,5 @@
 """Immutable, picklable 2D arrays for slice records."""
+
 from __future__ import annotations
 
 import dataclasses

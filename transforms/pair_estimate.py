@@ -10,6 +10,7 @@ that the build reconciles are exact):
 - measurements are placed already, so their pairs are counted exactly;
 - a plane's PNG size is that of its middle planned slice, encoded for each sequence.
 """
+
 from __future__ import annotations
 
 import collections
@@ -32,9 +33,15 @@ class PairEstimate:
     png_bytes: int
 
 
-def estimate_pairs(loaded: LoadedCase, spacing: SpacingMode, display: str, plan: dict[str, tuple[int, ...]],
-                   placed: dict[tuple[str, int], list[PlacedMeasurement]], windows: dict[str, Window],
-                   with_pixels: bool = True) -> tuple[PairEstimate, ...]:
+def estimate_pairs(
+    loaded: LoadedCase,
+    spacing: SpacingMode,
+    display: str,
+    plan: dict[str, tuple[int, ...]],
+    placed: dict[tuple[str, int], list[PlacedMeasurement]],
+    windows: dict[str, Window],
+    with_pixels: bool = True,
+) -> tuple[PairEstimate, ...]:
     """The estimate for a case's slice `plan` (see the module); `with_pixels=False` for pointer rows."""
     labels = loaded.labels.array
     max_label = int(labels.max()) if labels.size else 0  # given to find_objects, which would scan for it again
@@ -64,8 +71,9 @@ def _pairs_per_task(indices: np.ndarray, axis: int, extents: list, targets: set[
     return counts
 
 
-def _middle_slice_png_bytes(loaded: LoadedCase, spacing: SpacingMode, display: str,
-                            plan: dict[str, tuple[int, ...]], windows: dict[str, Window]) -> dict[str, int]:
+def _middle_slice_png_bytes(
+    loaded: LoadedCase, spacing: SpacingMode, display: str, plan: dict[str, tuple[int, ...]], windows: dict[str, Window]
+) -> dict[str, int]:
     """Per plane, the PNG bytes of its middle planned slice over all sequences, cut as the build cuts it."""
     middle = {plane: (indices[len(indices) // 2],) for plane, indices in plan.items() if indices}
     sizes: collections.Counter = collections.Counter()

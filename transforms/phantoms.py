@@ -4,6 +4,7 @@ Structures are defined in world RAS+ millimetres, independently of any voxel gri
 (shape, spacing, orientation, rotation) is then rasterised by testing voxel centres. The
 same structures on any grid have the same physical extent, so measurements have known answers.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,16 @@ import numpy as np
 
 from transforms.volume import grid_affine
 
-__all__ = ["Cuboid", "Ellipsoid", "grid_affine", "centred_affine", "rasterize", "intensities", "ellipse_mask",
-           "reorient"]
+__all__ = [
+    "Cuboid",
+    "Ellipsoid",
+    "grid_affine",
+    "centred_affine",
+    "rasterize",
+    "intensities",
+    "ellipse_mask",
+    "reorient",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +73,9 @@ def rasterize(shape, affine: np.ndarray, structures) -> np.ndarray:
     return labels
 
 
-def intensities(labels: np.ndarray, value_by_label: dict[int, float], background: float,
-                noise_sd: float, seed: int) -> np.ndarray:
+def intensities(
+    labels: np.ndarray, value_by_label: dict[int, float], background: float, noise_sd: float, seed: int
+) -> np.ndarray:
     """Piecewise-constant image of a label map plus Gaussian noise (deterministic for a seed)."""
     lookup = np.full(int(labels.max()) + 1, background, dtype=np.float32)
     for label, value in value_by_label.items():
@@ -75,8 +85,9 @@ def intensities(labels: np.ndarray, value_by_label: dict[int, float], background
     return lookup[labels] + noise
 
 
-def ellipse_mask(semi_major_mm: float, semi_minor_mm: float, angle_deg: float, spacing_mm_row_col,
-                 field_mm: float = 80.0) -> np.ndarray:
+def ellipse_mask(
+    semi_major_mm: float, semi_minor_mm: float, angle_deg: float, spacing_mm_row_col, field_mm: float = 80.0
+) -> np.ndarray:
     """A 2D mask: pixels whose centre lies in an ellipse centred in a square field of `field_mm`.
 
     The major axis is at `angle_deg` from +x (columns) towards +y (rows, down), in mm.

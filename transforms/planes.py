@@ -11,6 +11,7 @@ interpolated along one axis at a time onto a pixel-edge-aligned grid of square p
 Only the two in-plane axes of a plane are resampled; slices stay at their native positions
 along the plane normal, so no upsampled 3D volume is ever materialised.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -137,8 +138,10 @@ class PlaneGrid:
     @property
     def downsamples(self) -> bool:
         """True when an output pixel is larger than the source pixel along rows or columns."""
-        return any(dst > src * (1 + SPACING_REL_TOL)
-                   for dst, src in zip(self.spacing_mm_row_col, self.source_spacing_mm_row_col))
+        return any(
+            dst > src * (1 + SPACING_REL_TOL)
+            for dst, src in zip(self.spacing_mm_row_col, self.source_spacing_mm_row_col)
+        )
 
     def resample_image(self, slice_2d: np.ndarray) -> np.ndarray:
         rows = interpolate_linear(slice_2d, 0, self.row_positions)
@@ -184,8 +187,9 @@ def target_spacing_mm(row_mm: float, col_mm: float, mode: SpacingMode) -> tuple[
     return side, side
 
 
-def plane_grid(shape_ijk: tuple[int, int, int], spacing_mm_ijk, plane: str, mode: SpacingMode,
-               display: str = "radiological") -> PlaneGrid:
+def plane_grid(
+    shape_ijk: tuple[int, int, int], spacing_mm_ijk, plane: str, mode: SpacingMode, display: str = "radiological"
+) -> PlaneGrid:
     """The resampling plan for `plane` of a canonical volume with this shape and voxel spacing,
     displayed `display` ("radiological" or "raw", see the module docstring)."""
     row_axis, col_axis = in_plane_axes(plane, display)

@@ -22,6 +22,7 @@ number of decimals is ours: MedVision's targets are floats compared numerically.
 Inputs are plain row dicts (schemas/rows.py); functions raise KeyError/ValueError on a row that
 lacks the fields of its task.
 """
+
 from __future__ import annotations
 
 from transforms.medvision import benchmark_box_target
@@ -83,10 +84,12 @@ def _angle_lines(point_names) -> str:
 
 # --- default style ---
 
+
 def _default_header(row: dict) -> str:
     width_px, height_px = _image_size_px(row)
-    return (f"Image: {_image_description(row)} ({row['sequence']}), {width_px} pixels wide and "
-            f"{height_px} pixels high.\n")
+    return (
+        f"Image: {_image_description(row)} ({row['sequence']}), {width_px} pixels wide and {height_px} pixels high.\n"
+    )
 
 
 def _default_spacing_line(row: dict) -> str:
@@ -96,20 +99,25 @@ def _default_spacing_line(row: dict) -> str:
 
 def default_detection(row: dict) -> tuple[str, str]:
     """Box question in our pixel-edge frame; answer `[x0, y0, x1, y1]` as integers (end-exclusive edges)."""
-    prompt = (_default_header(row) + _DEFAULT_FRAME + "\n"
-              f"Question: give the bounding box of the {row['label_name']}.\n"
-              "Answer format: [x0, y0, x1, y1] as four integers in pixels: (x0, y0) is the top-left edge of the "
-              "box and (x1, y1) its bottom-right edge, end-exclusive (x1 - x0 is the box width in pixels). "
-              "No other text.")
+    prompt = (
+        _default_header(row) + _DEFAULT_FRAME + "\n"
+        f"Question: give the bounding box of the {row['label_name']}.\n"
+        "Answer format: [x0, y0, x1, y1] as four integers in pixels: (x0, y0) is the top-left edge of the "
+        "box and (x1, y1) its bottom-right edge, end-exclusive (x1 - x0 is the box width in pixels). "
+        "No other text."
+    )
     return prompt, "[" + _numbers(row["box_xyxy_px"], 0) + "]"
 
 
 def default_lesion_size(row: dict) -> tuple[str, str]:
     """Ellipse axes question; answer `[major, minor]` in mm with two decimals."""
-    prompt = (_default_header(row) + _default_spacing_line(row) +
-              f"Question: estimate the major and minor axis lengths, in millimetres, of the ellipse fitted to the "
-              f"outline of the {row['label_name']}.\n"
-              f"Answer format: [major, minor] in mm with {MEASURE_DECIMALS} decimals. No other text.")
+    prompt = (
+        _default_header(row)
+        + _default_spacing_line(row)
+        + f"Question: estimate the major and minor axis lengths, in millimetres, of the ellipse fitted to the "
+        f"outline of the {row['label_name']}.\n"
+        f"Answer format: [major, minor] in mm with {MEASURE_DECIMALS} decimals. No other text."
+    )
     return prompt, "[" + _numbers((row["major_axis_mm"], row["minor_axis_mm"]), MEASURE_DECIMALS) + "]"
 
 
@@ -117,19 +125,24 @@ def default_angle_distance(row: dict, point_names) -> tuple[str, str]:
     """Distance (mm, between two landmarks) or angle (degrees, acute, between two lines) question."""
     what = row["metric_description"] or row["metric_name"]
     if row["metric_type"] == "distance":
-        question = (f"measure the distance {what}: between landmarks {point_names[0]} and {point_names[1]}, "
-                    "in millimetres.")
+        question = (
+            f"measure the distance {what}: between landmarks {point_names[0]} and {point_names[1]}, in millimetres."
+        )
         unit = "mm"
     else:
-        question = (f"measure the angle {what}: the acute angle between {_angle_lines(point_names)}, in degrees "
-                    "(0 to 90).")
+        question = (
+            f"measure the angle {what}: the acute angle between {_angle_lines(point_names)}, in degrees (0 to 90)."
+        )
         unit = "degrees"
-    prompt = (_default_header(row) + _default_spacing_line(row) + f"Question: {question}\n"
-              f"Answer format: one number in {unit} with {MEASURE_DECIMALS} decimals. No other text.")
+    prompt = (
+        _default_header(row) + _default_spacing_line(row) + f"Question: {question}\n"
+        f"Answer format: one number in {unit} with {MEASURE_DECIMALS} decimals. No other text."
+    )
     return prompt, _numbers([row["value"]], MEASURE_DECIMALS)
 
 
 # --- medvision style ---
+
 
 def _medvision_task_line(row: dict) -> str:
     return f"Task:\nGiven the input medical image: {_image_description(row)}, "
@@ -139,9 +152,11 @@ def _medvision_additional_information(row: dict) -> str:
     """The image and pixel size lines; MedVision's template writes the pixel size in "mm" whatever the task's unit."""
     width_px, height_px = _image_size_px(row)
     width_mm, height_mm = _pixel_size_mm_width_height(row)
-    return ("Additional information:\n"
-            f"The image size is {width_px} pixels (width) x {height_px} pixels (height).\n"
-            f"The pixel size for this image is {width_mm:.3f} mm (width) x {height_mm:.3f} mm (height).\n")
+    return (
+        "Additional information:\n"
+        f"The image size is {width_px} pixels (width) x {height_px} pixels (height).\n"
+        f"The pixel size for this image is {width_mm:.3f} mm (width) x {height_mm:.3f} mm (height).\n"
+    )
 
 
 def _medvision_answer(values, decimals: int) -> str:
@@ -156,19 +171,24 @@ def medvision_box_target(row: dict) -> list[float]:
 
 def medvision_detection(row: dict) -> tuple[str, str]:
     """MedVision's box question; answer: its benchmark target (relative, origin lower-left, inclusive indices)."""
-    prompt = (_medvision_task_line(row) +
-              f"return the coordinates of the lower-left and upper-right corners of the bounding box for the "
-              f"{row['label_name']}.\nFormat requirement:\n{MEDVISION_FORMAT_BOX_COORDINATES}")
+    prompt = (
+        _medvision_task_line(row)
+        + f"return the coordinates of the lower-left and upper-right corners of the bounding box for the "
+        f"{row['label_name']}.\nFormat requirement:\n{MEDVISION_FORMAT_BOX_COORDINATES}"
+    )
     return prompt, _medvision_answer(medvision_box_target(row), BOX_DECIMALS_MEDVISION)
 
 
 def medvision_lesion_size(row: dict) -> tuple[str, str]:
     """MedVision's tumour/lesion size question; answer: major, minor axis in mm."""
     unit_words = MEDVISION_UNIT_WORDS["mm"]
-    prompt = (_medvision_task_line(row) +
-              f"estimate the major and minor axis lengths of the ellipse enclosing the {row['label_name']}, "
-              f"in {unit_words}.\n" + _medvision_additional_information(row) +
-              f"Format requirement:\n{MEDVISION_FORMAT_TUMOR_LESION_SIZE}")
+    prompt = (
+        _medvision_task_line(row)
+        + f"estimate the major and minor axis lengths of the ellipse enclosing the {row['label_name']}, "
+        f"in {unit_words}.\n"
+        + _medvision_additional_information(row)
+        + f"Format requirement:\n{MEDVISION_FORMAT_TUMOR_LESION_SIZE}"
+    )
     return prompt, _medvision_answer((row["major_axis_mm"], row["minor_axis_mm"]), MEASURE_DECIMALS)
 
 
@@ -179,10 +199,14 @@ def _medvision_biometric_question(row: dict, point_names, unit_words: str) -> st
     if row["metric_type"] == "distance":
         first, second = point_names
         if name:
-            return (f"estimate the distance of {name} in {unit_words}, which is the distance between 2 landmark "
-                    f"points: (landmark 1) {first}, (landmark 2) {second}.\n")
-        return f"estimate the distance between 2 landmark points in {unit_words}: (landmark 1) {first}, " \
-               f"(landmark 2) {second}.\n"
+            return (
+                f"estimate the distance of {name} in {unit_words}, which is the distance between 2 landmark "
+                f"points: (landmark 1) {first}, (landmark 2) {second}.\n"
+            )
+        return (
+            f"estimate the distance between 2 landmark points in {unit_words}: (landmark 1) {first}, "
+            f"(landmark 2) {second}.\n"
+        )
     l1p1, l1p2, l2p1, l2p2 = point_names
     lines = f"(line 1) the line connecting {l1p1} and {l1p2}, (line 2) the line connecting {l2p1} and {l2p2}.\n"
     if name:
@@ -193,9 +217,12 @@ def _medvision_biometric_question(row: dict, point_names, unit_words: str) -> st
 def medvision_angle_distance(row: dict, point_names) -> tuple[str, str]:
     """MedVision's angle/distance question; answer: the value (mm or degrees)."""
     unit_words = MEDVISION_UNIT_WORDS[row["unit"]]
-    prompt = (_medvision_task_line(row) + _medvision_biometric_question(row, point_names, unit_words) +
-              _medvision_additional_information(row) +
-              f"Format requirement:\n{MEDVISION_FORMAT_BIOMETRICS}")
+    prompt = (
+        _medvision_task_line(row)
+        + _medvision_biometric_question(row, point_names, unit_words)
+        + _medvision_additional_information(row)
+        + f"Format requirement:\n{MEDVISION_FORMAT_BIOMETRICS}"
+    )
     return prompt, _medvision_answer([row["value"]], MEASURE_DECIMALS)
 
 

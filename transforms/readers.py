@@ -3,9 +3,9 @@
 SimpleITK works in LPS; conversion to our RAS+ `Volume` happens here, at the boundary, and
 nowhere else.
 """
+
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -27,8 +27,9 @@ PLANAR_FORMATS = ("BMP", "PNG", "TIFF", "JPEG")
 PLANAR_LABEL_MODES = ("1", "L", "P", "I;16", "I")
 
 
-def read_planar(path: str, geometry: PlanarGeometry, uri: str, max_pixels: int | None = None,
-                labels: bool = False) -> Volume:
+def read_planar(
+    path: str, geometry: PlanarGeometry, uri: str, max_pixels: int | None = None, labels: bool = False
+) -> Volume:
     """A 2D raster (BMP, PNG, ...) as a one-slice volume with i = column, j = row, k = normal.
 
     The size in the header is checked against `max_pixels` before any pixel is decoded. With `labels`,
@@ -41,14 +42,16 @@ def read_planar(path: str, geometry: PlanarGeometry, uri: str, max_pixels: int |
             if max_pixels is not None and width * height > max_pixels:
                 raise PipelineError(Reason.TOO_LARGE, f"declares {width} x {height} pixels, over the budget", uri)
             if labels and image.mode not in PLANAR_LABEL_MODES:
-                raise PipelineError(Reason.BAD_SHAPE, f"a label raster must have one channel, got mode "
-                                    f"{image.mode!r}", uri)
+                raise PipelineError(
+                    Reason.BAD_SHAPE, f"a label raster must have one channel, got mode {image.mode!r}", uri
+                )
             pixels = np.asarray(image if labels or image.mode in ("L", "I;16", "I", "F") else image.convert("F"))
     except Image.DecompressionBombError as exc:
         raise PipelineError(Reason.TOO_LARGE, str(exc), uri) from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise PipelineError(Reason.UNREADABLE, f"not a readable {'/'.join(PLANAR_FORMATS)} image "
-                            f"({type(exc).__name__})", uri) from exc
+        raise PipelineError(
+            Reason.UNREADABLE, f"not a readable {'/'.join(PLANAR_FORMATS)} image ({type(exc).__name__})", uri
+        ) from exc
     if pixels.ndim != 2:
         raise PipelineError(Reason.BAD_SHAPE, f"expected a greyscale 2D image, got {pixels.ndim} dimensions", uri)
     col_mm, row_mm = geometry.spacing_mm_col_row
@@ -68,8 +71,14 @@ def volume_from_itk(image: sitk.Image) -> Volume:
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 # The ImageIO for each suffix: ITK would otherwise try every IO it has on the file's content, and a
 # file named .nrrd could then be read as, say, a MetaImage whose header names another file.
-IMAGE_IO_BY_SUFFIX = {".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO", ".mha": "MetaImageIO",
-                      ".mhd": "MetaImageIO", ".nii": "NiftiImageIO", ".nii.gz": "NiftiImageIO"}
+IMAGE_IO_BY_SUFFIX = {
+    ".nrrd": "NrrdImageIO",
+    ".nhdr": "NrrdImageIO",
+    ".mha": "MetaImageIO",
+    ".mhd": "MetaImageIO",
+    ".nii": "NiftiImageIO",
+    ".nii.gz": "NiftiImageIO",
+}
 TRANSFORM_SUFFIXES = (".txt", ".tfm")  # ITK text transforms (HDF5 ones can link to other files)
 # Complex and non-scalar voxels have no intensity window; vectors are read one component at a time.
 _COMPLEX_PIXELS = {sitk.sitkComplexFloat32, sitk.sitkComplexFloat64}
@@ -81,8 +90,9 @@ def image_io(uri: str) -> str:
     for suffix, io_name in IMAGE_IO_BY_SUFFIX.items():
         if lowered.endswith(suffix):
             return io_name
-    raise PipelineError(Reason.UNREADABLE, f"no image reader for this file type (expected one of "
-                        f"{', '.join(IMAGE_IO_BY_SUFFIX)})", uri)
+    raise PipelineError(
+        Reason.UNREADABLE, f"no image reader for this file type (expected one of {', '.join(IMAGE_IO_BY_SUFFIX)})", uri
+    )
 
 
 def _itk_failure(what: str, uri: str) -> PipelineError:
@@ -123,8 +133,9 @@ def read_itk(path: str, uri: str, channel: int | None = None) -> Volume:
     components = image.GetNumberOfComponentsPerPixel()
     if components > 1:
         if channel is None:
-            raise PipelineError(Reason.UNSUPPORTED_PIXEL_TYPE, f"{components} components per voxel (e.g. RGB) and no "
-                                "channel map", uri)
+            raise PipelineError(
+                Reason.UNSUPPORTED_PIXEL_TYPE, f"{components} components per voxel (e.g. RGB) and no channel map", uri
+            )
         if not 0 <= channel < components:
             raise PipelineError(Reason.BAD_SHAPE, f"{components}-component image; channel {channel} requested", uri)
         image = sitk.VectorIndexSelectionCast(image, channel)
@@ -142,8 +153,9 @@ def resample_through_transform(image_path: str, reference_path: str, transform_p
     (input) space, as a registration of the image onto the reference produces it.
     """
     if not transform_path.lower().endswith(TRANSFORM_SUFFIXES):
-        raise PipelineError(Reason.UNREADABLE, f"transform file must be an ITK text transform "
-                            f"({', '.join(TRANSFORM_SUFFIXES)})", uri)
+        raise PipelineError(
+            Reason.UNREADABLE, f"transform file must be an ITK text transform ({', '.join(TRANSFORM_SUFFIXES)})", uri
+        )
     try:
         image = sitk.ReadImage(image_path, sitk.sitkFloat32, imageIO=image_io(image_path))
         reference = sitk.ReadImage(reference_path, imageIO=image_io(reference_path))

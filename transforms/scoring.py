@@ -16,6 +16,7 @@ This pipeline's summary (`summarize_group`) differs from MedVision's: its means 
 answers with finite numbers only, per dataset, task and unit, and the parse success rate says how
 many that is.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -125,8 +126,12 @@ def box_overlap(predicted_xyxy: list[float], true_xyxy: list[float]) -> BoxOverl
         return BoxOverlap(0.0, 0.0, 0.0, 0.0)
     overlap = overlap_w * overlap_h
     predicted_area, true_area = (px1 - px0) * (py1 - py0), (tx1 - tx0) * (ty1 - ty0)
-    return BoxOverlap(overlap / (predicted_area + true_area - overlap), 2 * overlap / (predicted_area + true_area),
-                      overlap / predicted_area, overlap / true_area)
+    return BoxOverlap(
+        overlap / (predicted_area + true_area - overlap),
+        2 * overlap / (predicted_area + true_area),
+        overlap / predicted_area,
+        overlap / true_area,
+    )
 
 
 def absolute_and_relative_error(predicted: list[float], truth: list[float]) -> tuple[float, float]:
@@ -166,9 +171,15 @@ def summarize_group(key: tuple[str, str, Optional[str]], n_pairs: int, per_sampl
     (None when nothing parsed). `per_sample` holds `sample_metrics` results, None for failures."""
     dataset, task, unit = key
     parsed = [m for m in per_sample if m is not None]
-    line = {"dataset": dataset, "task": task, "unit": unit, "pairs": n_pairs,
-            "predictions": len(per_sample), "parsed": len(parsed),
-            "parse_success_rate": len(parsed) / len(per_sample) if per_sample else None}
+    line = {
+        "dataset": dataset,
+        "task": task,
+        "unit": unit,
+        "pairs": n_pairs,
+        "predictions": len(per_sample),
+        "parsed": len(parsed),
+        "parse_success_rate": len(parsed) / len(per_sample) if per_sample else None,
+    }
     names = ("iou", "f1", "precision", "recall") if task == "detection" else ("mae", "mre")
     line.update({name: _mean([m[name] for m in parsed]) for name in names})
     return line

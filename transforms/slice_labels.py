@@ -12,6 +12,7 @@ along it first. A lesion component is measured on its own box resampled to outpu
 exactly that component's mask in the displayed slice. Results are those of `transforms.boxes` and
 `transforms.lesions` run on each displayed label slice (tests compare them).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,7 +65,7 @@ class SliceLabels:
         crop = crop if self.col_map is None else crop[:, self.col_map]
         full = np.zeros(shape_rows_cols, crop.dtype)
         row, col = self.origin_row_col
-        full[row:row + crop.shape[0], col:col + crop.shape[1]] = crop
+        full[row : row + crop.shape[0], col : col + crop.shape[1]] = crop
         return full
 
 
@@ -108,13 +109,19 @@ def _labelled_box(stack: np.ndarray) -> tuple[np.ndarray, slice, slice] | None:
     rows = np.flatnonzero(labelled.any(axis=(0, 2)))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(labelled[:, rows[0]:rows[-1] + 1].any(axis=(0, 1)))
-    has = labelled[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].any(axis=(1, 2))
+    cols = np.flatnonzero(labelled[:, rows[0] : rows[-1] + 1].any(axis=(0, 1)))
+    has = labelled[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].any(axis=(1, 2))
     return has, slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
-def derive_plane(labels_ijk: np.ndarray, grid: PlaneGrid, indices, lesion_labels=(),
-                 measure_several: bool = True, measurement: str = "pixel_edge") -> dict[int, SliceLabels]:
+def derive_plane(
+    labels_ijk: np.ndarray,
+    grid: PlaneGrid,
+    indices,
+    lesion_labels=(),
+    measure_several: bool = True,
+    measurement: str = "pixel_edge",
+) -> dict[int, SliceLabels]:
     """`SliceLabels` of each slice `indices` of `grid`'s plane of a canonical label volume.
 
     Lesion components of `lesion_labels` are measured (`transforms.lesions.MEASUREMENTS[measurement]`,
@@ -125,7 +132,7 @@ def derive_plane(labels_ijk: np.ndarray, grid: PlaneGrid, indices, lesion_labels
     result = {index: SliceLabels() for index in indices}
     if not indices:
         return result
-    stack = _display_stack(labels_ijk, grid)[min(indices):max(indices) + 1]
+    stack = _display_stack(labels_ijk, grid)[min(indices) : max(indices) + 1]
     found = _labelled_box(stack)
     if found is None:
         return result
@@ -136,14 +143,16 @@ def derive_plane(labels_ijk: np.ndarray, grid: PlaneGrid, indices, lesion_labels
     col_axis = _axis(grid.col_positions, *_spacings(grid, 1), cols.start, cols.stop)
     working = source if row_axis.take is None else np.take(source, row_axis.take, axis=1)
     working = working if col_axis.take is None else np.take(working, col_axis.take, axis=2)
-    derived = _derive_stack(working, row_axis, col_axis, grid.spacing_mm_row_col, lesion_labels, measure_several,
-                            measurement)
+    derived = _derive_stack(
+        working, row_axis, col_axis, grid.spacing_mm_row_col, lesion_labels, measure_several, measurement
+    )
     for position, index in enumerate(kept):
         lost = ()
         if row_axis.take is not None or col_axis.take is not None:
             lost = tuple(sorted(present_labels(source[position]) - present_labels(working[position])))
-        result[index] = dataclasses.replace(derived[position], labels_lost=lost,
-                                            **_own_crop(working[position], row_axis, col_axis))
+        result[index] = dataclasses.replace(
+            derived[position], labels_lost=lost, **_own_crop(working[position], row_axis, col_axis)
+        )
     return result
 
 
@@ -164,24 +173,41 @@ def _own_crop(working_2d: np.ndarray, row_axis: _Axis, col_axis: _Axis) -> dict:
         first, stop = np.searchsorted(axis.out_map, (low, high), side="left")
         origins.append(axis.origin + int(first))
         maps.append(axis.out_map[first:stop] - low)
-    return {"crop": PackedArray.pack(working_2d[r0:r1, c0:c1]), "origin_row_col": tuple(origins),
-            "row_map": maps[0], "col_map": maps[1]}
+    return {
+        "crop": PackedArray.pack(working_2d[r0:r1, c0:c1]),
+        "origin_row_col": tuple(origins),
+        "row_map": maps[0],
+        "col_map": maps[1],
+    }
 
 
-def derive_slice(labels_2d: np.ndarray, spacing_mm_row_col: tuple[float, float], lesion_labels=(),
-                 measure_several: bool = True, measurement: str = "pixel_edge") -> SliceLabels:
+def derive_slice(
+    labels_2d: np.ndarray,
+    spacing_mm_row_col: tuple[float, float],
+    lesion_labels=(),
+    measure_several: bool = True,
+    measurement: str = "pixel_edge",
+) -> SliceLabels:
     """`SliceLabels` of one displayed label slice (boxes and lesion components; no crop is kept)."""
     identity = _Axis(0, None, None)
-    return _derive_stack(labels_2d[None], identity, identity, spacing_mm_row_col, lesion_labels, measure_several,
-                         measurement)[0]
+    return _derive_stack(
+        labels_2d[None], identity, identity, spacing_mm_row_col, lesion_labels, measure_several, measurement
+    )[0]
 
 
 def _spacings(grid: PlaneGrid, axis: int) -> tuple[float, float]:
     return grid.source_spacing_mm_row_col[axis], grid.spacing_mm_row_col[axis]
 
 
-def _derive_stack(working: np.ndarray, row_axis: _Axis, col_axis: _Axis, spacing_mm_row_col,
-                  lesion_labels, measure_several: bool, measurement: str = "pixel_edge") -> list[SliceLabels]:
+def _derive_stack(
+    working: np.ndarray,
+    row_axis: _Axis,
+    col_axis: _Axis,
+    spacing_mm_row_col,
+    lesion_labels,
+    measure_several: bool,
+    measurement: str = "pixel_edge",
+) -> list[SliceLabels]:
     """`SliceLabels` (boxes, lesions) of each slice of a working stack (slice, row, col)."""
     measure = MEASUREMENTS[measurement]
     n_slices, n_rows, n_cols = working.shape
@@ -206,8 +232,12 @@ def _derive_stack(working: np.ndarray, row_axis: _Axis, col_axis: _Axis, spacing
             box_rows = slice(offset[1] + local_rows.start, offset[1] + local_rows.stop)
             box_cols = slice(offset[2] + local_cols.start, offset[2] + local_cols.stop)
             index = int(index_in_slice[number])
-            box = (col_axis.origin + int(first_col[box_cols.start]), row_axis.origin + int(first_row[box_rows.start]),
-                   col_axis.origin + int(first_col[box_cols.stop]), row_axis.origin + int(first_row[box_rows.stop]))
+            box = (
+                col_axis.origin + int(first_col[box_cols.start]),
+                row_axis.origin + int(first_row[box_rows.start]),
+                col_axis.origin + int(first_col[box_cols.stop]),
+                row_axis.origin + int(first_row[box_rows.stop]),
+            )
             boxes[k].append(ComponentBox(value, index, n_in_slice, box, int(areas[number + 1])))
             if value not in targets:
                 continue
@@ -218,12 +248,17 @@ def _derive_stack(working: np.ndarray, row_axis: _Axis, col_axis: _Axis, spacing
             size = None
             if measure_several or n_in_slice == 1:
                 mask = components[local_k.start, local_rows, local_cols] == number + 1
-                size = measure(_to_output(mask, box_rows, box_cols, row_axis, col_axis, first_row, first_col),
-                               spacing_mm_row_col, (box[1], box[0]))
+                size = measure(
+                    _to_output(mask, box_rows, box_cols, row_axis, col_axis, first_row, first_col),
+                    spacing_mm_row_col,
+                    (box[1], box[0]),
+                )
             lesions[k].setdefault(value, []).append(LesionComponent(value, index, n_in_slice, size))
     order = [int(label) for label in lesion_labels]  # the case's order, as rows are made
-    return [SliceLabels(tuple(b), tuple(entry for label in order for entry in by_label.get(label, ())))
-            for b, by_label in zip(boxes, lesions)]
+    return [
+        SliceLabels(tuple(b), tuple(entry for label in order for entry in by_label.get(label, ())))
+        for b, by_label in zip(boxes, lesions)
+    ]
 
 
 def _pixel_weights(row_counts, col_counts, n_rows: int, n_cols: int) -> np.ndarray | None:
@@ -235,7 +270,9 @@ def _pixel_weights(row_counts, col_counts, n_rows: int, n_cols: int) -> np.ndarr
     return np.multiply.outer(rows, cols)
 
 
-def _areas(components: np.ndarray, count: int, weights: np.ndarray | None, rows_cols: tuple[slice, slice]) -> np.ndarray:
+def _areas(
+    components: np.ndarray, count: int, weights: np.ndarray | None, rows_cols: tuple[slice, slice]
+) -> np.ndarray:
     """Displayed pixels of each component (index 0: background): its working pixels, each weighted by the
     displayed pixels it becomes; `components` covers `rows_cols` of the working stack."""
     if weights is None:
@@ -244,11 +281,18 @@ def _areas(components: np.ndarray, count: int, weights: np.ndarray | None, rows_
     return np.rint(np.bincount(components.ravel(), weights=full.ravel(), minlength=count + 1)).astype(np.int64)
 
 
-def _to_output(mask: np.ndarray, box_rows: slice, box_cols: slice, row_axis: _Axis, col_axis: _Axis,
-               first_row: np.ndarray, first_col: np.ndarray) -> np.ndarray:
+def _to_output(
+    mask: np.ndarray,
+    box_rows: slice,
+    box_cols: slice,
+    row_axis: _Axis,
+    col_axis: _Axis,
+    first_row: np.ndarray,
+    first_col: np.ndarray,
+) -> np.ndarray:
     """A component's box mask in displayed pixels (nearest-neighbour replication of its source pixels)."""
     if row_axis.out_map is not None:
-        mask = mask[row_axis.out_map[first_row[box_rows.start]:first_row[box_rows.stop]] - box_rows.start]
+        mask = mask[row_axis.out_map[first_row[box_rows.start] : first_row[box_rows.stop]] - box_rows.start]
     if col_axis.out_map is not None:
-        mask = mask[:, col_axis.out_map[first_col[box_cols.start]:first_col[box_cols.stop]] - box_cols.start]
+        mask = mask[:, col_axis.out_map[first_col[box_cols.start] : first_col[box_cols.stop]] - box_cols.start]
     return mask

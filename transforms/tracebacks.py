@@ -5,6 +5,7 @@ field, a name from a listing) and a traceback names the worker's file paths, so 
 a message: the summary holds the exception type and `module:line in function` locations only.
 The full text belongs in the worker's log.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ def module_of(path: str) -> str:
             break
     else:
         prefix = next((root for root in (_PROJECT_ROOT, _STDLIB) if path.startswith(root)), None)
-        path = path[len(prefix):] if prefix else posixpath.basename(path)
+        path = path[len(prefix) :] if prefix else posixpath.basename(path)
     return path.removesuffix(".py").replace("/", ".")
 
 

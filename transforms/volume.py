@@ -4,6 +4,7 @@ Convention (explicit, as in NIfTI): `affine_ras` maps 0-based voxel indices (i, 
 to world millimetres in RAS+ (x to the patient's Right, y Anterior, z Superior). Readers of LPS
 formats convert at their boundary; nothing downstream ever sees LPS.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,9 +66,12 @@ class Volume:
 
 # World direction of each anatomical letter in RAS+.
 _LETTER_DIRECTIONS = {
-    "R": (1, 0, 0), "L": (-1, 0, 0),
-    "A": (0, 1, 0), "P": (0, -1, 0),
-    "S": (0, 0, 1), "I": (0, 0, -1),
+    "R": (1, 0, 0),
+    "L": (-1, 0, 0),
+    "A": (0, 1, 0),
+    "P": (0, -1, 0),
+    "S": (0, 0, 1),
+    "I": (0, 0, -1),
 }
 
 
@@ -102,8 +106,9 @@ def as_integer_labels(raw: np.ndarray, uri: str = "") -> np.ndarray:
         return raw
     low, high = (float(raw.min()), float(raw.max())) if raw.size else (0.0, 0.0)
     if low < -0.5 or high > MAX_LABEL_VALUE + 0.5:
-        raise PipelineError(Reason.UNKNOWN_LABEL, f"label values span {low:.0f}..{high:.0f}; label values are "
-                            f"0..{MAX_LABEL_VALUE}", uri)
+        raise PipelineError(
+            Reason.UNKNOWN_LABEL, f"label values span {low:.0f}..{high:.0f}; label values are 0..{MAX_LABEL_VALUE}", uri
+        )
     if raw.dtype.kind in "ui":
         return raw.astype(np.int32, copy=False)
     rounded = np.rint(raw)
@@ -130,7 +135,7 @@ def present_labels(labels: np.ndarray) -> set[int]:
     seen = np.zeros(int(labels.max()) + 1, bool)
     step = max(1, _SLAB_VOXELS * labels.shape[0] // labels.size)
     for start in range(0, labels.shape[0], step):
-        seen[labels[start:start + step]] = True
+        seen[labels[start : start + step]] = True
     return {int(v) for v in np.flatnonzero(seen)} - {0}
 
 
@@ -195,8 +200,9 @@ def match_grid(image: Volume, mask: Volume, uri: str = "") -> Volume:
         check_same_grid(image, mask, uri)
         return mask
     except PipelineError:
-        to_image = nib.orientations.ornt_transform(nib.orientations.io_orientation(mask.affine_ras),
-                                                   nib.orientations.io_orientation(image.affine_ras))
+        to_image = nib.orientations.ornt_transform(
+            nib.orientations.io_orientation(mask.affine_ras), nib.orientations.io_orientation(image.affine_ras)
+        )
         array = nib.orientations.apply_orientation(mask.array, to_image)
         reordered = Volume(array, mask.affine_ras @ nib.orientations.inv_ornt_aff(to_image, mask.array.shape))
         check_same_grid(image, reordered, uri)
@@ -216,6 +222,10 @@ def place_nearest(image: Volume, mask: Volume, uri: str = "") -> Volume:
     before, after = (np.bincount(a.ravel().astype(np.int64)) for a in (mask.array, array))
     lost = [label for label in np.flatnonzero(before[1:]) + 1 if label >= len(after) or after[label] == 0]
     if lost:
-        raise PipelineError(Reason.MASK_GRID_MISMATCH, f"labels {lost} vanish when the mask is placed on the image "
-                            "grid (nearest neighbour): the grids barely overlap", uri)
+        raise PipelineError(
+            Reason.MASK_GRID_MISMATCH,
+            f"labels {lost} vanish when the mask is placed on the image "
+            "grid (nearest neighbour): the grids barely overlap",
+            uri,
+        )
     return image.with_array(array)

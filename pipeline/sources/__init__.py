@@ -1,4 +1,5 @@
 """Source adapters, one module per dataset, registered by name."""
+
 from __future__ import annotations
 
 from pipeline.sources.abdomenatlas import AbdomenAtlasSource
@@ -29,14 +30,31 @@ from pipeline.sources.totalsegmentator import TotalSegmentatorSource
 
 # The 22 MedVision sources, then the built-in demo.
 MEDVISION_SOURCES: tuple[Source, ...] = (
-    AbdomenAtlasSource(), AbdomenCT1KSource(), AcdcSource(), Amos22Source(), AutoPet3Source(), Bcv15Source(),
-    Brats24Source(), CamusSource(), CephBiometrics400Source(), CrossModaSource(), Feta24Source(), Flare22Source(),
-    Hntsmrg24Source(), Isles24Source(), Kipa22Source(), Kits23Source(), MsdSource(), OaizibCmSource(), SkmTeaSource(),
-    ToothFairy2Source(), TopCow24Source(), TotalSegmentatorSource(),
+    AbdomenAtlasSource(),
+    AbdomenCT1KSource(),
+    AcdcSource(),
+    Amos22Source(),
+    AutoPet3Source(),
+    Bcv15Source(),
+    Brats24Source(),
+    CamusSource(),
+    CephBiometrics400Source(),
+    CrossModaSource(),
+    Feta24Source(),
+    Flare22Source(),
+    Hntsmrg24Source(),
+    Isles24Source(),
+    Kipa22Source(),
+    Kits23Source(),
+    MsdSource(),
+    OaizibCmSource(),
+    SkmTeaSource(),
+    ToothFairy2Source(),
+    TopCow24Source(),
+    TotalSegmentatorSource(),
 )
 # Then the adapter of user datasets in nnU-Net's raw layout, and the built-in demo.
-SOURCES: dict[str, Source] = {source.info.name: source
-                              for source in (*MEDVISION_SOURCES, NnunetSource(), DemoSource())}
+SOURCES: dict[str, Source] = {source.info.name: source for source in (*MEDVISION_SOURCES, NnunetSource(), DemoSource())}
 
 
 def get_source(name: str) -> Source:

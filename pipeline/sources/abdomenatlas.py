@@ -10,20 +10,46 @@ by label value); `combined_labels` is used only for a case without them, and whe
 disagrees with the CT (a known issue of some cases, which MedVision papers over by copying the
 CT header) the case is quarantined as `mask_grid_mismatch` rather than forced onto the CT grid.
 """
+
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series, labels_from
 
-LABELS = labels_from("1: aorta; 2: gallbladder; 3: left kidney; 4: right kidney; 5: liver; 6: pancreas; "
-                     "7: postcava (inferior vena cava); 8: spleen; 9: stomach")
-ORGAN_FILES = ("aorta", "gall_bladder", "kidney_left", "kidney_right", "liver", "pancreas", "postcava", "spleen",
-               "stomach")  # file stems of segmentations/, in label order
+LABELS = labels_from(
+    "1: aorta; 2: gallbladder; 3: left kidney; 4: right kidney; 5: liver; 6: pancreas; "
+    "7: postcava (inferior vena cava); 8: spleen; 9: stomach"
+)
+ORGAN_FILES = (
+    "aorta",
+    "gall_bladder",
+    "kidney_left",
+    "kidney_right",
+    "liver",
+    "pancreas",
+    "postcava",
+    "spleen",
+    "stomach",
+)  # file stems of segmentations/, in label order
 
 
 class AbdomenAtlasSource(LayoutSource):
-    info = SourceInfo("abdomenatlas", "abdomen", ("CT",), ("detection",), "CC-BY-NC-SA-4.0", True,
-                      "Qu et al., AbdomenAtlas-8K, NeurIPS 2023 Datasets and Benchmarks")
+    info = SourceInfo(
+        "abdomenatlas",
+        "abdomen",
+        ("CT",),
+        ("detection",),
+        "CC-BY-NC-SA-4.0",
+        True,
+        "Qu et al., AbdomenAtlas-8K, NeurIPS 2023 Datasets and Benchmarks",
+    )
     layout = "BDMAP_*/ct.nii.gz, segmentations/<organ>.nii.gz, combined_labels.nii.gz"
-    series = (Series("CT", "CT", image=r"(?P<case>BDMAP_\d+)/ct\.nii\.gz",
-                     mask_parts=r"(?P<case>BDMAP_\d+)/segmentations/(?P<structure>[^/]+)\.nii\.gz",
-                     structures={name: value for value, name in enumerate(ORGAN_FILES, 1)},
-                     mask=r"(?P<case>BDMAP_\d+)/combined_labels\.nii\.gz", labels=LABELS),)
+    series = (
+        Series(
+            "CT",
+            "CT",
+            image=r"(?P<case>BDMAP_\d+)/ct\.nii\.gz",
+            mask_parts=r"(?P<case>BDMAP_\d+)/segmentations/(?P<structure>[^/]+)\.nii\.gz",
+            structures={name: value for value, name in enumerate(ORGAN_FILES, 1)},
+            mask=r"(?P<case>BDMAP_\d+)/combined_labels\.nii\.gz",
+            labels=LABELS,
+        ),
+    )

@@ -7,13 +7,29 @@ Raw layout (Zenodo; three image zips and Mask.7z, extracted anywhere under the r
 `Case_<5 digits>_0000.nii.gz` images and `Case_<5 digits>.nii.gz` masks. Images without a
 mask are expected (more images than masks are released) and are skipped, not quarantined.
 """
+
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series, labels_from
 
 
 class AbdomenCT1KSource(LayoutSource):
-    info = SourceInfo("abdomenct_1k", "abdomen", ("CT",), ("detection",), "CC-BY-4.0", True,
-                      "Ma et al., AbdomenCT-1K, IEEE TPAMI 44(10) 2022")
+    info = SourceInfo(
+        "abdomenct_1k",
+        "abdomen",
+        ("CT",),
+        ("detection",),
+        "CC-BY-4.0",
+        True,
+        "Ma et al., AbdomenCT-1K, IEEE TPAMI 44(10) 2022",
+    )
     layout = "Case_NNNNN_0000.nii.gz, Case_NNNNN.nii.gz anywhere"
-    series = (Series("CT", "CT", image=r"(?P<case>Case_\d{5})_0000\.nii\.gz", mask=r"(?P<case>Case_\d{5})\.nii\.gz",
-                     labels=labels_from("1: liver; 2: kidney; 3: spleen; 4: pancreas"), unlabelled="skip"),)
+    series = (
+        Series(
+            "CT",
+            "CT",
+            image=r"(?P<case>Case_\d{5})_0000\.nii\.gz",
+            mask=r"(?P<case>Case_\d{5})\.nii\.gz",
+            labels=labels_from("1: liver; 2: kidney; 3: spleen; 4: pancreas"),
+            unlabelled="skip",
+        ),
+    )

@@ -8,6 +8,7 @@ Raw layout: `database/{training,testing}/patient<NNN>/patient<NNN>_frame<NN>.nii
 share the subject (so they share a split); the official training/testing folders are kept.
 Short-axis stacks have 5-10 mm slices: strongly anisotropic voxels.
 """
+
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series, labels_from
 
@@ -15,10 +16,21 @@ IMAGE = r"(?P<folder>training|testing)/(?P<subject>patient\d{3})/(?P=subject)_fr
 
 
 class AcdcSource(LayoutSource):
-    info = SourceInfo("acdc", "heart", ("MRI",), ("detection",), "CC-BY-NC-SA-4.0", True,
-                      "Bernard et al., ACDC, IEEE TMI 37(11) 2018")
+    info = SourceInfo(
+        "acdc", "heart", ("MRI",), ("detection",), "CC-BY-NC-SA-4.0", True, "Bernard et al., ACDC, IEEE TMI 37(11) 2018"
+    )
     layout = "{training,testing}/patientNNN/patientNNN_frameNN[_gt].nii.gz"
-    series = (Series("cine MRI frame", "MRI", image=IMAGE + r"\.nii\.gz", mask=IMAGE + r"_gt\.nii\.gz",
-                     key=("subject", "frame"), case_id="{subject}_frame{frame}", subject_id="{subject}",
-                     labels=labels_from("1: right ventricular cavity; 2: myocardium; 3: left ventricular cavity"),
-                     split_group="folder", splits={"training": "train", "testing": "test"}),)
+    series = (
+        Series(
+            "cine MRI frame",
+            "MRI",
+            image=IMAGE + r"\.nii\.gz",
+            mask=IMAGE + r"_gt\.nii\.gz",
+            key=("subject", "frame"),
+            case_id="{subject}_frame{frame}",
+            subject_id="{subject}",
+            labels=labels_from("1: right ventricular cavity; 2: myocardium; 3: left ventricular cavity"),
+            split_group="folder",
+            splits={"training": "train", "testing": "test"},
+        ),
+    )

@@ -1,4 +1,5 @@
 """What every source adapter provides: facts about its dataset and a listing of its cases."""
+
 from __future__ import annotations
 
 import abc

@@ -10,14 +10,18 @@ Raw layout: one folder per case and time point, `BraTS-<SUB>-<NNNNN>-<TTT>/` hol
 subject is `BraTS-<SUB>-<NNNNN>` (the last three digits are the time point). T/L targets: t2f
 for GLI, t1c for MET, MEN-RT and PED (MedVision's plan). macOS debris is ignored.
 """
+
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series, labels_from
 
 LABELS = {
-    "GLI": labels_from("1: non-enhancing tumor core; 2: surrounding non-enhancing flair hyperintensity; "
-                       "3: enhancing tumor tissue; 4: resection cavity"),
-    "MET": labels_from("1: non-enhancing tumor core; 2: surrounding non-enhancing flair hyperintensity; "
-                       "3: enhancing tumor tissue"),
+    "GLI": labels_from(
+        "1: non-enhancing tumor core; 2: surrounding non-enhancing flair hyperintensity; "
+        "3: enhancing tumor tissue; 4: resection cavity"
+    ),
+    "MET": labels_from(
+        "1: non-enhancing tumor core; 2: surrounding non-enhancing flair hyperintensity; 3: enhancing tumor tissue"
+    ),
     "PED": labels_from("1: enhancing tumor; 2: non-enhancing tumor; 3: cystic component; 4: peritumoral edema"),
 }
 SEQUENCES = ("t1c", "t1n", "t2f", "t2w")
@@ -26,21 +30,43 @@ LESION_SEQUENCE = {"GLI": "t2f", "MET": "t1c", "PED": "t1c"}
 
 def _series(sub: str, sequence: str) -> Series:
     case = rf"(?P<case>(?P<subject>BraTS-{sub}-\d{{5}})-\d{{3}})"
-    return Series(sequence, "MRI", image=rf"{case}-{sequence}\.nii\.gz", mask=rf"{case}-seg\.nii\.gz",
-                  case_id="{case}/" + sequence, subject_id="{subject}", labels=LABELS[sub],
-                  lesion_labels=tuple(LABELS[sub]) if LESION_SEQUENCE[sub] == sequence else ())
+    return Series(
+        sequence,
+        "MRI",
+        image=rf"{case}-{sequence}\.nii\.gz",
+        mask=rf"{case}-seg\.nii\.gz",
+        case_id="{case}/" + sequence,
+        subject_id="{subject}",
+        labels=LABELS[sub],
+        lesion_labels=tuple(LABELS[sub]) if LESION_SEQUENCE[sub] == sequence else (),
+    )
 
 
 MEN_RT_CASE = r"(?P<case>(?P<subject>BraTS-MEN-RT-\d{4})-\d+)"
 
 
 class Brats24Source(LayoutSource):
-    info = SourceInfo("brats24", "brain", ("MRI",), ("detection", "tumor_lesion_size"),
-                      "LicenseRef-BraTS2024-Synapse-terms", True,
-                      "de Verdier et al., BraTS 2024 post-treatment glioma, arXiv:2405.18368; MET, MEN-RT, PED")
-    layout = ("BraTS-{GLI,MET,PED}-NNNNN-TTT/<case>-{t1c,t1n,t2f,t2w,seg}.nii.gz, "
-              "BraTS-MEN-RT-NNNN-N/<case>_{t1c,gtv}.nii.gz")
+    info = SourceInfo(
+        "brats24",
+        "brain",
+        ("MRI",),
+        ("detection", "tumor_lesion_size"),
+        "LicenseRef-BraTS2024-Synapse-terms",
+        True,
+        "de Verdier et al., BraTS 2024 post-treatment glioma, arXiv:2405.18368; MET, MEN-RT, PED",
+    )
+    layout = (
+        "BraTS-{GLI,MET,PED}-NNNNN-TTT/<case>-{t1c,t1n,t2f,t2w,seg}.nii.gz, BraTS-MEN-RT-NNNN-N/<case>_{t1c,gtv}.nii.gz"
+    )
     series = tuple(_series(sub, sequence) for sub in ("GLI", "MET", "PED") for sequence in SEQUENCES) + (
-        Series("t1c", "MRI", image=rf"{MEN_RT_CASE}_t1c\.nii\.gz", mask=rf"{MEN_RT_CASE}_gtv\.nii\.gz",
-               case_id="{case}/t1c", subject_id="{subject}", labels={1: "gross tumor volume"}, lesion_labels=(1,)),
+        Series(
+            "t1c",
+            "MRI",
+            image=rf"{MEN_RT_CASE}_t1c\.nii\.gz",
+            mask=rf"{MEN_RT_CASE}_gtv\.nii\.gz",
+            case_id="{case}/t1c",
+            subject_id="{subject}",
+            labels={1: "gross tumor volume"},
+            lesion_labels=(1,),
+        ),
     )

@@ -10,6 +10,7 @@ cuts are not anatomy. Both views of a patient share the subject. Label names fol
 own convention (1 = LV endocardium/cavity, 2 = LV epicardium/myocardium, 3 = left atrium);
 MedVision's plan swaps 1 and 2 (sources.yaml, label_convention_check).
 """
+
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series, labels_from
 
@@ -17,10 +18,20 @@ CASE = r"(?P<subject>patient\d{4})/(?P=subject)_(?P<view>2CH|4CH)_half_sequence"
 
 
 class CamusSource(LayoutSource):
-    info = SourceInfo("camus", "heart", ("US",), ("detection",), "CC-BY-NC-SA-4.0", True,
-                      "Leclerc et al., CAMUS, IEEE TMI 38(9) 2019")
+    info = SourceInfo(
+        "camus", "heart", ("US",), ("detection",), "CC-BY-NC-SA-4.0", True, "Leclerc et al., CAMUS, IEEE TMI 38(9) 2019"
+    )
     layout = "patientNNNN/patientNNNN_{2CH,4CH}_half_sequence[_gt].nii.gz"
-    series = (Series("half sequence", "US", image=CASE + r"\.nii\.gz", mask=CASE + r"_gt\.nii\.gz",
-                     key=("subject", "view"), case_id="{subject}_{view}", subject_id="{subject}",
-                     labels=labels_from("1: left ventricle; 2: left ventricular myocardium; 3: left atrium"),
-                     planes=("axial",)),)
+    series = (
+        Series(
+            "half sequence",
+            "US",
+            image=CASE + r"\.nii\.gz",
+            mask=CASE + r"_gt\.nii\.gz",
+            key=("subject", "view"),
+            case_id="{subject}_{view}",
+            subject_id="{subject}",
+            labels=labels_from("1: left ventricle; 2: left ventricular myocardium; 3: left atrium"),
+            planes=("axial",),
+        ),
+    )

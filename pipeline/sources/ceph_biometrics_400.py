@@ -12,6 +12,7 @@ pixels are 1-based; the patient faces image-right (columns run anterior, rows in
 Distances and angles do not depend on either choice. Official split: TrainingData = train,
 Test1Data and Test2Data = test.
 """
+
 from __future__ import annotations
 
 from pipeline import storage
@@ -25,10 +26,25 @@ ANNOTATOR = "400_senior"
 SPLIT_BY_FOLDER = {"TrainingData": "train", "Test1Data": "test", "Test2Data": "test"}
 LANDMARKS = tuple(f"P{n}" for n in range(1, 20))
 LANDMARK_NAMES = {
-    "P1": "sella", "P2": "nasion", "P3": "orbitale", "P4": "porion", "P5": "subspinale", "P6": "supramentale",
-    "P7": "pogonion", "P8": "menton", "P9": "gnathion", "P10": "gonion", "P11": "incision inferius",
-    "P12": "incision superius", "P13": "upper lip", "P14": "lower lip", "P15": "subnasale",
-    "P16": "soft tissue pogonion", "P17": "posterior nasal spine", "P18": "anterior nasal spine", "P19": "articulare",
+    "P1": "sella",
+    "P2": "nasion",
+    "P3": "orbitale",
+    "P4": "porion",
+    "P5": "subspinale",
+    "P6": "supramentale",
+    "P7": "pogonion",
+    "P8": "menton",
+    "P9": "gnathion",
+    "P10": "gonion",
+    "P11": "incision inferius",
+    "P12": "incision superius",
+    "P13": "upper lip",
+    "P14": "lower lip",
+    "P15": "subnasale",
+    "P16": "soft tissue pogonion",
+    "P17": "posterior nasal spine",
+    "P18": "anterior nasal spine",
+    "P19": "articulare",
 }
 
 
@@ -67,15 +83,29 @@ def list_cephalograms(root: str, dataset: str, licence: str) -> list[CaseRef]:
         raise SourceError(f"no RawImage/*/*.bmp under {root}: not a Ceph-Biometrics-400 root")
     cases = []
     for image_uri in images:
-        folder, stem = storage.basename(storage.dirname(image_uri)), storage.basename(image_uri)[:-len(".bmp")]
-        cases.append(CaseRef(
-            dataset=dataset, case_id=stem, subject_id=stem, image_uri=image_uri, mask_uri="",
-            sequences=(SequenceRef("cephalogram", "XR"),), labels=(), licence=licence, redistributable=True,
-            official_split=SPLIT_BY_FOLDER.get(folder), planar=GEOMETRY,
-            landmarks=LandmarkSpec(
-                uri=storage.join(root, "AnnotationsByMD", ANNOTATOR, f"{stem}.txt"), reader="xy_text",
-                space=LandmarkSpace("voxel", index_base=1), measurements=MEASUREMENTS, names=LANDMARKS),
-        ))
+        folder, stem = storage.basename(storage.dirname(image_uri)), storage.basename(image_uri)[: -len(".bmp")]
+        cases.append(
+            CaseRef(
+                dataset=dataset,
+                case_id=stem,
+                subject_id=stem,
+                image_uri=image_uri,
+                mask_uri="",
+                sequences=(SequenceRef("cephalogram", "XR"),),
+                labels=(),
+                licence=licence,
+                redistributable=True,
+                official_split=SPLIT_BY_FOLDER.get(folder),
+                planar=GEOMETRY,
+                landmarks=LandmarkSpec(
+                    uri=storage.join(root, "AnnotationsByMD", ANNOTATOR, f"{stem}.txt"),
+                    reader="xy_text",
+                    space=LandmarkSpace("voxel", index_base=1),
+                    measurements=MEASUREMENTS,
+                    names=LANDMARKS,
+                ),
+            )
+        )
     return sorted(cases, key=lambda case: case.case_id)
 
 

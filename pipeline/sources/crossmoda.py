@@ -7,6 +7,7 @@ Analysis 83, 102628 (2023).
 Raw layout (crossmoda_training.zip): `source_training/crossmoda_<n>_ceT1.nii.gz` with
 `crossmoda_<n>_Label.nii.gz`; `target_training/` (hrT2, unlabelled) is not used.
 """
+
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series
 
@@ -14,8 +15,22 @@ CASE = r"source_training/(?P<case>crossmoda_\d+)"
 
 
 class CrossModaSource(LayoutSource):
-    info = SourceInfo("crossmoda", "brain (vestibular schwannoma and cochlea)", ("MRI",), ("detection",), "CC-BY-4.0",
-                      True, "Dorent et al., CrossMoDA 2021, Medical Image Analysis 83, 102628 (2023)")
+    info = SourceInfo(
+        "crossmoda",
+        "brain (vestibular schwannoma and cochlea)",
+        ("MRI",),
+        ("detection",),
+        "CC-BY-4.0",
+        True,
+        "Dorent et al., CrossMoDA 2021, Medical Image Analysis 83, 102628 (2023)",
+    )
     layout = "source_training/crossmoda_N_{ceT1,Label}.nii.gz"
-    series = (Series("ceT1", "MRI", image=CASE + r"_ceT1\.nii\.gz", mask=CASE + r"_Label\.nii\.gz",
-                     labels={1: "vestibular schwannoma", 2: "cochlea"}),)
+    series = (
+        Series(
+            "ceT1",
+            "MRI",
+            image=CASE + r"_ceT1\.nii\.gz",
+            mask=CASE + r"_Label\.nii\.gz",
+            labels={1: "vestibular schwannoma", 2: "cochlea"},
+        ),
+    )

@@ -9,6 +9,7 @@ two-sequence MR case, and one truncated file that must land in quarantine. Struc
 defined in world millimetres (transforms.phantoms), so every case has known true sizes:
 the liver lesion is a 20 x 16 x 25 mm cuboid (x, y, z), with a 1.2 mm satellite too small to measure.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -112,7 +113,9 @@ def write_task(root: str, task: str, modality: dict, labels: dict, cases: dict[s
         storage.write_bytes(storage.join(folder, "imagesTr", f"{case_id}.nii.gz"), image_bytes)
         storage.write_bytes(storage.join(folder, "labelsTr", f"{case_id}.nii.gz"), label_bytes)
     meta = {
-        "name": task, "licence": LICENCE, "release": DEMO_VERSION,
+        "name": task,
+        "licence": LICENCE,
+        "release": DEMO_VERSION,
         "modality": {str(i): name for i, name in enumerate(modality)},
         "labels": {"0": "background", **{str(k): v for k, v in labels.items()}},
         "numTraining": len(cases),
@@ -157,8 +160,10 @@ def check_generation_root(root: str) -> None:
         names = set()
     foreign = sorted(names - set(DEMO_TOP_LEVEL))
     if foreign:
-        raise SourceError(f"demo root {root} holds other files ({', '.join(foreign[:3])}); the demo is generated "
-                          "only into a new or empty folder: give another root, or `--source demo` for the default")
+        raise SourceError(
+            f"demo root {root} holds other files ({', '.join(foreign[:3])}); the demo is generated "
+            "only into a new or empty folder: give another root, or `--source demo` for the default"
+        )
 
 
 def _exists_as(uri: str, data: bytes) -> bool:
@@ -166,8 +171,9 @@ def _exists_as(uri: str, data: bytes) -> bool:
     if not storage.exists(uri):
         return False
     if storage.read_bytes(uri) != data:
-        raise SourceError(f"{uri} exists and differs from the demo's file, which would replace it; remove it "
-                          "or give another root")
+        raise SourceError(
+            f"{uri} exists and differs from the demo's file, which would replace it; remove it or give another root"
+        )
     return True
 
 
@@ -213,14 +219,27 @@ class DemoSource(Source):
 
     def list_cases(self, root: str) -> list[CaseRef]:
         generate(root)
-        cases = [case for task, lesions in (("Task01_DemoCT", (5,)), ("Task02_DemoMR", (1, 2)))
-                 for case in list_task(storage.join(root, task), "demo", LICENCE, lesions)]
-        cases += [dataclasses.replace(case, case_id=f"Ceph/{case.case_id}", subject_id=f"Ceph/{case.subject_id}",
-                                      licence=LICENCE)
-                  for case in list_cephalograms(storage.join(root, "Ceph"), "demo", LICENCE)]
-        cases += [dataclasses.replace(case, case_id=f"FeTA/{case.case_id}", subject_id=f"FeTA/{case.subject_id}",
-                                      licence=LICENCE, redistributable=True)
-                  for case in list_feta(storage.join(root, "FeTA", "feta_2.4"), "demo")]
+        cases = [
+            case
+            for task, lesions in (("Task01_DemoCT", (5,)), ("Task02_DemoMR", (1, 2)))
+            for case in list_task(storage.join(root, task), "demo", LICENCE, lesions)
+        ]
+        cases += [
+            dataclasses.replace(
+                case, case_id=f"Ceph/{case.case_id}", subject_id=f"Ceph/{case.subject_id}", licence=LICENCE
+            )
+            for case in list_cephalograms(storage.join(root, "Ceph"), "demo", LICENCE)
+        ]
+        cases += [
+            dataclasses.replace(
+                case,
+                case_id=f"FeTA/{case.case_id}",
+                subject_id=f"FeTA/{case.subject_id}",
+                licence=LICENCE,
+                redistributable=True,
+            )
+            for case in list_feta(storage.join(root, "FeTA", "feta_2.4"), "demo")
+        ]
         return sorted(cases, key=lambda case: case.case_id)
 
 
@@ -228,8 +247,24 @@ class DemoSource(Source):
 CEPH_SIZE_PX = (600, 750)  # width, height (the real images are 1935 x 2400 at the same 0.1 mm)
 # 1-based (x = column, y = row) positions of P1..P19, face looking to image-right.
 CEPH_LANDMARKS_PX = (
-    (200, 250), (480, 230), (420, 300), (130, 310), (470, 420), (450, 560), (460, 620), (430, 660), (450, 645),
-    (200, 560), (480, 480), (485, 470), (520, 470), (515, 520), (510, 420), (500, 630), (300, 410), (480, 400),
+    (200, 250),
+    (480, 230),
+    (420, 300),
+    (130, 310),
+    (470, 420),
+    (450, 560),
+    (460, 620),
+    (430, 660),
+    (450, 645),
+    (200, 560),
+    (480, 480),
+    (485, 470),
+    (520, 470),
+    (515, 520),
+    (510, 420),
+    (500, 630),
+    (300, 410),
+    (480, 400),
     (170, 400),
 )
 CEPH_CASES = (("TrainingData", "001", 1.0, (0, 0)), ("Test1Data", "151", 1.05, (-12, 8)))
@@ -238,8 +273,10 @@ CEPH_CASES = (("TrainingData", "001", 1.0, (0, 0)), ("Test1Data", "151", 1.05, (
 def ceph_landmarks(scale: float, shift_px: tuple[int, int]) -> list[tuple[int, int]]:
     """The template landmarks scaled about the image centre and shifted (whole pixels)."""
     cx, cy = CEPH_SIZE_PX[0] / 2, CEPH_SIZE_PX[1] / 2
-    return [(round(cx + (x - cx) * scale) + shift_px[0], round(cy + (y - cy) * scale) + shift_px[1])
-            for x, y in CEPH_LANDMARKS_PX]
+    return [
+        (round(cx + (x - cx) * scale) + shift_px[0], round(cy + (y - cy) * scale) + shift_px[1])
+        for x, y in CEPH_LANDMARKS_PX
+    ]
 
 
 def ceph_image(seed: int) -> bytes:
@@ -259,27 +296,35 @@ def write_ceph(root: str) -> None:
     for seed, (folder, stem, scale, shift) in enumerate(CEPH_CASES):
         storage.write_bytes(storage.join(root, "RawImage", folder, f"{stem}.bmp"), ceph_image(seed))
         lines = [f"{x},{y}" for x, y in ceph_landmarks(scale, shift)] + ["2", "3"]  # real files go on past P19
-        storage.write_bytes(storage.join(root, "AnnotationsByMD", "400_senior", f"{stem}.txt"),
-                            ("\n".join(lines) + "\n").encode())
+        storage.write_bytes(
+            storage.join(root, "AnnotationsByMD", "400_senior", f"{stem}.txt"), ("\n".join(lines) + "\n").encode()
+        )
 
 
 # --- a fetal-brain-like case (FeTA 2024 layout) -------------------------------------------------
 FETA_SHAPE, FETA_SPACING_MM, FETA_ORIENTATION = (80, 96, 80), (0.8, 0.8, 0.8), "RAS"
 FETA_TISSUES = (
-    Ellipsoid(1, (0.0, 0.0, 0.0), (30.0, 36.0, 28.0)), Ellipsoid(2, (0.0, 0.0, 2.0), (27.0, 33.0, 25.0)),
-    Ellipsoid(3, (0.0, 0.0, 3.0), (23.0, 29.0, 21.0)), Ellipsoid(4, (0.0, 2.0, 5.0), (8.0, 12.0, 6.0)),
-    Ellipsoid(5, (0.0, -20.0, -12.0), (14.0, 8.0, 7.0)), Ellipsoid(6, (0.0, 6.0, -2.0), (6.0, 6.0, 5.0)),
+    Ellipsoid(1, (0.0, 0.0, 0.0), (30.0, 36.0, 28.0)),
+    Ellipsoid(2, (0.0, 0.0, 2.0), (27.0, 33.0, 25.0)),
+    Ellipsoid(3, (0.0, 0.0, 3.0), (23.0, 29.0, 21.0)),
+    Ellipsoid(4, (0.0, 2.0, 5.0), (8.0, 12.0, 6.0)),
+    Ellipsoid(5, (0.0, -20.0, -12.0), (14.0, 8.0, 7.0)),
+    Ellipsoid(6, (0.0, 6.0, -2.0), (6.0, 6.0, 5.0)),
     Ellipsoid(7, (0.0, -10.0, -18.0), (4.0, 5.0, 8.0)),
 )
 FETA_VALUES = {1: 1400.0, 2: 700.0, 3: 900.0, 4: 1500.0, 5: 650.0, 6: 750.0, 7: 600.0}
 # Voxel pairs of the meas labels 1..5 (LCC, HV, bBIP, sBIP, TCD), on the meas (= image) grid.
 FETA_MEAS_VOXELS = {
-    1: ((40, 66, 50), (40, 34, 50)), 2: ((40, 24, 40), (40, 24, 26)), 3: ((66, 48, 46), (14, 48, 46)),
-    4: ((74, 48, 46), (6, 48, 46)), 5: ((56, 24, 28), (24, 24, 28)),
+    1: ((40, 66, 50), (40, 34, 50)),
+    2: ((40, 24, 40), (40, 24, 26)),
+    3: ((66, 48, 46), (14, 48, 46)),
+    4: ((74, 48, 46), (6, 48, 46)),
+    5: ((56, 24, 28), (24, 24, 28)),
 }
 IDENTITY_ITK_TRANSFORM = (
     "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
-    "Parameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n")
+    "Parameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n"
+)
 
 
 def write_feta(root: str) -> None:
@@ -291,8 +336,9 @@ def write_feta(root: str) -> None:
         for voxel in voxels:
             meas[voxel] = label
     anat = storage.join(root, "sub-001", "anat")
-    storage.write_bytes(storage.join(anat, "sub-001_rec-mial_T2w.nii.gz"),
-                        nifti_gz_bytes(np.rint(image).astype(np.int16), affine))
+    storage.write_bytes(
+        storage.join(anat, "sub-001_rec-mial_T2w.nii.gz"), nifti_gz_bytes(np.rint(image).astype(np.int16), affine)
+    )
     storage.write_bytes(storage.join(anat, "sub-001_rec-mial_dseg.nii.gz"), nifti_gz_bytes(labels, affine))
     biometry = storage.join(root, "derivatives", "biometry", "sub-001", "anat")
     storage.write_bytes(storage.join(biometry, "sub-001_rec-mial_meas.nii.gz"), nifti_gz_bytes(meas, affine))

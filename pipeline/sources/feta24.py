@@ -17,6 +17,7 @@ Unsure (sources.yaml): label 1 = LCC and 2 = HV (the biometry README's list says
 the transform is read in ITK's resampling convention (it maps re-aligned points to original
 points), which is what registering the original onto the re-aligned space produces.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,15 @@ from transforms.caseref import CaseRef, LandmarkSpec, RealignSpec, SequenceRef
 from transforms.landmarks import LandmarkSpace, Measurement
 
 LICENCE = "LicenseRef-FeTA-Synapse-data-use-terms"
-TISSUE_LABELS = ((1, "external cerebrospinal fluid"), (2, "grey matter"), (3, "white matter"), (4, "ventricles"),
-                 (5, "cerebellum"), (6, "deep grey matter"), (7, "brainstem"))
+TISSUE_LABELS = (
+    (1, "external cerebrospinal fluid"),
+    (2, "grey matter"),
+    (3, "white matter"),
+    (4, "ventricles"),
+    (5, "cerebellum"),
+    (6, "deep grey matter"),
+    (7, "brainstem"),
+)
 # (meas label, first point, second point, stored axis whose larger index makes the first point)
 LANDMARK_PAIRS = ((1, "P1", "P2", 1), (2, "P3", "P4", 2), (3, "P5", "P6", 0), (4, "P7", "P8", 0), (5, "P9", "P10", 0))
 MEASUREMENTS = (
@@ -58,17 +66,30 @@ def list_feta(root: str, dataset: str) -> list[CaseRef]:
         t2w = (SequenceRef("T2w", "MRI"),)
         # beside the image: a `_T2w.` in a folder name above it must not move the mask elsewhere
         mask_uri = storage.join(storage.dirname(image_uri), f"{stem}_dseg.nii.gz")
-        cases.append(CaseRef(case_id=stem, image_uri=image_uri, mask_uri=mask_uri,
-                             sequences=t2w, labels=TISSUE_LABELS, **common))
+        cases.append(
+            CaseRef(case_id=stem, image_uri=image_uri, mask_uri=mask_uri, sequences=t2w, labels=TISSUE_LABELS, **common)
+        )
         folder = storage.join(root, "derivatives", "biometry", subject, "anat")
         meas_uri = storage.join(folder, f"{stem}_meas.nii.gz")
         if meas_uri in biometry:
-            cases.append(CaseRef(
-                case_id=f"{stem}/biometry", image_uri=image_uri, mask_uri="", sequences=t2w, labels=(),
-                realign=RealignSpec(reference_uri=meas_uri, transform_uri=storage.join(folder, f"{stem}_trf.txt")),
-                landmarks=LandmarkSpec(uri=meas_uri, reader="label_pairs", space=LandmarkSpace("voxel"),
-                                       measurements=MEASUREMENTS, pairs=LANDMARK_PAIRS),
-                **common))
+            cases.append(
+                CaseRef(
+                    case_id=f"{stem}/biometry",
+                    image_uri=image_uri,
+                    mask_uri="",
+                    sequences=t2w,
+                    labels=(),
+                    realign=RealignSpec(reference_uri=meas_uri, transform_uri=storage.join(folder, f"{stem}_trf.txt")),
+                    landmarks=LandmarkSpec(
+                        uri=meas_uri,
+                        reader="label_pairs",
+                        space=LandmarkSpace("voxel"),
+                        measurements=MEASUREMENTS,
+                        pairs=LANDMARK_PAIRS,
+                    ),
+                    **common,
+                )
+            )
     return sorted(cases, key=lambda case: case.case_id)
 
 

@@ -7,16 +7,32 @@ Raw layout (FLARE22_LabeledCase50: images.zip, labels.zip, extracted anywhere un
 `FLARE22_Tr_<NNNN>_0000.nii.gz` images and `FLARE22_Tr_<NNNN>.nii.gz` masks. The label order
 differs from AMOS and BCV (1 = liver, 13 = left kidney).
 """
+
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series, labels_from
 
 
 class Flare22Source(LayoutSource):
-    info = SourceInfo("flare22", "abdomen", ("CT",), ("detection",), "LicenseRef-FLARE22-terms", True,
-                      "Ma et al., FLARE22 challenge, arXiv:2308.05862")
+    info = SourceInfo(
+        "flare22",
+        "abdomen",
+        ("CT",),
+        ("detection",),
+        "LicenseRef-FLARE22-terms",
+        True,
+        "Ma et al., FLARE22 challenge, arXiv:2308.05862",
+    )
     layout = "FLARE22_Tr_NNNN_0000.nii.gz, FLARE22_Tr_NNNN.nii.gz anywhere"
-    series = (Series("CT", "CT", image=r"(?P<case>FLARE22_Tr_\d{4})_0000\.nii\.gz",
-                     mask=r"(?P<case>FLARE22_Tr_\d{4})\.nii\.gz",
-                     labels=labels_from("1: liver; 2: right kidney; 3: spleen; 4: pancreas; 5: aorta; "
-                                        "6: inferior vena cava; 7: right adrenal gland; 8: left adrenal gland; "
-                                        "9: gallbladder; 10: esophagus; 11: stomach; 12: duodenum; 13: left kidney")),)
+    series = (
+        Series(
+            "CT",
+            "CT",
+            image=r"(?P<case>FLARE22_Tr_\d{4})_0000\.nii\.gz",
+            mask=r"(?P<case>FLARE22_Tr_\d{4})\.nii\.gz",
+            labels=labels_from(
+                "1: liver; 2: right kidney; 3: spleen; 4: pancreas; 5: aorta; "
+                "6: inferior vena cava; 7: right adrenal gland; 8: left adrenal gland; "
+                "9: gallbladder; 10: esophagus; 11: stomach; 12: duodenum; 13: left kidney"
+            ),
+        ),
+    )

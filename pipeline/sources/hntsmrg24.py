@@ -8,6 +8,7 @@ Raw layout (HNTSMRG24_train.zip): `<id>/{preRT,midRT}/<id>_<phase>_T2.nii.gz` wi
 are not used. Both phases of a patient share the subject. Some midRT masks are empty
 (patients 21, 25, 29, 42, a complete response): recorded as `negative_case`, not a failure.
 """
+
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series
 
@@ -16,13 +17,28 @@ LABELS = {1: "primary gross tumor volume", 2: "metastatic lymph node"}
 
 def _phase(phase: str) -> Series:
     case = rf"(?P<case>\d+)/{phase}/(?P=case)_{phase}"
-    return Series(f"{phase} T2", "MRI", image=case + r"_T2\.nii\.gz", mask=case + r"_mask\.nii\.gz",
-                  case_id="{case}/" + phase, subject_id="{case}", labels=LABELS, lesion_labels=(1, 2),
-                  negatives_expected=True)
+    return Series(
+        f"{phase} T2",
+        "MRI",
+        image=case + r"_T2\.nii\.gz",
+        mask=case + r"_mask\.nii\.gz",
+        case_id="{case}/" + phase,
+        subject_id="{case}",
+        labels=LABELS,
+        lesion_labels=(1, 2),
+        negatives_expected=True,
+    )
 
 
 class Hntsmrg24Source(LayoutSource):
-    info = SourceInfo("hntsmrg24", "head and neck", ("MRI",), ("detection", "tumor_lesion_size"), "CC-BY-NC-4.0",
-                      True, "Wahid et al., HNTS-MRG 2024 challenge overview, LNCS 15273 (2025)")
+    info = SourceInfo(
+        "hntsmrg24",
+        "head and neck",
+        ("MRI",),
+        ("detection", "tumor_lesion_size"),
+        "CC-BY-NC-4.0",
+        True,
+        "Wahid et al., HNTS-MRG 2024 challenge overview, LNCS 15273 (2025)",
+    )
     layout = "<id>/{preRT,midRT}/<id>_<phase>_{T2,mask}.nii.gz"
     series = (_phase("midRT"), _phase("preRT"))

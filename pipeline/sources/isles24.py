@@ -20,6 +20,7 @@ are accepted, and files may sit in extra folders (`dwi/`). A case found in sever
 one root is taken from the first that pairs it, in the order above. The acute CT of ses-01 is not
 used.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,12 +41,23 @@ def _series(name: str, suffix: str) -> tuple[Series, ...]:
     """The series of one sequence in each layout, in order of preference."""
     common = dict(case_id="{case}/" + name, subject_id="{subject}", labels=LABELS)
     return (
-        Series(name, "MRI", image=rf"derivatives/{ANY}{CASE}_space-ncct_{suffix}\.nii\.gz", mask=REGISTERED_MASK,
-               **common),
-        Series(name, "MRI", image=rf"(?:raw_data|rawdata)/{ANY}{CASE}_{suffix}\.nii\.gz",
-               mask=rf"derivatives/{ANY}{CASE}_lesion-msk\.nii\.gz", **common),
-        Series(name, "MRI", image=rf"Images-{name}/{CASE}_{suffix}\.nii\.gz", mask=rf"Masks/{CASE}_lesion-msk\.nii\.gz",
-               **common),
+        Series(
+            name, "MRI", image=rf"derivatives/{ANY}{CASE}_space-ncct_{suffix}\.nii\.gz", mask=REGISTERED_MASK, **common
+        ),
+        Series(
+            name,
+            "MRI",
+            image=rf"(?:raw_data|rawdata)/{ANY}{CASE}_{suffix}\.nii\.gz",
+            mask=rf"derivatives/{ANY}{CASE}_lesion-msk\.nii\.gz",
+            **common,
+        ),
+        Series(
+            name,
+            "MRI",
+            image=rf"Images-{name}/{CASE}_{suffix}\.nii\.gz",
+            mask=rf"Masks/{CASE}_lesion-msk\.nii\.gz",
+            **common,
+        ),
     )
 
 
@@ -64,18 +76,29 @@ def explained(case: CaseRef, registered_masks: set[str]) -> CaseRef:
     name, sequence = case.case_id.split("/", 1)
     if name not in registered_masks:
         return case
-    message = (f"the lesion mask of {name} is registered to the acute NCCT grid (space-ncct), and no {sequence} "
-               f"on that grid was found ({name}_space-ncct_{sequence.lower()}.nii.gz under derivatives/); the raw "
-               f"{sequence} is on another grid")
+    message = (
+        f"the lesion mask of {name} is registered to the acute NCCT grid (space-ncct), and no {sequence} "
+        f"on that grid was found ({name}_space-ncct_{sequence.lower()}.nii.gz under derivatives/); the raw "
+        f"{sequence} is on another grid"
+    )
     return dataclasses.replace(case, listing_error=(Reason.MISSING_FILE.value, message))
 
 
 class Isles24Source(LayoutSource):
-    info = SourceInfo("isles24", "brain (ischaemic stroke)", ("MRI",), ("detection",), "CC-BY-NC-SA-4.0", True,
-                      "Riedel et al., ISLES'24, arXiv:2408.11142")
-    layout = ("Zenodo: derivatives/sub-strokeNNNN/ses-02/…_space-ncct_{dwi,adc,lesion-msk}.nii.gz; challenge: "
-              "raw_data/sub-strokeNNNN/ses-02/…_{dwi,adc}.nii.gz, derivatives/…_lesion-msk.nii.gz; MedVision "
-              "mirror: Images-{ADC,DWI}/, Masks/")
+    info = SourceInfo(
+        "isles24",
+        "brain (ischaemic stroke)",
+        ("MRI",),
+        ("detection",),
+        "CC-BY-NC-SA-4.0",
+        True,
+        "Riedel et al., ISLES'24, arXiv:2408.11142",
+    )
+    layout = (
+        "Zenodo: derivatives/sub-strokeNNNN/ses-02/…_space-ncct_{dwi,adc,lesion-msk}.nii.gz; challenge: "
+        "raw_data/sub-strokeNNNN/ses-02/…_{dwi,adc}.nii.gz, derivatives/…_lesion-msk.nii.gz; MedVision "
+        "mirror: Images-{ADC,DWI}/, Masks/"
+    )
     series = SERIES
 
     def resolved(self, cases: list[CaseRef], paths: list[str]) -> list[CaseRef]:

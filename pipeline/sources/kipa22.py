@@ -7,13 +7,29 @@ Raw layout: `train/image/<id>.nii.gz` with the same name in `train/label/`. Lice
 CC BY-NC-ND: the pixels of derived slices may not be republished, so the adapter is marked
 not redistributable (publish pointer rows).
 """
+
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series, labels_from
 
 
 class Kipa22Source(LayoutSource):
-    info = SourceInfo("kipa22", "kidney", ("CT",), ("detection", "tumor_lesion_size"), "CC-BY-NC-ND-4.0", False,
-                      "He et al., Meta grayscale adaptive network, MedIA 71, 102055 (2021); KiPA22 challenge")
+    info = SourceInfo(
+        "kipa22",
+        "kidney",
+        ("CT",),
+        ("detection", "tumor_lesion_size"),
+        "CC-BY-NC-ND-4.0",
+        False,
+        "He et al., Meta grayscale adaptive network, MedIA 71, 102055 (2021); KiPA22 challenge",
+    )
     layout = "image/<id>.nii.gz, label/<id>.nii.gz"
-    series = (Series("CT", "CT", image=r"image/(?P<case>[^/]+)\.nii\.gz", mask=r"label/(?P<case>[^/]+)\.nii\.gz",
-                     labels=labels_from("1: renal vein; 2: kidney; 3: renal artery; 4: tumor"), lesion_labels=(4,)),)
+    series = (
+        Series(
+            "CT",
+            "CT",
+            image=r"image/(?P<case>[^/]+)\.nii\.gz",
+            mask=r"label/(?P<case>[^/]+)\.nii\.gz",
+            labels=labels_from("1: renal vein; 2: kidney; 3: renal artery; 4: tumor"),
+            lesion_labels=(4,),
+        ),
+    )

@@ -7,14 +7,29 @@ Raw layout (neheller/kits23): `dataset/case_<NNNNN>/imaging.nii.gz` and `segment
 Arrays are stored (slices, rows, cols) with the craniocaudal axis first: planes come from the
 affine, never from the array axis order.
 """
+
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series
 
 
 class Kits23Source(LayoutSource):
-    info = SourceInfo("kits23", "kidney", ("CT",), ("detection", "tumor_lesion_size"), "CC-BY-NC-SA-4.0", True,
-                      "Heller et al., KiTS21/23 challenge, arXiv:2307.01984")
+    info = SourceInfo(
+        "kits23",
+        "kidney",
+        ("CT",),
+        ("detection", "tumor_lesion_size"),
+        "CC-BY-NC-SA-4.0",
+        True,
+        "Heller et al., KiTS21/23 challenge, arXiv:2307.01984",
+    )
     layout = "case_NNNNN/{imaging,segmentation}.nii.gz"
-    series = (Series("CT", "CT", image=r"(?P<case>case_\d{5})/imaging\.nii\.gz",
-                     mask=r"(?P<case>case_\d{5})/segmentation\.nii\.gz",
-                     labels={1: "kidney", 2: "kidney tumor", 3: "kidney cyst"}, lesion_labels=(2,)),)
+    series = (
+        Series(
+            "CT",
+            "CT",
+            image=r"(?P<case>case_\d{5})/imaging\.nii\.gz",
+            mask=r"(?P<case>case_\d{5})/segmentation\.nii\.gz",
+            labels={1: "kidney", 2: "kidney tumor", 3: "kidney cyst"},
+            lesion_labels=(2,),
+        ),
+    )

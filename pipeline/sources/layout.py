@@ -10,6 +10,7 @@ Everything here is pure: `match_series` takes a file listing and returns `CaseRe
 listing rules are tested without storage. Bad listings never stop a run: an image without its
 mask, or two images claiming one case, become cases with a `listing_error` (quarantined).
 """
+
 from __future__ import annotations
 
 import collections
@@ -115,15 +116,18 @@ def match_series(series: Series, root: str, paths: list[str], facts: DatasetFact
     """
     masks = _index_masks(series, paths) if series.mask else {}
     parts = _index_parts(series, paths) if series.mask_parts else {}
-    images = [(path, groups) for path, groups in _matches(series.image, paths)
-              if series.where is None or series.where(groups)]
+    images = [
+        (path, groups) for path, groups in _matches(series.image, paths) if series.where is None or series.where(groups)
+    ]
     claims = collections.Counter(series.case_id.format(**groups) for _, groups in images)
     cases = []
     for path, groups in images:
         fields = _case_fields(series, root, path, groups, facts)
         if claims[fields["case_id"]] > 1:
             error = (Reason.BAD_LISTING.value, f"{claims[fields['case_id']]} images claim case {fields['case_id']}")
-            cases.append(CaseRef(mask_uri="", listing_error=error, **{**fields, "case_id": f"{fields['case_id']}#{path}"}))
+            cases.append(
+                CaseRef(mask_uri="", listing_error=error, **{**fields, "case_id": f"{fields['case_id']}#{path}"})
+            )
             continue
         mask_fields = _mask_fields(series, root, _key(series, groups), masks, parts)
         if mask_fields is None:
@@ -135,13 +139,22 @@ def match_series(series: Series, root: str, paths: list[str], facts: DatasetFact
 
 
 def _case_fields(series: Series, root: str, path: str, groups: dict, facts: DatasetFacts) -> dict:
-    return dict(dataset=facts.name, case_id=series.case_id.format(**groups),
-                subject_id=series.subject_id.format(**groups), image_uri=storage.join(root, path),
-                sequences=(SequenceRef(series.sequence, series.modality, ct_window=series.ct_window),),
-                labels=tuple(sorted(series.labels.items())), lesion_labels=series.lesion_labels,
-                licence=facts.licence, redistributable=facts.redistributable, dataset_version=facts.version,
-                official_split=series.splits.get(groups.get(series.split_group) or ""), planes=series.planes,
-                mask_placement=series.mask_placement, negatives_expected=series.negatives_expected)
+    return dict(
+        dataset=facts.name,
+        case_id=series.case_id.format(**groups),
+        subject_id=series.subject_id.format(**groups),
+        image_uri=storage.join(root, path),
+        sequences=(SequenceRef(series.sequence, series.modality, ct_window=series.ct_window),),
+        labels=tuple(sorted(series.labels.items())),
+        lesion_labels=series.lesion_labels,
+        licence=facts.licence,
+        redistributable=facts.redistributable,
+        dataset_version=facts.version,
+        official_split=series.splits.get(groups.get(series.split_group) or ""),
+        planes=series.planes,
+        mask_placement=series.mask_placement,
+        negatives_expected=series.negatives_expected,
+    )
 
 
 def _mask_fields(series: Series, root: str, key: tuple, masks: dict, parts: dict) -> Optional[dict]:
@@ -151,10 +164,17 @@ def _mask_fields(series: Series, root: str, key: tuple, masks: dict, parts: dict
         found = parts[key]
         unknown = sorted(name for name, _ in found if name not in series.structures)
         if unknown:
-            return dict(mask_uri="", listing_error=(Reason.UNKNOWN_LABEL.value,
-                                                    f"structure masks not in the class list: {', '.join(unknown)}"))
-        return dict(mask_uri="", mask_parts=tuple(sorted((series.structures[name], storage.join(root, path))
-                                                         for name, path in found)))
+            return dict(
+                mask_uri="",
+                listing_error=(
+                    Reason.UNKNOWN_LABEL.value,
+                    f"structure masks not in the class list: {', '.join(unknown)}",
+                ),
+            )
+        return dict(
+            mask_uri="",
+            mask_parts=tuple(sorted((series.structures[name], storage.join(root, path)) for name, path in found)),
+        )
     if not series.mask:
         return None if series.mask_parts else dict(mask_uri="")
     found = masks.get(key, [])
@@ -172,12 +192,14 @@ class LayoutSource(Source):
     def list_cases(self, root: str) -> list[CaseRef]:
         paths = usable(storage.list_tree(root))
         facts = DatasetFacts(self.info.name, self.info.licence, self.info.redistributable, self.version)
-        cases = self.resolved([case for series in self.series for case in self.cases_of(series, root, paths, facts)],
-                              paths)
+        cases = self.resolved(
+            [case for series in self.series for case in self.cases_of(series, root, paths, facts)], paths
+        )
         if not cases:
             found = f"{len(paths)} files, none in the layout" if paths else "no files"
-            raise SourceError(f"no {self.info.name} data under {root} ({found}): expected "
-                              f"{self.layout or 'the layout in README'}")
+            raise SourceError(
+                f"no {self.info.name} data under {root} ({found}): expected {self.layout or 'the layout in README'}"
+            )
         return sorted(cases, key=lambda case: case.case_id)
 
     def cases_of(self, series: Series, root: str, paths: list[str], facts: DatasetFacts) -> list[CaseRef]:
@@ -194,4 +216,3 @@ def labels_from(names: str) -> dict[int, str]:
     """'1: liver; 2: kidney' -> {1: 'liver', 2: 'kidney'}: compact label maps in adapter modules."""
     pairs = (item.split(":", 1) for item in names.split(";") if item.strip())
     return {int(value): name.strip() for value, name in pairs}
-

@@ -13,6 +13,7 @@
   `tumor (label 2)`), two sequences of one name would give one sample id to two pairs.
 Adapters that can (MSD) also quarantine one task of a source rather than all of it.
 """
+
 from __future__ import annotations
 
 import collections
@@ -44,10 +45,22 @@ def checked_cases(source: Source, root: str) -> list[CaseRef]:
     except LISTING_ERRORS as exc:
         LOG.warning("listing %s under %s failed", source.info.name, root, exc_info=True)
         why = describe_exception(type(exc), traceback.format_exception(exc))
-        cases = [CaseRef(dataset=source.info.name, case_id=WHOLE_SOURCE_CASE_ID, subject_id=WHOLE_SOURCE_CASE_ID,
-                         image_uri=root, mask_uri="", sequences=(), labels=(), licence=source.info.licence,
-                         listing_error=(Reason.BAD_LISTING.value, f"listing the source failed ({why}); the log "
-                                        "names the file; no case of this source was listed"))]
+        cases = [
+            CaseRef(
+                dataset=source.info.name,
+                case_id=WHOLE_SOURCE_CASE_ID,
+                subject_id=WHOLE_SOURCE_CASE_ID,
+                image_uri=root,
+                mask_uri="",
+                sequences=(),
+                labels=(),
+                licence=source.info.licence,
+                listing_error=(
+                    Reason.BAD_LISTING.value,
+                    f"listing the source failed ({why}); the log names the file; no case of this source was listed",
+                ),
+            )
+        ]
     cases = [refuse_unencodable(with_unique_names(case)) for case in cases]
     return sorted(refuse_shared_ids(cases), key=lambda case: case.case_id)
 
@@ -61,8 +74,9 @@ def unique_names(named: tuple[tuple[object, str], ...], what: str) -> tuple[tupl
         counts = collections.Counter(label_name_key(name) for _, name in named)
         if max(counts.values(), default=0) <= 1:
             return named
-        named = tuple((key, f"{name.strip()} ({what} {key})" if counts[label_name_key(name)] > 1 else name)
-                      for key, name in named)
+        named = tuple(
+            (key, f"{name.strip()} ({what} {key})" if counts[label_name_key(name)] > 1 else name) for key, name in named
+        )
     return tuple((key, f"{what} {key}") for key, _ in named)  # names built to collide: keys alone
 
 
@@ -70,8 +84,10 @@ def with_unique_names(case: CaseRef) -> CaseRef:
     """The case with unique label names (by label value) and sequence names (by position)."""
     labels = unique_names(tuple((value, str(name)) for value, name in case.labels), "label")
     names = unique_names(tuple(enumerate(str(sequence.name) for sequence in case.sequences)), "sequence")
-    sequences = tuple(sequence if sequence.name == name else dataclasses.replace(sequence, name=name)
-                      for sequence, (_, name) in zip(case.sequences, names))
+    sequences = tuple(
+        sequence if sequence.name == name else dataclasses.replace(sequence, name=name)
+        for sequence, (_, name) in zip(case.sequences, names)
+    )
     if labels == case.labels and sequences == case.sequences:
         return case
     return dataclasses.replace(case, labels=labels, sequences=sequences)
@@ -108,11 +124,22 @@ def refuse_unencodable(case: CaseRef) -> CaseRef:
     """The case, or a `bad_listing` case of printable ids when any of its text is not valid UTF-8."""
     if all(_is_utf8(text) for text in _texts(case)):
         return case
-    return CaseRef(dataset=printable(case.dataset), case_id=printable(case.case_id),
-                   subject_id=printable(case.subject_id), image_uri=printable(case.image_uri), mask_uri="",
-                   sequences=(), labels=(), licence=printable(case.licence), redistributable=case.redistributable,
-                   listing_error=(Reason.BAD_LISTING.value, "a name or path of this case is not valid UTF-8 (shown "
-                                  "with \\x escapes): rename the file, or fix the name in the index"))
+    return CaseRef(
+        dataset=printable(case.dataset),
+        case_id=printable(case.case_id),
+        subject_id=printable(case.subject_id),
+        image_uri=printable(case.image_uri),
+        mask_uri="",
+        sequences=(),
+        labels=(),
+        licence=printable(case.licence),
+        redistributable=case.redistributable,
+        listing_error=(
+            Reason.BAD_LISTING.value,
+            "a name or path of this case is not valid UTF-8 (shown "
+            "with \\x escapes): rename the file, or fix the name in the index",
+        ),
+    )
 
 
 def refuse_shared_ids(cases: list[CaseRef]) -> list[CaseRef]:
@@ -129,9 +156,12 @@ def refuse_shared_ids(cases: list[CaseRef]) -> list[CaseRef]:
             continue
         claimants = sorted(claimants, key=lambda case: (case.image_uri, case.mask_uri))
         shown = ", ".join(case.image_uri for case in claimants[:SHOWN_CLAIMS])
-        error = (Reason.BAD_LISTING.value, f"{len(claimants)} listed cases claim case id {case_id} (images: {shown}"
-                 f"{', ...' if len(claimants) > SHOWN_CLAIMS else ''}); which one is meant is ambiguous: "
-                 "rename or remove the others")
+        error = (
+            Reason.BAD_LISTING.value,
+            f"{len(claimants)} listed cases claim case id {case_id} (images: {shown}"
+            f"{', ...' if len(claimants) > SHOWN_CLAIMS else ''}); which one is meant is ambiguous: "
+            "rename or remove the others",
+        )
         for number, case in enumerate(claimants, 1):
             unique = f"{case_id}#{number}"
             while unique in taken:

@@ -15,6 +15,7 @@ A `dataset.json` that cannot be used (not JSON, a `modality`, `labels` or `train
 wrong form) quarantines its task as one `bad_listing` case; a malformed `training` entry quarantines
 that entry. Neither stops the other tasks. Messages say which field is wrong, never quote it.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,14 @@ LICENCE = "CC-BY-SA-4.0"
 # CT windows by MSD task name; every other CT task is abdominal soft tissue.
 CT_WINDOW_BY_TASK = {"Lung": "lung"}
 # Tumour/lesion size targets by task name (MedVision's T/L tasks on MSD).
-LESION_LABELS_BY_TASK = {"BrainTumour": (1, 2, 3), "Colon": (1,), "HepaticVessel": (2,), "Liver": (2,),
-                         "Lung": (1,), "Pancreas": (2,)}
+LESION_LABELS_BY_TASK = {
+    "BrainTumour": (1, 2, 3),
+    "Colon": (1,),
+    "HepaticVessel": (2,),
+    "Liver": (2,),
+    "Lung": (1,),
+    "Pancreas": (2,),
+}
 
 
 def find_task_roots(root: str) -> list[str]:
@@ -88,8 +95,9 @@ def _numbered(meta: dict, field: str, default: dict) -> list[tuple[int, str]]:
     pairs = []
     for position, (key, name) in enumerate(mapping.items(), 1):
         if not isinstance(key, str) or not WHOLE_NUMBER.fullmatch(key) or int(key) > MAX_LABEL_VALUE:
-            raise TaskError(f"field {field!r}: key {position} of {len(mapping)} is not a whole number "
-                            f"from 0 to {MAX_LABEL_VALUE}")
+            raise TaskError(
+                f"field {field!r}: key {position} of {len(mapping)} is not a whole number from 0 to {MAX_LABEL_VALUE}"
+            )
         if not isinstance(name, str):
             raise TaskError(f"field {field!r}: the name of key {position} of {len(mapping)} is not a string")
         pairs.append((int(key), name))
@@ -143,27 +151,62 @@ def list_task(task_root: str, dataset: str, licence: str, lesion_labels: tuple[i
         sequences, labels, training = sequences_of(meta, task_name), labels_of(meta), training_entries(meta)
     except TaskError as exc:
         error = (Reason.BAD_LISTING.value, f"dataset.json {exc}; no case of this task was listed")
-        return [CaseRef(dataset=dataset, case_id=task_name, subject_id=task_name, image_uri=index_uri, mask_uri="",
-                        sequences=(), labels=(), licence=licence, listing_error=error)]
+        return [
+            CaseRef(
+                dataset=dataset,
+                case_id=task_name,
+                subject_id=task_name,
+                image_uri=index_uri,
+                mask_uri="",
+                sequences=(),
+                labels=(),
+                licence=licence,
+                listing_error=error,
+            )
+        ]
     release = meta.get("release") if isinstance(meta.get("release"), str) else None
     cases = []
     for number, entry in enumerate(training):
-        fields = dict(dataset=dataset, sequences=sequences, labels=labels, lesion_labels=lesion_labels,
-                      licence=licence, redistributable=True, dataset_version=release)
+        fields = dict(
+            dataset=dataset,
+            sequences=sequences,
+            labels=labels,
+            lesion_labels=lesion_labels,
+            licence=licence,
+            redistributable=True,
+            dataset_version=release,
+        )
         try:
             image, label = (safe_relative(entry[key]) for key in ("image", "label"))
         except (KeyError, TypeError, ValueError) as exc:
             reason = Reason.UNSAFE_PATH if isinstance(exc, ValueError) else Reason.BAD_LISTING
-            problem = "a path leaves the task folder or is no file name" if isinstance(exc, ValueError) \
+            problem = (
+                "a path leaves the task folder or is no file name"
+                if isinstance(exc, ValueError)
                 else "not an object with string 'image' and 'label' paths"
+            )
             case_id = f"{task_name}/training[{number}]"
-            cases.append(CaseRef(case_id=case_id, subject_id=case_id, image_uri=index_uri, mask_uri="",
-                                 listing_error=(reason.value, f"dataset.json training entry {number}: {problem}"),
-                                 **fields))
+            cases.append(
+                CaseRef(
+                    case_id=case_id,
+                    subject_id=case_id,
+                    image_uri=index_uri,
+                    mask_uri="",
+                    listing_error=(reason.value, f"dataset.json training entry {number}: {problem}"),
+                    **fields,
+                )
+            )
             continue
         case_id = f"{task_name}/{case_stem(image)}"
-        cases.append(CaseRef(case_id=case_id, subject_id=case_id, image_uri=storage.join(task_root, image),
-                             mask_uri=storage.join(task_root, label), **fields))
+        cases.append(
+            CaseRef(
+                case_id=case_id,
+                subject_id=case_id,
+                image_uri=storage.join(task_root, image),
+                mask_uri=storage.join(task_root, label),
+                **fields,
+            )
+        )
     return cases
 
 
@@ -193,6 +236,9 @@ class MsdSource(Source):
     layout = "Task*/dataset.json, imagesTr/, labelsTr/ (a task folder or a folder of tasks)"
 
     def list_cases(self, root: str) -> list[CaseRef]:
-        cases = [case for task_root in find_task_roots(root)
-                 for case in list_task(task_root, "msd", LICENCE, task_lesion_labels(storage.basename(task_root)))]
+        cases = [
+            case
+            for task_root in find_task_roots(root)
+            for case in list_task(task_root, "msd", LICENCE, task_lesion_labels(storage.basename(task_root)))
+        ]
         return sorted(cases, key=lambda case: case.case_id)

@@ -28,6 +28,7 @@ a file of `imagesTr/` or `labelsTr/` that is not a case file of the dataset's en
 the dataset folder, or a case without its label or one of its channels is its own quarantined case.
 Messages name the field or file, never quote a field's content.
 """
+
 from __future__ import annotations
 
 import collections
@@ -93,11 +94,15 @@ def labels_of(meta: dict) -> tuple[tuple[int, str], ...]:
     pairs = []
     for position, (name, value) in enumerate(mapping.items(), 1):
         if isinstance(value, list):
-            raise TaskError(f"field 'labels': entry {position} of {len(mapping)} is a region (a list of values); "
-                            "region-based labels are not supported: give each label value its own name")
+            raise TaskError(
+                f"field 'labels': entry {position} of {len(mapping)} is a region (a list of values); "
+                "region-based labels are not supported: give each label value its own name"
+            )
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_LABEL_VALUE:
-            raise TaskError(f"field 'labels': the value of entry {position} of {len(mapping)} is not a whole "
-                            f"number from 0 to {MAX_LABEL_VALUE}")
+            raise TaskError(
+                f"field 'labels': the value of entry {position} of {len(mapping)} is not a whole "
+                f"number from 0 to {MAX_LABEL_VALUE}"
+            )
         pairs.append((value, name))
     if len({value for value, _ in pairs}) != len(pairs):
         raise TaskError("field 'labels': two names give one value")
@@ -110,9 +115,14 @@ def parse_meta(meta: dict) -> DatasetMeta:
         raise TaskError(f"field 'file_ending' is missing or not one of {', '.join(ENDINGS)}")
     count = meta.get("numTraining")
     licence = next((meta[key] for key in ("licence", "license") if isinstance(meta.get(key), str)), "unknown")
-    return DatasetMeta(channels=channels_of(meta), labels=labels_of(meta), file_ending=ending,
-                       num_training=count if isinstance(count, int) and not isinstance(count, bool) else None,
-                       licence=licence, release=meta.get("release") if isinstance(meta.get("release"), str) else None)
+    return DatasetMeta(
+        channels=channels_of(meta),
+        labels=labels_of(meta),
+        file_ending=ending,
+        num_training=count if isinstance(count, int) and not isinstance(count, bool) else None,
+        licence=licence,
+        release=meta.get("release") if isinstance(meta.get("release"), str) else None,
+    )
 
 
 def find_dataset_roots(root: str) -> list[str]:
@@ -121,8 +131,10 @@ def find_dataset_roots(root: str) -> list[str]:
         return [root.rstrip("/")]
     roots = [storage.dirname(path) for path in storage.glob(storage.join(root, "*", "dataset.json"))]
     if not roots:
-        raise SourceError(f"no dataset.json in {root} or its subfolders: expected an nnU-Net raw dataset "
-                          "(DatasetNNN_Name/ holding dataset.json, imagesTr/ and labelsTr/)")
+        raise SourceError(
+            f"no dataset.json in {root} or its subfolders: expected an nnU-Net raw dataset "
+            "(DatasetNNN_Name/ holding dataset.json, imagesTr/ and labelsTr/)"
+        )
     return roots
 
 
@@ -158,10 +170,18 @@ def folder_cases(paths: list[str], meta: DatasetMeta) -> tuple[dict[str, CaseFil
         elif match and int(match["channel"]) in channels:
             images[match["case"]][int(match["channel"])] = path
         else:
-            expected = f"{{case}}_{{XXXX}}{ending}, XXXX a channel of channel_names" if folder == IMAGES \
+            expected = (
+                f"{{case}}_{{XXXX}}{ending}, XXXX a channel of channel_names"
+                if folder == IMAGES
                 else f"{{case}}{ending}"
-            strays.append(Stray(name=path, reason=Reason.BAD_LISTING,
-                                why=f"not a case file of this dataset: {folder}/ holds {expected} (file_ending)"))
+            )
+            strays.append(
+                Stray(
+                    name=path,
+                    reason=Reason.BAD_LISTING,
+                    why=f"not a case file of this dataset: {folder}/ holds {expected} (file_ending)",
+                )
+            )
     cases = {case: CaseFiles(images=images.get(case, {}), label=labels.get(case)) for case in {*images, *labels}}
     return cases, strays
 
@@ -180,10 +200,18 @@ def entry_cases(entries: object, meta: DatasetMeta) -> tuple[dict[str, CaseFiles
             paths = [safe_relative(path) for path in (*images, label)]
         except (KeyError, TypeError, ValueError) as exc:
             unsafe = isinstance(exc, ValueError)
-            strays.append(Stray(name=name, reason=Reason.UNSAFE_PATH if unsafe else Reason.BAD_LISTING,
-                                why=f"dataset.json {name}: " + ("a path leaves the dataset folder or names no file"
-                                                                if unsafe else "not an object with 'images' (one "
-                                                                "path per channel) and a 'label' path")))
+            strays.append(
+                Stray(
+                    name=name,
+                    reason=Reason.UNSAFE_PATH if unsafe else Reason.BAD_LISTING,
+                    why=f"dataset.json {name}: "
+                    + (
+                        "a path leaves the dataset folder or names no file"
+                        if unsafe
+                        else "not an object with 'images' (one path per channel) and a 'label' path"
+                    ),
+                )
+            )
             continue
         cases[case] = CaseFiles(images=dict(enumerate(paths[:-1])), label=paths[-1])
     return cases, strays
@@ -212,11 +240,17 @@ class DatasetListing:
             case_id = f"{self.folder}/{case}_{index:04d}" if multi else f"{self.folder}/{case}"
             image = files.images.get(index)
             missing = None if image else (Reason.MISSING_FILE.value, f"case {case} has no image of channel {index:04d}")
-            refs.append(CaseRef(
-                case_id=case_id, subject_id=subject, sequences=(self.sequence(channel),),
-                image_uri=storage.join(self.root, image) if image else storage.join(self.root, IMAGES),
-                mask_uri=storage.join(self.root, files.label) if files.label and not (error or missing) else "",
-                listing_error=error or missing, **self.shared_fields()))
+            refs.append(
+                CaseRef(
+                    case_id=case_id,
+                    subject_id=subject,
+                    sequences=(self.sequence(channel),),
+                    image_uri=storage.join(self.root, image) if image else storage.join(self.root, IMAGES),
+                    mask_uri=storage.join(self.root, files.label) if files.label and not (error or missing) else "",
+                    listing_error=error or missing,
+                    **self.shared_fields(),
+                )
+            )
         return refs
 
     def subject_of(self, case: str) -> tuple[str, Optional[tuple[str, str]]]:
@@ -225,8 +259,11 @@ class DatasetListing:
             return default, None
         match = self.subject_regex.search(case)
         if not match or not match.group(1):
-            return default, (Reason.BAD_LISTING.value, "the case identifier does not match --subject-regex (its first "
-                             "group must name the subject): fix the pattern so that every case is grouped")
+            return default, (
+                Reason.BAD_LISTING.value,
+                "the case identifier does not match --subject-regex (its first "
+                "group must name the subject): fix the pattern so that every case is grouped",
+            )
         return f"{self.folder}/{match.group(1)}", None
 
     def sequence(self, channel: str) -> SequenceRef:
@@ -239,14 +276,26 @@ class DatasetListing:
         return RASTER_GEOMETRY if self.meta.file_ending.lower() in RASTER_ENDINGS else None
 
     def shared_fields(self) -> dict:
-        return dict(dataset=NAME, labels=self.meta.labels, licence=self.meta.licence, redistributable=False,
-                    dataset_version=self.meta.release, planar=self.planar)
+        return dict(
+            dataset=NAME,
+            labels=self.meta.labels,
+            licence=self.meta.licence,
+            redistributable=False,
+            dataset_version=self.meta.release,
+            planar=self.planar,
+        )
 
     def stray_ref(self, stray: Stray) -> CaseRef:
         case_id = f"{self.folder}/{stray.name}"
-        return CaseRef(case_id=case_id, subject_id=case_id, image_uri=storage.join(self.root, "dataset.json"),
-                       mask_uri="", sequences=(), listing_error=(stray.reason.value, stray.why),
-                       **{**self.shared_fields(), "labels": ()})
+        return CaseRef(
+            case_id=case_id,
+            subject_id=case_id,
+            image_uri=storage.join(self.root, "dataset.json"),
+            mask_uri="",
+            sequences=(),
+            listing_error=(stray.reason.value, stray.why),
+            **{**self.shared_fields(), "labels": ()},
+        )
 
 
 def list_dataset(root: str, subject_regex: Optional[re.Pattern] = None) -> list[CaseRef]:
@@ -262,11 +311,23 @@ def list_dataset(root: str, subject_regex: Optional[re.Pattern] = None) -> list[
             cases, strays = folder_cases(usable(storage.list_tree(root)), meta)
     except TaskError as exc:
         error = (Reason.BAD_LISTING.value, f"dataset.json {exc}; no case of this dataset was listed")
-        return [CaseRef(dataset=NAME, case_id=folder, subject_id=folder, image_uri=storage.join(root, "dataset.json"),
-                        mask_uri="", sequences=(), labels=(), redistributable=False, listing_error=error)]
+        return [
+            CaseRef(
+                dataset=NAME,
+                case_id=folder,
+                subject_id=folder,
+                image_uri=storage.join(root, "dataset.json"),
+                mask_uri="",
+                sequences=(),
+                labels=(),
+                redistributable=False,
+                listing_error=error,
+            )
+        ]
     if meta.num_training is not None and meta.num_training != len(cases):
-        LOG.warning("%s: dataset.json says numTraining %d, the listing found %d cases", folder, meta.num_training,
-                    len(cases))
+        LOG.warning(
+            "%s: dataset.json says numTraining %d, the listing found %d cases", folder, meta.num_training, len(cases)
+        )
     listing = DatasetListing(root=root, meta=meta, subject_regex=subject_regex)
     refs = [ref for case in sorted(cases) for ref in listing.case_refs(case, cases[case])]
     return refs + [listing.stray_ref(stray) for stray in strays]
@@ -288,6 +349,7 @@ class NnunetSource(Source):
         self.subject_regex = re.compile(subject_regex) if subject_regex else None
 
     def list_cases(self, root: str) -> list[CaseRef]:
-        cases = [case for dataset_root in find_dataset_roots(root)
-                 for case in list_dataset(dataset_root, self.subject_regex)]
+        cases = [
+            case for dataset_root in find_dataset_roots(root) for case in list_dataset(dataset_root, self.subject_regex)
+        ]
         return sorted(cases, key=lambda case: case.case_id)

@@ -8,23 +8,50 @@ is LPS; the reader converts to RAS explicitly. CBCT grey values are not calibrat
 display window is from percentiles, not a CT window. Teeth use FDI numbers (11-48) as label
 values. Registration required: not redistributable (publish pointer rows only).
 """
+
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series, labels_from
 
 QUADRANTS = {1: "upper right", 2: "upper left", 3: "lower left", 4: "lower right"}
-TEETH = ("central incisor", "lateral incisor", "canine", "first premolar", "second premolar", "first molar",
-         "second molar", "third molar (wisdom tooth)")
+TEETH = (
+    "central incisor",
+    "lateral incisor",
+    "canine",
+    "first premolar",
+    "second premolar",
+    "first molar",
+    "second molar",
+    "third molar (wisdom tooth)",
+)
 LABELS = {
-    **labels_from("1: lower jawbone; 2: upper jawbone; 3: left inferior alveolar canal; "
-                  "4: right inferior alveolar canal; 5: left maxillary sinus; 6: right maxillary sinus; 7: pharynx; "
-                  "8: bridge; 9: crown; 10: implant; 40: na"),
-    **{10 * quadrant + n: f"{side} {tooth}" for quadrant, side in QUADRANTS.items() for n, tooth in enumerate(TEETH, 1)},
+    **labels_from(
+        "1: lower jawbone; 2: upper jawbone; 3: left inferior alveolar canal; "
+        "4: right inferior alveolar canal; 5: left maxillary sinus; 6: right maxillary sinus; 7: pharynx; "
+        "8: bridge; 9: crown; 10: implant; 40: na"
+    ),
+    **{
+        10 * quadrant + n: f"{side} {tooth}" for quadrant, side in QUADRANTS.items() for n, tooth in enumerate(TEETH, 1)
+    },
 }
 
 
 class ToothFairy2Source(LayoutSource):
-    info = SourceInfo("toothfairy2", "teeth and jaws", ("CBCT",), ("detection",), "CC-BY-SA-4.0", False,
-                      "Bolelli et al., Segmenting Maxillofacial Structures in CBCT Volumes, CVPR 2025")
+    info = SourceInfo(
+        "toothfairy2",
+        "teeth and jaws",
+        ("CBCT",),
+        ("detection",),
+        "CC-BY-SA-4.0",
+        False,
+        "Bolelli et al., Segmenting Maxillofacial Structures in CBCT Volumes, CVPR 2025",
+    )
     layout = "imagesTr/<case>_0000.mha, labelsTr/<case>.mha"
-    series = (Series("CBCT", "CBCT", image=r"imagesTr/(?P<case>[^/]+)_0000\.mha", mask=r"labelsTr/(?P<case>[^/]+)\.mha",
-                     labels=dict(sorted(LABELS.items()))),)
+    series = (
+        Series(
+            "CBCT",
+            "CBCT",
+            image=r"imagesTr/(?P<case>[^/]+)_0000\.mha",
+            mask=r"labelsTr/(?P<case>[^/]+)\.mha",
+            labels=dict(sorted(LABELS.items())),
+        ),
+    )

@@ -11,6 +11,7 @@ structure's position in the class list, a voxel claimed by a lower value keeps i
 structure file contributes nothing, an unknown one quarantines the case. CT and MRI subjects
 are different people even where the ids coincide.
 """
+
 from __future__ import annotations
 
 import csv
@@ -38,8 +39,10 @@ CT_CLASSES = (
     "humerus_right scapula_left scapula_right clavicula_left clavicula_right femur_left femur_right hip_left hip_right "
     "spinal_cord gluteus_maximus_left gluteus_maximus_right gluteus_medius_left gluteus_medius_right "
     "gluteus_minimus_left gluteus_minimus_right autochthon_left autochthon_right iliopsoas_left iliopsoas_right brain "
-    "skull " + " ".join(f"rib_{side}_{n}" for side in ("left", "right") for n in range(1, 13))
-    + " sternum costal_cartilages").split()
+    "skull "
+    + " ".join(f"rib_{side}_{n}" for side in ("left", "right") for n in range(1, 13))
+    + " sternum costal_cartilages"
+).split()
 MR_CLASSES = (
     "spleen kidney_right kidney_left gallbladder liver stomach pancreas adrenal_gland_right adrenal_gland_left "
     "lung_left lung_right esophagus small_bowel duodenum colon urinary_bladder prostate sacrum vertebrae "
@@ -47,7 +50,8 @@ MR_CLASSES = (
     "iliac_artery_right iliac_vena_left iliac_vena_right humerus_left humerus_right scapula_left scapula_right "
     "clavicula_left clavicula_right femur_left femur_right hip_left hip_right gluteus_maximus_left "
     "gluteus_maximus_right gluteus_medius_left gluteus_medius_right gluteus_minimus_left gluteus_minimus_right "
-    "autochthon_left autochthon_right iliopsoas_left iliopsoas_right brain").split()
+    "autochthon_left autochthon_right iliopsoas_left iliopsoas_right brain"
+).split()
 ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 RENAMED = {"clavicula": "clavicle", "iliac vena": "iliac vein"}
 
@@ -69,11 +73,17 @@ def prompt_name(structure: str) -> str:
 
 def _series(name: str, image: str, classes: list[str], prefix: str, window=None) -> Series:
     case = r"(?P<case>s\d{4})"
-    return Series(name, name, image=rf"{case}/{image}\.nii\.gz",
-                  mask_parts=rf"{case}/segmentations/(?P<structure>[^/]+)\.nii\.gz",
-                  structures={structure: value for value, structure in enumerate(classes, 1)},
-                  labels={value: prompt_name(structure) for value, structure in enumerate(classes, 1)},
-                  case_id=f"{prefix}/" + "{case}", subject_id=f"{prefix}/" + "{case}", ct_window=window)
+    return Series(
+        name,
+        name,
+        image=rf"{case}/{image}\.nii\.gz",
+        mask_parts=rf"{case}/segmentations/(?P<structure>[^/]+)\.nii\.gz",
+        structures={structure: value for value, structure in enumerate(classes, 1)},
+        labels={value: prompt_name(structure) for value, structure in enumerate(classes, 1)},
+        case_id=f"{prefix}/" + "{case}",
+        subject_id=f"{prefix}/" + "{case}",
+        ct_window=window,
+    )
 
 
 SPLIT_NAMES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
@@ -98,8 +108,15 @@ def official_splits(meta_csv: str) -> dict[str, str]:
 
 
 class TotalSegmentatorSource(LayoutSource):
-    info = SourceInfo("totalsegmentator", "whole body", ("CT", "MRI"), ("detection",), "CC-BY-4.0", True,
-                      "Wasserthal et al., TotalSegmentator, Radiology: AI 5(5) e230024 (2023); TotalSegmentator MRI")
+    info = SourceInfo(
+        "totalsegmentator",
+        "whole body",
+        ("CT", "MRI"),
+        ("detection",),
+        "CC-BY-4.0",
+        True,
+        "Wasserthal et al., TotalSegmentator, Radiology: AI 5(5) e230024 (2023); TotalSegmentator MRI",
+    )
     layout = "sNNNN/{ct,mri}.nii.gz, sNNNN/segmentations/<structure>.nii.gz, meta.csv"
     series = (_series("CT", "ct", CT_CLASSES, "ct"), _series("MRI", "mri", MR_CLASSES, "mr"))
     MR_LICENCE = "CC-BY-NC-SA-2.0"
@@ -111,7 +128,7 @@ class TotalSegmentatorSource(LayoutSource):
         cases = []
         for case in super().cases_of(series, root, paths, facts):
             # meta.csv sits next to the s<NNNN>/ folders
-            folder = posixpath.dirname(posixpath.dirname(case.image_uri[len(root.rstrip("/")) + 1:]))
+            folder = posixpath.dirname(posixpath.dirname(case.image_uri[len(root.rstrip("/")) + 1 :]))
             meta = posixpath.join(folder, "meta.csv") if folder else "meta.csv"
             if meta not in tables:
                 tables[meta] = self._splits(root, meta) if meta in paths else {}
@@ -138,6 +155,8 @@ def _with_split(case: CaseRef, splits: dict[str, str] | str, meta: str) -> CaseR
         return dataclasses.replace(case, listing_error=(Reason.BAD_LISTING.value, splits))
     split = splits.get(case.case_id.split("/", 1)[1])
     if split == UNKNOWN_SPLIT:
-        return dataclasses.replace(case, listing_error=(Reason.BAD_LISTING.value, f"{meta} gives this case a split "
-                                                        "other than train, val or test"))
+        return dataclasses.replace(
+            case,
+            listing_error=(Reason.BAD_LISTING.value, f"{meta} gives this case a split other than train, val or test"),
+        )
     return dataclasses.replace(case, official_split=split) if split else case

@@ -5,6 +5,7 @@ It applies to every source of the run without built-in T/L targets, and replaces
 that take user targets anyway (`msd`, `nnunet`); names are matched ignoring case and separators
 (`Left-Kidney` ~ `left kidney`). A name no applicable source has is a usage error listing the names there are.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,8 +69,9 @@ class LesionTargets:
         chosen = []
         for case in cases:
             self.known.update(name for _, name in case.labels)
-            named = [(value, wanted[label_name_key(name)]) for value, name in case.labels
-                     if label_name_key(name) in wanted]
+            named = [
+                (value, wanted[label_name_key(name)]) for value, name in case.labels if label_name_key(name) in wanted
+            ]
             self.matched.update(name for _, name in named)
             chosen.append(dataclasses.replace(case, lesion_labels=tuple(value for value, _ in named)))
         return chosen
@@ -80,10 +82,13 @@ class LesionTargets:
         if not missing:
             return
         if not self.applicable:
-            raise SourceError("--lesion-labels applies to sources without built-in T/L targets (and msd, nnunet); "
-                              "this run has none")
+            raise SourceError(
+                "--lesion-labels applies to sources without built-in T/L targets (and msd, nnunet); this run has none"
+            )
         shown = sorted(self.known, key=str.lower)
         more = f", ... ({len(shown)} in all)" if len(shown) > SHOWN_NAMES else ""
-        raise SourceError(f"--lesion-labels names no label of {', '.join(sorted(set(self.applicable)))}: "
-                          f"{', '.join(map(repr, missing))}; their labels are: "
-                          f"{', '.join(map(repr, shown[:SHOWN_NAMES])) or '(none)'}{more}")
+        raise SourceError(
+            f"--lesion-labels names no label of {', '.join(sorted(set(self.applicable)))}: "
+            f"{', '.join(map(repr, missing))}; their labels are: "
+            f"{', '.join(map(repr, shown[:SHOWN_NAMES])) or '(none)'}{more}"
+        )
