@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+from typing import Optional
 
 from pipeline import storage
 from pipeline.sources.base import Source, SourceError, SourceInfo, case_stem
@@ -167,15 +168,7 @@ def list_task(task_root: str, dataset: str, licence: str, lesion_labels: tuple[i
     release = meta.get("release") if isinstance(meta.get("release"), str) else None
     cases = []
     for number, entry in enumerate(training):
-        fields = dict(
-            dataset=dataset,
-            sequences=sequences,
-            labels=labels,
-            lesion_labels=lesion_labels,
-            licence=licence,
-            redistributable=True,
-            dataset_version=release,
-        )
+        listing_error: Optional[tuple[str, str]] = None  # (reason, message) of a malformed entry
         try:
             image, label = (safe_relative(entry[key]) for key in ("image", "label"))
         except (KeyError, TypeError, ValueError) as exc:
@@ -185,26 +178,25 @@ def list_task(task_root: str, dataset: str, licence: str, lesion_labels: tuple[i
                 if isinstance(exc, ValueError)
                 else "not an object with string 'image' and 'label' paths"
             )
-            case_id = f"{task_name}/training[{number}]"
-            cases.append(
-                CaseRef(
-                    case_id=case_id,
-                    subject_id=case_id,
-                    image_uri=index_uri,
-                    mask_uri="",
-                    listing_error=(reason.value, f"dataset.json training entry {number}: {problem}"),
-                    **fields,
-                )
-            )
-            continue
-        case_id = f"{task_name}/{case_stem(image)}"
+            case_id, image_uri, mask_uri = f"{task_name}/training[{number}]", index_uri, ""
+            listing_error = (reason.value, f"dataset.json training entry {number}: {problem}")
+        else:
+            case_id = f"{task_name}/{case_stem(image)}"
+            image_uri, mask_uri = storage.join(task_root, image), storage.join(task_root, label)
         cases.append(
             CaseRef(
+                dataset=dataset,
                 case_id=case_id,
                 subject_id=case_id,
-                image_uri=storage.join(task_root, image),
-                mask_uri=storage.join(task_root, label),
-                **fields,
+                image_uri=image_uri,
+                mask_uri=mask_uri,
+                sequences=sequences,
+                labels=labels,
+                lesion_labels=lesion_labels,
+                licence=licence,
+                redistributable=True,
+                dataset_version=release,
+                listing_error=listing_error,
             )
         )
     return cases
