@@ -62,23 +62,36 @@ def list_feta(root: str, dataset: str) -> list[CaseRef]:
             continue
         subject, recon = match.groups()
         stem = f"{subject}_rec-{recon}"
-        common = dict(dataset=dataset, subject_id=subject, licence=LICENCE, redistributable=False)
         t2w = (SequenceRef("T2w", "MRI"),)
         # beside the image: a `_T2w.` in a folder name above it must not move the mask elsewhere
         mask_uri = storage.join(storage.dirname(image_uri), f"{stem}_dseg.nii.gz")
         cases.append(
-            CaseRef(case_id=stem, image_uri=image_uri, mask_uri=mask_uri, sequences=t2w, labels=TISSUE_LABELS, **common)
+            CaseRef(
+                dataset=dataset,
+                case_id=stem,
+                subject_id=subject,
+                image_uri=image_uri,
+                mask_uri=mask_uri,
+                sequences=t2w,
+                labels=TISSUE_LABELS,
+                licence=LICENCE,
+                redistributable=False,
+            )
         )
         folder = storage.join(root, "derivatives", "biometry", subject, "anat")
         meas_uri = storage.join(folder, f"{stem}_meas.nii.gz")
         if meas_uri in biometry:
             cases.append(
                 CaseRef(
+                    dataset=dataset,
                     case_id=f"{stem}/biometry",
+                    subject_id=subject,
                     image_uri=image_uri,
                     mask_uri="",
                     sequences=t2w,
                     labels=(),
+                    licence=LICENCE,
+                    redistributable=False,
                     realign=RealignSpec(reference_uri=meas_uri, transform_uri=storage.join(folder, f"{stem}_trf.txt")),
                     landmarks=LandmarkSpec(
                         uri=meas_uri,
@@ -87,7 +100,6 @@ def list_feta(root: str, dataset: str) -> list[CaseRef]:
                         measurements=MEASUREMENTS,
                         pairs=LANDMARK_PAIRS,
                     ),
-                    **common,
                 )
             )
     return sorted(cases, key=lambda case: case.case_id)
