@@ -39,25 +39,14 @@ REGISTERED_MASK = rf"derivatives/{ANY}{CASE}_space-ncct_lesion-msk\.nii\.gz"
 
 def _series(name: str, suffix: str) -> tuple[Series, ...]:
     """The series of one sequence in each layout, in order of preference."""
-    common = dict(case_id="{case}/" + name, subject_id="{subject}", labels=LABELS)
-    return (
-        Series(
-            name, "MRI", image=rf"derivatives/{ANY}{CASE}_space-ncct_{suffix}\.nii\.gz", mask=REGISTERED_MASK, **common
-        ),
-        Series(
-            name,
-            "MRI",
-            image=rf"(?:raw_data|rawdata)/{ANY}{CASE}_{suffix}\.nii\.gz",
-            mask=rf"derivatives/{ANY}{CASE}_lesion-msk\.nii\.gz",
-            **common,
-        ),
-        Series(
-            name,
-            "MRI",
-            image=rf"Images-{name}/{CASE}_{suffix}\.nii\.gz",
-            mask=rf"Masks/{CASE}_lesion-msk\.nii\.gz",
-            **common,
-        ),
+    image_mask_patterns = (
+        (rf"derivatives/{ANY}{CASE}_space-ncct_{suffix}\.nii\.gz", REGISTERED_MASK),
+        (rf"(?:raw_data|rawdata)/{ANY}{CASE}_{suffix}\.nii\.gz", rf"derivatives/{ANY}{CASE}_lesion-msk\.nii\.gz"),
+        (rf"Images-{name}/{CASE}_{suffix}\.nii\.gz", rf"Masks/{CASE}_lesion-msk\.nii\.gz"),
+    )
+    return tuple(
+        Series(name, "MRI", image=image, mask=mask, labels=LABELS, case_id="{case}/" + name, subject_id="{subject}")
+        for image, mask in image_mask_patterns
     )
 
 
