@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import logging
 import traceback
+from typing import TypeVar
 
 from pipeline.sources.base import Source, SourceError
 from transforms.caseref import CaseRef, label_name_key
@@ -28,6 +29,7 @@ from transforms.errors import Reason
 from transforms.tracebacks import describe_exception
 
 LOG = logging.getLogger(__name__)
+Key = TypeVar("Key")  # what names a pair: a label value, a sequence position
 # What an adapter raises on a malformed index file or name; I/O errors (OSError) are not caught.
 LISTING_ERRORS = (ValueError, TypeError, LookupError, AttributeError, RecursionError, csv.Error)
 WHOLE_SOURCE_CASE_ID = "(listing)"
@@ -65,7 +67,7 @@ def checked_cases(source: Source, root: str) -> list[CaseRef]:
     return sorted(refuse_shared_ids(cases), key=lambda case: case.case_id)
 
 
-def unique_names(named: tuple[tuple[object, str], ...], what: str) -> tuple[tuple[object, str], ...]:
+def unique_names(named: tuple[tuple[Key, str], ...], what: str) -> tuple[tuple[Key, str], ...]:
     """(key, name) pairs whose names are distinct (compared ignoring case and separators, as SEG
     segments are matched): every name shared by several keys gets ` ({what} {key})`, and a blank name
     becomes `{what} {key}`. Pairs already distinct come back unchanged."""
