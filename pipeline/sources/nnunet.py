@@ -158,7 +158,8 @@ class Stray:
 def folder_cases(paths: list[str], meta: DatasetMeta) -> tuple[dict[str, CaseFiles], list[Stray]]:
     """Cases from the files directly in imagesTr/ and labelsTr/ (as nnU-Net lists them)."""
     ending, channels = meta.file_ending, dict(meta.channels)
-    images, labels, strays = collections.defaultdict(dict), {}, []
+    images: collections.defaultdict[str, dict[int, str]] = collections.defaultdict(dict)  # case -> channel -> path
+    labels, strays = {}, []
     for path in paths:
         folder, _, name = path.partition("/")
         if folder not in (IMAGES, LABELS) or "/" in name:
