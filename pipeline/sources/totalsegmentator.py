@@ -64,11 +64,11 @@ def prompt_name(structure: str) -> str:
     if structure.startswith("vertebrae_"):
         return "vertebra " + structure.split("_", 1)[1]
     words = structure.split("_")
-    side = [w for w in words if w in ("left", "right")]
+    sides = [w for w in words if w in ("left", "right")]
     rest = " ".join(w for w in words if w not in ("left", "right"))
     for old, new in RENAMED.items():
         rest = rest.replace(old, new)
-    return " ".join(side + [rest])
+    return " ".join(sides + [rest])
 
 
 def _series(name: str, image: str, classes: list[str], prefix: str, window=None) -> Series:
