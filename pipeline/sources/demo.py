@@ -66,7 +66,7 @@ MR_CASES = (("demo_mr_00", "LAS", (1.0, 1.0, 1.2), 0.0),)
 _AXIS_OF_LETTER = {"R": "x", "L": "x", "A": "y", "P": "y", "S": "z", "I": "z"}
 
 
-def grid_shape(orientation: str, spacing_mm, fov_mm: dict) -> tuple[int, int, int]:
+def grid_shape(orientation: str, spacing_mm, fov_mm: dict) -> tuple[int, ...]:
     """Voxels along each stored axis to cover the field of view."""
     return tuple(int(round(fov_mm[_AXIS_OF_LETTER[letter]] / s)) for letter, s in zip(orientation, spacing_mm))
 
@@ -106,7 +106,7 @@ def mr_case(orientation, spacing_mm, rotation_deg, seed) -> tuple[np.ndarray, np
     return np.rint(np.stack(channels, axis=-1)).astype(np.int16), labels, affine
 
 
-def write_task(root: str, task: str, modality: dict, labels: dict, cases: dict[str, tuple[bytes, bytes]]) -> None:
+def write_task(root: str, task: str, modality: list[str], labels: dict, cases: dict[str, tuple[bytes, bytes]]) -> None:
     """One MSD task folder: dataset.json plus imagesTr/ and labelsTr/ files."""
     folder = storage.join(root, task)
     for case_id, (image_bytes, label_bytes) in cases.items():
