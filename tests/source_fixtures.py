@@ -83,20 +83,27 @@ def not_gzip(path: str) -> None:
     open(path, "wb").write(gzip.decompress(open(path, "rb").read()))
 
 
-def shift_grid(path: str, shift_mm=(1.5, 0.0, 0.0)) -> None:
+def load_nifti(path: str) -> nib.Nifti1Image:
+    """`nib.load` of a fixture file, which is always NIfTI-1 (nib.load is typed as any image format)."""
     image = nib.load(path)
+    assert isinstance(image, nib.Nifti1Image), f"{path} is no NIfTI-1 image"
+    return image
+
+
+def shift_grid(path: str, shift_mm=(1.5, 0.0, 0.0)) -> None:
+    image = load_nifti(path)
     affine = image.affine.copy()
     affine[:3, 3] += shift_mm
     write_nifti(path, np.asanyarray(image.dataobj), affine)
 
 
 def other_shape(path: str) -> None:
-    image = nib.load(path)
+    image = load_nifti(path)
     write_nifti(path, np.asanyarray(image.dataobj)[:, :, :-2], image.affine)
 
 
 def float_labels(path: str) -> None:
-    image = nib.load(path)
+    image = load_nifti(path)
     write_nifti(path, np.asanyarray(image.dataobj).astype(np.float32) * 0.5, image.affine)
 
 
@@ -336,7 +343,7 @@ def hntsmrg24(root) -> Expected:
             write_pair(root, f"{stem}_T2.nii.gz", f"{stem}_mask.nii.gz", (1, 2), seed=len(phase))
         write_pair(root, f"HNTSMRG24_train/{patient}/midRT/{patient}_preRT_T2_registered.nii.gz", "", (1,))
     empty = os.path.join(root, "HNTSMRG24_train/21/midRT/21_midRT_mask.nii.gz")
-    write_nifti(empty, np.zeros(SHAPE, np.uint8), nib.load(empty).affine)  # patient 21's empty midRT mask
+    write_nifti(empty, np.zeros(SHAPE, np.uint8), load_nifti(empty).affine)  # patient 21's empty midRT mask
     return Expected(
         {"detection", "tumor_lesion_size"},
         {"primary gross tumor volume", "metastatic lymph node"},
@@ -488,7 +495,8 @@ def totalsegmentator(root) -> Expected:
     folder = os.path.join(root, "Totalsegmentator_dataset_v201")
     for case in ("s0001", "s0002", "s0003"):
         masks = {name: rasterize(SHAPE, affine, (cuboid,)).astype(np.uint8) for name, cuboid in TOTALSEG_PARTS.items()}
-        image = intensities(sum(masks.values()), {1: 300.0, 2: 500.0}, 0.0, 10.0, seed=next(_NOISE_SEEDS))
+        masks_per_voxel = sum(masks.values(), np.zeros(SHAPE, np.uint8))
+        image = intensities(masks_per_voxel, {1: 300.0, 2: 500.0}, 0.0, 10.0, seed=next(_NOISE_SEEDS))
         write_nifti(os.path.join(folder, case, "ct.nii.gz"), np.rint(image).astype(np.int16), affine)
         for name, mask in masks.items():
             write_nifti(os.path.join(folder, case, "segmentations", f"{name}.nii.gz"), mask, affine)
