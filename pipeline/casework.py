@@ -255,7 +255,7 @@ def slice_records(case: CaseRef, settings: LoadSettings) -> tuple[Iterator[Slice
 
 def pair_counts(records: Iterable[SliceRecord]) -> collections.Counter:
     """Pairs per task that these slice records make (before validation)."""
-    counts = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()
     for record in records:
         counts["detection"] += len(row_builders.detection_rows(record))
         counts["tumor_lesion_size"] += len(row_builders.lesion_rows(record)[0])

@@ -166,10 +166,11 @@ def beam_leftovers(beam_args: list[str]) -> tuple[list[str], list[str]]:
     `Pipeline` does); its `add_extra_args_fn` hook hands that parser over before Beam parses. A
     known option with a bad value (`--direct_num_workers=x`) raises UsageError.
     """
-    leftovers, known = [], []
+    leftovers: list[str] = []
+    known: list[str] = []
 
     def parse(parser: argparse.ArgumentParser) -> None:
-        parser.error = _raise_usage_error  # argparse would print its usage and exit
+        parser.error = _raise_usage_error  # type: ignore[method-assign]  # argparse would print usage and exit
         leftovers.extend(parser.parse_known_args(beam_args)[1])
         known.extend(option for action in parser._actions for option in action.option_strings)
 

@@ -37,7 +37,7 @@ def estimated_slices(case: CaseRef) -> int:
 
 
 def case_line(case: CaseRef) -> dict:
-    line = {
+    line: dict[str, object] = {
         "dataset": case.dataset,
         "case_id": case.case_id,
         "subject_id": case.subject_id,
@@ -75,7 +75,7 @@ def sampled_pairs(cases: list[CaseRef], config: BuildConfig) -> tuple[int, colle
             means.append((collections.Counter({task: count / n for task, count in pairs.items()}), len(members)))
         else:
             unsampled += len(members)
-    estimate = collections.Counter()
+    estimate: collections.Counter[str] = collections.Counter()
     for mean, size in means:
         estimate.update({task: value * size for task, value in mean.items()})
     if unsampled and means:
@@ -86,7 +86,7 @@ def sampled_pairs(cases: list[CaseRef], config: BuildConfig) -> tuple[int, colle
 
 def _built_pairs(cases: list[CaseRef], config: BuildConfig) -> tuple[collections.Counter, int]:
     """Pairs per task of the cases built in memory, and how many built (a bad case is skipped)."""
-    built, pairs = 0, collections.Counter()
+    built, pairs = 0, collections.Counter[str]()
     for case in cases:
         try:
             records, _ = casework.slice_records(case, config.load_settings)

@@ -146,7 +146,11 @@ def evaluate(pairs_root: str, predictions_path: str, split: str | None = None) -
     all_pairs, predictions = read_pairs(pairs_root), read_predictions(predictions_path)
     pairs = select_split(all_pairs, split)
     pairs_per_group = collections.Counter(scoring.group_key(pair) for pair in pairs.values())
-    per_group, answers, failures, unknown, other_split = collections.defaultdict(list), [], [], [], []
+    per_group: dict[tuple, list] = collections.defaultdict(list)
+    answers: list[dict] = []
+    failures: list[dict] = []
+    unknown: list[str] = []
+    other_split: list[str] = []
     for prediction in predictions:
         sample_id = prediction["sample_id"]
         pair = pairs.get(sample_id)

@@ -403,7 +403,7 @@ def _file_rows(parts: list[pa.RecordBatch]):
 def fetch(files: list[InputFile], chosen, spill: Spill, rows_per_bucket: dict[str, int]) -> set:
     """Each chosen row into its bucket; every row group read once, PNGs only of the groups that hold a
     chosen row. Returns the (dataset, licence) pairs seen."""
-    schema, licences = spill.schema, set()
+    schema, licences = spill.schema, set[tuple[str, str]]()
     for index, rows, splits, positions in chosen:
         file = files[index]
         starts = np.cumsum((0,) + file.row_group_rows)
@@ -467,7 +467,9 @@ class ShardWriter:
     def __init__(self, output: str, split: str, shard_bytes: int, temp_dir: str):
         self._output, self._split, self._shard_bytes, self._temp_dir = output, split, shard_bytes, temp_dir
         self._schema = mixture_schema()
-        self._stack, self._writer, self._bytes = None, None, 0
+        self._stack: contextlib.ExitStack | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._bytes = 0
         self.shards = 0
 
     def _open(self) -> None:
@@ -482,12 +484,13 @@ class ShardWriter:
     def _close(self) -> None:
         if self._stack is not None:
             self._stack.close()
-            self._stack = None
+            self._stack, self._writer = None, None
 
     def write(self, table: pa.Table) -> None:
         if self._stack is None or self._bytes >= self._shard_bytes:
             self._close()
             self._open()
+        assert self._writer is not None  # opened with the stack
         self._writer.write_table(table.cast(self._schema), row_group_size=max(1, table.num_rows))
         png_bytes = pc.sum(pc.binary_length(pc.struct_field(table.column("image"), "bytes"))).as_py() or 0
         self._bytes += 2 * png_bytes  # `image` and `images` each hold it

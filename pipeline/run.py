@@ -60,7 +60,7 @@ class BuildStopped(BaseException):
 
 def failed_case_fractions(stats: dict) -> dict[str, float]:
     """Per dataset: cases put aside at load (each has exactly one such row) / cases listed."""
-    failed = collections.Counter()
+    failed: collections.Counter[str] = collections.Counter()
     for entry in stats["quarantine"]:
         if entry["stage"] == "load" and entry["reason"] not in NOT_FAILURES:
             failed[entry["dataset"]] += entry["rows"]
@@ -151,7 +151,7 @@ def read_counts(config: BuildConfig) -> list[dict]:
 
 def footer_rows(config: BuildConfig) -> dict[str, int]:
     """Rows per partition according to the Parquet footers actually written."""
-    rows = collections.Counter()
+    rows: collections.Counter[str] = collections.Counter()
     patterns = ["dataset=*/task=*/split=*/*.parquet", f"{QUARANTINE_PARTITION}/*.parquet"]
     for pattern in patterns:
         for uri in storage.glob(storage.join(config.output, pattern)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import uuid
+from typing import BinaryIO
 
 from pipeline import storage
 from schemas.spilled import PNG_HEAD_BYTES, SpilledPng
@@ -23,7 +24,8 @@ class SpillFile:
     """PNGs appended to one new scratch object under `folder`, created on the first `put`."""
 
     def __init__(self, folder: str):
-        self._folder, self._handle, self._uri, self._offset = folder, None, "", 0
+        self._folder, self._uri, self._offset = folder, "", 0
+        self._handle: BinaryIO | None = None
 
     def put(self, png: bytes) -> SpilledPng:
         if self._handle is None:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -36,7 +36,7 @@ def _ct_dataset(sop_class: str, rows: int, columns: int) -> Dataset:
     dataset = Dataset()
     dataset.file_meta = FileMetaDataset()
     dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset.file_meta.MediaStorageSOPClassUID = sop_class
+    dataset.file_meta.MediaStorageSOPClassUID = UID(sop_class)
     dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     dataset.SOPClassUID, dataset.Modality = sop_class, "CT"
     dataset.Rows, dataset.Columns = rows, columns

@@ -63,7 +63,8 @@ class Corpus:
         self.base = base
         self.root = os.path.join(base, "data")
         self.task = os.path.join(self.root, TASK)
-        self.entries, self.expected = [], {}
+        self.entries: list[dict] = []
+        self.expected: dict[str, str | None] = {}
         for folder in ("imagesTr", "labelsTr"):
             os.makedirs(os.path.join(self.task, folder), exist_ok=True)
         self.image, self.labels, self.affine = phantom()

@@ -58,8 +58,8 @@ def write_layout(root: pathlib.Path, ending: str = ".nrrd") -> dict[str, CaseRef
                 }
             )
         )
-    source = NnunetSource()
-    cases = LesionTargets(names=("lesion",)).apply(source, source.list_cases(str(root)))
+    adapter = NnunetSource()
+    cases = LesionTargets(names=("lesion",)).apply(adapter, adapter.list_cases(str(root)))
     return {case.case_id.rpartition("/")[2]: case for case in cases}
 
 

@@ -138,14 +138,15 @@ def test_dicom_series_faults_are_refused(tmp_path, fault, reason):
 # --- the fault corpus, built end to end in one run ---------------------------------------------
 
 
-def corpus(root) -> tuple[str, dict[str, str]]:
+def corpus(root) -> tuple[str, dict[str, Reason | None]]:
     """An MSD-layout task mixing good cases in three formats with one case per fault."""
     task = os.path.join(str(root), "Task01_Faults")
     image, labels, affine = phantom()
     images, masks = os.path.join(task, "imagesTr"), os.path.join(task, "labelsTr")
-    entries, expected = [], {}
+    entries: list[dict] = []
+    expected: dict[str, Reason | None] = {}
 
-    def add(name, image_path, mask_path, reason=None):
+    def add(name: str, image_path: str, mask_path: str, reason: Reason | None = None) -> None:
         entries.append(
             {
                 "image": os.path.relpath(image_path, task) + ("/" if image_path.endswith("/") else ""),
@@ -154,7 +155,9 @@ def corpus(root) -> tuple[str, dict[str, str]]:
         )
         expected[f"Task01_Faults/{name}"] = reason
 
-    def nifti_pair(name, image_array=image, label_array=labels, image_affine=affine, label_affine=affine):
+    def nifti_pair(
+        name, image_array=image, label_array=labels, image_affine=affine, label_affine=affine
+    ) -> tuple[str, str]:
         return (
             write_nifti(os.path.join(images, f"{name}.nii.gz"), image_array.astype(np.int16), image_affine),
             write_nifti(os.path.join(masks, f"{name}.nii.gz"), label_array, label_affine),
@@ -166,7 +169,7 @@ def corpus(root) -> tuple[str, dict[str, str]]:
     add("good_mha", write_itk(os.path.join(images, "good_mha.mha"), image.astype(np.int16), affine), good_mask)
     # sform and qform disagree: kept (sform wins), flagged in provenance
     conflict_image, conflict_mask = nifti_pair("qform_conflict")
-    header_image = nib.load(conflict_image)
+    header_image = nib.Nifti1Image.from_filename(conflict_image)
     shifted = affine.copy()
     shifted[:3, 3] += 5.0
     header_image.set_qform(shifted, code=1)

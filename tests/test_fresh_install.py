@@ -103,7 +103,8 @@ def module_prefixes(distribution: metadata.Distribution) -> set[str]:
 
 def hidden_modules(kept: set[str]) -> list[str]:
     """Module prefixes of every installed distribution outside `kept` (none that a kept one shares)."""
-    hidden, shared = set(), set()
+    hidden: set[str] = set()
+    shared: set[str] = set()
     for distribution in metadata.distributions():
         name = _normal(distribution.metadata["Name"] or "")
         (shared if name in kept else hidden).update(module_prefixes(distribution))

@@ -24,7 +24,7 @@ SERIES = Series(
 )
 
 
-def ids(cases: list[CaseRef]) -> dict[str, tuple]:
+def ids(cases: list[CaseRef]) -> dict[str, str | None]:
     return {case.case_id: case.listing_error and case.listing_error[0] for case in cases}
 
 

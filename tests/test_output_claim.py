@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from http import HTTPStatus
 
 import boto3
@@ -25,7 +26,7 @@ from pipeline.config import UsageError
 RACERS = 6
 
 
-def race_claims(uri: str, beam_args: list[str] = ()) -> list:
+def race_claims(uri: str, beam_args: Sequence[str] = ()) -> list:
     """Claim `uri` from RACERS threads released together; each gets its record or the UsageError it met."""
     options, start, results = PipelineOptions(list(beam_args)), threading.Barrier(RACERS), [None] * RACERS
 

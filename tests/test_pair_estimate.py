@@ -18,7 +18,7 @@ SETTINGS = LoadSettings("finest", "salt", "0123456789abcdef")
 
 def actual_pairs(plan: casework.CasePlan, settings: LoadSettings):
     """(pairs, PNG bytes) per task that the plan's units really make."""
-    pairs, png_bytes = collections.Counter(), collections.Counter()
+    pairs, png_bytes = collections.Counter[str](), collections.Counter[str]()
     for unit in plan.units:
         for record in casework.unit_records(unit, settings):
             record = dataclasses.replace(record, content=record.content.with_png())
