@@ -20,6 +20,7 @@ import argparse
 import os
 import pathlib
 import sys
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -48,7 +49,9 @@ def single_component_slices(labels: np.ndarray, spacing_mm, label: int):
 
 def compare(inputs: list[str]) -> dict[str, dict]:
     """Per plane group: slices considered, kept by each, and (major, minor, finer pixel mm) where both keep."""
-    groups = {group: {"slices": 0, "both": [], "ours_only": 0, "medvision_only": 0} for group in GROUPS.values()}
+    groups: dict[str, dict[str, Any]] = {
+        group: {"slices": 0, "both": [], "ours_only": 0, "medvision_only": 0} for group in GROUPS.values()
+    }
     for spec in inputs:
         path, _, label = spec.rpartition(":")
         volume = read_labels(path)
@@ -57,7 +60,7 @@ def compare(inputs: list[str]) -> dict[str, dict]:
             ours, theirs = measure_component(mask, spacing), measure_component_medvision(mask, spacing)
             tally["slices"] += 1
             kept = isinstance(ours, LesionSize), isinstance(theirs, LesionSize)
-            if all(kept):
+            if isinstance(ours, LesionSize) and isinstance(theirs, LesionSize):
                 tally["both"].append(
                     (theirs.major_axis_mm - ours.major_axis_mm, theirs.minor_axis_mm - ours.minor_axis_mm, min(spacing))
                 )

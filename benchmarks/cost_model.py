@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from typing import Any
 
 # (source, volumes, stored shape i x j x k, spacing mm, note); sequences count as volumes.
 INVENTORY = (
@@ -64,7 +65,7 @@ LABELLED_FRACTION = 0.6  # of the slices along each axis that hold a label (assu
 # Measured on the reference machine (2 cores), benchmarks/scaling.py, 512x512x300 CT at 0.7x0.7x2.5 mm.
 # bundles_per_slice comes from the demo build instead: the synthetic CT has no lesion label, so each of its
 # slices makes one bundle (1.0), while a slice with a lesion makes a second one (the demo: 2277 bundles, 1783 slices).
-DEFAULT_COSTS = {
+DEFAULT_COSTS: dict[str, Any] = {
     "s_per_mvoxel_decode": 0.0221,
     "s_per_mpixel_slices": 0.0356,
     "png_bytes_per_pixel": 0.4324,
@@ -112,7 +113,7 @@ def main() -> None:
     parser.add_argument("--costs", help="JSON written by benchmarks/scaling.py --save")
     parser.add_argument("--workers", type=int, default=50, help="Dataflow workers (for wall-time estimate)")
     args = parser.parse_args()
-    costs = json.load(open(args.costs)) if args.costs else DEFAULT_COSTS
+    costs: dict[str, Any] = json.load(open(args.costs)) if args.costs else DEFAULT_COSTS
     print(f"costs: {costs}")
     print(f"{'source':<20}{'volumes':>8}{'slices M':>10}{'pairs M':>9}{'vCPU h':>9}{'shuffle GB':>11}")
     totals = {

@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import types
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -73,22 +74,24 @@ SYNTHETIC_LESION_LABEL = 2
 
 def load_medvision_planner(path: str) -> types.ModuleType:
     """MedVision's `benchmark_planner` module from a file, its `medvision_ds` package imports stubbed."""
-    package = types.ModuleType("medvision_ds")
+    package: Any = types.ModuleType("medvision_ds")  # stubs: attributes set by hand
     package.__version__ = "1.0.0"
     package.__path__ = []
-    utils = types.ModuleType("medvision_ds.utils")
+    utils: Any = types.ModuleType("medvision_ds.utils")
     utils.__path__ = []
-    preprocess = types.ModuleType("medvision_ds.utils.preprocess_utils")
+    preprocess: Any = types.ModuleType("medvision_ds.utils.preprocess_utils")
     preprocess.convert_to_serializable = lambda value: value
-    conversion = types.ModuleType("medvision_ds.utils.data_conversion")
+    conversion: Any = types.ModuleType("medvision_ds.utils.data_conversion")
     conversion.convert_mask_to_uint16_per_dir = conversion.reorient_niigz_RASplus_batch_inplace = None
     for module in (package, utils, preprocess, conversion):
         sys.modules.setdefault(module.__name__, module)
     spec = importlib.util.spec_from_file_location("medvision_ds.utils.benchmark_planner", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.find_objects = _find_objects_of_bools
-    return module
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load MedVision's planner from {path}")
+    planner: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(planner)
+    planner.find_objects = _find_objects_of_bools
+    return planner
 
 
 def _find_objects_of_bools(input, max_label=0):
@@ -99,7 +102,7 @@ def _find_objects_of_bools(input, max_label=0):
 
 def _slice(array: np.ndarray, axis: int, index: int) -> np.ndarray:
     """`mask[i, :, :]`, `mask[:, i, :]` or `mask[:, :, i]`: a view, as MedVision indexes."""
-    selector = [slice(None)] * 3
+    selector: list[slice | int] = [slice(None)] * 3
     selector[axis] = index
     return array[tuple(selector)]
 
@@ -109,7 +112,7 @@ def medvision_detection(planner, mask_3d: np.ndarray, voxel_sizes, with_3d: bool
     n_boxes = 0
     for dim in range(3):
         pixel_spacing = tuple(size for axis, size in enumerate(voxel_sizes) if axis != dim)
-        profile = []
+        profile: list = []
         for index in range(mask_3d.shape[dim]):
             mask_2d = _slice(mask_3d, dim, index)
             if mask_2d.ndim != 2 or 1 in mask_2d.shape:
@@ -125,7 +128,7 @@ def medvision_lesion_sizes(planner, mask_3d: np.ndarray, target_label: int, voxe
     """Its T/L planner's per-case label work (ellipse landmarks, then axis lengths); returns the ellipses kept."""
     fit = planner._MedVision_BenchmarkPlannerBiometry_fromSeg__fit_ellipses
     mask_binary = (mask_3d == target_label).astype(np.uint8)
-    found = {key: [] for key in LANDMARK_KEYS}
+    found: dict[str, list] = {key: [] for key in LANDMARK_KEYS}
     for dim, key in enumerate(LANDMARK_KEYS):
         pixel_sizes = np.array(voxel_sizes)[[axis for axis in range(3) if axis != dim]]
         for index in range(mask_binary.shape[dim]):
@@ -166,7 +169,7 @@ def medvision_array(labels: Volume) -> np.ndarray:
     return np.asfortranarray(labels.array, dtype=np.float64)
 
 
-def run(volumes, planner_path: str, reps: int, with_3d: bool) -> dict:
+def run(volumes, planner_path: str, reps: int, with_3d: bool) -> tuple[dict, dict]:
     """{(volume name, side): [CPU seconds per repetition]} and the counts of the last repetition."""
     module = load_medvision_planner(planner_path)
     with tempfile.TemporaryDirectory() as folder:
@@ -185,7 +188,8 @@ def run(volumes, planner_path: str, reps: int, with_3d: bool) -> dict:
         "ours_default": lambda lab, mv, sp, t: derivation.derive(lab, (t,), "default"),
         "ours_medvision": lambda lab, mv, sp, t: derivation.derive(lab, (t,), "medvision"),
     }
-    seconds, counts = {}, {}
+    seconds: dict[tuple[str, str], list[float]] = {}
+    counts: dict[tuple[str, str], object] = {}
     for _ in range(reps):
         for name, labels, mv_array, spacing, target in prepared:
             for side, work in sides.items():

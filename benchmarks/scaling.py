@@ -59,7 +59,7 @@ def write_task(root: str, volumes: list[tuple[str, tuple[int, int, int]]]) -> st
         if not os.path.exists(image):
             stage_times.write_phantom(shape, SPACING_MM, image, labels, seed)
         training.append({"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"})
-    labels = {
+    label_names = {
         "0": "background",
         "1": "liver",
         "2": "right kidney",
@@ -68,7 +68,7 @@ def write_task(root: str, volumes: list[tuple[str, tuple[int, int, int]]]) -> st
         "5": "liver lesion",
     }
     with open(os.path.join(task, "dataset.json"), "w") as handle:
-        json.dump({"modality": {"0": "CT"}, "labels": labels, "training": training}, handle)
+        json.dump({"modality": {"0": "CT"}, "labels": label_names, "training": training}, handle)
     return task
 
 
@@ -172,14 +172,15 @@ def build(task: str, output: str, extra: list[str]) -> dict:
     command = [sys.executable, "-m", "pipeline.cli", "build", "--source", f"msd={task}", "--output", output, *extra]
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    driver_mb, worker_mb, driver_cpu_s, worker_cpu_s = 0.0, 0.0, 0.0, {}
+    driver_mb, worker_mb, driver_cpu_s = 0.0, 0.0, 0.0
+    worker_cpu_s: dict[int, float] = {}
     while child.poll() is None:
         driver_mb, driver_cpu_s = max(driver_mb, _rss_mb(child.pid)), max(driver_cpu_s, _cpu_s(child.pid))
         for pid in _descendants(child.pid):
             worker_mb = max(worker_mb, _rss_mb(pid))
             worker_cpu_s[pid] = max(worker_cpu_s.get(pid, 0.0), _cpu_s(pid))
         time.sleep(0.2)
-    stderr = child.stderr.read()
+    stderr = child.stderr.read() if child.stderr else ""
     if child.returncode != 0:
         sys.exit(f"build failed ({child.returncode}): {stderr[-2000:]}")
     wall = time.perf_counter() - start

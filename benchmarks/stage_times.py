@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -94,8 +95,8 @@ def write_phantom(shape, spacing_mm, image_path: str, labels_path: str, seed: in
 
 def run_stages(image_path: str, labels_path: str, parquet_path: str) -> tuple[dict, dict]:
     """Every stage once, as the pipeline orders them; returns (seconds by stage, counts and sizes)."""
-    times_s = defaultdict(float)
-    counts = defaultdict(int)
+    times_s: defaultdict[str, float] = defaultdict(float)
+    counts: defaultdict[str, Any] = defaultdict(int)  # numbers, and each plane's size as text
 
     def timed(stage, function, *args):
         start_s = time.perf_counter()

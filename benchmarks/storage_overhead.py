@@ -106,7 +106,7 @@ def main(argv=None) -> None:
             "gs": lambda n: timed_build(f"gs://bench/raw/{TASK}", f"gs://bench/out{n}", ["--gcs-anonymous", *workers]),
             "s3": lambda n: timed_build(f"s3://bench/raw/{TASK}", f"s3://bench/out{n}", [*s3_options, *workers]),
         }
-        seconds = {name: [] for name in runs}
+        seconds: dict[str, list[float]] = {name: [] for name in runs}
         for n in range(args.repeat):
             for name, run in runs.items():
                 seconds[name].append(run(n))
