@@ -18,6 +18,7 @@ import heapq
 import re
 import unicodedata
 import urllib.parse
+from typing import Any
 
 import yaml
 
@@ -175,7 +176,7 @@ def _split_order(split: str) -> int:
 
 def hf_configs(rows: list[dict]) -> list[dict]:
     """One Hub config per dataset and task (`<dataset>-<task>`) with `data_files` per split, from stats rows."""
-    splits = {}
+    splits: dict[tuple[str, str], set[str]] = {}
     for row in rows:
         splits.setdefault((row["dataset"], row["task"]), set()).add(row["split"])
     return [
@@ -194,7 +195,7 @@ def front_matter(stats: dict, facts: list[DatasetFacts]) -> dict:
     """The card's YAML front matter as a plain dict (configs, licence, task categories, tags, size)."""
     tasks = {row["task"] for row in stats["rows"]}
     licence = hf_licence(spdx for fact in facts for spdx in fact.licences)
-    matter = {"pretty_name": "MedVision-style quantitative medical imaging pairs", "license": licence}
+    matter: dict[str, Any] = {"pretty_name": "MedVision-style quantitative medical imaging pairs", "license": licence}
     if licence == "other":
         matter["license_name"] = "per-source"
     categories = (["object-detection"] if "detection" in tasks else []) + ["visual-question-answering"]
@@ -224,7 +225,8 @@ def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
 
 
 def _yes_no(values: tuple[bool, ...]) -> str:
-    return {(True,): "yes", (False,): "no"}.get(tuple(sorted(set(values))), "mixed")
+    names: dict[tuple[bool, ...], str] = {(True,): "yes", (False,): "no"}
+    return names.get(tuple(sorted(set(values))), "mixed")
 
 
 def licence_section(facts: list[DatasetFacts]) -> list[str]:
@@ -386,7 +388,7 @@ def overlay_caption(task: str, row: dict) -> Markdown:
             f"{row['perpendicular_diameter_mm']:.1f} mm"
         )
     else:
-        named = markdown_text(row["metric_name"])
+        named: str = markdown_text(row["metric_name"])
         if row["metric_description"]:
             named = f"{markdown_text(row['metric_description'])} ({named})"
         what = f"{named}: {row['value']:.1f} {markdown_text(row['unit'])}"

@@ -86,7 +86,8 @@ def shared_split_overrides(members) -> dict[tuple[str, str], str]:
             node = parent[node]
         return node
 
-    splits, official = {}, {}
+    splits: dict[tuple[str, str], str] = {}
+    official: dict[tuple[str, str], bool] = {}
     for volume, dataset, subject, split, is_official in members:
         subject_key = (dataset, subject)
         splits[subject_key] = split

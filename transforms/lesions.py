@@ -314,7 +314,7 @@ def target_components(labels_2d: np.ndarray, target_labels) -> list[tuple[int, i
     Components use the detection connectivity and raster order, and are counted before any guard. A
     label in more than `MAX_COMPONENTS_PER_LABEL` pieces gives one entry, index 0, with no mask.
     """
-    found = []
+    found: list[tuple[int, int, int, np.ndarray | None]] = []
     for label in target_labels:
         components = label_components(labels_2d == label, connectivity=CONNECTIVITY)
         count = int(components.max())

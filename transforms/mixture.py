@@ -29,7 +29,7 @@ def seeded_key(seed: int, *parts: str) -> str:
 
 
 class _UnionFind:
-    def __init__(self):
+    def __init__(self) -> None:
         self.parent: dict = {}
 
     def find(self, item):

@@ -147,7 +147,7 @@ def derive_plane(
         working, row_axis, col_axis, grid.spacing_mm_row_col, lesion_labels, measure_several, measurement
     )
     for position, index in enumerate(kept):
-        lost = ()
+        lost: tuple[int, ...] = ()
         if row_axis.take is not None or col_axis.take is not None:
             lost = tuple(sorted(present_labels(source[position]) - present_labels(working[position])))
         result[index] = dataclasses.replace(
@@ -164,7 +164,8 @@ def _own_crop(working_2d: np.ndarray, row_axis: _Axis, col_axis: _Axis) -> dict:
     if rows.size == 0:
         return {}
     (r0, r1), (c0, c1) = (rows[0], rows[-1] + 1), (cols[0], cols[-1] + 1)
-    origins, maps = [], []
+    origins: list[int] = []
+    maps: list[np.ndarray | None] = []
     for axis, low, high in ((row_axis, r0, r1), (col_axis, c0, c1)):
         if axis.out_map is None:
             origins.append(axis.origin + int(low))
@@ -213,8 +214,8 @@ def _derive_stack(
     n_slices, n_rows, n_cols = working.shape
     first_row, first_col = row_axis.first_out(n_rows), col_axis.first_out(n_cols)
     weights = _pixel_weights(row_axis.counts(n_rows), col_axis.counts(n_cols), n_rows, n_cols)
-    boxes = [[] for _ in range(n_slices)]
-    lesions = [{} for _ in range(n_slices)]  # by label
+    boxes: list[list[ComponentBox]] = [[] for _ in range(n_slices)]
+    lesions: list[dict[int, list[LesionComponent]]] = [{} for _ in range(n_slices)]  # by label
     targets = {int(label) for label in lesion_labels}
     # One scan finds each label's box; each label is then labelled inside its own box only.
     for value, label_box in enumerate(ndimage.find_objects(working), start=1):
