@@ -66,7 +66,7 @@ def display_slice(array_ijk: np.ndarray, plane: str, index: int, display: str = 
     radiological display runs rows along -v and columns along -u (axial rows go
     anterior->posterior, columns right->left); the raw display keeps rows along +u, columns along +v.
     """
-    selector = [slice(None)] * 3
+    selector: list[slice | int] = [slice(None)] * 3
     selector[SLICE_AXIS[plane]] = index  # basic indexing: a view even of a flipped/transposed volume
     cut = array_ijk[tuple(selector)]
     return cut[::-1, ::-1].T if display == "radiological" else cut
@@ -229,10 +229,10 @@ def labelled_slices(labels_ijk: np.ndarray) -> dict[str, np.ndarray]:
     flipped = [labels_ijk.strides[axis] < 0 for axis in order]
     outer = labels_ijk.transpose(order)[tuple(slice(None, None, -1 if flip else 1) for flip in flipped)]
     across = np.logical_or.reduce(outer if outer.dtype.kind in "biu" else outer != 0, axis=0) != 0
-    found = [None, np.flatnonzero(across.any(axis=1)), np.flatnonzero(across.any(axis=0))]
-    found[0] = found[1]  # empty
-    if found[1].size:
-        (a0, a1), (b0, b1) = ((int(f[0]), int(f[-1]) + 1) for f in found[1:])
+    inner = [np.flatnonzero(across.any(axis=1)), np.flatnonzero(across.any(axis=0))]
+    found: list[np.ndarray] = [inner[0], *inner]  # the outer axis's: empty unless the inner ones have labels
+    if inner[0].size:
+        (a0, a1), (b0, b1) = ((int(f[0]), int(f[-1]) + 1) for f in inner)
         found[0] = np.flatnonzero((outer[:, a0:a1, b0:b1] != 0).any(axis=(1, 2)))
     for position, axis in enumerate(order):
         if flipped[position]:
