@@ -9,9 +9,11 @@ import io
 import math
 import os
 import zlib
+from typing import cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
 
 from transforms import deadline
 from transforms.errors import PipelineError, Reason
@@ -104,12 +106,14 @@ def resolve_affine(header: nib.Nifti1Header, uri: str = "") -> ResolvedAffine:
     singular (e.g. a NaN quaternion) is `bad_affine`, and so are pixdim-only spacings that are not
     finite and positive (nibabel would silently turn a 0 into 1 mm).
     """
-    sform, sform_code = _coded_form(header.get_sform, "sform", uri)
-    qform, qform_code = _coded_form(header.get_qform, "qform", uri)
-    mismatch = bool(sform_code and qform_code and not np.allclose(sform, qform, atol=FORM_AGREEMENT_TOL, rtol=0))
-    if sform_code:
+    sform = _coded_form(header.get_sform, "sform", uri)
+    qform = _coded_form(header.get_qform, "qform", uri)
+    mismatch = bool(
+        sform is not None and qform is not None and not np.allclose(sform, qform, atol=FORM_AGREEMENT_TOL, rtol=0)
+    )
+    if sform is not None:
         return ResolvedAffine(sform, "sform", mismatch)
-    if qform_code:
+    if qform is not None:
         return ResolvedAffine(qform, "qform", mismatch)
     n_spatial = min(3, int(header["dim"][0]))
     pixdim = np.asarray(header["pixdim"][1 : n_spatial + 1], dtype=np.float64)
@@ -122,20 +126,23 @@ def resolve_affine(header: nib.Nifti1Header, uri: str = "") -> ResolvedAffine:
     return ResolvedAffine(header.get_base_affine(), "pixdim", mismatch)
 
 
-def _coded_form(getter, name: str, uri: str) -> tuple[np.ndarray | None, int]:
-    """(matrix, code) of a header form; a coded form that is unusable is refused, not skipped."""
+def _coded_form(getter, name: str, uri: str) -> np.ndarray | None:
+    """The matrix of a header form, None when the form is not coded; a coded form that is unusable is
+    refused, not skipped."""
     with np.errstate(all="ignore"):
         try:
             matrix, code = getter(coded=True)
         except (ValueError, np.linalg.LinAlgError) as exc:  # nibabel's quaternion checks
             raise PipelineError(Reason.BAD_AFFINE, f"{name} is coded but not a valid transform", uri) from exc
-    if code and not _usable(matrix):
+    if not code:
+        return None
+    if not _usable(matrix):
         raise PipelineError(
             Reason.BAD_AFFINE,
             f"{name} is coded but not finite or singular; the header's orientation cannot be trusted",
             uri,
         )
-    return matrix, int(code or 0)
+    return matrix
 
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -172,7 +179,7 @@ def _raw_header(path: str, uri: str) -> bytes:
         return handle.read(NIFTI2_HEADER_BYTES)
 
 
-def check_raw_header(head: bytes, path: str, uri: str) -> type:
+def check_raw_header(head: bytes, path: str, uri: str) -> type[nib.Nifti1Header]:
     """The header class of a NIfTI file's first bytes, after checking what would make reading it costly
     or wrong: dimensions (1-7, positive; beyond 4D only singletons), a scalar datatype, positive voxel
     sizes where no form gives the geometry, extensions within `MAX_EXTENSION_BYTES`, and for an
@@ -212,7 +219,7 @@ def check_raw_header(head: bytes, path: str, uri: str) -> type:
     return header_class
 
 
-def _header_class(head: bytes, uri: str) -> type:
+def _header_class(head: bytes, uri: str) -> type[nib.Nifti1Header]:
     for header_class in (nib.Nifti1Header, nib.Nifti2Header):
         if len(head) >= header_class.sizeof_hdr and header_class.sizeof_hdr in (
             int.from_bytes(head[:4], "little"),
@@ -222,7 +229,7 @@ def _header_class(head: bytes, uri: str) -> type:
     raise PipelineError(Reason.UNREADABLE, "not a NIfTI-1 or NIfTI-2 header", uri)
 
 
-def _endianness(head: bytes, header_class: type) -> str:
+def _endianness(head: bytes, header_class: type[nib.Nifti1Header]) -> str:
     return "<" if int.from_bytes(head[:4], "little") == header_class.sizeof_hdr else ">"
 
 
@@ -244,7 +251,8 @@ def spatial_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """The three spatial dimensions of a NIfTI shape (2D images become one-slice volumes)."""
     if len(shape) == 2:
         return (shape[0], shape[1], 1)
-    return tuple(shape[:3])
+    # A 1D file (`check_raw_header` lets dim[0] = 1 through) keeps its one dimension: `Volume` refuses it.
+    return cast(tuple[int, int, int], tuple(shape[:3]))
 
 
 def read_channel(image: nib.Nifti1Image, channel: int | None, uri: str) -> np.ndarray:
@@ -256,7 +264,7 @@ def read_channel(image: nib.Nifti1Image, channel: int | None, uri: str) -> np.nd
     if channel is not None and not 0 <= channel < n_channels:
         raise PipelineError(Reason.BAD_SHAPE, f"channel {channel} requested, file has {n_channels}", uri)
     with reading(uri, image.get_filename() or ""):
-        proxy = image.dataobj
+        proxy = _proxy(image)
         if len(shape) >= 4:
             data = np.asarray(proxy[..., channel], dtype=np.float32)  # one channel; scaled by nibabel
         else:
@@ -266,6 +274,12 @@ def read_channel(image: nib.Nifti1Image, channel: int | None, uri: str) -> np.nd
             Reason.NONFINITE_IMAGE, "scl_slope/scl_inter scale voxels past float32 (infinite values)", uri
         )
     return data.reshape(spatial_shape(shape))
+
+
+def _proxy(image: nib.Nifti1Image) -> ArrayProxy:
+    """The lazy voxels of an image read from a file: an `ArrayProxy`, which nibabel's annotation widens to
+    `ArrayLike` (any image's `dataobj`)."""
+    return cast(ArrayProxy, image.dataobj)
 
 
 def _may_overflow(dtype: np.dtype, slope: float, inter: float) -> bool:
@@ -316,7 +330,7 @@ def read_labels(image: nib.Nifti1Image, uri: str) -> np.ndarray:
     """
     check_label_shape(image, uri)
     with reading(uri, image.get_filename() or ""):
-        raw = np.asanyarray(image.dataobj.get_unscaled())
+        raw = np.asanyarray(_proxy(image).get_unscaled())
     raw = raw.reshape(spatial_shape(image.shape))
     return as_integer_labels(raw, uri)
 
