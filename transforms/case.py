@@ -23,6 +23,7 @@ from transforms.caseref import (
     CaseRef,
     LandmarkSpec,
     ReadPolicy,
+    RealignSpec,
 )
 from transforms.errors import PipelineError, Reason
 from transforms.intensity import Window, encode_png, to_uint8, window_for
@@ -102,9 +103,15 @@ class SliceContent:
             return self.derived.labels_2d(self.shape_rows_cols)
         return self.packed_labels.unpack()
 
+    def encoded_png(self) -> bytes:
+        """This slice's pixels as PNG bytes (a slice whose pixels `with_png` dropped has none to encode)."""
+        if self.pixels is None:
+            raise ValueError(f"{self.plane} slice {self.slice_index} of {self.sequence} is encoded already")
+        return encode_png(self.pixels.unpack())
+
     def with_png(self) -> "SliceContent":
         """This slice with its pixels encoded as PNG (and the packed pixels dropped)."""
-        return dataclasses.replace(self, png=encode_png(self.pixels.unpack()), pixels=None)
+        return dataclasses.replace(self, png=self.encoded_png(), pixels=None)
 
 
 def check_label_values(labels: np.ndarray, known: dict[int, str], uri: str) -> None:
@@ -164,13 +171,11 @@ def _single(case: CaseRef, image: Volume, source: str, reader: str, uneven: bool
     )
 
 
-def _read_realigned(case: CaseRef, local: dict[str, str], policy: ReadPolicy):
-    reference = local[case.realign.reference_uri]
+def _read_realigned(case: CaseRef, realign: RealignSpec, local: dict[str, str], policy: ReadPolicy):
+    reference = local[realign.reference_uri]
     for path in (local[case.image_uri], reference):  # the moving image is decoded whole too
         check_budget(itk_voxel_count(path, case.image_uri), policy.max_voxels, case.image_uri)
-    image = resample_through_transform(
-        local[case.image_uri], reference, local[case.realign.transform_uri], case.image_uri
-    )
+    image = resample_through_transform(local[case.image_uri], reference, local[realign.transform_uri], case.image_uri)
     return _single(case, image, "itk_resampled", f"SimpleITK {sitk.Version.VersionString()}")
 
 
@@ -216,7 +221,7 @@ def read_images(
         image = read_planar(path, case.planar, case.image_uri, policy.max_voxels)
         return _single(case, image, "declared", f"pillow {PIL.__version__}")
     if case.realign is not None:
-        return _read_realigned(case, local, policy)
+        return _read_realigned(case, case.realign, local, policy)
     readers = {"dicom": _read_dicom, "itk": _read_itk, "nifti": _read_nifti}
     kind = "dicom" if os.path.isdir(path) else image_format(case.image_uri)  # a series named without '/'
     return readers[kind](case, path, policy)
@@ -312,13 +317,13 @@ def read_landmarks(spec: LandmarkSpec, local: dict[str, str], grid: Volume) -> d
     if spec.reader == "label_pairs":
         mask_file = nifti.load(path, spec.uri)
         pairs = point_pairs_from_labels(nifti.read_labels(mask_file, spec.uri))
-        points = {}
+        points_ijk: dict[str, tuple[float, ...]] = {}
         for label, first, second, axis in spec.pairs:
             if label not in pairs:
                 continue  # a missing pair leaves only the measurements that need it undefined
             voxels = pairs[label][np.argsort(-pairs[label][:, axis], kind="stable")]
-            points[first], points[second] = tuple(voxels[0]), tuple(voxels[1])
-        return to_world_ras(points, spec.space, nifti.resolve_affine(mask_file.header, spec.uri).affine_ras)
+            points_ijk[first], points_ijk[second] = tuple(voxels[0]), tuple(voxels[1])
+        return to_world_ras(points_ijk, spec.space, nifti.resolve_affine(mask_file.header, spec.uri).affine_ras)
     raise PipelineError(Reason.BAD_LANDMARKS, f"unknown landmark reader {spec.reader!r}", spec.uri)
 
 

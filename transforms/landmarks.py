@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class MeasuredValue:
 
 
 def to_world_ras(
-    points: dict[str, tuple[float, ...]], space: LandmarkSpace, affine_ras: np.ndarray
+    points: Mapping[str, tuple[float, ...]], space: LandmarkSpace, affine_ras: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Landmarks in world RAS+ mm; voxel points go through the affine of the array they index."""
     world = {}

@@ -48,7 +48,8 @@ def estimate_pairs(
     extents = ndimage.find_objects(labels, max_label=max_label) if max_label > 0 else []
     targets = set(loaded.case.lesion_labels)
     png_per_slice = _middle_slice_png_bytes(loaded, spacing, display, plan, windows) if with_pixels else {}
-    pairs, png_bytes = collections.Counter(), collections.Counter()
+    pairs: collections.Counter[str] = collections.Counter()
+    png_bytes: collections.Counter[str] = collections.Counter()
     for plane, indices in plan.items():
         per_slice = _pairs_per_task(np.asarray(indices), SLICE_AXIS[plane], extents, targets)
         per_slice["angle_distance"] = sum(len(placed.get((plane, index), ())) for index in indices)
@@ -58,9 +59,9 @@ def estimate_pairs(
     return tuple(PairEstimate(task, pairs[task], png_bytes[task]) for task in sorted(pairs) if pairs[task])
 
 
-def _pairs_per_task(indices: np.ndarray, axis: int, extents: list, targets: set[int]) -> collections.Counter:
+def _pairs_per_task(indices: np.ndarray, axis: int, extents: list, targets: set[int]) -> collections.Counter[str]:
     """Detection and lesion pairs over the planned slices `indices` (sorted) of one plane, one sequence."""
-    counts = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()
     for label, extent in enumerate(extents, start=1):
         if extent is None:
             continue
@@ -75,8 +76,10 @@ def _middle_slice_png_bytes(
     loaded: LoadedCase, spacing: SpacingMode, display: str, plan: dict[str, tuple[int, ...]], windows: dict[str, Window]
 ) -> dict[str, int]:
     """Per plane, the PNG bytes of its middle planned slice over all sequences, cut as the build cuts it."""
-    middle = {plane: (indices[len(indices) // 2],) for plane, indices in plan.items() if indices}
-    sizes: collections.Counter = collections.Counter()
+    middle: dict[str, tuple[int, ...]] = {
+        plane: (indices[len(indices) // 2],) for plane, indices in plan.items() if indices
+    }
+    sizes: collections.Counter[str] = collections.Counter()
     for content in extract_slices(loaded, spacing, display, middle, windows, with_labels=False):
-        sizes[content.plane] += len(content.with_png().png)
+        sizes[content.plane] += len(content.encoded_png())
     return sizes
