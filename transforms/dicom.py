@@ -160,9 +160,10 @@ def scan_headers(folder: str, uri: str) -> list[Frame]:
         except PipelineError as exc:  # named by the series and the file in it, not the worker's local path
             raise PipelineError(exc.reason, f"{name}: {exc.message}", uri) from exc
         for frame in frames:
+            directions = np.concatenate((frame.row_direction, frame.column_direction))
             key = (
                 str(tag_value(dataset, "SeriesInstanceUID", path, "")),
-                tuple(np.round(np.r_[frame.row_direction, frame.column_direction], ORIENTATION_DECIMALS)),
+                tuple(np.round(directions, ORIENTATION_DECIMALS)),
             )
             groups.setdefault(key, []).append(frame)
     if not groups:
