@@ -166,7 +166,8 @@ def _medvision_answer(values, decimals: int) -> str:
 def medvision_box_target(row: dict) -> list[float]:
     """A detection row's box as MedVision's answer states it (`transforms.medvision.benchmark_box_target`)."""
     width_px, height_px = _image_size_px(row)
-    return benchmark_box_target(tuple(int(round(v)) for v in row["box_xyxy_px"]), width_px, height_px)
+    x0_px, y0_px, x1_px, y1_px = (int(round(v)) for v in row["box_xyxy_px"])
+    return benchmark_box_target((x0_px, y0_px, x1_px, y1_px), width_px, height_px)
 
 
 def medvision_detection(row: dict) -> tuple[str, str]:

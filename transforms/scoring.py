@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -34,6 +34,8 @@ ANSWER_SIZE = {"detection": 4, "tumor_lesion_size": 2, "angle_distance": 1}
 ANSWER_FIELDS = ("answer", "box", "major_axis_mm", "minor_axis_mm", "value")  # a prediction's answer, any form
 RELATIVE_ERROR_EPSILON = 1e-15  # MedVision's guard against a zero truth
 TASK_UNITS = {"detection": None, "tumor_lesion_size": "mm"}  # angle/distance: the pair's own unit
+# A box corner or overlap ratio: a float, or a numpy scalar that keeps numpy's arithmetic (MedVision's summaries).
+Number = Union[float, np.floating]
 
 
 def as_float32(value) -> float:
@@ -100,19 +102,19 @@ def truth_numbers(pair: dict, style: str) -> list[float]:
 class BoxOverlap:
     """Area overlap of a predicted box P with a true box T (any common frame; unitless ratios in [0, 1])."""
 
-    iou: float  # |P ∩ T| / |P ∪ T|
-    f1: float  # box Dice: 2 |P ∩ T| / (|P| + |T|), the harmonic mean of precision and recall
-    precision: float  # |P ∩ T| / |P|: the share of the predicted box that is inside the true box
-    recall: float  # |P ∩ T| / |T|: the share of the true box that the prediction covers
+    iou: Number  # |P ∩ T| / |P ∪ T|
+    f1: Number  # box Dice: 2 |P ∩ T| / (|P| + |T|), the harmonic mean of precision and recall
+    precision: Number  # |P ∩ T| / |P|: the share of the predicted box that is inside the true box
+    recall: Number  # |P ∩ T| / |T|: the share of the true box that the prediction covers
 
 
-def _sorted_box(box: list[float]) -> tuple[float, float, float, float]:
+def _sorted_box(box: Sequence[Number]) -> tuple[Number, Number, Number, Number]:
     # MedVision sorts each axis, so a box given as [x1, y1, x0, y0] still counts.
     x0, y0, x1, y1 = box
     return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
 
-def box_overlap(predicted_xyxy: list[float], true_xyxy: list[float]) -> BoxOverlap:
+def box_overlap(predicted_xyxy: Sequence[Number], true_xyxy: Sequence[Number]) -> BoxOverlap:
     """IoU, F1 (Dice), precision and recall of two `[x0, y0, x1, y1]` boxes by area.
 
     Corners are sorted per axis first. No overlap gives 0 for all four, and so does a box of zero
