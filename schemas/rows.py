@@ -28,6 +28,7 @@ def provenance(
 ) -> dict:
     """The provenance struct of every pair of a case: an allowlist of geometry fields, no header text."""
     landmarks_uri = case.landmarks.uri if case.landmarks else None
+    landmarks_sha256 = sha256_by_uri.get(landmarks_uri) if landmarks_uri is not None else None
     return {
         "dataset_version": case.dataset_version,
         "licence": case.licence,
@@ -37,7 +38,7 @@ def provenance(
         "mask_uri": case.mask_uri or None,
         "mask_sha256": sha256_by_uri.get(case.mask_uri),
         "landmarks_uri": landmarks_uri,
-        "landmarks_sha256": sha256_by_uri.get(landmarks_uri),
+        "landmarks_sha256": landmarks_sha256,
         "reader": geometry["reader"],
         "orig_orientation": geometry["orig_orientation"],
         "obliquity_deg": float(geometry["obliquity_deg"]),

@@ -46,7 +46,7 @@ def _without_png(stored: dict) -> dict:
     return stored
 
 
-def png_size(data: bytes) -> tuple[int, int] | None:
+def png_size(data: bytes | None) -> tuple[int, int] | None:
     """(width, height) from a PNG's IHDR chunk, or None when the bytes are not a PNG."""
     if not data or data[:8] != PNG_SIGNATURE or len(data) < 24:
         return None
@@ -139,9 +139,10 @@ def _lesion_problems(row: dict) -> list[str]:
         row.get(k)
         for k in ("major_axis_mm", "minor_axis_mm", "longest_diameter_mm", "perpendicular_diameter_mm", "area_mm2")
     ]
-    if not all(isinstance(v, float) and math.isfinite(v) for v in lengths):
+    finite = [v for v in lengths if isinstance(v, float) and math.isfinite(v)]
+    if len(finite) != len(lengths):
         return [f"lengths {lengths} are not all finite numbers"]
-    major, minor, longest, perpendicular, area = lengths
+    major, minor, longest, perpendicular, area = finite
     if not major >= minor > 0:
         problems.append(f"axes major {major} >= minor {minor} > 0 does not hold")
     if not longest >= perpendicular > 0:
@@ -218,7 +219,7 @@ def _checked_semantic_problems(row: dict) -> list[str]:
 
 def _semantic_problems(row: dict) -> list[str]:
     problems = _common_problems(row)
-    table_check = SEMANTIC_CHECKS.get(row.get("task"))
+    table_check = SEMANTIC_CHECKS.get(row.get("task", ""))
     if table_check is not None and not problems:
         problems += table_check(row)
     return problems or _extra_columns(row, row["task"])
