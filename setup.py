@@ -45,6 +45,7 @@ setup(
         "test": [
             "pytest>=8,<10",
             "ruff==0.17.6",  # lint and format check (pyproject.toml), run by run_tests.sh; pinned: its format changes
+            "mypy==2.4.1",  # type check (pyproject.toml), run by run_tests.sh; pinned: new versions find new errors
             "hypothesis>=6.100,<7",
             "apache-beam[gcp,aws]>=2.77,<2.78",
             "gcsfs>=2024.2",
