@@ -164,3 +164,14 @@ def test_scaled_voxels_equal_nibabels_in_any_memory_order(monkeypatch, order, sl
     scaled = nifti._scaled_float32(raw, slope, inter)
     np.testing.assert_array_equal(scaled, (raw * np.float64(slope) + np.float64(inter)).astype(np.float32))
     assert scaled.flags.c_contiguous and scaled.dtype == np.float32
+
+
+def test_a_one_dimensional_nifti_is_refused_from_its_header(tmp_path):
+    """dim[0] = 1 is a valid NIfTI header but no image: refused before nibabel or numpy see the voxels."""
+    path = str(tmp_path / "line.nii")
+    nib.save(nib.Nifti1Image(np.zeros(64, np.int16), np.eye(4)), path)
+    with open(path, "rb") as handle:
+        head = handle.read()
+    with pytest.raises(PipelineError) as refused:
+        nifti.check_raw_header(head, path, "line.nii")
+    assert refused.value.reason is Reason.BAD_SHAPE and "1D image" in str(refused.value)

@@ -191,7 +191,7 @@ def check_raw_header(head: bytes, path: str, uri: str) -> type[nib.Nifti1Header]
     dims = [int(d) for d in header["dim"]]
     if not 1 <= dims[0] <= 7 or any(d <= 0 for d in dims[1 : dims[0] + 1]):
         raise PipelineError(Reason.BAD_SHAPE, f"header dimensions are not 1-7 positive sizes (dim[0] = {dims[0]})", uri)
-    if math.prod(dims[5 : dims[0] + 1]) != 1:
+    if dims[0] < 2 or math.prod(dims[5 : dims[0] + 1]) != 1:
         raise PipelineError(Reason.BAD_SHAPE, f"{dims[0]}D image: only 2D, 3D and 4D (channels) are read", uri)
     if int(header["datatype"]) not in SCALAR_DATATYPES:
         raise PipelineError(
@@ -251,7 +251,7 @@ def spatial_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """The three spatial dimensions of a NIfTI shape (2D images become one-slice volumes)."""
     if len(shape) == 2:
         return (shape[0], shape[1], 1)
-    # A 1D file (`check_raw_header` lets dim[0] = 1 through) keeps its one dimension: `Volume` refuses it.
+    # 3D or more (`check_raw_header` refuses 1D files before this is reached)
     return cast(tuple[int, int, int], tuple(shape[:3]))
 
 
