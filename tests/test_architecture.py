@@ -29,6 +29,13 @@ def test_transforms_and_schemas_do_not_import_beam():
             assert not any(m.split(".")[0] == "pipeline" for m in imported_modules(path)), path
 
 
+def test_transforms_import_neither_schemas_nor_pipeline():
+    """The pure layer is the bottom one: schemas and pipeline may import transforms, never the reverse."""
+    for path in (ROOT / "transforms").rglob("*.py"):
+        upward = {m for m in imported_modules(path) if m.split(".")[0] in ("schemas", "pipeline")}
+        assert not upward, f"{path.relative_to(ROOT)} imports {upward}"
+
+
 def test_importing_transforms_loads_no_beam():
     code = (
         "import sys, transforms.case, transforms.boxes, schemas.rows, schemas.validate; "

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from schemas.tables import SPLITS
+from transforms.ids import SPLITS
 
 CARD_FILE = "README.md"
 FIGURE_FOLDER = "card"

@@ -44,6 +44,9 @@ def sample_id(
     return _digest(SAMPLE_ID_VERSION, dataset, case_id, sequence, plane, slice_index, task, target, params)[:32]
 
 
+SPLITS = ("train", "validation", "test")  # validation only where a source has an official one
+
+
 def subject_split(dataset: str, subject_id: str, salt: str, official: str | None = None) -> str:
     """'train' or 'test' for a whole subject; the dataset's official split (may be 'validation') wins."""
     if official is not None:
