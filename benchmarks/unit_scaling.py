@@ -32,7 +32,7 @@ from pipeline.sources import get_source  # noqa: E402
 from schemas import rows as row_builders  # noqa: E402
 from schemas.validate import batch_problems  # noqa: E402
 
-SETTINGS = casework.LoadSettings("finest", "bench", "0123456789abcdef")
+SETTINGS = casework.LoadSettings(spacing="finest", split_salt="bench", params_hash="0123456789abcdef")
 
 
 def units_rows(units: tuple[casework.WorkUnit, ...]) -> int:

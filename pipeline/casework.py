@@ -53,7 +53,7 @@ def local_copy(uri: str, policy: ReadPolicy, root: str = ""):
         raise PipelineError(Reason.UNREADABLE, "input file is not readable (permission denied)", uri) from exc
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class LoadSettings:
     """How a case is planned and cut into slice records.
 

@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import difflib
 import os
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 from schemas.tables import SCHEMA_VERSION, TASKS
 from transforms import boxes, ids, intensity
@@ -67,102 +67,6 @@ def unknown_source_hint(name: str) -> str:
     close = close or difflib.get_close_matches(name, sorted(SOURCES), n=2, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     return f"unknown source {name!r}: {hint}`medvision-pipeline sources` lists the {len(SOURCES)} adapters"
-
-
-@dataclasses.dataclass(frozen=True)
-class BuildConfig:
-    sources: tuple[SourceSpec, ...]
-    output: str
-    spacing: SpacingMode = "finest"
-    max_cases: Optional[int] = None
-    cases: Optional[tuple[str, ...]] = None
-    dry_run: bool = False
-    dry_run_sample: int = 2
-    split_salt: str = DEFAULT_SPLIT_SALT
-    target_file_mb: int = DEFAULT_TARGET_FILE_MB
-    max_volume_mb: float = DEFAULT_MAX_VOLUME_MB
-    case_timeout_s: float = DEFAULT_CASE_TIMEOUT_S
-    max_failure_fraction: float = 1.0
-    gcs_anonymous: bool = False
-    allow_uneven_dicom_spacing: bool = False
-    publish: bool = False  # pointer rows (no pixels) for sources that may not be redistributed
-    conventions: str = "default"  # a transforms.medvision.CONVENTIONS entry
-    prompt_style: str = "default"  # a transforms.prompts.PROMPT_STYLES entry
-    # Cases decoded to fewer Mvoxels are cut where they were planned (`LoadSettings`); None: `for_runner`.
-    cut_here_below_mvoxels: Optional[float] = None
-    lesion_label_names: tuple[str, ...] = ()  # `--lesion-labels`: T/L targets by name (`sources.user_options`)
-    subject_regex: Optional[str] = None  # `--subject-regex`: group 1 of an nnunet case identifier is its subject
-    # `--tasks`: the tasks whose pairs are made. A subset of a full build's rows, ids unchanged: not hashed.
-    tasks: tuple[str, ...] = TASKS
-
-    def __post_init__(self):
-        fixed = CONVENTIONS[self.conventions].spacing
-        if fixed is not None and self.spacing != fixed:
-            raise UsageError(f"--conventions {self.conventions} uses the {fixed} grid; drop --spacing {self.spacing}")
-        if self.subject_regex and all(spec.name != "nnunet" for spec in self.sources):
-            raise UsageError("--subject-regex groups the cases of --source nnunet, which this build does not read")
-
-    @property
-    def read_policy(self) -> ReadPolicy:
-        """The memory budget as int16-equivalent voxels (`PEAK_BYTES_PER_VOXEL` each), and the DICOM spacing
-        tolerance."""
-        return ReadPolicy(
-            int(self.max_volume_mb * 2**20 / PEAK_BYTES_PER_VOXEL), self.allow_uneven_dicom_spacing, self.case_timeout_s
-        )
-
-    @property
-    def load_settings(self) -> LoadSettings:
-        from pipeline.casework import LoadSettings  # the imaging stack: not needed to parse options
-
-        return LoadSettings(
-            self.spacing,
-            self.split_salt,
-            self.params_hash,
-            self.read_policy,
-            self.publish,
-            self.conventions,
-            self.prompt_style,
-            cut_here_below_voxels=(self.cut_here_below_mvoxels or 0) * 1e6,
-        )
-
-    def for_runner(self, runner: Optional[str]) -> "BuildConfig":
-        """With `cut_here_below_mvoxels` set: as given, else 32 on the DirectRunner and 0 (every case
-        spreads) on the others. There, the pairs of a case cut where it was planned would exist before
-        every plan is done, which the write's keys and the shared splits need: a runner would have to
-        materialise them, PNGs included, once more before the write's shuffle."""
-        if self.cut_here_below_mvoxels is not None:
-            return self
-        default = DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS if runner in DIRECT_RUNNERS else 0.0
-        return dataclasses.replace(self, cut_here_below_mvoxels=default)
-
-    @property
-    def work_dir(self) -> str:
-        return self.output.rstrip("/") + "/_work"
-
-    def output_params(self) -> dict:
-        """The parameters that shape every pair; their hash is part of each sample id. The user's T/L targets
-        and subject grouping enter only when given, so builds without them keep their ids."""
-        return self.user_listing_params() | {
-            "spacing": str(self.spacing),
-            "allow_uneven_dicom_spacing": self.allow_uneven_dicom_spacing,
-            "split_salt": self.split_salt,
-            "conventions": self.conventions,
-            "connectivity": boxes.CONNECTIVITY,
-            "display": CONVENTIONS[self.conventions].display,
-            "prompt_style": self.prompt_style,
-            "ct_windows_hu": intensity.CT_WINDOWS_HU,
-            "percentile_window": list(intensity.PERCENTILE_WINDOW),
-            "sample_id": ids.SAMPLE_ID_VERSION,
-            "schema": SCHEMA_VERSION,
-        }
-
-    def user_listing_params(self) -> dict:
-        params = {"lesion_labels": list(self.lesion_label_names)} if self.lesion_label_names else {}
-        return params | ({"subject_regex": self.subject_regex} if self.subject_regex else {})
-
-    @property
-    def params_hash(self) -> str:
-        return ids.params_hash(self.output_params())
 
 
 def _positive_int(text: str) -> int:
@@ -225,136 +129,297 @@ def _tasks(text: str) -> tuple[str, ...]:
     return tuple(task for task in TASKS if task in chosen)
 
 
-def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def absolute_location(location: str) -> str:
+    """Local paths made absolute (workers may run elsewhere); URIs kept as they are."""
+    return location if "://" in location else os.path.abspath(location)
+
+
+HashPolicy = Literal["always", "when_given", "never"]
+_FIELD_DEFAULT: Any = object()  # argparse's default is the field's
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Option:
+    """How a `BuildConfig` field meets the command line and the parameter hash.
+
+    `cli_default` is argparse's default when it differs from the field's (None: resolved later);
+    `from_cli` turns the parsed value into the field's; `hashed` says whether the field shapes the
+    pairs (`always`; `when_given`: only when set, so builds without it keep their sample ids;
+    `never`: it changes which pairs are made or how they are run, not what a pair is), and
+    `hash_key`/`hash_value` how it enters `output_params`.
+    """
+
+    flag: str
+    help: str
+    hashed: HashPolicy
+    unit: str = ""
+    argparse: dict = dataclasses.field(default_factory=dict)
+    cli_default: Any = _FIELD_DEFAULT
+    from_cli: Callable[[Any], Any] | None = None
+    hash_key: str | None = None
+    hash_value: Callable[[Any], Any] | None = None
+
+
+def option(default: Any, flag: str, help: str, *, hashed: HashPolicy = "never", **declaration: Any) -> Any:
+    """A `BuildConfig` field with its `Option`: the one place an option is declared."""
+    keys = {f.name for f in dataclasses.fields(Option)}
+    argparse_kwargs = {key: value for key, value in declaration.items() if key not in keys}
+    own = {key: value for key, value in declaration.items() if key in keys}
+    spec = Option(flag=flag, help=help, hashed=hashed, argparse=argparse_kwargs, **own)
+    return dataclasses.field(default=default, metadata={"option": spec})
+
+
+def options() -> list[tuple[str, Option]]:
+    """(field name, option) of every build option, in declaration order."""
+    return [(field.name, field.metadata["option"]) for field in dataclasses.fields(BuildConfig)]
+
+
+def _absolute_sources(specs) -> tuple[SourceSpec, ...]:
+    return tuple(SourceSpec(spec.name, spec.root and absolute_location(spec.root)) for spec in specs)
+
+
+def _case_ids(text: str) -> tuple[str, ...]:
+    return tuple(case for case in text.split(",") if case)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BuildConfig:
+    """The build's options (plain values, safe to pickle into DoFns); each field declares its flag, default,
+    unit, help and place in the parameter hash (`Option`), from which argparse and `output_params` derive."""
+
+    sources: tuple[SourceSpec, ...] = option(
+        (),
         "--source",
-        dest="sources",
+        "source adapter and its data root (repeatable)",
         action="append",
         type=SourceSpec.parse,
         required=True,
         metavar="NAME[=ROOT]",
-        help="source adapter and its data root (repeatable)",
+        from_cli=_absolute_sources,
     )
-    parser.add_argument("--output", required=True, help="new or empty output location (path, gs://, s3://)")
-    parser.add_argument(
+    output: str = option(
+        "",
+        "--output",
+        "new or empty output location (path, gs://, s3://)",
+        required=True,
+        from_cli=absolute_location,
+    )
+    spacing: SpacingMode = option(
+        "finest",
         "--spacing",
+        "pixel size: finest (default; finest in-plane spacing per plane), native, or mm",
+        hashed="always",
+        unit="mm",
         type=_spacing,
-        help="pixel size: finest (default; finest in-plane spacing per plane), native, or mm",
+        cli_default=None,
+        hash_value=str,
     )
-    parser.add_argument(
+    conventions: str = option(
+        "default",
         "--conventions",
+        "ground-truth conventions: default, or medvision (the published benchmark's: native grid, raw RAS+ "
+        "display, its box target and single-instance filter; see README)",
+        hashed="always",
         choices=sorted(CONVENTIONS),
-        default="default",
-        help="ground-truth conventions: default, or medvision (the published benchmark's: native "
-        "grid, raw RAS+ display, its box target and single-instance filter; see README)",
     )
-    parser.add_argument(
+    prompt_style: str = option(
+        "default",
         "--prompt-style",
+        "template set of the prompt and answer columns: default (states our pixel-edge frame) or medvision "
+        "(the benchmark's published templates and answer formats; see README)",
+        hashed="always",
         choices=PROMPT_STYLES,
-        default="default",
-        help="template set of the prompt and answer columns: default (states our pixel-edge frame) "
-        "or medvision (the benchmark's published templates and answer formats; see README)",
     )
-    parser.add_argument("--max-cases", type=_positive_int, help="use only the first N cases of each source")
-    parser.add_argument(
-        "--cases",
-        type=lambda t: tuple(c for c in t.split(",") if c),
-        help="comma-separated case ids to build (others are skipped)",
+    max_cases: Optional[int] = option(
+        None, "--max-cases", "use only the first N cases of each source", type=_positive_int
     )
-    parser.add_argument(
+    cases: Optional[tuple[str, ...]] = option(
+        None, "--cases", "comma-separated case ids to build (others are skipped)", type=_case_ids
+    )
+    lesion_label_names: tuple[str, ...] = option(
+        (),
         "--lesion-labels",
-        dest="lesion_label_names",
+        "labels whose lesions the tumor_lesion_size task measures, by their names in the dataset "
+        "(dataset.json); for every source without built-in targets, and instead of msd's and nnunet's",
+        hashed="when_given",
         type=_user_option("parse_label_names"),
-        default=(),
         metavar="NAME[,NAME...]",
-        help="labels whose lesions the tumor_lesion_size task measures, by their names in the "
-        "dataset (dataset.json); for every source without built-in targets, and instead of "
-        "msd's and nnunet's",
+        hash_key="lesion_labels",
+        hash_value=list,
     )
-    parser.add_argument(
+    subject_regex: Optional[str] = option(
+        None,
         "--subject-regex",
+        "nnunet: group 1 of this regex, searched in each case identifier, is the subject, so cases of one "
+        "patient share a split (default: each case is its own subject)",
+        hashed="when_given",
         type=_user_option("parse_subject_regex"),
         metavar="REGEX",
-        help="nnunet: group 1 of this regex, searched in each case identifier, is the subject, so "
-        "cases of one patient share a split (default: each case is its own subject)",
     )
-    parser.add_argument(
+    tasks: tuple[str, ...] = option(
+        TASKS,
         "--tasks",
+        f"make only these tasks' pairs ({', '.join(TASKS)}; default all): the same rows, sample_ids "
+        "included, as a build of every task",
         type=_tasks,
-        default=TASKS,
         metavar="TASK[,TASK...]",
-        help=f"make only these tasks' pairs ({', '.join(TASKS)}; default all): the same rows, "
-        "sample_ids included, as a build of every task",
     )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="list cases and estimated slices and pairs per dataset; write nothing"
+    dry_run: bool = option(
+        False,
+        "--dry-run",
+        "list cases and estimated slices and pairs per dataset; write nothing",
+        action="store_true",
     )
-    parser.add_argument(
+    dry_run_sample: int = option(
+        2,
         "--dry-run-sample",
+        "cases built in memory by --dry-run to estimate pairs per task, per group of each dataset (the cases "
+        "of one case-id folder with the same kinds of targets)",
         type=_positive_int,
-        default=2,
-        help="cases built in memory by --dry-run to estimate pairs per task, per group of each "
-        "dataset (the cases of one case-id folder with the same kinds of targets)",
     )
-    parser.add_argument("--split-salt", default=DEFAULT_SPLIT_SALT, help="salt of the subject-level split hash")
-    parser.add_argument(
+    split_salt: str = option(
+        DEFAULT_SPLIT_SALT, "--split-salt", "salt of the subject-level split hash", hashed="always"
+    )
+    target_file_mb: int = option(
+        DEFAULT_TARGET_FILE_MB,
         "--target-file-mb",
+        "approximate size of each Parquet file",
+        unit="MB",
         type=_positive_int,
-        default=DEFAULT_TARGET_FILE_MB,
-        help="approximate size of each Parquet file",
     )
-    parser.add_argument(
+    max_volume_mb: float = option(
+        DEFAULT_MAX_VOLUME_MB,
         "--max-volume-mb",
+        "memory budget of one case in MB: a volume whose header declares more voxels than this allows "
+        f"({PEAK_BYTES_PER_VOXEL} bytes per int16 voxel) is refused (too_large) before it is decompressed",
+        unit="MB",
         type=_positive_float,
-        default=DEFAULT_MAX_VOLUME_MB,
-        help="memory budget of one case in MB: a volume whose header declares more voxels than "
-        f"this allows ({PEAK_BYTES_PER_VOXEL} bytes per int16 voxel) is refused (too_large) "
-        "before it is decompressed",
     )
-    parser.add_argument(
+    case_timeout_s: float = option(
+        DEFAULT_CASE_TIMEOUT_S,
         "--case-timeout-s",
+        "wall-time limit to copy, hash and decode one case; a case past it is quarantined (timeout), checked "
+        "between chunks, files and slabs",
+        unit="s",
         type=_positive_float,
-        default=DEFAULT_CASE_TIMEOUT_S,
-        help="wall-time limit to copy, hash and decode one case; a case past it is quarantined "
-        "(timeout), checked between chunks, files and slabs",
     )
-    parser.add_argument(
+    allow_uneven_dicom_spacing: bool = option(
+        False,
         "--allow-uneven-dicom-spacing",
+        "resample unevenly spaced DICOM series to their median gap (linear, flagged in provenance) instead "
+        "of quarantining them",
+        hashed="always",
         action="store_true",
-        help="resample unevenly spaced DICOM series to their median gap (linear, flagged in "
-        "provenance) instead of quarantining them",
     )
-    parser.add_argument(
+    gcs_anonymous: bool = option(
+        False,
         "--gcs-anonymous",
+        "read and write gs:// without credentials (public buckets; the storage emulator named by "
+        "STORAGE_EMULATOR_HOST)",
         action="store_true",
-        help="read and write gs:// without credentials (public buckets; the storage emulator "
-        "named by STORAGE_EMULATOR_HOST)",
     )
-    parser.add_argument(
+    publish: bool = option(
+        False,
         "--publish",
+        "a public release: rows of sources that may not be redistributed carry no pixels (image_mode "
+        "'pointer'; source URI, sha256 and slice spec kept)",
         action="store_true",
-        help="a public release: rows of sources that may not be redistributed carry no pixels "
-        "(image_mode 'pointer'; source URI, sha256 and slice spec kept)",
     )
-    parser.add_argument(
+    max_failure_fraction: float = option(
+        1.0,
         "--max-failure-fraction",
+        "fail the run when a dataset quarantines more than this fraction of its cases",
         type=_fraction,
-        default=1.0,
-        help="fail the run when a dataset quarantines more than this fraction of its cases",
     )
-    parser.add_argument(
+    cut_here_below_mvoxels: Optional[float] = option(
+        None,
         "--cut-here-below-mvoxels",
+        "cases decoded to fewer Mvoxels are cut where they were planned (one decode); larger ones spread "
+        "their work units over workers (a decode per unit). Default: "
+        f"{DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS:g} on the DirectRunner, 0 (all spread) on the others, where "
+        "it would cost a second pass of the pairs before the write",
+        unit="Mvoxels",
         type=_non_negative_float,
-        help="cases decoded to fewer Mvoxels are cut where they were planned (one decode); "
-        "larger ones spread their work units over workers (a decode per unit). Default: "
-        f"{DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS:g} on the DirectRunner, 0 (all spread) on "
-        "the others, where it would cost a second pass of the pairs before the write",
     )
 
+    def __post_init__(self):
+        fixed = CONVENTIONS[self.conventions].spacing
+        if fixed is not None and self.spacing != fixed:
+            raise UsageError(f"--conventions {self.conventions} uses the {fixed} grid; drop --spacing {self.spacing}")
+        if self.subject_regex and all(spec.name != "nnunet" for spec in self.sources):
+            raise UsageError("--subject-regex groups the cases of --source nnunet, which this build does not read")
 
-def absolute_location(location: str) -> str:
-    """Local paths made absolute (workers may run elsewhere); URIs kept as they are."""
-    return location if "://" in location else os.path.abspath(location)
+    @property
+    def read_policy(self) -> ReadPolicy:
+        """The memory budget as int16-equivalent voxels (`PEAK_BYTES_PER_VOXEL` each), and the DICOM spacing
+        tolerance."""
+        return ReadPolicy(
+            max_voxels=int(self.max_volume_mb * 2**20 / PEAK_BYTES_PER_VOXEL),
+            allow_uneven_slices=self.allow_uneven_dicom_spacing,
+            max_read_seconds=self.case_timeout_s,
+        )
+
+    @property
+    def load_settings(self) -> LoadSettings:
+        from pipeline.casework import LoadSettings  # the imaging stack: not needed to parse options
+
+        return LoadSettings(
+            spacing=self.spacing,
+            split_salt=self.split_salt,
+            params_hash=self.params_hash,
+            policy=self.read_policy,
+            publish=self.publish,
+            conventions=self.conventions,
+            prompt_style=self.prompt_style,
+            cut_here_below_voxels=(self.cut_here_below_mvoxels or 0) * 1e6,
+        )
+
+    def for_runner(self, runner: Optional[str]) -> "BuildConfig":
+        """With `cut_here_below_mvoxels` set: as given, else 32 on the DirectRunner and 0 (every case
+        spreads) on the others. There, the pairs of a case cut where it was planned would exist before
+        every plan is done, which the write's keys and the shared splits need: a runner would have to
+        materialise them, PNGs included, once more before the write's shuffle."""
+        if self.cut_here_below_mvoxels is not None:
+            return self
+        default = DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS if runner in DIRECT_RUNNERS else 0.0
+        return dataclasses.replace(self, cut_here_below_mvoxels=default)
+
+    @property
+    def work_dir(self) -> str:
+        return self.output.rstrip("/") + "/_work"
+
+    def output_params(self) -> dict:
+        """The parameters that shape every pair; their hash is part of each sample id: the options declared
+        `hashed`, then what the code fixes (connectivity, display, windows, id and schema versions)."""
+        params = {}
+        for name, spec in options():
+            value = getattr(self, name)
+            if spec.hashed == "always" or (spec.hashed == "when_given" and value):
+                params[spec.hash_key or name] = spec.hash_value(value) if spec.hash_value else value
+        return params | {
+            "connectivity": boxes.CONNECTIVITY,
+            "display": CONVENTIONS[self.conventions].display,
+            "ct_windows_hu": intensity.CT_WINDOWS_HU,
+            "percentile_window": list(intensity.PERCENTILE_WINDOW),
+            "sample_id": ids.SAMPLE_ID_VERSION,
+            "schema": SCHEMA_VERSION,
+        }
+
+    @property
+    def params_hash(self) -> str:
+        return ids.params_hash(self.output_params())
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """`build`'s options, from the `BuildConfig` declarations."""
+    for name, spec in options():
+        default = getattr(BuildConfig, "__dataclass_fields__")[name].default
+        default = default if spec.cli_default is _FIELD_DEFAULT else spec.cli_default
+        unit = f" [{spec.unit}]" if spec.unit else ""
+        kwargs = {"dest": name, "help": spec.help + unit, **spec.argparse}
+        if not kwargs.get("required") and kwargs.get("action") != "append":
+            kwargs["default"] = default
+        parser.add_argument(spec.flag, **kwargs)
 
 
 def resolved_spacing(spacing: SpacingMode | None, conventions: str) -> SpacingMode:
@@ -363,26 +428,10 @@ def resolved_spacing(spacing: SpacingMode | None, conventions: str) -> SpacingMo
 
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
-    return BuildConfig(
-        sources=tuple(SourceSpec(s.name, s.root and absolute_location(s.root)) for s in args.sources),
-        output=absolute_location(args.output),
-        spacing=resolved_spacing(args.spacing, args.conventions),
-        max_cases=args.max_cases,
-        cases=args.cases,
-        dry_run=args.dry_run,
-        dry_run_sample=args.dry_run_sample,
-        split_salt=args.split_salt,
-        target_file_mb=args.target_file_mb,
-        max_volume_mb=args.max_volume_mb,
-        case_timeout_s=args.case_timeout_s,
-        max_failure_fraction=args.max_failure_fraction,
-        gcs_anonymous=args.gcs_anonymous,
-        allow_uneven_dicom_spacing=args.allow_uneven_dicom_spacing,
-        publish=args.publish,
-        conventions=args.conventions,
-        prompt_style=args.prompt_style,
-        cut_here_below_mvoxels=args.cut_here_below_mvoxels,
-        lesion_label_names=args.lesion_label_names,
-        subject_regex=args.subject_regex,
-        tasks=args.tasks,
-    )
+    """The `BuildConfig` of parsed `build` arguments (`--spacing` resolved against the conventions)."""
+    values = {}
+    for name, spec in options():
+        value = getattr(args, name)
+        values[name] = spec.from_cli(value) if spec.from_cli else value
+    values["spacing"] = resolved_spacing(args.spacing, args.conventions)
+    return BuildConfig(**values)

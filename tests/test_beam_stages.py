@@ -98,7 +98,7 @@ def slice_record(labels_2d: np.ndarray, case_id="c1", spacing=(0.5, 0.5)) -> Sli
     return SliceRecord(case, "train", provenance, content)
 
 
-def plan_and_cut(pipeline, cases, settings=LoadSettings("finest", "salt", PARAMS)):
+def plan_and_cut(pipeline, cases, settings=LoadSettings(spacing="finest", split_salt="salt", params_hash=PARAMS)):
     """PlanCases, then ExtractSlices over the spread units: (slices, plan quarantine, cut quarantine)."""
     plans, plan_quarantine = pipeline | beam.Create(cases) | PlanCases(settings)
     slices, cut_quarantine = plans | beam.FlatMap(lambda plan: plan.units) | beam.Reshuffle() | ExtractSlices(settings)
@@ -145,9 +145,9 @@ def test_units_of_any_size_cut_the_same_slices_as_the_whole_case(demo_root):
     """Spreading a case over work units must not change what it yields: units of at most 16 slices,
     through Beam, give exactly the records of cutting the whole case in one pass."""
     cases = demo_cases(demo_root, "demo_mr_00", "demo_ct_00")
-    whole = LoadSettings("finest", "salt", PARAMS, max_slices_per_unit=10**6)
+    whole = LoadSettings(spacing="finest", split_salt="salt", params_hash=PARAMS, max_slices_per_unit=10**6)
     expected = slice_digest(r for case in cases for r in casework.slice_records(case, whole)[0])
-    small_units = LoadSettings("finest", "salt", PARAMS, max_slices_per_unit=16)
+    small_units = LoadSettings(spacing="finest", split_salt="salt", params_hash=PARAMS, max_slices_per_unit=16)
     assert all(len(casework.plan_case(case, small_units).units) > 6 for case in cases)
     with BeamPipeline() as pipeline:
         slices, _, _ = plan_and_cut(pipeline, cases, small_units)
@@ -162,7 +162,7 @@ def test_a_thread_keeps_only_its_last_case_and_frees_it_before_decoding_the_next
     mr, ct = sorted(
         demo_cases(demo_root, "demo_mr_00", "demo_ct_00"), key=lambda case: "demo_mr_00" not in case.case_id
     )
-    settings = LoadSettings("finest", "salt", PARAMS)
+    settings = LoadSettings(spacing="finest", split_salt="salt", params_hash=PARAMS)
     first, _ = casework.load(mr, settings)
     assert casework.load(mr, settings)[0] is first
     first_alive = weakref.ref(first)
@@ -192,7 +192,7 @@ def test_an_input_changed_after_planning_is_quarantined(demo_root, tmp_path):
     another file's provenance, so the unit is refused with `input_changed`."""
     shutil.copytree(demo_root, tmp_path / "demo")
     case = demo_cases(str(tmp_path / "demo"), "demo_mr_00")[0]
-    settings = LoadSettings("finest", "salt", PARAMS)
+    settings = LoadSettings(spacing="finest", split_salt="salt", params_hash=PARAMS)
     plan = casework.plan_case(case, settings)
     casework.drop_cached_case()
     with open(case.image_uri, "rb") as handle:  # the same voxels, compressed again: other bytes
@@ -221,7 +221,7 @@ def test_an_error_while_cutting_keeps_the_slices_out_and_says_how_many(demo_root
     """The slice stage streams, so a failure after the first slices of a unit cannot take them back:
     the quarantine row must say how many got out, and the other units and cases go on."""
     real = casework.unit_records
-    settings = LoadSettings("finest", "salt", PARAMS)
+    settings = LoadSettings(spacing="finest", split_salt="salt", params_hash=PARAMS)
     cases = sorted(demo_cases(demo_root, "demo_mr_00", "demo_ct_00"), key=lambda case: "demo_mr_00" not in case.case_id)
     failing = casework.plan_case(cases[0], settings).units[0]
     assert len(failing.slice_indices) * len(cases[0].sequences) > 3

@@ -13,7 +13,7 @@ from pipeline.sources import get_source
 from schemas import rows as row_builders
 from transforms.errors import PipelineError
 
-SETTINGS = LoadSettings("finest", "salt", "0123456789abcdef")
+SETTINGS = LoadSettings(spacing="finest", split_salt="salt", params_hash="0123456789abcdef")
 
 
 def actual_pairs(plan: casework.CasePlan, settings: LoadSettings):

@@ -101,7 +101,7 @@ class CaseRef:
         return [uri for uri in uris if uri]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ReadPolicy:
     """How strict reading is: the memory budget, and whether uneven DICOM slices are resampled (flagged)."""
 

@@ -33,13 +33,13 @@ ORGAN_FILES = (
 
 class AbdomenAtlasSource(LayoutSource):
     info = SourceInfo(
-        "abdomenatlas",
-        "abdomen",
-        ("CT",),
-        ("detection",),
-        "CC-BY-NC-SA-4.0",
-        True,
-        "Qu et al., AbdomenAtlas-8K, NeurIPS 2023 Datasets and Benchmarks",
+        name="abdomenatlas",
+        anatomy="abdomen",
+        modalities=("CT",),
+        tasks=("detection",),
+        licence="CC-BY-NC-SA-4.0",
+        redistributable=True,
+        citation="Qu et al., AbdomenAtlas-8K, NeurIPS 2023 Datasets and Benchmarks",
     )
     layout = "BDMAP_*/ct.nii.gz, segmentations/<organ>.nii.gz, combined_labels.nii.gz"
     series = (

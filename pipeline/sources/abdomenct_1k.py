@@ -14,13 +14,13 @@ from pipeline.sources.layout import LayoutSource, Series, labels_from
 
 class AbdomenCT1KSource(LayoutSource):
     info = SourceInfo(
-        "abdomenct_1k",
-        "abdomen",
-        ("CT",),
-        ("detection",),
-        "CC-BY-4.0",
-        True,
-        "Ma et al., AbdomenCT-1K, IEEE TPAMI 44(10) 2022",
+        name="abdomenct_1k",
+        anatomy="abdomen",
+        modalities=("CT",),
+        tasks=("detection",),
+        licence="CC-BY-4.0",
+        redistributable=True,
+        citation="Ma et al., AbdomenCT-1K, IEEE TPAMI 44(10) 2022",
     )
     layout = "Case_NNNNN_0000.nii.gz, Case_NNNNN.nii.gz anywhere"
     series = (

@@ -17,7 +17,13 @@ IMAGE = r"(?P<folder>training|testing)/(?P<subject>patient\d{3})/(?P=subject)_fr
 
 class AcdcSource(LayoutSource):
     info = SourceInfo(
-        "acdc", "heart", ("MRI",), ("detection",), "CC-BY-NC-SA-4.0", True, "Bernard et al., ACDC, IEEE TMI 37(11) 2018"
+        name="acdc",
+        anatomy="heart",
+        modalities=("MRI",),
+        tasks=("detection",),
+        licence="CC-BY-NC-SA-4.0",
+        redistributable=True,
+        citation="Bernard et al., ACDC, IEEE TMI 37(11) 2018",
     )
     layout = "{training,testing}/patientNNN/patientNNN_frameNN[_gt].nii.gz"
     series = (

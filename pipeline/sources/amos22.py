@@ -25,13 +25,13 @@ SPLITS = {"Tr": "train", "Va": "validation"}
 
 class Amos22Source(LayoutSource):
     info = SourceInfo(
-        "amos22",
-        "abdomen",
-        ("CT", "MRI"),
-        ("detection",),
-        "CC-BY-4.0",
-        True,
-        "Ji et al., AMOS, NeurIPS 2022 Datasets and Benchmarks",
+        name="amos22",
+        anatomy="abdomen",
+        modalities=("CT", "MRI"),
+        tasks=("detection",),
+        licence="CC-BY-4.0",
+        redistributable=True,
+        citation="Ji et al., AMOS, NeurIPS 2022 Datasets and Benchmarks",
     )
     layout = "images{Tr,Va}/amos_NNNN.nii.gz, labels{Tr,Va}/"
     series = (

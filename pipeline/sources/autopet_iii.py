@@ -21,13 +21,13 @@ LABELS = {1: "tumor"}
 
 class AutoPet3Source(LayoutSource):
     info = SourceInfo(
-        "autopet_iii",
-        "whole body",
-        ("CT", "PET"),
-        ("detection", "tumor_lesion_size"),
-        "CC-BY-NC-4.0",
-        True,
-        "Gatidis et al., whole-body FDG-PET/CT dataset, Sci Data 9, 601 (2022); autoPET III",
+        name="autopet_iii",
+        anatomy="whole body",
+        modalities=("CT", "PET"),
+        tasks=("detection", "tumor_lesion_size"),
+        licence="CC-BY-NC-4.0",
+        redistributable=True,
+        citation="Gatidis et al., whole-body FDG-PET/CT dataset, Sci Data 9, 601 (2022); autoPET III",
     )
     layout = "imagesTr/<case>_0000.nii.gz (CT), _0001 (PET), labelsTr/<case>.nii.gz"
     series = (

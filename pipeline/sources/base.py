@@ -9,7 +9,7 @@ import posixpath
 from transforms.caseref import CaseRef
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SourceInfo:
     """Facts shown by `medvision-pipeline sources` and recorded in provenance."""
 

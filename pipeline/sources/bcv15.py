@@ -15,13 +15,13 @@ from pipeline.sources.layout import LayoutSource, Series, labels_from
 
 class Bcv15Source(LayoutSource):
     info = SourceInfo(
-        "bcv15",
-        "abdomen and cervix",
-        ("CT",),
-        ("detection",),
-        "LicenseRef-Synapse-BCV-terms",
-        True,
-        "Landman et al., Multi-Atlas Labeling Beyond the Cranial Vault, MICCAI 2015 challenge",
+        name="bcv15",
+        anatomy="abdomen and cervix",
+        modalities=("CT",),
+        tasks=("detection",),
+        licence="LicenseRef-Synapse-BCV-terms",
+        redistributable=True,
+        citation="Landman et al., Multi-Atlas Labeling Beyond the Cranial Vault, MICCAI 2015 challenge",
     )
     layout = "…/Training/img/imgNNNN.nii.gz + label/labelNNNN… (abdomen), …-Image/-Mask.nii.gz (cervix)"
     series = (

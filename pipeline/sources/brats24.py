@@ -47,13 +47,13 @@ MEN_RT_CASE = r"(?P<case>(?P<subject>BraTS-MEN-RT-\d{4})-\d+)"
 
 class Brats24Source(LayoutSource):
     info = SourceInfo(
-        "brats24",
-        "brain",
-        ("MRI",),
-        ("detection", "tumor_lesion_size"),
-        "LicenseRef-BraTS2024-Synapse-terms",
-        True,
-        "de Verdier et al., BraTS 2024 post-treatment glioma, arXiv:2405.18368; MET, MEN-RT, PED",
+        name="brats24",
+        anatomy="brain",
+        modalities=("MRI",),
+        tasks=("detection", "tumor_lesion_size"),
+        licence="LicenseRef-BraTS2024-Synapse-terms",
+        redistributable=True,
+        citation="de Verdier et al., BraTS 2024 post-treatment glioma, arXiv:2405.18368; MET, MEN-RT, PED",
     )
     layout = (
         "BraTS-{GLI,MET,PED}-NNNNN-TTT/<case>-{t1c,t1n,t2f,t2w,seg}.nii.gz, BraTS-MEN-RT-NNNN-N/<case>_{t1c,gtv}.nii.gz"

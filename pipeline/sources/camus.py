@@ -19,7 +19,13 @@ CASE = r"(?P<subject>patient\d{4})/(?P=subject)_(?P<view>2CH|4CH)_half_sequence"
 
 class CamusSource(LayoutSource):
     info = SourceInfo(
-        "camus", "heart", ("US",), ("detection",), "CC-BY-NC-SA-4.0", True, "Leclerc et al., CAMUS, IEEE TMI 38(9) 2019"
+        name="camus",
+        anatomy="heart",
+        modalities=("US",),
+        tasks=("detection",),
+        licence="CC-BY-NC-SA-4.0",
+        redistributable=True,
+        citation="Leclerc et al., CAMUS, IEEE TMI 38(9) 2019",
     )
     layout = "patientNNNN/patientNNNN_{2CH,4CH}_half_sequence[_gt].nii.gz"
     series = (

@@ -16,13 +16,13 @@ CASE = r"source_training/(?P<case>crossmoda_\d+)"
 
 class CrossModaSource(LayoutSource):
     info = SourceInfo(
-        "crossmoda",
-        "brain (vestibular schwannoma and cochlea)",
-        ("MRI",),
-        ("detection",),
-        "CC-BY-4.0",
-        True,
-        "Dorent et al., CrossMoDA 2021, Medical Image Analysis 83, 102628 (2023)",
+        name="crossmoda",
+        anatomy="brain (vestibular schwannoma and cochlea)",
+        modalities=("MRI",),
+        tasks=("detection",),
+        licence="CC-BY-4.0",
+        redistributable=True,
+        citation="Dorent et al., CrossMoDA 2021, Medical Image Analysis 83, 102628 (2023)",
     )
     layout = "source_training/crossmoda_N_{ceT1,Label}.nii.gz"
     series = (

@@ -14,13 +14,13 @@ from pipeline.sources.layout import LayoutSource, Series, labels_from
 
 class Flare22Source(LayoutSource):
     info = SourceInfo(
-        "flare22",
-        "abdomen",
-        ("CT",),
-        ("detection",),
-        "LicenseRef-FLARE22-terms",
-        True,
-        "Ma et al., FLARE22 challenge, arXiv:2308.05862",
+        name="flare22",
+        anatomy="abdomen",
+        modalities=("CT",),
+        tasks=("detection",),
+        licence="LicenseRef-FLARE22-terms",
+        redistributable=True,
+        citation="Ma et al., FLARE22 challenge, arXiv:2308.05862",
     )
     layout = "FLARE22_Tr_NNNN_0000.nii.gz, FLARE22_Tr_NNNN.nii.gz anywhere"
     series = (

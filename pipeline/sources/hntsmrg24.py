@@ -32,13 +32,13 @@ def _phase(phase: str) -> Series:
 
 class Hntsmrg24Source(LayoutSource):
     info = SourceInfo(
-        "hntsmrg24",
-        "head and neck",
-        ("MRI",),
-        ("detection", "tumor_lesion_size"),
-        "CC-BY-NC-4.0",
-        True,
-        "Wahid et al., HNTS-MRG 2024 challenge overview, LNCS 15273 (2025)",
+        name="hntsmrg24",
+        anatomy="head and neck",
+        modalities=("MRI",),
+        tasks=("detection", "tumor_lesion_size"),
+        licence="CC-BY-NC-4.0",
+        redistributable=True,
+        citation="Wahid et al., HNTS-MRG 2024 challenge overview, LNCS 15273 (2025)",
     )
     layout = "<id>/{preRT,midRT}/<id>_<phase>_{T2,mask}.nii.gz"
     series = (_phase("midRT"), _phase("preRT"))

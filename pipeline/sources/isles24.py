@@ -75,13 +75,13 @@ def explained(case: CaseRef, registered_masks: set[str]) -> CaseRef:
 
 class Isles24Source(LayoutSource):
     info = SourceInfo(
-        "isles24",
-        "brain (ischaemic stroke)",
-        ("MRI",),
-        ("detection",),
-        "CC-BY-NC-SA-4.0",
-        True,
-        "Riedel et al., ISLES'24, arXiv:2408.11142",
+        name="isles24",
+        anatomy="brain (ischaemic stroke)",
+        modalities=("MRI",),
+        tasks=("detection",),
+        licence="CC-BY-NC-SA-4.0",
+        redistributable=True,
+        citation="Riedel et al., ISLES'24, arXiv:2408.11142",
     )
     layout = (
         "Zenodo: derivatives/sub-strokeNNNN/ses-02/…_space-ncct_{dwi,adc,lesion-msk}.nii.gz; challenge: "

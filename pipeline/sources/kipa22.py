@@ -14,13 +14,13 @@ from pipeline.sources.layout import LayoutSource, Series, labels_from
 
 class Kipa22Source(LayoutSource):
     info = SourceInfo(
-        "kipa22",
-        "kidney",
-        ("CT",),
-        ("detection", "tumor_lesion_size"),
-        "CC-BY-NC-ND-4.0",
-        False,
-        "He et al., Meta grayscale adaptive network, MedIA 71, 102055 (2021); KiPA22 challenge",
+        name="kipa22",
+        anatomy="kidney",
+        modalities=("CT",),
+        tasks=("detection", "tumor_lesion_size"),
+        licence="CC-BY-NC-ND-4.0",
+        redistributable=False,
+        citation="He et al., Meta grayscale adaptive network, MedIA 71, 102055 (2021); KiPA22 challenge",
     )
     layout = "image/<id>.nii.gz, label/<id>.nii.gz"
     series = (

@@ -14,13 +14,13 @@ from pipeline.sources.layout import LayoutSource, Series
 
 class Kits23Source(LayoutSource):
     info = SourceInfo(
-        "kits23",
-        "kidney",
-        ("CT",),
-        ("detection", "tumor_lesion_size"),
-        "CC-BY-NC-SA-4.0",
-        True,
-        "Heller et al., KiTS21/23 challenge, arXiv:2307.01984",
+        name="kits23",
+        anatomy="kidney",
+        modalities=("CT",),
+        tasks=("detection", "tumor_lesion_size"),
+        licence="CC-BY-NC-SA-4.0",
+        redistributable=True,
+        citation="Heller et al., KiTS21/23 challenge, arXiv:2307.01984",
     )
     layout = "case_NNNNN/{imaging,segmentation}.nii.gz"
     series = (

@@ -13,13 +13,13 @@ from pipeline.sources.layout import LayoutSource, Series, labels_from
 
 class OaizibCmSource(LayoutSource):
     info = SourceInfo(
-        "oaizib_cm",
-        "knee",
-        ("MRI",),
-        ("detection",),
-        "CC-BY-NC-4.0",
-        True,
-        "Yao et al., CartiMorph, Medical Image Analysis 91, 103035 (2024)",
+        name="oaizib_cm",
+        anatomy="knee",
+        modalities=("MRI",),
+        tasks=("detection",),
+        licence="CC-BY-NC-4.0",
+        redistributable=True,
+        citation="Yao et al., CartiMorph, Medical Image Analysis 91, 103035 (2024)",
     )
     layout = "images{Tr,Ts}/<case>_0000.nii.gz, labels{Tr,Ts}/"
     series = (

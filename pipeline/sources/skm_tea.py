@@ -32,13 +32,13 @@ def _echo(echo: str) -> Series:
 
 class SkmTeaSource(LayoutSource):
     info = SourceInfo(
-        "skm_tea",
-        "knee",
-        ("MRI",),
-        ("detection",),
-        "LicenseRef-Stanford-University-Dataset-Research-Use-Agreement",
-        False,
-        "Desai et al., SKM-TEA, NeurIPS 2021 Datasets and Benchmarks",
+        name="skm_tea",
+        anatomy="knee",
+        modalities=("MRI",),
+        tasks=("detection",),
+        licence="LicenseRef-Stanford-University-Dataset-Research-Use-Agreement",
+        redistributable=False,
+        citation="Desai et al., SKM-TEA, NeurIPS 2021 Datasets and Benchmarks",
     )
     layout = "img_nii_{E1,E2}/MTR_NNN.nii.gz, seg-nii/MTR_NNN.nii.gz (the NIfTI conversion)"
     series = (_echo("E1"), _echo("E2"))

@@ -37,13 +37,13 @@ LABELS = {
 
 class ToothFairy2Source(LayoutSource):
     info = SourceInfo(
-        "toothfairy2",
-        "teeth and jaws",
-        ("CBCT",),
-        ("detection",),
-        "CC-BY-SA-4.0",
-        False,
-        "Bolelli et al., Segmenting Maxillofacial Structures in CBCT Volumes, CVPR 2025",
+        name="toothfairy2",
+        anatomy="teeth and jaws",
+        modalities=("CBCT",),
+        tasks=("detection",),
+        licence="CC-BY-SA-4.0",
+        redistributable=False,
+        citation="Bolelli et al., Segmenting Maxillofacial Structures in CBCT Volumes, CVPR 2025",
     )
     layout = "imagesTr/<case>_0000.mha, labelsTr/<case>.mha"
     series = (

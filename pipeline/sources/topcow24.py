@@ -35,13 +35,13 @@ def _series(name: str, modality: str, token: str, window=None) -> Series:
 
 class TopCow24Source(LayoutSource):
     info = SourceInfo(
-        "topcow24",
-        "brain vessels (circle of Willis)",
-        ("MRI", "CT"),
-        ("detection",),
-        "LicenseRef-TopCoW-opendata-swiss-terms",
-        True,
-        "Yang et al., TopCoW challenge, arXiv:2312.17670",
+        name="topcow24",
+        anatomy="brain vessels (circle of Willis)",
+        modalities=("MRI", "CT"),
+        tasks=("detection",),
+        licence="LicenseRef-TopCoW-opendata-swiss-terms",
+        redistributable=True,
+        citation="Yang et al., TopCoW challenge, arXiv:2312.17670",
     )
     layout = "imagesTr/topcow_{ct,mr}_NNN_0000.nii.gz, cow_seg_labelsTr/"
     series = (_series("MRA", "MRI", "mr"), _series("CTA", "CT", "ct", "angio"))

@@ -109,13 +109,13 @@ def official_splits(meta_csv: str) -> dict[str, str]:
 
 class TotalSegmentatorSource(LayoutSource):
     info = SourceInfo(
-        "totalsegmentator",
-        "whole body",
-        ("CT", "MRI"),
-        ("detection",),
-        "CC-BY-4.0",
-        True,
-        "Wasserthal et al., TotalSegmentator, Radiology: AI 5(5) e230024 (2023); TotalSegmentator MRI",
+        name="totalsegmentator",
+        anatomy="whole body",
+        modalities=("CT", "MRI"),
+        tasks=("detection",),
+        licence="CC-BY-4.0",
+        redistributable=True,
+        citation="Wasserthal et al., TotalSegmentator, Radiology: AI 5(5) e230024 (2023); TotalSegmentator MRI",
     )
     layout = "sNNNN/{ct,mri}.nii.gz, sNNNN/segmentations/<structure>.nii.gz, meta.csv"
     series = (_series("CT", "ct", CT_CLASSES, "ct"), _series("MRI", "mri", MR_CLASSES, "mr"))
