@@ -412,11 +412,11 @@ class BuildConfig:
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     """`build`'s options, from the `BuildConfig` declarations."""
-    for name, spec in options():
-        default = getattr(BuildConfig, "__dataclass_fields__")[name].default
-        default = default if spec.cli_default is _FIELD_DEFAULT else spec.cli_default
+    for field in dataclasses.fields(BuildConfig):
+        spec = field.metadata["option"]
+        default = field.default if spec.cli_default is _FIELD_DEFAULT else spec.cli_default
         unit = f" [{spec.unit}]" if spec.unit else ""
-        kwargs = {"dest": name, "help": spec.help + unit, **spec.argparse}
+        kwargs = {"dest": field.name, "help": spec.help + unit, **spec.argparse}
         if not kwargs.get("required") and kwargs.get("action") != "append":
             kwargs["default"] = default
         parser.add_argument(spec.flag, **kwargs)
