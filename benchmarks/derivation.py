@@ -29,7 +29,7 @@ from transforms.volume import Volume, as_integer_labels, to_canonical
 
 
 def read_labels(path: str) -> Volume:
-    """A label file as integer labels in the canonical RAS+ frame, as `transforms.case` reads a mask."""
+    """A label file as integer labels in the canonical RAS+ frame, as `transforms.loading` reads a mask."""
     if path.lower().endswith(ITK_SUFFIXES):
         volume = read_itk(path, path)
         volume = volume.with_array(as_integer_labels(volume.array, path))
@@ -40,7 +40,7 @@ def read_labels(path: str) -> Volume:
 
 
 def derive(labels: Volume, lesion_labels: tuple[int, ...], conventions: str) -> dict[str, tuple[int, int, int]]:
-    """The label side of every planned slice, as a build's slice step derives it (`transforms.case.extract_slices`);
+    """The label side of every planned slice, as a build's slice step derives it (`transforms.slicing.extract_slices`);
     per plane (slices, detection pairs kept, lesion sizes measured)."""
     chosen = CONVENTIONS[conventions]
     spacing = chosen.spacing or "finest"

@@ -1,6 +1,6 @@
 """Per-stage wall time of the slice pipeline on one synthetic CT volume (default 512x512x300, 0.7x0.7x2.5 mm).
 
-Runs the same transforms, in the same order, as `transforms.case.load_nifti_case` and
+Runs the same transforms, in the same order, as `transforms.loading.load_nifti_case` and
 `extract_slices`, one stage at a time, then writes the detection-style rows (one per box) to a
 zstd Parquet file. The phantom is the demo abdomen (`pipeline.sources.demo.ABDOMEN`) stretched per
 axis to fill the field of view, stored LPS so canonicalisation does real work. The .nii.gz files are

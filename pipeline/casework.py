@@ -19,23 +19,21 @@ from pipeline import storage
 from pipeline.version import __version__
 from schemas import rows as row_builders
 from transforms import deadline, ids
-from transforms.case import (
-    CaseRef,
-    LoadedCase,
-    ReadPolicy,
+from transforms.caseref import CaseRef, ReadPolicy
+from transforms.errors import PipelineError, Reason
+from transforms.intensity import Window
+from transforms.loading import LoadedCase, load_case
+from transforms.medvision import CONVENTIONS
+from transforms.pair_estimate import PairEstimate, estimate_pairs
+from transforms.planes import SpacingMode
+from transforms.slicing import (
     SliceRecord,
     case_windows,
     check_output_geometry,
     extract_slices,
-    load_case,
     place_measurements,
     slice_plan,
 )
-from transforms.errors import PipelineError, Reason
-from transforms.intensity import Window
-from transforms.medvision import CONVENTIONS
-from transforms.pair_estimate import PairEstimate, estimate_pairs
-from transforms.planes import SpacingMode
 from transforms.tracebacks import describe_exception
 
 

@@ -30,9 +30,9 @@ from schemas.rows import RowBundle
 from schemas.tables import TASKS
 from schemas.validate import batch_problems
 from transforms import ids
-from transforms.case import SliceRecord
 from transforms.caseref import CaseRef
 from transforms.errors import PipelineError, Reason
+from transforms.slicing import SliceRecord
 from transforms.tracebacks import describe_exception
 
 NAMESPACE = "medvision"

@@ -7,13 +7,13 @@ import dataclasses
 from schemas.tables import SCHEMA_VERSION
 from transforms import ids
 from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox
-from transforms.case import PlacedMeasurement, SliceRecord
 from transforms.caseref import CaseRef
 from transforms.errors import Reason
 from transforms.lesions import LesionSize, Rejection
 from transforms.medvision import CONVENTIONS, Conventions, benchmark_box_target
 from transforms.prompts import prompt_and_answer
 from transforms.slice_labels import SliceLabels, derive_slice
+from transforms.slicing import PlacedMeasurement, SliceRecord
 
 
 def provenance(

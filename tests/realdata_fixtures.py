@@ -23,9 +23,10 @@ import pytest
 from pipeline.sources.nnunet import NnunetSource
 from pipeline.sources.user_options import LesionTargets
 from schemas import rows as row_builders
-from transforms.case import LoadedCase, SliceRecord, extract_slices, load_case
 from transforms.caseref import CaseRef
+from transforms.loading import LoadedCase, load_case
 from transforms.medvision import CONVENTIONS
+from transforms.slicing import SliceRecord, extract_slices
 
 REALDATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "realdata" / "pyradiomics"
 needs_realdata = pytest.mark.skipif(

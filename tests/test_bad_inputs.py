@@ -15,10 +15,11 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from pipeline.cli import main
 from pipeline.stages import Guarded
 from tests.conftest import brain_case, make_msd_task, write_nifti
-from transforms.case import extract_slices, load_nifti_case
 from transforms.caseref import CaseRef, SequenceRef
 from transforms.intensity import percentile_window, to_uint8
+from transforms.loading import load_nifti_case
 from transforms.phantoms import grid_affine
+from transforms.slicing import extract_slices
 
 
 def quarantine_rows(output):

@@ -35,10 +35,10 @@ from schemas import rows as row_builders
 from schemas.rows import RowBundle
 from schemas.tables import schema_for
 from schemas.validate import file_row
-from transforms.case import SliceContent, SliceRecord
 from transforms.caseref import CaseRef, SequenceRef
 from transforms.intensity import Window, encode_png
 from transforms.packed import PackedArray
+from transforms.slicing import SliceContent, SliceRecord
 
 PARAMS = "0123456789abcdef"
 

@@ -19,10 +19,11 @@ from pipeline.stages import DeriveBoxes
 from schemas import rows as row_builders
 from tests.conftest import write_nifti
 from transforms.boxes import component_boxes
-from transforms.case import SliceRecord, extract_slices, load_nifti_case
 from transforms.caseref import CaseRef, SequenceRef
+from transforms.loading import load_nifti_case
 from transforms.medvision import benchmark_box_target
 from transforms.phantoms import grid_affine
+from transforms.slicing import SliceRecord, extract_slices
 
 # Stored LPS (both in-plane axes flipped against RAS+), anisotropic: 0.5 x 1.5 mm in plane, 3 mm slices.
 STORED_SHAPE = (24, 16, 5)

@@ -19,10 +19,11 @@ from tests.conftest import write_nifti
 from tests.formats import write_dicom_series, write_enhanced_multiframe, write_itk
 from transforms import dicom, dicom_seg
 from transforms.boxes import component_boxes
-from transforms.case import extract_slices, load_case
 from transforms.caseref import CaseRef, SequenceRef
 from transforms.errors import PipelineError, Reason
+from transforms.loading import load_case
 from transforms.phantoms import Cuboid, centred_affine, rasterize
+from transforms.slicing import extract_slices
 from transforms.volume import Volume, grid_affine
 
 SHAPE, SPACING = (40, 36, 12), (0.7, 0.9, 2.5)

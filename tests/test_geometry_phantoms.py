@@ -7,9 +7,10 @@ import pytest
 
 from tests.conftest import write_nifti
 from transforms.boxes import component_boxes
-from transforms.case import extract_slices, load_nifti_case
 from transforms.caseref import CaseRef, SequenceRef
+from transforms.loading import load_nifti_case
 from transforms.phantoms import Cuboid, centred_affine, rasterize, reorient
+from transforms.slicing import extract_slices
 
 # A 30 x 20 x 15 mm (x, y, z) cuboid, off-centre so flips would move it.
 CUBOID = Cuboid(1, (5.0, -12.0, -3.0), (35.0, 8.0, 12.0))

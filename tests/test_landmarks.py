@@ -14,11 +14,12 @@ from PIL import Image
 
 from pipeline.cli import main
 from tests.conftest import write_nifti
-from transforms.case import extract_slices, load_case
 from transforms.caseref import CaseRef, LandmarkSpec, SequenceRef
 from transforms.intensity import decode_png
 from transforms.landmarks import LandmarkSpace, Measurement, angle_between_lines_deg, measure, to_world_ras
+from transforms.loading import load_case
 from transforms.phantoms import Ellipsoid, centred_affine, rasterize, reorient
+from transforms.slicing import extract_slices
 
 PAIRS = ((1, "A", "B", 0), (2, "C", "D", 1))
 MEASURES = (

@@ -10,8 +10,8 @@ from pipeline.sources import get_source
 from pipeline.sources.layout import DatasetFacts, Series, match_series, usable
 from tests.conftest import upload_tree
 from tests.source_fixtures import FIXTURES, TOTALSEG_PARTS
-from transforms.case import load_case
 from transforms.caseref import CaseRef
+from transforms.loading import load_case
 from transforms.phantoms import centred_affine, rasterize
 
 FACTS = DatasetFacts("toy", "CC0-1.0", True)

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from transforms.boxes import component_boxes
-from transforms.case import lost_labels
 from transforms.lesions import (
     MEASUREMENTS,
     longest_diameter_mm,
@@ -23,6 +22,7 @@ from transforms.lesions import (
 )
 from transforms.planes import DISPLAYS, PLANES, labelled_slice_indices, plane_grid
 from transforms.slice_labels import derive_plane
+from transforms.slicing import lost_labels
 
 spacings = st.sampled_from([0.5, 0.7, 0.78125, 1.0, 2.0, 2.5, 6.5])
 

@@ -16,9 +16,9 @@ from scipy import ndimage
 
 from tests import realdata_fixtures as real
 from tests.conftest import write_nifti
-from transforms.case import load_nifti_case
 from transforms.caseref import CaseRef, SequenceRef
 from transforms.lesions import measure_component, measure_component_medvision
+from transforms.loading import load_nifti_case
 from transforms.phantoms import grid_affine
 
 SLICE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}

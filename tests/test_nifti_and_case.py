@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import write_nifti
 from transforms import nifti
-from transforms.case import load_nifti_case
 from transforms.caseref import CaseRef, SequenceRef
 from transforms.errors import PipelineError, Reason
+from transforms.loading import load_nifti_case
 from transforms.phantoms import grid_affine
 
 

@@ -19,9 +19,10 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from transforms.case import LoadedCase, PlacedMeasurement, extract_slices
 from transforms.intensity import Window
+from transforms.loading import LoadedCase
 from transforms.planes import SLICE_AXIS, SpacingMode
+from transforms.slicing import PlacedMeasurement, extract_slices
 
 
 @dataclasses.dataclass(frozen=True)
