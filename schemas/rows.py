@@ -10,6 +10,7 @@ from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox
 from transforms.caseref import CaseRef
 from transforms.errors import Reason
 from transforms.lesions import LesionSize, Rejection
+from transforms.loading import ReadGeometry
 from transforms.medvision import CONVENTIONS, Conventions, benchmark_box_target
 from transforms.prompts import prompt_and_answer
 from transforms.slice_labels import SliceLabels, derive_slice
@@ -18,7 +19,7 @@ from transforms.slicing import PlacedMeasurement, SliceRecord
 
 def provenance(
     case: CaseRef,
-    geometry: dict,
+    geometry: ReadGeometry,
     sha256_by_uri: dict[str, str],
     resampling: str,
     pipeline_version: str,
@@ -39,15 +40,15 @@ def provenance(
         "mask_sha256": sha256_by_uri.get(case.mask_uri),
         "landmarks_uri": landmarks_uri,
         "landmarks_sha256": landmarks_sha256,
-        "reader": geometry["reader"],
-        "orig_orientation": geometry["orig_orientation"],
-        "obliquity_deg": float(geometry["obliquity_deg"]),
-        "orig_spacing_mm": [float(v) for v in geometry["orig_spacing_mm"]],
-        "orig_shape": [int(v) for v in geometry["orig_shape"]],
-        "affine_source": geometry["affine_source"],
-        "sform_qform_mismatch": bool(geometry["sform_qform_mismatch"]),
-        "uneven_slice_spacing": bool(geometry.get("uneven_slice_spacing", False)),
-        "mask_resampled": bool(geometry.get("mask_resampled", False)),
+        "reader": geometry.reader,
+        "orig_orientation": geometry.orig_orientation,
+        "obliquity_deg": float(geometry.obliquity_deg),
+        "orig_spacing_mm": [float(v) for v in geometry.orig_spacing_mm],
+        "orig_shape": [int(v) for v in geometry.orig_shape],
+        "affine_source": geometry.affine_source,
+        "sform_qform_mismatch": geometry.sform_qform_mismatch,
+        "uneven_slice_spacing": geometry.uneven_slice_spacing,
+        "mask_resampled": geometry.mask_resampled,
         "resampling": resampling,
         "conventions": conventions,
         "prompt_style": prompt_style,

@@ -37,6 +37,7 @@ from schemas.tables import schema_for
 from schemas.validate import file_row
 from transforms.caseref import CaseRef, SequenceRef
 from transforms.intensity import Window, encode_png
+from transforms.loading import ReadGeometry
 from transforms.packed import PackedArray
 from transforms.slicing import SliceContent, SliceRecord
 
@@ -83,15 +84,14 @@ def slice_record(labels_2d: np.ndarray, case_id="c1", spacing=(0.5, 0.5)) -> Sli
         PackedArray.pack(labels_2d),
         png=encode_png(np.zeros((rows, cols), np.uint8)),
     )
-    geometry = {
-        "orig_orientation": "LPS",
-        "obliquity_deg": 0.0,
-        "orig_spacing_mm": [0.5, 0.5, 2.0],
-        "orig_shape": [cols, rows, 9],
-        "affine_source": "sform",
-        "sform_qform_mismatch": False,
-        "reader": "test",
-    }
+    geometry = ReadGeometry(
+        orig_orientation="LPS",
+        obliquity_deg=0.0,
+        orig_spacing_mm=(0.5, 0.5, 2.0),
+        orig_shape=(cols, rows, 9),
+        affine_source="sform",
+        reader="test",
+    )
     provenance = row_builders.provenance(
         case, geometry, {"mem://img": "sha-img", "mem://seg": "sha-seg"}, "finest", "test", PARAMS
     )

@@ -59,7 +59,7 @@ def test_same_phantom_in_every_format_gives_identical_pairs(tmp_path, orientatio
             for c in extract_slices(loaded, "finest")
             for b in component_boxes(c.labels_2d)
         ]
-        results[fmt] = (boxes, float(loaded.images["CT"].array.mean()), loaded.geometry["orig_orientation"])
+        results[fmt] = (boxes, float(loaded.images["CT"].array.mean()), loaded.geometry.orig_orientation)
     reference = results["nifti"]
     for fmt, (boxes, mean, stored) in results.items():
         # DICOM stacks run along row x column, so left-handed storage comes back with k reversed
@@ -345,7 +345,7 @@ def test_series_folder_named_without_a_trailing_slash_still_loads(tmp_path):
     mask = write_nifti(tmp_path / "seg.nii.gz", labels, affine)
     case = CaseRef("t", "c", "c", folder, mask, (SequenceRef("CT", "CT"),), ((1, "cube"),))
     loaded = load_case(case, {folder: folder, mask: mask})
-    assert loaded.geometry["affine_source"] == "dicom_positions"
+    assert loaded.geometry.affine_source == "dicom_positions"
 
 
 # pydicom-data's liver.dcm: a real BINARY SEG (3 frames, 512x512, 0.810547 mm, 1 mm apart) whose

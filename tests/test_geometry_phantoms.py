@@ -76,7 +76,7 @@ def test_same_voxels_in_any_storage_order_give_identical_boxes(tmp_path):
     for orientation in ("RAS", "LPS", "PSL", "SAR", "ILP"):
         stored_labels, stored_affine = reorient(labels, affine, orientation)
         loaded = save_case(tmp_path, orientation, stored_labels.astype(np.int16), stored_labels, stored_affine)
-        assert loaded.geometry["orig_orientation"] == orientation
+        assert loaded.geometry.orig_orientation == orientation
         _, boxes = largest_boxes_mm(loaded)
         if reference is None:
             reference = boxes
@@ -110,7 +110,7 @@ def test_display_orientation_is_radiological(tmp_path):
 
 def test_oblique_grid_records_obliquity_and_keeps_sizes_physical(tmp_path):
     loaded = phantom_case(tmp_path, "RAS", (0.8, 0.8, 2.0), rotation_deg=8.0)
-    assert loaded.geometry["obliquity_deg"] == pytest.approx(8.0, abs=1e-3)
+    assert loaded.geometry.obliquity_deg == pytest.approx(8.0, abs=1e-3)
     sizes, _ = largest_boxes_mm(loaded)
     # The grid is tilted 8 degrees about z, so the axial box of the cuboid bounds the rotated rectangle.
     angle = np.radians(8.0)

@@ -37,7 +37,7 @@ def test_union_of_axial_boxes_is_the_masks_3d_box(real_cases, name, conventions)
     features = real.baseline()[name]
     shape = built.loaded.labels.array.shape
     (i0, i1), (j0, j1), (k0, k1) = real.canonical_bounding_box(
-        real.stored_bounding_box(features), built.loaded.geometry["orig_orientation"], shape
+        real.stored_bounding_box(features), built.loaded.geometry.orig_orientation, shape
     )
     assert real.mask_bounding_box(built.loaded.labels.array != 0) == ((i0, i1), (j0, j1), (k0, k1))
     axial = [(index, box) for plane, index, box in built.boxes if plane == "axial"]

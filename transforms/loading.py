@@ -43,6 +43,21 @@ from transforms.volume import (
 )
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReadGeometry:
+    """The allowlisted facts of the grid a case was read on, for provenance (no header text)."""
+
+    reader: str  # library and version
+    orig_orientation: str  # axis codes as stored, e.g. "LPS"
+    obliquity_deg: float
+    orig_spacing_mm: tuple[float, ...]
+    orig_shape: tuple[int, ...]
+    affine_source: str  # which header form or DICOM positions gave the affine
+    sform_qform_mismatch: bool = False
+    uneven_slice_spacing: bool = False
+    mask_resampled: bool = False  # a mask on another grid placed on the image's (nearest neighbour)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class LoadedCase:
     """Decoded case in the canonical RAS+ frame, with the geometry facts kept for provenance."""
@@ -50,7 +65,7 @@ class LoadedCase:
     case: CaseRef
     images: dict[str, Volume]  # by sequence name
     labels: Volume
-    geometry: dict
+    geometry: ReadGeometry
     landmarks_ras: dict = dataclasses.field(default_factory=dict)  # name -> world RAS+ mm
     measured: tuple[tuple[Measurement, MeasuredValue], ...] = ()
     unmeasured: tuple[tuple[str, str], ...] = ()  # (measurement, why it is undefined)
@@ -68,18 +83,18 @@ def check_label_values(labels: np.ndarray, known: dict[int, str], uri: str) -> N
         )
 
 
-def _geometry(grid: Volume, affine_source: str, mismatch: bool, reader: str, uneven: bool = False) -> dict:
-    """The allowlisted geometry facts of the grid the case was read on (for provenance)."""
-    return {
-        "uneven_slice_spacing": uneven,
-        "reader": reader,
-        "orig_orientation": grid.orientation_code,
-        "obliquity_deg": grid.obliquity_deg,
-        "orig_spacing_mm": [float(s) for s in grid.spacing_mm],
-        "orig_shape": [int(n) for n in grid.array.shape],
-        "affine_source": affine_source,
-        "sform_qform_mismatch": mismatch,
-    }
+def _geometry(grid: Volume, affine_source: str, mismatch: bool, reader: str, uneven: bool = False) -> ReadGeometry:
+    """The facts of the grid the case was read on."""
+    return ReadGeometry(
+        reader=reader,
+        orig_orientation=grid.orientation_code,
+        obliquity_deg=float(grid.obliquity_deg),
+        orig_spacing_mm=tuple(float(s) for s in grid.spacing_mm),
+        orig_shape=tuple(int(n) for n in grid.array.shape),
+        affine_source=affine_source,
+        sform_qform_mismatch=bool(mismatch),
+        uneven_slice_spacing=bool(uneven),
+    )
 
 
 def image_format(uri: str) -> str:
@@ -153,7 +168,7 @@ def _read_nifti(case: CaseRef, path: str, policy: ReadPolicy):
 
 def read_images(
     case: CaseRef, local: dict[str, str], policy: ReadPolicy = ReadPolicy()
-) -> tuple[dict[str, Volume], Volume, dict]:
+) -> tuple[dict[str, Volume], Volume, ReadGeometry]:
     """Each sequence on the case's grid (as stored), the grid alone, and its geometry facts.
 
     A volume whose header declares more than `policy.max_voxels` is refused before it is decoded.
@@ -284,7 +299,7 @@ def load_case(case: CaseRef, local: dict[str, str], policy: ReadPolicy = ReadPol
     deadline.check()
     labels, mask_resampled = read_label_map(case, local, grid)
     deadline.check()
-    geometry = {**geometry, "mask_resampled": mask_resampled}
+    geometry = dataclasses.replace(geometry, mask_resampled=bool(mask_resampled))
     landmarks, measured, unmeasured = {}, [], []
     if case.landmarks is not None:
         landmarks = read_landmarks(case.landmarks, local, grid)
