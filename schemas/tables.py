@@ -2,7 +2,7 @@
 
 Files hold every column except the hive partition keys (`dataset`, `task`, `split`), which
 live in the path only. Changing a schema means bumping `SCHEMA_VERSION` and regenerating
-the snapshot in `schemas/snapshots/` (see tests/test_schemas.py).
+the snapshot in `schemas/snapshots/` (see tests/schemas/test_schemas.py).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import pytest
 from pipeline import storage
 from pipeline.sources import demo
 from transforms.phantoms import Cuboid, Ellipsoid, centred_affine, intensities, rasterize
+
+REPO = pathlib.Path(__file__).resolve().parents[1]  # the repository root
 
 # --- NIfTI files ------------------------------------------------------------------------------
 

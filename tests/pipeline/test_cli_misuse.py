@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
+from tests.conftest import REPO
 
 SMALL = ["--max-cases", "2"]  # the two demo cephalograms: the quickest demo build
 
@@ -80,7 +81,7 @@ def test_evaluate_reads_pairs_from_object_storage(small_build, tmp_path, gcs_emu
 
 def test_nothing_reads_parquet_through_arrows_thread_pool():
     """`pq.read_table` on a Python file object releases it on a pool thread (see evaluate.read_parquet)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(REPO)
     offenders = [
         path
         for path in glob.glob(os.path.join(root, "pipeline", "**", "*.py"), recursive=True)

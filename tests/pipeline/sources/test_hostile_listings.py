@@ -227,7 +227,7 @@ class _Breaks(Source):
 def test_an_adapter_failing_on_its_listing_gives_one_quarantined_case_for_that_source():
     (case,) = checked_cases(_Breaks(), "/data/kits")
     assert (case.case_id, case.listing_error[0]) == ("(listing)", "bad_listing")
-    assert "TypeError at tests.test_hostile_listings:" in case.listing_error[1]
+    assert "TypeError at tests.pipeline.sources.test_hostile_listings:" in case.listing_error[1]
     assert "secret-name" not in case.listing_error[1]
 
 

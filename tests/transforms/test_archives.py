@@ -18,7 +18,7 @@ from pipeline import storage
 from pipeline.cli import main
 from tests.conftest import upload_tree, write_nifti
 from tests.formats import write_dicom_series
-from tests.test_formats_and_faults import phantom
+from tests.transforms.test_formats_and_faults import phantom
 from transforms import archives
 from transforms.errors import PipelineError, Reason
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from tests.conftest import make_msd_task
+from tests.conftest import REPO, make_msd_task
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 
 def listed_in_readme() -> set[str]:

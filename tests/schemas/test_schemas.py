@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import pathlib
 
 import pytest
 
 from schemas.tables import SCHEMAS, describe
 from schemas.validate import batch_problems, pair_problems
+from tests.conftest import REPO
 
-SNAPSHOTS = pathlib.Path(__file__).resolve().parents[1] / "schemas" / "snapshots"
+SNAPSHOTS = REPO / "schemas" / "snapshots"
 
 
 @pytest.mark.parametrize("table", sorted(SCHEMAS))

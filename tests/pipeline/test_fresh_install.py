@@ -13,16 +13,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from unittest import mock
 
 import pytest
 from packaging.requirements import Requirement
 
 from pipeline import storage
-from tests.conftest import make_msd_task, upload_tree
+from tests.conftest import REPO, make_msd_task, upload_tree
 
-REPO = Path(__file__).resolve().parents[1]
 OWN_PACKAGES = ("pipeline", "transforms", "schemas", "tests")
 
 # Runs in the child: every import finder answers "not found" for the modules named in HIDDEN_MODULES

@@ -13,7 +13,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from pipeline.config import BuildConfig, SourceSpec
 from pipeline.dag import build_graph
 from pipeline.sources import get_source
-from tests.test_cli_end_to_end import part_file_digests
+from tests.pipeline.test_cli_end_to_end import part_file_digests
 
 TWO_CASES = "Task02_DemoMR/demo_mr_00,Task01_DemoCT/demo_ct_02"
 

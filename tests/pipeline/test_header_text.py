@@ -28,7 +28,7 @@ from pipeline.sources import demo
 from pipeline.stages import Guarded
 from tests.conftest import write_nifti
 from tests.formats import write_dicom_series
-from tests.test_formats_and_faults import liver_seg, phantom
+from tests.transforms.test_formats_and_faults import liver_seg, phantom
 from transforms import ids
 from transforms.caseref import CaseRef
 from transforms.tracebacks import describe_exception
@@ -169,7 +169,7 @@ def test_an_unexpected_error_is_quarantined_as_its_type_and_code_location_only()
         (row,) = rows
         assert row["reason"] == "unexpected_error"
         assert SECRET not in row["message"] and "/" not in row["message"], row["message"]
-        assert row["message"].startswith("ValueError at tests.test_header_text:"), row["message"]
+        assert row["message"].startswith("ValueError at tests.pipeline.test_header_text:"), row["message"]
         assert row["message"].endswith("in process"), row["message"]
 
     with BeamPipeline() as pipeline:
