@@ -14,4 +14,5 @@ COPY setup.py README.md ./
 COPY pipeline/ pipeline/
 COPY transforms/ transforms/
 COPY schemas/ schemas/
+COPY consumers/ consumers/
 RUN pip install --no-cache-dir ".[gcp,aws]" && pip check

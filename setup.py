@@ -15,7 +15,18 @@ setup(
     long_description=Path("README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*", "schemas", "schemas.*"]),
+    packages=find_packages(
+        include=[
+            "pipeline",
+            "pipeline.*",
+            "transforms",
+            "transforms.*",
+            "schemas",
+            "schemas.*",
+            "consumers",
+            "consumers.*",
+        ]
+    ),
     package_data={"schemas": ["snapshots/*.txt"]},
     install_requires=[
         BEAM,
@@ -31,7 +42,7 @@ setup(
         "opencv-python-headless>=4.9,<6",  # PNG encoding (chosen by measurement: benchmarks/png_encoders.py)
         "matplotlib>=3.8,<4",  # dataset card figures
         "pyyaml>=5.1",  # dataset card front matter (also a Beam dependency)
-        "duckdb>=1.1",  # mix: selection over every pair's metadata, spilling to disk (pipeline/mix.py)
+        "duckdb>=1.1",  # mix: selection over every pair's metadata, spilling to disk (consumers/mix.py)
         # Object storage works right after `pip install .`: gs:// through gcsfs (newer gcsfs
         # releases build on google-cloud-storage), s3:// through Beam's S3 filesystem, which needs boto3.
         "gcsfs>=2024.2",

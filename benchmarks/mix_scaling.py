@@ -22,7 +22,7 @@ sys.path.insert(0, ROOT)
 
 CHILD = """
 import json, resource, sys, time
-from pipeline import mix
+from consumers import mix
 pairs, output, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
 start = time.perf_counter()
 caps = mix.MixCaps(per_split={"train": total, "test": total // 4})

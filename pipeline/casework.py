@@ -66,7 +66,7 @@ class LoadSettings:
     policy: ReadPolicy = ReadPolicy()
     publish: bool = False
     conventions: str = "default"
-    prompt_style: str = "default"  # a transforms.prompts.PROMPT_STYLES entry
+    prompt_style: str = "default"  # a schemas.prompts.PROMPT_STYLES entry
     max_slices_per_unit: int = 128  # a plane with more slices is cut in several work units
     # Cases decoded to fewer voxels (all sequences) are cut right where they were planned, from the
     # plan's decode; larger ones spread their units over workers. 0: every case spreads.

@@ -36,7 +36,7 @@ from pipeline.version import __version__
 
 USAGE_EXIT = 2
 FAILED_EXIT = 1
-# pipeline.evaluate.EXAMPLE_PREDICTION, repeated here so that --help imports no pyarrow
+# consumers.evaluate.EXAMPLE_PREDICTION, repeated here so that --help imports no pyarrow
 EXAMPLE_PREDICTION = (
     '{"sample_id": "<a sample_id of the pairs>", "answer": "<answer>0.2100, 0.3500, 0.4800, 0.6200</answer>"}'
 )
@@ -204,9 +204,9 @@ def run_report(args, beam_args: list[str]) -> int:
     """Unknown arguments are Beam options, as for `build` (e.g. `--s3_endpoint_url`)."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.report import regenerate_card
+    from consumers.card import CARD_FILE
+    from consumers.report import regenerate_card
     from pipeline.run import configure_storage
-    from transforms.card import CARD_FILE
 
     configure_storage(args.gcs_anonymous, PipelineOptions(beam_args))
     regenerate_card(args.output)
@@ -218,9 +218,9 @@ def run_mix(args, beam_args: list[str], argv: list[str]) -> int:
     """Unknown arguments are Beam options, as for `report` (e.g. `--s3_endpoint_url`)."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline import mix as mixing
+    from consumers import mix as mixing
+    from consumers.card import CARD_FILE
     from pipeline.run import configure_storage
-    from transforms.card import CARD_FILE
 
     configure_storage(args.gcs_anonymous, PipelineOptions(beam_args))
     caps = mixing.MixCaps(args.max_per_dataset, args.max_per_task, split_caps(args.max_per_split), args.max_total)
@@ -252,7 +252,7 @@ def run_preview(args, beam_args: list[str]) -> int:
         raise UsageError(f"-n takes a positive number of pairs, got {args.n}")
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline import preview
+    from consumers import preview
     from pipeline.run import configure_storage
 
     configure_storage(args.gcs_anonymous, PipelineOptions(beam_args))
@@ -272,7 +272,7 @@ def run_preview(args, beam_args: list[str]) -> int:
 def run_evaluate(args, extra: list[str]) -> int:
     if extra:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
-    from pipeline import evaluate as evaluation
+    from consumers import evaluate as evaluation
 
     report = evaluation.evaluate(args.pairs, args.predictions, args.split)
     print(evaluation.format_table(report))
@@ -322,7 +322,7 @@ def print_summary(stats: dict, output: str) -> None:
         for q in rows:
             print(f"  {q['dataset']}/{q['stage']}/{q['reason']}: {q['rows']}")
     print(f"total rows: {stats['total_rows']} in {stats['wall_seconds']} s")
-    from transforms.card import CARD_FILE
+    from consumers.card import CARD_FILE
 
     print(f"dataset card: {storage.join(output, CARD_FILE)}")
 

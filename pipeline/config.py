@@ -12,12 +12,12 @@ import difflib
 import os
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
+from schemas.prompts import PROMPT_STYLES
 from schemas.tables import SCHEMA_VERSION, TASKS
 from transforms import boxes, ids, intensity
 from transforms.caseref import PEAK_BYTES_PER_VOXEL, ReadPolicy
 from transforms.medvision import CONVENTIONS
 from transforms.planes import SpacingMode, parse_spacing_mode
-from transforms.prompts import PROMPT_STYLES
 
 if TYPE_CHECKING:
     from pipeline.casework import LoadSettings

@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
-from pipeline import claim, report, scratch, storage
+from consumers import report
+from pipeline import claim, scratch, storage
 from pipeline.config import DIRECT_RUNNERS, BuildConfig, UsageError
 from pipeline.counts import COUNTS_FILE
 from pipeline.dag import build_graph

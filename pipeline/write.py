@@ -27,7 +27,7 @@ from pipeline.casework import CasePlan
 from pipeline.progress import ProgressMarks
 from schemas.rows import RowBundle
 from schemas.spilled import png_length
-from schemas.tables import PARTITION_KEYS, TASKS, schema_for
+from schemas.tables import PARTITION_KEYS, TASKS, column_paths, schema_for
 from schemas.validate import file_row
 
 ROW_OVERHEAD_BYTES = 1024  # non-image columns of a pair, roughly
@@ -37,20 +37,6 @@ PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": True, "write_statist
 # PNG bytes are deflated already: zstd spends time on them and saves 0.1 %. (The dictionary stays:
 # it stores a slice's PNG once for all the pairs of that slice in a row group.)
 STORED_AS_IS = "image.bytes"
-
-
-def column_paths(fields, prefix: str = "") -> list[str]:
-    """Parquet leaf column paths of Arrow fields ("image.bytes", "box_xyxy_px.list.element", ...)."""
-    paths = []
-    for field in fields:
-        name = prefix + field.name
-        if pa.types.is_struct(field.type):
-            paths += column_paths(list(field.type), name + ".")
-        elif pa.types.is_list(field.type):
-            paths += column_paths([field.type.value_field.with_name("element")], name + ".list.")
-        else:
-            paths.append(name)
-    return paths
 
 
 def parquet_options(schema: pa.Schema) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from schemas.prompts import prompt_and_answer
 from schemas.tables import SCHEMA_VERSION
 from transforms import ids
 from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox
@@ -12,7 +13,6 @@ from transforms.errors import Reason
 from transforms.lesions import LesionSize, Rejection
 from transforms.loading import ReadGeometry
 from transforms.medvision import CONVENTIONS, Conventions, benchmark_box_target
-from transforms.prompts import prompt_and_answer
 from transforms.slice_labels import SliceLabels, derive_slice
 from transforms.slicing import PlacedMeasurement, SliceRecord
 

@@ -278,3 +278,17 @@ def describe(schema: pa.Schema) -> str:
     for field in schema:
         visit(field, 0)
     return "\n".join(lines) + "\n"
+
+
+def column_paths(fields, prefix: str = "") -> list[str]:
+    """Parquet leaf column paths of Arrow fields ("image.bytes", "box_xyxy_px.list.element", ...)."""
+    paths = []
+    for field in fields:
+        name = prefix + field.name
+        if pa.types.is_struct(field.type):
+            paths += column_paths(list(field.type), name + ".")
+        elif pa.types.is_list(field.type):
+            paths += column_paths([field.type.value_field.with_name("element")], name + ".list.")
+        else:
+            paths.append(name)
+    return paths

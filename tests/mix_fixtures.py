@@ -1,6 +1,6 @@
 """A synthetic finished build for `mix`: pairs in the build's layout and schemas, written with pyarrow
 (no imaging), with several datasets, tasks and splits, subjects of many pairs, and two subjects of two
-datasets that share one image volume. Used by tests/pipeline/test_mix.py and benchmarks/mix_scaling.py."""
+datasets that share one image volume. Used by tests/consumers/test_mix.py and benchmarks/mix_scaling.py."""
 
 from __future__ import annotations
 

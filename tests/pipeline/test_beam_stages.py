@@ -30,10 +30,10 @@ from pipeline.stages import (
     PlanCases,
     ValidatePairs,
 )
-from pipeline.write import WriteTable, binary_array, column_paths, partition_of, record_batch, row_bytes, shard_count
+from pipeline.write import WriteTable, binary_array, partition_of, record_batch, row_bytes, shard_count
 from schemas import rows as row_builders
 from schemas.rows import RowBundle
-from schemas.tables import schema_for
+from schemas.tables import column_paths, schema_for
 from schemas.validate import file_row
 from transforms.caseref import CaseRef, SequenceRef
 from transforms.intensity import Window, encode_png

@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 from pipeline import storage
 from tests.conftest import REPO, make_msd_task, upload_tree
 
-OWN_PACKAGES = ("pipeline", "transforms", "schemas", "tests")
+OWN_PACKAGES = ("pipeline", "transforms", "schemas", "consumers", "tests")
 
 # Runs in the child: every import finder answers "not found" for the modules named in HIDDEN_MODULES
 # (dotted prefixes), as in an environment without their distributions, then the CLI runs.

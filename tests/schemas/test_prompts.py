@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from transforms.prompts import prompt_and_answer
-from transforms.scoring import parse_answer
+from consumers.scoring import parse_answer
+from schemas.prompts import prompt_and_answer
 
 COMMON = {
     "dataset": "demo",

@@ -1,5 +1,5 @@
 """The pure parts of a training mixture (`medvision-pipeline mix`): subject groups, the validation carve,
-quotas, the conversational columns and the mixture's card. I/O lives in `pipeline/mix.py`.
+quotas, the conversational columns and the mixture's card. I/O lives in `consumers/mix.py`.
 
 A subject is `(dataset, subject_id)`. Subjects that share an image volume (`volume_hash`) form one group,
 as in the build's split, so a scan never reaches two splits of the mixture.
@@ -13,7 +13,7 @@ import math
 import pyarrow as pa
 import yaml
 
-from transforms.card import Markdown, code_span, markdown_line, markdown_table
+from consumers.card import Markdown, code_span, markdown_line, markdown_table
 
 MIX_SPLITS = ("train", "validation", "test")
 # An official split wins over a carve: a group seen as test in any input stays test.
@@ -144,7 +144,7 @@ def front_matter(licences: list[str]) -> dict:
 
 def mixture_card(summary: dict) -> str:
     """The mixture's README.md: counts per split, dataset and task, subjects, the exact command, the
-    inputs, the dropped rows, and how to load it. `summary` is what `pipeline.mix.mix` returns."""
+    inputs, the dropped rows, and how to load it. `summary` is what `consumers.mix.mix` returns."""
     counts = [(r["split"], r["dataset"], r["task"], f"{r['pairs']:,}") for r in summary["counts"]]
     totals = [
         (split, f"{summary['pairs'][split]:,}", f"{summary['subjects'][split]:,}", summary["shards"][split])

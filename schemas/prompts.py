@@ -3,7 +3,7 @@
 `default` states this pipeline's frame explicitly: the displayed image, origin at its top-left
 corner, x = column, y = row, coordinates on pixel edges, boxes end-exclusive `[x0, y0, x1, y1]` in
 pixels; sizes and distances in mm, angles in degrees. Its answers are exactly that format with
-fixed decimals (`transforms/scoring.py` reads them back).
+fixed decimals (`consumers/scoring.py` reads them back).
 
 `medvision` reproduces the published MedVision benchmark's non-CoT question templates and answer
 formats (github.com/YongchengYAO/MedVision):

@@ -7,7 +7,7 @@ snapshot of 2025-12-05 predates the tag parser): `src/medvision_bm/benchmark/par
 `src/medvision_bm/utils/parse_utils.py`, `configs.py`. What it does, and so what this does:
 
 - Every answer counts, parsed or not (`num_samples`, the weight of every mean below). An answer is
-  read by `transforms.scoring.answered_numbers` (last k numbers in the first `<answer>` block, each a
+  read by `consumers.scoring.answered_numbers` (last k numbers in the first `<answer>` block, each a
   float32, so a 40-digit number is infinite) and is a success when it yields k numbers.
 - Detection, per answer (`cal_metrics_detection_task`): an unparsed answer scores 0 IoU, F1, precision
   and recall; a parsed one scores the box overlap (0 when the boxes do not overlap, including a true box
@@ -43,7 +43,7 @@ from typing import Optional
 
 import numpy as np
 
-from transforms import scoring
+from consumers import scoring
 
 MEDVISION_REFERENCE = "MedVision commit ae6e130 (2026-04-10)"
 MEDVISION_SOURCE = (

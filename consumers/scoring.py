@@ -1,5 +1,5 @@
 """Scoring model answers against pairs: each answer as the MedVision benchmark scores it, and this
-pipeline's own summary (MedVision's summary tables are `transforms/medvision_summary.py`).
+pipeline's own summary (MedVision's summary tables are `consumers/medvision_summary.py`).
 
 Answers are parsed like MedVision's `src/medvision_bm/utils/parse_utils.py`
 (github.com/YongchengYAO/MedVision): every number matching `-?\\d+\\.?\\d*` is found and the last k
@@ -26,7 +26,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from transforms.prompts import medvision_box_target
+from schemas.prompts import medvision_box_target
 
 NUMBER_PATTERN = re.compile(r"-?\d+\.?\d*")
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

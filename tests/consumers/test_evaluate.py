@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import cli, evaluate
+from consumers import evaluate
+from consumers.scoring import box_overlap, parse_answer
+from pipeline import cli
 from pipeline.cli import main
-from transforms.scoring import box_overlap, parse_answer
 
 
 def test_box_overlap_of_boxes_sharing_half_their_area():

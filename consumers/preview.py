@@ -6,7 +6,7 @@ Sampling reads no more than it needs, whatever the build's size: the partitions'
 from are read, and only the row groups holding a drawn row, without the image column unless overlays
 are asked for. Files are read through `pipeline/storage.py` (local, gs://, s3://). The text is made by
 pure functions (`pair_lines`, `geometry_lines`, `figure_line`); overlays are the card's drawing
-(`pipeline.figures.overlay_png`).
+(`consumers.figures.overlay_png`).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def _read_partition(output: str, partition: Partition, wanted: list[int], with_i
 
 @contextlib.contextmanager
 def _parquet(uri: str):
-    """A ParquetFile reading on this thread only (see `pipeline.evaluate.read_parquet` for why): a local
+    """A ParquetFile reading on this thread only (see `consumers.evaluate.read_parquet` for why): a local
     file by path, an object through its Python handle without pre-buffering."""
     if not storage.is_remote(uri):
         with pq.ParquetFile(uri) as parquet:
@@ -226,7 +226,7 @@ def write_overlay(folder: str, row: dict) -> str:
     a note when the row carries no pixels (`--publish` pointer rows)."""
     if row["image_mode"] != "pixels" or not (row.get("image") or {}).get("bytes"):
         return "none (a pointer row: no pixels in this build)"
-    from pipeline import figures  # matplotlib: only when overlays are asked for
+    from consumers import figures  # matplotlib: only when overlays are asked for
 
     uri = storage.join(folder, f"{row['sample_id']}.png")
     storage.write_bytes(uri, figures.overlay_png(row["image"]["bytes"], row["task"], row))
@@ -249,7 +249,7 @@ def figure_line(output: str, relative: str) -> str:
 
 def figure_lines(output: str) -> list[str]:
     """Every PNG under the build's `card/`, one line each; UsageError when there is none."""
-    from transforms.card import FIGURE_FOLDER
+    from consumers.card import FIGURE_FOLDER
 
     pngs = [path for path in storage.list_tree(storage.join(output, FIGURE_FOLDER)) if path.endswith(".png")]
     if not pngs:

@@ -3,7 +3,7 @@
 Reads the written pairs in two passes per dataset and task: first the few columns the card
 needs (sample ids, image mode, provenance, measurements) in batches, keeping only the
 overlay choice and the measurement arrays; then the image bytes of the chosen overlay rows
-only. Text comes from `transforms/card.py`, drawings from `pipeline/figures.py`.
+only. Text comes from `consumers/card.py`, drawings from `consumers/figures.py`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import figures, storage
+from consumers import card, figures
+from pipeline import storage
 from pipeline.config import UsageError
 from pipeline.sources import SOURCES
-from transforms import card
 
 SCAN_BATCH_ROWS = 65_536
 OVERLAY_BATCH_ROWS = 64

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import figures
-from transforms.card import OVERLAY_COLOURS, OVERLAY_PARTS
+from consumers import figures
+from consumers.card import OVERLAY_COLOURS, OVERLAY_PARTS
 
 GREY = 100
 

@@ -1,5 +1,5 @@
 """`medvision-pipeline evaluate`: score a model's predictions against a built output (I/O only;
-parsing and metrics are `transforms/scoring.py`, MedVision's summary tables `transforms/medvision_summary.py`).
+parsing and metrics are `consumers/scoring.py`, MedVision's summary tables `consumers/medvision_summary.py`).
 
 Predictions: JSONL (one object per line) or Parquet, each with `sample_id` and either `answer`
 (model text) or numbers (`box`; `major_axis_mm` and `minor_axis_mm`; `value`), e.g.
@@ -14,10 +14,10 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from consumers import medvision_summary, scoring
 from pipeline import storage
 from pipeline.config import UsageError
 from schemas.tables import TASKS
-from transforms import medvision_summary, scoring
 
 _GROUPING = ["modality", "plane"]  # MedVision's regions and labels
 PAIR_COLUMNS = {

@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from transforms.card import OVERLAY_COLOURS, measured_lines
+from consumers.card import OVERLAY_COLOURS, measured_lines
 
 # A power of two: figure inches = px / DPI and back are then exact, so a canvas is exactly W x H px.
 DPI = 128
@@ -151,7 +151,7 @@ def _name(value) -> str:
 
 def legend_entries(task: str, row: dict) -> list[tuple[str, str]]:
     """(drawn part, what it is, with its measurement in mm or deg) per legend line of a pair's overlay;
-    the parts are `transforms.card.OVERLAY_PARTS[task]`, in that order."""
+    the parts are `consumers.card.OVERLAY_PARTS[task]`, in that order."""
     if task == "detection":
         width_mm, height_mm = row["box_size_mm"]
         return [("box", f"box of {_name(row['label_name'])}: {width_mm:.1f} x {height_mm:.1f} mm")]

@@ -12,10 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import figures
+from consumers import card, figures
 from pipeline.cli import main
 from tests.conftest import brain_case, write_nifti
-from transforms import card
 
 LABEL = "x\n# Injected\n<script>alert(1)</script>"
 LABELS = {"0": "background", "1": LABEL, "2": "a|b`c` | d", "3": "[click](http://evil.example) $x$ **b** _i_"}

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import evaluate
+from consumers import evaluate
 from pipeline.config import UsageError
 
 

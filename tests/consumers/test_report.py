@@ -14,9 +14,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline import figures
+from consumers import card, figures
 from pipeline.cli import main
-from transforms import card
 
 # CT with a lesion (detection, T/L), the truncated CT (quarantine) and one cephalogram (A/D).
 CARD_CASES = "Task01_DemoCT/demo_ct_02,Task01_DemoCT/demo_ct_04,Ceph/001"

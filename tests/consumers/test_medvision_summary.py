@@ -1,12 +1,12 @@
-"""MedVision's summary tables (transforms/medvision_summary.py) on hand-made answers whose results follow from
+"""MedVision's summary tables (consumers/medvision_summary.py) on hand-made answers whose results follow from
 MedVision's rules at commit ae6e130 by hand."""
 
 from __future__ import annotations
 
 import pytest
 
-from transforms import medvision_summary as mv
-from transforms.scoring import sample_metrics
+from consumers import medvision_summary as mv
+from consumers.scoring import sample_metrics
 
 WHERE = {"modality": "CT", "plane": "axial", "prompt_style": "default", "dataset": "d"}
 

@@ -13,10 +13,10 @@ import jinja2
 import pyarrow.parquet as pq
 import pytest
 
+from consumers import mixture
 from pipeline import storage
 from pipeline.cli import main
 from tests.mix_fixtures import write_synthetic_build
-from transforms import mixture
 
 SPLITS = ("train", "validation", "test")
 # Two CT subjects in train, a cephalogram in each split: a quick demo build with a subject to carve.

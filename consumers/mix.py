@@ -3,7 +3,7 @@
 Two passes, so the PNG bytes are read once and only for the pairs chosen:
 1. select: each input file's metadata columns (`sample_id`, `subject_id`, `volume_hash`, `image_mode`; no
    image) go, one row group at a time, into a DuckDB database in a scratch folder, which spills to disk
-   beyond `DUCKDB_MEMORY_LIMIT`. Subject groups, the validation carve (`transforms/mixture.py`), the caps
+   beyond `DUCKDB_MEMORY_LIMIT`. Subject groups, the validation carve (`consumers/mixture.py`), the caps
    (window ranks over seeded md5 keys) and the seeded shuffle are SQL over that table.
 2. fetch: the chosen (file, row) pairs stream back sorted by file; each input row group holding one is read
    once, its chosen rows go to spill files per (split, bucket of shuffled positions, ~`BUCKET_BYTES`), and
@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from consumers import mixture
+from consumers.card import CARD_FILE
+from consumers.mixture import MESSAGES_TYPE, MIX_SPLITS
 from pipeline import storage
 from pipeline.config import UsageError
-from schemas.tables import IMAGE_TYPE, TASKS, schema_for
-from transforms import mixture
-from transforms.card import CARD_FILE
-from transforms.mixture import MESSAGES_TYPE, MIX_SPLITS
+from schemas.tables import IMAGE_TYPE, TASKS, column_paths, schema_for
 
 NO_CAP = 1 << 62
 SCAN_COLUMNS = ["sample_id", "subject_id", "volume_hash", "image_mode"]
@@ -104,7 +104,7 @@ class InputFile:
 @contextlib.contextmanager
 def open_parquet(uri: str):
     """A ParquetFile: local files by path; object-store files through their Python handle, read on this
-    thread only (see `pipeline.evaluate.read_parquet` for why)."""
+    thread only (see `consumers.evaluate.read_parquet` for why)."""
     if not storage.is_remote(uri):
         with pq.ParquetFile(uri) as parquet:
             yield parquet
@@ -449,7 +449,6 @@ def with_conversation(table: pa.Table) -> pa.Table:
 def parquet_options(schema: pa.Schema) -> dict:
     """zstd and dictionaries on every column except the PNG bytes, which are deflated and rarely repeat
     in a shuffled mixture."""
-    from pipeline.write import column_paths  # noqa: PLC0415 (a pure helper; keeps Beam's import lazy)
 
     paths = column_paths(schema)
     return {

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline import report
+from consumers import report
 from pipeline.config import UsageError
 from pipeline.sources import SOURCES
 

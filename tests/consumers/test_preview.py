@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline import figures, preview
+from consumers import figures, preview
 from pipeline.cli import main
 
 # CT with a lesion (detection, T/L) and one cephalogram (A/D): every task (both cases fall in train).
