@@ -24,11 +24,10 @@ if TYPE_CHECKING:
 
 DEFAULT_SPLIT_SALT = "medvision-v1"
 DEFAULT_TARGET_FILE_MB = 256
-DEFAULT_CASE_TIMEOUT_S = 600.0  # to copy, hash and decode one case (a 1 GB volume takes ~30 s)
+DEFAULT_CASE_TIMEOUT_S = 600.0  # to copy, hash and decode one case: far above what a 1 GB volume takes
 DEFAULT_MAX_VOLUME_MB = 4096  # memory one case may take to decode (~430 Mvoxels of int16)
-# The DirectRunner keeps every pair in memory between steps anyway, so a case cut where it was planned
-# costs nothing more there and saves a decode. Bigger cases still spread: one of 32 Mvoxels
-# (512x512x128) takes about 20 s to plan and cut on one core.
+# A case cut where it was planned saves a decode; bigger cases still spread over workers, as one of
+# 32 Mvoxels (512x512x128) is already a long single step on one core (benchmarks/stage_times.py).
 DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS = 32.0
 DIRECT_RUNNERS = (None, "DirectRunner", "direct")
 

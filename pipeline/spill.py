@@ -2,7 +2,7 @@
 `SpilledPng`; the write step reads the PNGs of one row group back at a time.
 
 Pixels then cross no runner buffer and no shuffle. The DirectRunner holds every element between steps in
-memory (a GroupByKey of 257 MB of bytes raised its peak RSS by 1,050 MB), and Dataflow bills shuffled bytes;
+memory (its GroupByKey of PNG bytes held about four times their size), and Dataflow bills shuffled bytes;
 a reference is about 150 bytes per bundle. A spill object is written by one DoFn bundle and closed before
 the runner commits that bundle, so every reference that reaches the write step points into a complete
 object; objects of a retried bundle are left unreferenced and go with `_work/`.

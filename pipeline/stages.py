@@ -84,8 +84,8 @@ def quarantined(
 class QuarantiningFn(beam.DoFn):
     """A DoFn whose outputs include quarantine rows (the steps `Guarded` runs, and its dead letters).
     Beam's bytecode inference of `process` (run by `with_exception_handling` whatever types the ParDo
-    declares) follows the quarantine helpers and took 0.05-0.35 s of graph construction per step, in
-    every run and every test pipeline, to answer Any: the type is declared instead."""
+    declares) follows the quarantine helpers, a cost paid in every run and test pipeline to answer Any: the
+    type is declared instead (tests/pipeline/test_runners.py checks no inference runs)."""
 
     def infer_output_type(self, input_type):
         return typing.Any
@@ -492,7 +492,7 @@ class ValidatePairs(beam.PTransform):
     or a task invariant go to quarantine, never to the output.
 
     Bundles are batched up to `max_rows` rows, each checked against its table's Arrow schema in one
-    conversion: a conversion costs about 0.3 ms whatever its size, and most slices make one or two pairs.
+    conversion: a conversion has a fixed cost whatever its size, and most slices make one or two pairs.
     """
 
     def __init__(self, max_rows: int = 256):
@@ -503,7 +503,7 @@ class ValidatePairs(beam.PTransform):
         return (
             pairs
             # Fixed-size batches: letting BatchElements grow them from 1 raised the DirectRunner's peak RSS
-            # by 630 MB at 512x512x300 (214 MB when fixed).
+            # several-fold on a 512x512x300 CT (benchmarks/scaling.py).
             | "Batch"
             >> beam.BatchElements(
                 min_batch_size=self._max_rows, max_batch_size=self._max_rows, element_size_fn=len, record_metrics=False

@@ -3,7 +3,7 @@
 - local paths and s3:// go through Beam's filesystems (S3 endpoint and keys are Beam's
   `--s3_*` pipeline options, which Beam hands to every worker);
 - gs:// goes through gcsfs. Beam's own GCS client probes Google's default credentials with
-  retries (~23 s in every process) before it falls back to anonymous access; gcsfs is told
+  retries (tens of seconds in every process) before it falls back to anonymous access; gcsfs is told
   once, by `configure`, whether to use default credentials or anonymous access
   (`--gcs-anonymous`, e.g. for public buckets or the storage emulator, which gcsfs finds
   through STORAGE_EMULATOR_HOST).
@@ -36,7 +36,7 @@ DEFAULT_MAX_INPUT_BYTES = 4 << 30  # bytes of one input (a file, an archive expa
 # Bytes as stored: Beam would otherwise gunzip `*.gz` objects on the fly.
 RAW = "uncompressed"  # apache_beam.io.filesystem.CompressionTypes.UNCOMPRESSED
 GCS = "gs://"
-# gcsfs 2026.x probes each bucket for hierarchical namespaces over TLS (~60 s where that fails).
+# gcsfs 2026.x probes each bucket for hierarchical namespaces over TLS (a minute where that fails).
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 

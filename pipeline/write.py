@@ -34,7 +34,7 @@ ROW_OVERHEAD_BYTES = 1024  # non-image columns of a pair, roughly
 QUARANTINE_PARTITION = "quarantine"
 ROW_GROUP_BYTES = 64 << 20
 PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": True, "write_statistics": True}
-# PNG bytes are deflated already: zstd spends time on them and saves 0.1 %. (The dictionary stays:
+# PNG bytes are deflated already: zstd spends time on them and saves next to nothing. (The dictionary stays:
 # it stores a slice's PNG once for all the pairs of that slice in a row group.)
 STORED_AS_IS = "image.bytes"
 
@@ -95,8 +95,8 @@ def write_parquet(uri: str, table: str, rows: list[dict], temp_dir: str) -> int:
 
 def record_batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
     """The rows (`file_row` of each) as one Arrow batch of `schema`, with the PNG bytes copied by
-    `binary_array` (Arrow's row conversion took 0.2-1.9 s for the 330 MB of PNGs of a 512x512x300 CT,
-    slowest when its buffers grow into fresh memory, as for a worker's first file)."""
+    `binary_array`: Arrow's row conversion of the PNGs was slow and erratic, slowest when its buffers grow
+    into fresh memory, as for a worker's first file."""
     if "image" not in schema.names or not all(isinstance(row.get("image"), dict) for row in rows):
         return pa.RecordBatch.from_pylist([file_row(row, schema) for row in rows], schema=schema)
     index, field = schema.get_field_index("image"), schema.field("image")
@@ -111,8 +111,8 @@ def record_batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
 
 
 def binary_array(values: list) -> pa.Array:
-    """`pa.array(values, pa.binary())` for bytes and None, with the bytes copied in one join (a steady
-    0.23 s for 330 MB of PNGs)."""
+    """`pa.array(values, pa.binary())` for bytes and None, with the bytes copied in one join (steady, unlike
+    Arrow's row conversion)."""
     present = [value for value in values if value is not None]
     offsets = np.zeros(len(values) + 1, np.int64)
     np.cumsum([0 if value is None else len(value) for value in values], out=offsets[1:])

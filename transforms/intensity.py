@@ -66,9 +66,9 @@ def to_uint8(slice_2d: np.ndarray, window: Window) -> np.ndarray:
 
 
 # Chosen by measurement (benchmarks/png_encoders.py): OpenCV's libpng at zlib level 1 with run-length
-# matching, libpng choosing each row's filter. Against Pillow at level 6 it is 3-6x faster and, on real
-# CT and MR slices, smaller; bytes cost more than CPU on Dataflow, so a faster but larger setting
-# (OpenCV's defaults) was not taken.
+# matching, libpng choosing each row's filter: much faster than Pillow at level 6 and, on real CT and MR
+# slices, smaller; a month of storing the output costs more than the CPU it saves, so the faster but
+# larger OpenCV defaults were not taken (figures: README, Benchmarks; benchmarks/cost_model.py).
 PNG_PARAMS = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE)
 
 

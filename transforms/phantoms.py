@@ -104,7 +104,7 @@ def ellipse_mask(
 
 def reorient(array: np.ndarray, affine: np.ndarray, orientation: str) -> tuple[np.ndarray, np.ndarray]:
     """The same voxels stored with axes along `orientation` (exact: a permutation and flips)."""
-    from nibabel import orientations  # nibabel takes 0.2 s to import; listing the demo source must not pay it
+    from nibabel import orientations  # nibabel is slow to import; listing the demo source must not pay it
 
     current = orientations.io_orientation(affine)
     target = orientations.axcodes2ornt(tuple(orientation))
