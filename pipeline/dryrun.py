@@ -15,7 +15,7 @@ import collections
 from pipeline import casework, storage
 from pipeline.config import BuildConfig
 from transforms.caseref import CaseRef
-from transforms.errors import PipelineError
+from transforms.errors import PipelineError, Reason
 from transforms.nifti import header_spatial_shape
 from transforms.planes import SLICE_AXIS, planes_of
 
@@ -48,6 +48,8 @@ def case_line(case: CaseRef) -> dict:
         return line
     try:
         line["estimated_slices"] = estimated_slices(case)
+    except FileNotFoundError:  # named as a build names it
+        line["error"] = f"{Reason.MISSING_FILE.value}: the image file is not there"
     except Exception as exc:  # a dry run reports unreadable or non-NIfTI headers instead of stopping
         line["error"] = str(exc) if isinstance(exc, PipelineError) else f"header not readable ({type(exc).__name__})"
     return line

@@ -84,7 +84,7 @@ def test_case_line_reports_unreadable_headers_instead_of_raising(tmp_path):
     garbage.write_bytes(b"not gzip at all")
     assert dryrun.case_line(make_case(str(garbage)))["error"] == "header not readable (BadGzipFile)"
     missing = dryrun.case_line(make_case(str(tmp_path / "absent.nii.gz")))
-    assert missing["error"] == "header not readable (FileNotFoundError)"
+    assert missing["error"] == "missing_file: the image file is not there"
 
 
 def test_case_line_quotes_a_pipeline_error_as_is(tmp_path):
