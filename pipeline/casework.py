@@ -13,7 +13,7 @@ import dataclasses
 import itertools
 import threading
 import traceback
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from pipeline import storage
 from pipeline.version import __version__
@@ -22,7 +22,7 @@ from transforms import deadline, ids
 from transforms.caseref import CaseRef, ReadPolicy
 from transforms.errors import PipelineError, Reason
 from transforms.intensity import Window
-from transforms.loading import LoadedCase, load_case
+from transforms.loading import LoadedCase, Unmeasured, load_case
 from transforms.medvision import CONVENTIONS
 from transforms.pair_estimate import PairEstimate, estimate_pairs
 from transforms.planes import SpacingMode
@@ -77,6 +77,30 @@ class LoadSettings:
         return self.publish and not case.redistributable
 
 
+class InputDigest(NamedTuple):
+    """The sha256 of an input as the plan read it: a unit must read the same bytes."""
+
+    uri: str
+    sha256: str
+
+
+class VolumeHash(NamedTuple):
+    sequence: str
+    volume_hash: str  # `ids.volume_hash`
+
+
+class SequenceWindow(NamedTuple):
+    sequence: str
+    window: Window  # of the whole volume
+
+
+class CaseSlices(NamedTuple):
+    """A case's slice records, unit after unit, and the measurements its landmarks could not define."""
+
+    records: Iterator[SliceRecord]
+    unmeasured: tuple[Unmeasured, ...]
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkUnit:
     """A run of consecutive slices of one plane of a case, with what its rows need from the whole case.
@@ -90,9 +114,9 @@ class WorkUnit:
     slice_indices: tuple[int, ...]
     split: str  # before `ids.shared_split_overrides`
     provenance: dict
-    sha256_by_uri: tuple[tuple[str, str], ...]  # what the plan read: a unit must read the same bytes
-    volume_hashes: tuple[tuple[str, str], ...]  # (sequence, `ids.volume_hash`)
-    windows: tuple[tuple[str, Window], ...]  # (sequence, window of the whole volume)
+    sha256_by_uri: tuple[InputDigest, ...]  # what the plan read: a unit must read the same bytes
+    volume_hashes: tuple[VolumeHash, ...]
+    windows: tuple[SequenceWindow, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,8 +126,8 @@ class CasePlan:
 
     case: CaseRef
     units: tuple[WorkUnit, ...]
-    memberships: tuple[tuple, ...]  # (volume_hash, dataset, subject_id, split, official), see `ids`
-    unmeasured: tuple[tuple[str, str], ...]
+    memberships: tuple[ids.Membership, ...]
+    unmeasured: tuple[Unmeasured, ...]
     n_slices: int  # over all units and sequences
     split: str  # before `ids.shared_split_overrides`
     pair_estimate: tuple[PairEstimate, ...]  # what the write sizes its files from
@@ -184,20 +208,31 @@ def plan_case(case: CaseRef, settings: LoadSettings) -> CasePlan:
         settings.conventions,
         settings.prompt_style,
     )
-    hashes = tuple((name, ids.volume_hash(volume.array, volume.affine_ras)) for name, volume in loaded.images.items())
-    windows = tuple(case_windows(loaded).items())
+    hashes = tuple(
+        VolumeHash(name, ids.volume_hash(volume.array, volume.affine_ras)) for name, volume in loaded.images.items()
+    )
+    windows = tuple(SequenceWindow(name, window) for name, window in case_windows(loaded).items())
     placed = place_measurements(loaded, settings.spacing, display)
     plan = slice_plan(loaded, placed)
     estimate = estimate_pairs(
         loaded, settings.spacing, display, plan, placed, dict(windows), with_pixels=not settings.pointers_only(case)
     )
     units = tuple(
-        WorkUnit(case, plane, run, split, provenance, tuple(sorted(digests.items())), hashes, windows)
+        WorkUnit(
+            case,
+            plane,
+            run,
+            split,
+            provenance,
+            tuple(InputDigest(*item) for item in sorted(digests.items())),
+            hashes,
+            windows,
+        )
         for plane, indices in plan.items()
         for run in split_into_units(indices, settings.max_slices_per_unit)
     )
     memberships = tuple(
-        (volume_hash, case.dataset, case.subject_id, split, case.official_split is not None)
+        ids.Membership(volume_hash, case.dataset, case.subject_id, split, case.official_split is not None)
         for _, volume_hash in hashes
     )
     n_slices = len(case.sequences) * sum(len(unit.slice_indices) for unit in units)
@@ -244,11 +279,13 @@ def unit_records(unit: WorkUnit, settings: LoadSettings) -> Iterator[SliceRecord
     )
 
 
-def slice_records(case: CaseRef, settings: LoadSettings) -> tuple[Iterator[SliceRecord], tuple[tuple[str, str], ...]]:
+def slice_records(case: CaseRef, settings: LoadSettings) -> CaseSlices:
     """All slice records of a case, unit after unit (what a build emits for it, without shared splits),
     and the measurements its landmarks could not define. Bad input raises `PipelineError` here."""
     plan = plan_case(case, settings)
-    return itertools.chain.from_iterable(unit_records(unit, settings) for unit in plan.units), plan.unmeasured
+    return CaseSlices(
+        itertools.chain.from_iterable(unit_records(unit, settings) for unit in plan.units), plan.unmeasured
+    )
 
 
 def pair_counts(records: Iterable[SliceRecord]) -> collections.Counter:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 if TYPE_CHECKING:
     from transforms.landmarks import LandmarkSpace, Measurement
@@ -50,7 +50,40 @@ class LandmarkSpec:
     space: LandmarkSpace
     measurements: tuple[Measurement, ...]
     names: tuple[str, ...] = ()
-    pairs: tuple[tuple[int, str, str, int], ...] = ()
+    pairs: tuple[LandmarkPair, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "pairs", tuple(LandmarkPair(*pair) for pair in self.pairs))
+
+
+class LabelName(NamedTuple):
+    """One value of a dataset's label map and its name."""
+
+    value: int
+    name: str
+
+
+class ListingError(NamedTuple):
+    """Why a source's listing already found a case bad (a `Reason` value and a message)."""
+
+    reason: str
+    message: str
+
+
+class MaskPart(NamedTuple):
+    """A per-structure binary mask merged into the label map as `label`."""
+
+    label: int
+    uri: str
+
+
+class LandmarkPair(NamedTuple):
+    """Label `label` of a landmark mask holds two voxels: `first` (the larger index on `axis`) and `second`."""
+
+    label: int
+    first: str
+    second: str
+    axis: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,21 +104,28 @@ class CaseRef:
     image_uri: str
     mask_uri: str  # "" when the case has no label map
     sequences: tuple[SequenceRef, ...]
-    labels: tuple[tuple[int, str], ...]  # (value, name) of the dataset's label map, background excluded
+    labels: tuple[LabelName, ...]  # the dataset's label map, background excluded
     lesion_labels: tuple[int, ...] = ()  # labels measured by the tumour/lesion size task
     licence: str = ""
     redistributable: bool = True
     dataset_version: Optional[str] = None
     official_split: Optional[str] = None
-    listing_error: Optional[tuple[str, str]] = None  # (reason, message) when the listing already found it bad
+    listing_error: Optional[ListingError] = None  # when the listing already found it bad
     planar: Optional[PlanarGeometry] = None  # set for 2D rasters (BMP, PNG); NIfTI otherwise
     landmarks: Optional[LandmarkSpec] = None
     realign: Optional[RealignSpec] = None
-    mask_parts: tuple[tuple[int, str], ...] = ()  # (label, uri) of per-structure binary masks, merged
+    mask_parts: tuple[MaskPart, ...] = ()  # per-structure binary masks, merged
     mask_placement: str = "exact"  # "nearest": a mask on another grid is resampled onto the image grid
     negatives_expected: bool = False  # an all-empty mask is a negative control, not a defect
     planes: tuple[str, ...] = ()  # planes to cut; () = every plane the volume has
     source_root: str = ""  # the root the case was listed under: nothing outside it is read ("" confines nothing)
+
+    def __post_init__(self):
+        # adapters may list plain pairs; every case carries the named ones
+        object.__setattr__(self, "labels", tuple(LabelName(*label) for label in self.labels))
+        object.__setattr__(self, "mask_parts", tuple(MaskPart(*part) for part in self.mask_parts))
+        if self.listing_error is not None:
+            object.__setattr__(self, "listing_error", ListingError(*self.listing_error))
 
     @property
     def label_names(self) -> dict[int, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Iterable, NamedTuple
 
 import numpy as np
 
@@ -73,10 +74,20 @@ def volume_hash(array, affine_ras) -> str:
     return digest.hexdigest()
 
 
-def shared_split_overrides(members) -> dict[tuple[str, str], str]:
+class Membership(NamedTuple):
+    """A subject's split as one of its volumes shows it (the input of `shared_split_overrides`)."""
+
+    volume_hash: str
+    dataset: str
+    subject_id: str
+    split: str
+    official: bool  # the split is the dataset's official one
+
+
+def shared_split_overrides(members: Iterable[Membership]) -> dict[tuple[str, str], str]:
     """Subjects that share a volume (across datasets) must share a split; returns the changes.
 
-    `members`: (volume_hash, dataset, subject_id, split, official) tuples. Subjects linked by any
+    Subjects linked by any
     chain of shared hashes form one group. The group's split is an official split of a member
     if one has it (the first by (dataset, subject)), else the split of its first member;
     returns {(dataset, subject): split} for members whose split changes.

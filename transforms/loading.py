@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
@@ -43,6 +44,20 @@ from transforms.volume import (
 )
 
 
+class Measured(NamedTuple):
+    """A landmark measurement of the case and its value."""
+
+    measurement: Measurement
+    value: MeasuredValue
+
+
+class Unmeasured(NamedTuple):
+    """A measurement the case's landmarks leave undefined, and why (never emitted as 0)."""
+
+    measurement: str
+    why: str
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ReadGeometry:
     """The allowlisted facts of the grid a case was read on, for provenance (no header text)."""
@@ -67,8 +82,8 @@ class LoadedCase:
     labels: Volume
     geometry: ReadGeometry
     landmarks_ras: dict = dataclasses.field(default_factory=dict)  # name -> world RAS+ mm
-    measured: tuple[tuple[Measurement, MeasuredValue], ...] = ()
-    unmeasured: tuple[tuple[str, str], ...] = ()  # (measurement, why it is undefined)
+    measured: tuple[Measured, ...] = ()
+    unmeasured: tuple[Unmeasured, ...] = ()
 
 
 def check_label_values(labels: np.ndarray, known: dict[int, str], uri: str) -> None:
@@ -300,14 +315,16 @@ def load_case(case: CaseRef, local: dict[str, str], policy: ReadPolicy = ReadPol
     labels, mask_resampled = read_label_map(case, local, grid)
     deadline.check()
     geometry = dataclasses.replace(geometry, mask_resampled=bool(mask_resampled))
-    landmarks, measured, unmeasured = {}, [], []
+    landmarks: dict[str, np.ndarray] = {}
+    measured: list[Measured] = []
+    unmeasured: list[Unmeasured] = []
     if case.landmarks is not None:
         landmarks = read_landmarks(case.landmarks, local, grid)
         for measurement in case.landmarks.measurements:
             try:
-                measured.append((measurement, measure(measurement, landmarks)))
+                measured.append(Measured(measurement, measure(measurement, landmarks)))
             except PipelineError as exc:  # undefined: reported with its reason, never emitted as 0
-                unmeasured.append((measurement.name, exc.message))
+                unmeasured.append(Unmeasured(measurement.name, exc.message))
     canonical = {name: to_canonical(volume) for name, volume in images.items()}
     return LoadedCase(case, canonical, to_canonical(labels), geometry, landmarks, tuple(measured), tuple(unmeasured))
 

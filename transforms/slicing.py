@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
@@ -28,13 +28,21 @@ from transforms.volume import (
 )
 
 
+class PlacedLandmark(NamedTuple):
+    """A landmark in a slice's displayed pixels (edge frame: pixel (c, r) spans [c, c+1) x [r, r+1))."""
+
+    name: str
+    x_px: float
+    y_px: float
+
+
 @dataclasses.dataclass(frozen=True)
 class PlacedMeasurement:
     """A measurement with its landmarks placed in the displayed slice it is shown on."""
 
     measurement: Measurement
     value: MeasuredValue
-    landmarks_xy_px: tuple[tuple[str, float, float], ...]  # (name, x, y), edge frame
+    landmarks_xy_px: tuple[PlacedLandmark, ...]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -91,7 +99,7 @@ def place_measurements(
             raise PipelineError(Reason.BAD_LANDMARKS, f"{measurement.name} is shown on {plane}; volume has {planes}")
         grid = plane_grid(shape, loaded.labels.spacing_mm, plane, spacing, display)
         ijk = {name: to_ijk[:3, :3] @ loaded.landmarks_ras[name] + to_ijk[:3, 3] for name in measurement.points}
-        shown = tuple((name, *grid.display_xy(ijk[name])) for name in dict.fromkeys(measurement.points))
+        shown = tuple(PlacedLandmark(name, *grid.display_xy(ijk[name])) for name in dict.fromkeys(measurement.points))
         key = (plane, grid.slice_of(ijk[measurement.points[0]]))
         placed.setdefault(key, []).append(PlacedMeasurement(measurement, value, shown))
     return placed

@@ -24,21 +24,31 @@ import re
 
 from pipeline import storage
 from pipeline.sources.base import Source, SourceError, SourceInfo
-from transforms.caseref import CaseRef, LandmarkSpec, RealignSpec, SequenceRef
+from transforms.caseref import CaseRef, LabelName, LandmarkPair, LandmarkSpec, RealignSpec, SequenceRef
 from transforms.landmarks import LandmarkSpace, Measurement
 
 LICENCE = "LicenseRef-FeTA-Synapse-data-use-terms"
-TISSUE_LABELS = (
-    (1, "external cerebrospinal fluid"),
-    (2, "grey matter"),
-    (3, "white matter"),
-    (4, "ventricles"),
-    (5, "cerebellum"),
-    (6, "deep grey matter"),
-    (7, "brainstem"),
+TISSUE_LABELS = tuple(
+    LabelName(value, name)
+    for value, name in enumerate(
+        (
+            "external cerebrospinal fluid",
+            "grey matter",
+            "white matter",
+            "ventricles",
+            "cerebellum",
+            "deep grey matter",
+            "brainstem",
+        ),
+        start=1,
+    )
 )
-# (meas label, first point, second point, stored axis whose larger index makes the first point)
-LANDMARK_PAIRS = ((1, "P1", "P2", 1), (2, "P3", "P4", 2), (3, "P5", "P6", 0), (4, "P7", "P8", 0), (5, "P9", "P10", 0))
+# the biometry mask's label of each measurement, its two points, and the stored axis whose larger index
+# makes the first point
+LANDMARK_PAIRS = tuple(
+    LandmarkPair(*pair)
+    for pair in ((1, "P1", "P2", 1), (2, "P3", "P4", 2), (3, "P5", "P6", 0), (4, "P7", "P8", 0), (5, "P9", "P10", 0))
+)
 MEASUREMENTS = (
     Measurement("L-1-2", "distance", ("P1", "P2"), "sagittal", "length of corpus callosum (LCC)"),
     Measurement("L-3-4", "distance", ("P3", "P4"), "sagittal", "height of vermis (HV)"),

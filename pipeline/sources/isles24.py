@@ -28,7 +28,7 @@ import re
 
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import LayoutSource, Series
-from transforms.caseref import CaseRef
+from transforms.caseref import CaseRef, ListingError
 from transforms.errors import Reason
 
 CASE = r"(?P<case>(?P<subject>sub-stroke(?:case)?\d{4})_ses-(?:02|0002))"
@@ -70,7 +70,7 @@ def explained(case: CaseRef, registered_masks: set[str]) -> CaseRef:
         f"on that grid was found ({name}_space-ncct_{sequence.lower()}.nii.gz under derivatives/); the raw "
         f"{sequence} is on another grid"
     )
-    return dataclasses.replace(case, listing_error=(Reason.MISSING_FILE.value, message))
+    return dataclasses.replace(case, listing_error=ListingError(Reason.MISSING_FILE.value, message))
 
 
 class Isles24Source(LayoutSource):

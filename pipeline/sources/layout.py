@@ -20,7 +20,7 @@ from typing import Callable, Mapping, Optional
 
 from pipeline import storage
 from pipeline.sources.base import Source, SourceError
-from transforms.caseref import CaseRef, SequenceRef
+from transforms.caseref import CaseRef, ListingError, SequenceRef
 from transforms.errors import Reason
 
 # macOS archive debris ships inside several datasets (MSD, BraTS-PED): never data.
@@ -124,7 +124,9 @@ def match_series(series: Series, root: str, paths: list[str], facts: DatasetFact
     for path, groups in images:
         fields = _case_fields(series, root, path, groups, facts)
         if claims[fields["case_id"]] > 1:
-            error = (Reason.BAD_LISTING.value, f"{claims[fields['case_id']]} images claim case {fields['case_id']}")
+            error = ListingError(
+                Reason.BAD_LISTING.value, f"{claims[fields['case_id']]} images claim case {fields['case_id']}"
+            )
             cases.append(
                 CaseRef(mask_uri="", listing_error=error, **{**fields, "case_id": f"{fields['case_id']}#{path}"})
             )

@@ -24,7 +24,7 @@ import traceback
 from typing import TypeVar
 
 from pipeline.sources.base import Source, SourceError
-from transforms.caseref import CaseRef, label_name_key
+from transforms.caseref import CaseRef, LabelName, ListingError, label_name_key
 from transforms.errors import Reason
 from transforms.tracebacks import describe_exception
 
@@ -57,7 +57,7 @@ def checked_cases(source: Source, root: str) -> list[CaseRef]:
                 sequences=(),
                 labels=(),
                 licence=source.info.licence,
-                listing_error=(
+                listing_error=ListingError(
                     Reason.BAD_LISTING.value,
                     f"listing the source failed ({why}); the log names the file; no case of this source was listed",
                 ),
@@ -92,7 +92,7 @@ def with_unique_names(case: CaseRef) -> CaseRef:
     )
     if labels == case.labels and sequences == case.sequences:
         return case
-    return dataclasses.replace(case, labels=labels, sequences=sequences)
+    return dataclasses.replace(case, labels=tuple(LabelName(*label) for label in labels), sequences=sequences)
 
 
 def _texts(value):
@@ -136,7 +136,7 @@ def refuse_unencodable(case: CaseRef) -> CaseRef:
         labels=(),
         licence=printable(case.licence),
         redistributable=case.redistributable,
-        listing_error=(
+        listing_error=ListingError(
             Reason.BAD_LISTING.value,
             "a name or path of this case is not valid UTF-8 (shown "
             "with \\x escapes): rename the file, or fix the name in the index",
@@ -158,7 +158,7 @@ def refuse_shared_ids(cases: list[CaseRef]) -> list[CaseRef]:
             continue
         claimants = sorted(claimants, key=lambda case: (case.image_uri, case.mask_uri))
         shown = ", ".join(case.image_uri for case in claimants[:SHOWN_CLAIMS])
-        error = (
+        error = ListingError(
             Reason.BAD_LISTING.value,
             f"{len(claimants)} listed cases claim case id {case_id} (images: {shown}"
             f"{', ...' if len(claimants) > SHOWN_CLAIMS else ''}); which one is meant is ambiguous: "

@@ -25,7 +25,7 @@ from typing import Optional
 
 from pipeline import storage
 from pipeline.sources.base import Source, SourceError, SourceInfo, case_stem
-from transforms.caseref import CaseRef, SequenceRef
+from transforms.caseref import CaseRef, LabelName, ListingError, SequenceRef
 from transforms.errors import PipelineError, Reason
 
 LICENCE = "CC-BY-SA-4.0"
@@ -120,10 +120,10 @@ def sequences_of(meta: dict, task_name: str) -> tuple[SequenceRef, ...]:
     )
 
 
-def labels_of(meta: dict) -> tuple[tuple[int, str], ...]:
+def labels_of(meta: dict) -> tuple[LabelName, ...]:
     """(value, name) of the task's labels, background (0) excluded; names are made unique per
     label map when the listing is checked (`listing.checked_cases`)."""
-    return tuple((value, name) for value, name in _numbered(meta, "labels", {}) if value != 0)
+    return tuple(LabelName(value, name) for value, name in _numbered(meta, "labels", {}) if value != 0)
 
 
 def training_entries(meta: dict) -> list:
@@ -151,7 +151,7 @@ def list_task(task_root: str, dataset: str, licence: str, lesion_labels: tuple[i
         meta = read_dataset_json(task_root)
         sequences, labels, training = sequences_of(meta, task_name), labels_of(meta), training_entries(meta)
     except TaskError as exc:
-        error = (Reason.BAD_LISTING.value, f"dataset.json {exc}; no case of this task was listed")
+        error = ListingError(Reason.BAD_LISTING.value, f"dataset.json {exc}; no case of this task was listed")
         return [
             CaseRef(
                 dataset=dataset,
@@ -168,7 +168,7 @@ def list_task(task_root: str, dataset: str, licence: str, lesion_labels: tuple[i
     release = meta.get("release") if isinstance(meta.get("release"), str) else None
     cases = []
     for number, entry in enumerate(training):
-        listing_error: Optional[tuple[str, str]] = None  # (reason, message) of a malformed entry
+        listing_error: Optional[ListingError] = None  # a malformed entry
         try:
             image, label = (safe_relative(entry[key]) for key in ("image", "label"))
         except (KeyError, TypeError, ValueError) as exc:
@@ -179,7 +179,7 @@ def list_task(task_root: str, dataset: str, licence: str, lesion_labels: tuple[i
                 else "not an object with string 'image' and 'label' paths"
             )
             case_id, image_uri, mask_uri = f"{task_name}/training[{number}]", index_uri, ""
-            listing_error = (reason.value, f"dataset.json training entry {number}: {problem}")
+            listing_error = ListingError(reason.value, f"dataset.json training entry {number}: {problem}")
         else:
             case_id = f"{task_name}/{case_stem(image)}"
             image_uri, mask_uri = storage.join(task_root, image), storage.join(task_root, label)

@@ -41,7 +41,7 @@ from pipeline import storage
 from pipeline.sources.base import Source, SourceError, SourceInfo
 from pipeline.sources.layout import usable
 from pipeline.sources.msd import MAX_LABEL_VALUE, TaskError, read_dataset_json, safe_relative
-from transforms.caseref import CaseRef, PlanarGeometry, SequenceRef
+from transforms.caseref import CaseRef, LabelName, ListingError, PlanarGeometry, SequenceRef
 from transforms.errors import Reason
 
 LOG = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class DatasetMeta:
     """What a dataset.json says, checked: channels and labels as (number, name), background excluded."""
 
     channels: tuple[tuple[int, str], ...]
-    labels: tuple[tuple[int, str], ...]
+    labels: tuple[LabelName, ...]
     file_ending: str
     num_training: Optional[int]
     licence: str
@@ -86,7 +86,7 @@ def channels_of(meta: dict) -> tuple[tuple[int, str], ...]:
     return tuple(sorted(channels))
 
 
-def labels_of(meta: dict) -> tuple[tuple[int, str], ...]:
+def labels_of(meta: dict) -> tuple[LabelName, ...]:
     """(value, name) of `labels` (name -> value), background (0) excluded; region-based labels refused."""
     mapping = meta.get("labels")
     if not isinstance(mapping, dict):
@@ -106,7 +106,7 @@ def labels_of(meta: dict) -> tuple[tuple[int, str], ...]:
         pairs.append((value, name))
     if len({value for value, _ in pairs}) != len(pairs):
         raise TaskError("field 'labels': two names give one value")
-    return tuple(sorted((value, name) for value, name in pairs if value != 0))
+    return tuple(LabelName(value, name) for value, name in sorted(pairs) if value != 0)
 
 
 def parse_meta(meta: dict) -> DatasetMeta:
@@ -234,13 +234,19 @@ class DatasetListing:
         """One CaseRef per channel; a missing file or an ungrouped subject is a listing error."""
         subject, error = self.subject_of(case)
         if error is None and files.label is None:
-            error = (Reason.MISSING_FILE.value, f"case {case} has no {LABELS}/{case}{self.meta.file_ending}")
+            error = ListingError(
+                Reason.MISSING_FILE.value, f"case {case} has no {LABELS}/{case}{self.meta.file_ending}"
+            )
         multi = len(self.meta.channels) > 1
         refs = []
         for index, channel in self.meta.channels:
             case_id = f"{self.folder}/{case}_{index:04d}" if multi else f"{self.folder}/{case}"
             image = files.images.get(index)
-            missing = None if image else (Reason.MISSING_FILE.value, f"case {case} has no image of channel {index:04d}")
+            missing = (
+                None
+                if image
+                else ListingError(Reason.MISSING_FILE.value, f"case {case} has no image of channel {index:04d}")
+            )
             refs.append(
                 CaseRef(
                     case_id=case_id,
@@ -254,13 +260,13 @@ class DatasetListing:
             )
         return refs
 
-    def subject_of(self, case: str) -> tuple[str, Optional[tuple[str, str]]]:
+    def subject_of(self, case: str) -> tuple[str, Optional[ListingError]]:
         default = f"{self.folder}/{case}"
         if self.subject_regex is None:
             return default, None
         match = self.subject_regex.search(case)
         if not match or not match.group(1):
-            return default, (
+            return default, ListingError(
                 Reason.BAD_LISTING.value,
                 "the case identifier does not match --subject-regex (its first "
                 "group must name the subject): fix the pattern so that every case is grouped",
@@ -294,7 +300,7 @@ class DatasetListing:
             image_uri=storage.join(self.root, "dataset.json"),
             mask_uri="",
             sequences=(),
-            listing_error=(stray.reason.value, stray.why),
+            listing_error=ListingError(stray.reason.value, stray.why),
             **{**self.shared_fields(), "labels": ()},
         )
 
@@ -311,7 +317,7 @@ def list_dataset(root: str, subject_regex: Optional[re.Pattern] = None) -> list[
         else:
             cases, strays = folder_cases(usable(storage.list_tree(root)), meta)
     except TaskError as exc:
-        error = (Reason.BAD_LISTING.value, f"dataset.json {exc}; no case of this dataset was listed")
+        error = ListingError(Reason.BAD_LISTING.value, f"dataset.json {exc}; no case of this dataset was listed")
         return [
             CaseRef(
                 dataset=NAME,

@@ -22,7 +22,7 @@ import posixpath
 from pipeline import storage
 from pipeline.sources.base import SourceInfo
 from pipeline.sources.layout import DatasetFacts, LayoutSource, Series
-from transforms.caseref import CaseRef
+from transforms.caseref import CaseRef, ListingError
 from transforms.errors import PipelineError, Reason
 
 CT_CLASSES = (
@@ -152,11 +152,13 @@ def _with_split(case: CaseRef, splits: dict[str, str] | str, meta: str) -> CaseR
     if case.listing_error:
         return case
     if isinstance(splits, str):
-        return dataclasses.replace(case, listing_error=(Reason.BAD_LISTING.value, splits))
+        return dataclasses.replace(case, listing_error=ListingError(Reason.BAD_LISTING.value, splits))
     split = splits.get(case.case_id.split("/", 1)[1])
     if split == UNKNOWN_SPLIT:
         return dataclasses.replace(
             case,
-            listing_error=(Reason.BAD_LISTING.value, f"{meta} gives this case a split other than train, val or test"),
+            listing_error=ListingError(
+                Reason.BAD_LISTING.value, f"{meta} gives this case a split other than train, val or test"
+            ),
         )
     return dataclasses.replace(case, official_split=split) if split else case

@@ -35,7 +35,7 @@ from schemas import rows as row_builders
 from schemas.rows import RowBundle
 from schemas.tables import column_paths, schema_for
 from schemas.validate import file_row
-from transforms.caseref import CaseRef, SequenceRef
+from transforms.caseref import CaseRef, LabelName, SequenceRef
 from transforms.intensity import Window, encode_png
 from transforms.loading import ReadGeometry
 from transforms.packed import PackedArray
@@ -67,7 +67,7 @@ def slice_record(labels_2d: np.ndarray, case_id="c1", spacing=(0.5, 0.5)) -> Sli
         "mem://img",
         "mem://seg",
         (SequenceRef("CT", "CT"),),
-        ((1, "liver"), (2, "lesion")),
+        (LabelName(1, "liver"), LabelName(2, "lesion")),
         lesion_labels=(2,),
     )
     rows, cols = labels_2d.shape
