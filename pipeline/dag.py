@@ -22,30 +22,17 @@ def build_graph(
     progress: ProgressMarks = ProgressMarks(),
 ) -> None:
     """Wire the whole build onto `pipeline`; the counts for the reconciliation go to `<output>/_work/`."""
-    load, output = config.load_settings, config.output
-    plans, load_quarantine = (
-        pipeline
-        | "ListCases" >> beam.Create(cases)
-        | "SpreadCases" >> beam.Reshuffle()
-        | "PlanCases" >> PlanCases(load, settings, progress)
-    )
-    pairs, cut_quarantine = plans | "CutUnits" >> CutUnits(
-        load, settings, progress, spill_folder=storage.join(config.work_dir, "pngs"), tasks=config.tasks
-    )
-    pairs, invalid = (
-        pairs
-        | "ApplySharedSplits" >> ApplySharedSplits(plans | "SharedSplits" >> SharedSplits())
-        | "ValidatePairs" >> ValidatePairs()
-    )
+    load, output, work = config.load_settings, config.output, config.work_dir
+    listed = pipeline | "ListCases" >> beam.Create(cases) | "SpreadCases" >> beam.Reshuffle()
+    plans, load_quarantine = listed | "PlanCases" >> PlanCases(load, settings, progress)
+    cut = CutUnits(load, settings, progress, spill_folder=storage.join(work, "pngs"), tasks=config.tasks)
+    pairs, cut_quarantine = plans | "CutUnits" >> cut
+    splits = plans | "SharedSplits" >> SharedSplits()
+    pairs, invalid = pairs | "ApplySharedSplits" >> ApplySharedSplits(splits) | "ValidatePairs" >> ValidatePairs()
     _ = pairs | "CheckUniqueIds" >> CheckUniqueIds()
     quarantine = (load_quarantine, cut_quarantine, invalid) | "AllQuarantine" >> beam.Flatten()
-    pair_files = pairs | "WritePairs" >> WritePairs(
-        output, plans, config.tasks, config.target_file_mb, settings, progress
-    )
+    write_pairs = WritePairs(output, plans, config.tasks, config.target_file_mb, settings, progress)
+    pair_files = pairs | "WritePairs" >> write_pairs
     quarantine_files = quarantine | "WriteQuarantine" >> WriteQuarantine(output, config.target_file_mb, settings)
-    _ = {
-        "pair_files": pair_files,
-        "quarantine_files": quarantine_files,
-        "quarantine": quarantine,
-        "pairs": pairs,
-    } | "WriteCounts" >> WriteCounts(storage.join(config.work_dir, COUNTS_FILE), settings)
+    counted = {"pair_files": pair_files, "quarantine_files": quarantine_files, "quarantine": quarantine, "pairs": pairs}
+    _ = counted | "WriteCounts" >> WriteCounts(storage.join(work, COUNTS_FILE), settings)
