@@ -75,8 +75,10 @@ def read_progress(folder: str) -> Progress:
 class ProgressLine:
     """Driver side: a thread printing cases planned, work units cut and rows written while the pipeline runs."""
 
-    def __init__(self, folder: str, total_cases: int, stream: TextIO = sys.stderr, interval_s: float = 3.0):
-        self._folder, self._total, self._stream, self._interval_s = folder, total_cases, stream, interval_s
+    def __init__(self, folder: str, total_cases: int, stream: TextIO | None = None, interval_s: float = 3.0):
+        # sys.stderr as it is now, not as it was when this module was imported (it may have been replaced since)
+        self._stream = sys.stderr if stream is None else stream
+        self._folder, self._total, self._interval_s = folder, total_cases, interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = time.monotonic()
