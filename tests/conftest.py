@@ -161,6 +161,20 @@ def s3_server():
     server.stop()
 
 
+def s3_client(s3_options: list[str]):
+    """A boto3 client of the `s3_server` that these Beam options reach."""
+    import boto3
+
+    endpoint = next(option for option in s3_options if option.startswith("--s3_endpoint_url="))
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint.split("=", 1)[1],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+
+
 def upload_tree(local_root: str, uri_root: str) -> None:
     """Copy every file under a local folder to the same relative paths under a URI."""
     for folder, _, names in os.walk(local_root):

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 
-import boto3
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -20,7 +19,7 @@ from PIL import Image
 
 from pipeline import storage
 from pipeline.cli import main
-from tests.conftest import make_msd_task, upload_tree
+from tests.conftest import make_msd_task, s3_client, upload_tree
 from tests.hostile_corpus import CLI_WITH_PEAK, SECRET_ENV, TASK, make_corpus
 from transforms import deadline
 from transforms.errors import PipelineError, Reason
@@ -193,14 +192,7 @@ S3_CASES = {
 
 
 def test_s3_path_is_confined_too(s3_server, tmp_path):
-    endpoint = s3_server[0].split("=", 1)[1]
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="hostile")
+    s3_client(s3_server).create_bucket(Bucket="hostile")
     _, expected, secrets = make_corpus(str(tmp_path / "corpus"), links=False)
     upload_tree(str(tmp_path / "corpus"), "s3://hostile/base")
     # the header cases only: moto answers each metadata call in ~0.2 s

@@ -7,11 +7,10 @@ import os
 import subprocess
 import sys
 
-import boto3
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from tests.conftest import make_msd_task, upload_tree
+from tests.conftest import make_msd_task, s3_client, upload_tree
 
 TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 
@@ -83,14 +82,7 @@ def test_gcs_to_gcs_with_two_worker_processes(tmp_path, gcs_emulator):
 
 
 def test_s3_to_s3_with_two_worker_processes(tmp_path, s3_server):
-    endpoint = s3_server[0].split("=", 1)[1]
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="medvision-test")
+    s3_client(s3_server).create_bucket(Bucket="medvision-test")
     task = make_msd_task(tmp_path / "msd", broken="unknown_label")
     upload_tree(task, "s3://medvision-test/raw/Task01_BrainTumour")
     result = build(
@@ -108,13 +100,7 @@ def test_s3_to_s3_with_two_worker_processes(tmp_path, s3_server):
     assert stats["total_rows"] > 0
     assert not [
         path
-        for path in boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
+        for path in s3_client(s3_server)
         .list_objects_v2(Bucket="medvision-test", Prefix="out/run1/")
         .get("Contents", [])
         if "/_work/" in path["Key"]

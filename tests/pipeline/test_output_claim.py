@@ -15,13 +15,13 @@ import time
 from collections.abc import Sequence
 from http import HTTPStatus
 
-import boto3
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import claim, scratch, storage
 from pipeline.cli import main
 from pipeline.config import UsageError
+from tests.conftest import s3_client
 
 RACERS = 6
 
@@ -129,14 +129,7 @@ def s3_with_conditional_writes(s3_server):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(S3Response, "put_object", put_object_atomically)
-        endpoint = s3_server[0].split("=", 1)[1]
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        ).create_bucket(Bucket="medvision-claims")
+        s3_client(s3_server).create_bucket(Bucket="medvision-claims")
         yield "s3://medvision-claims", s3_server
 
 

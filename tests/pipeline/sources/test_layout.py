@@ -8,7 +8,7 @@ import pytest
 from pipeline import storage
 from pipeline.sources import get_source
 from pipeline.sources.layout import DatasetFacts, Series, match_series, usable
-from tests.conftest import upload_tree
+from tests.conftest import s3_client, upload_tree
 from tests.source_fixtures import FIXTURES, TOTALSEG_PARTS
 from transforms.caseref import CaseRef
 from transforms.loading import load_case
@@ -130,16 +130,7 @@ def test_nearest_placement_of_a_finer_mask_and_refusal_of_a_disjoint_one():
 
 
 def test_listing_from_s3_equals_the_local_listing(tmp_path, s3_server):
-    import boto3
-
-    endpoint = s3_server[0].split("=", 1)[1]
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="layout-acdc")
+    s3_client(s3_server).create_bucket(Bucket="layout-acdc")
     FIXTURES["acdc"](str(tmp_path))
     upload_tree(str(tmp_path), "s3://layout-acdc/raw")
     source = get_source("acdc")
