@@ -294,7 +294,10 @@ def test_gantry_tilted_series_is_refused_as_sheared(tmp_path):
     assert error.value.reason is Reason.NON_ORTHONORMAL and "gantry tilt" in error.value.message
 
 
-def test_planar_image_over_the_budget_is_refused_from_its_header(tmp_path):
+@pytest.mark.parametrize("labels", [False, True], ids=["image", "label raster"])
+def test_planar_image_over_the_budget_is_refused_from_its_header(tmp_path, labels):
+    """An image over the memory budget, or a 2D label raster larger than the image it labels (a mask's
+    budget is its image's pixels), is refused before any pixel is decoded."""
     from PIL import Image
 
     from transforms.readers import PlanarGeometry, read_planar
@@ -302,7 +305,7 @@ def test_planar_image_over_the_budget_is_refused_from_its_header(tmp_path):
     path = str(tmp_path / "big.png")
     Image.fromarray(np.zeros((40, 30), np.uint8)).save(path)
     with pytest.raises(PipelineError) as error:
-        read_planar(path, PlanarGeometry("AIR", (0.1, 0.1)), path, max_pixels=1000)
+        read_planar(path, PlanarGeometry("AIR", (0.1, 0.1)), path, max_pixels=1000, labels=labels)
     assert error.value.reason is Reason.TOO_LARGE
 
 
