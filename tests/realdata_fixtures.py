@@ -23,12 +23,13 @@ import pytest
 from pipeline.sources.nnunet import NnunetSource
 from pipeline.sources.user_options import LesionTargets
 from schemas import rows as row_builders
+from tests.conftest import REPO
 from transforms.caseref import CaseRef
 from transforms.loading import LoadedCase, load_case
 from transforms.medvision import CONVENTIONS
 from transforms.slicing import SliceRecord, extract_slices
 
-REALDATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "realdata" / "pyradiomics"
+REALDATA = REPO.parent / "shared" / "reference" / "realdata" / "pyradiomics"
 needs_realdata = pytest.mark.skipif(
     not (REALDATA / "baseline_shape.csv").is_file(),
     reason="../shared/reference/realdata is absent: no real clinical cases to test on",

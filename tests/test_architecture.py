@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+
+ROOT = REPO
 
 
 def imported_modules(path: pathlib.Path) -> set[str]:
