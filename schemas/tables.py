@@ -11,8 +11,6 @@ import json
 
 import pyarrow as pa
 
-from transforms.ids import SPLITS  # noqa: F401  (the splits a row may name; assigned in transforms.ids)
-
 SCHEMA_VERSION = "3"
 PARTITION_KEYS = ("dataset", "task", "split")
 TASKS = ("detection", "tumor_lesion_size", "angle_distance")

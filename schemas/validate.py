@@ -8,7 +8,8 @@ import struct
 import pyarrow as pa
 
 from schemas.spilled import png_head
-from schemas.tables import PARTITION_KEYS, SPLITS, TASKS, schema_for
+from schemas.tables import PARTITION_KEYS, TASKS, schema_for
+from transforms.ids import SPLITS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MM_TOL = 1e-6
