@@ -205,10 +205,11 @@ class SharedSplits(beam.PTransform):
     def expand(self, plans):
         return (
             plans
-            | "Memberships" >> beam.FlatMap(lambda plan: plan.memberships)
+            # as plain tuples, which Beam encodes deterministically for Distinct (a NamedTuple is pickled)
+            | "Memberships" >> beam.FlatMap(lambda plan: [tuple(member) for member in plan.memberships])
             | "Distinct" >> beam.Distinct()
             | "All" >> beam.combiners.ToList()
-            | "Groups" >> beam.Map(ids.shared_split_overrides)
+            | "Groups" >> beam.Map(lambda members: ids.shared_split_overrides(ids.Membership(*m) for m in members))
         )
 
 
