@@ -97,8 +97,11 @@ def _segment_px(a_mm, b_mm, spacing) -> tuple[Point, Point]:
 
 def fit_ellipse_mm(contour_mm: np.ndarray):
     """(centre, semi-major, semi-minor, angle of the major axis in rad) or None if the fit fails."""
-    with np.errstate(invalid="ignore", divide="ignore"):  # a circle-like contour has no defined angle: 0/0
-        model = EllipseModel.from_estimate(contour_mm)
+    try:
+        with np.errstate(invalid="ignore", divide="ignore"):  # a circle-like contour has no defined angle: 0/0
+            model = EllipseModel.from_estimate(contour_mm)
+    except TypeError:  # skimage cannot reduce the complex angle of a fit with no real ellipse (a few pixels)
+        return None
     if not model:
         return None
     (half_a, half_b), theta = model.axis_lengths, float(model.theta)

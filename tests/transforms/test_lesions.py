@@ -61,6 +61,15 @@ def test_degenerate_components_are_rejected_with_their_reason(pixels, reason):
     assert isinstance(result, Rejection) and result.reason is reason, result
 
 
+def test_a_fit_with_no_real_ellipse_is_rejected_not_raised():
+    # Six pixels where this position and spacing give skimage's fit complex eigenvectors (found by hypothesis).
+    component = np.zeros((19, 18), bool)
+    for row, col in [(0, 1), (1, 0), (1, 1), (2, 0), (2, 1), (3, 1)]:
+        component[5 + row, 16 + col] = True
+    result = measure_component(component, (0.7, 0.5))
+    assert isinstance(result, Rejection) and result.reason is Reason.FIT_DEGENERATE, result
+
+
 @pytest.mark.parametrize("spacing", SPACINGS)
 def test_one_pixel_thick_lines_are_never_measured(spacing):
     for component in (np.zeros((30, 30), bool), np.zeros((30, 30), bool)):
