@@ -17,16 +17,25 @@ its guards only; our RECIST diameters alongside).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from typing import NamedTuple, Optional
 
 import cv2
 import numpy as np
-from scipy.spatial import ConvexHull
-from skimage.measure import EllipseModel, find_contours
+from scipy import ndimage
 from skimage.measure import label as label_components
 
 from transforms.boxes import CONNECTIVITY, MAX_COMPONENTS_PER_LABEL
 from transforms.errors import Reason
+from transforms.outlines import ONE_EACH, Outlines, Repeats, displayed, displayed_counts, trace_outlines
+from transforms.shape_fits import (
+    Segments,
+    fit_ellipses,
+    group_starts,
+    longest_diameters,
+    perpendicular_diameters,
+)
 
 MIN_CONTOUR_POINTS = 5
 # An ellipse fitted to five pixels or fewer measures the pixel grid, not the lesion.
@@ -68,173 +77,163 @@ def size_floor_mm(spacing_mm_row_col: tuple[float, float]) -> float:
     return max(SIZE_FLOOR_MM, SIZE_FLOOR_PIXELS * max(spacing_mm_row_col))
 
 
-def outer_contour_mm(component: np.ndarray, spacing_mm_row_col, origin_row_col: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """The component's outer boundary as (x, y) mm points, on pixel edges, in the edge frame.
+class _Shapes(NamedTuple):
+    """What every measurement needs of each component: its outline and extent, its displayed pixels and
+    its RECIST diameters (mm)."""
 
-    Marching squares at level 0.5 on the zero-padded mask runs between inside and outside
-    pixel centres, i.e. along pixel edges; the longest closed contour is the outer one.
-    `component` may be a crop of the slice holding the whole component, its top-left pixel at
-    `origin_row_col` of the slice: the contour is the same (squares are scanned in the same order),
-    shifted by a whole number of pixels, which the coordinates add back exactly.
+    outlines: Outlines
+    n_points: np.ndarray
+    extents_rows_cols_px: np.ndarray  # (n, 2)
+    pixels: np.ndarray
+    longest: Segments
+    perpendicular: Segments
+
+
+def _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats: Repeats) -> _Shapes:
+    row_mm, col_mm = spacing_mm_row_col
+    n = len(numbers)
+    outlines = trace_outlines(components, numbers, origin_row_col, repeats)
+    starts = group_starts(outlines.point_group, n)
+    x, y = outlines.points_xy.T
+    extents = np.column_stack(  # cracks bound each component's top, bottom, left and right
+        [np.maximum.reduceat(v, starts) - np.minimum.reduceat(v, starts) for v in (y, x)]
+    ).astype(np.int64)
+    longest = longest_diameters(outlines.run_ends_xy, outlines.run_end_group, n, (col_mm, row_mm))
+    edges_mm = outlines.edges_xy * (col_mm, row_mm)
+    perpendicular = perpendicular_diameters(edges_mm, outlines.edge_group, longest, min(row_mm, col_mm) / 2)
+    n_points = np.bincount(outlines.point_group, minlength=n)
+    return _Shapes(outlines, n_points, extents, displayed_pixels(components, numbers, repeats), longest, perpendicular)
+
+
+class _Fitted(NamedTuple):
+    """Each component's ellipse (mm), or the rejection that came before any guard."""
+
+    early: list[Optional[Rejection]]
+    centre_xy: np.ndarray  # (n, 2)
+    half_major: np.ndarray
+    half_minor: np.ndarray
+    theta: np.ndarray
+
+
+def measure_components(
+    components: np.ndarray,
+    numbers,
+    spacing_mm_row_col: tuple[float, float],
+    origin_row_col: tuple[int, int] = (0, 0),
+    repeats: Repeats = ONE_EACH,
+) -> list[LesionSize | Rejection]:
+    """Ellipse and RECIST measurements of the components `numbers` of a labelled slice stack (slice, row,
+    col), or the reason each is rejected, in the order of `numbers`.
+
+    Each is measured on its displayed mask (`transforms.outlines`): the slices shown from displayed pixel
+    `origin_row_col`, each source row and column repeated as `repeats` says. The ellipse is fitted to the
+    outline's points (skimage's fit, `shape_fits.fit_ellipses`); the RECIST diameters are its maximal
+    caliper and the longest chord across it.
     """
-    padded = np.pad(component.astype(np.uint8), 1)
-    contours = find_contours(padded, 0.5)
-    rows_cols = max(contours, key=len)[:-1]  # closed contour: last point repeats the first
-    # padded index p is edge-frame coordinate p - 1 + 0.5
+    shapes = _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats)
+    scale = np.array(spacing_mm_row_col[::-1])
+    ellipses = fit_ellipses(shapes.outlines.points_xy * scale, shapes.outlines.point_group, len(numbers))
+    early = [
+        Rejection(Reason.FIT_TOO_FEW_POINTS, f"{points} contour points < {MIN_CONTOUR_POINTS}")
+        if points < MIN_CONTOUR_POINTS
+        else Rejection(Reason.TOO_FEW_PIXELS, f"{pixels} pixels < {MIN_COMPONENT_PIXELS}")
+        if pixels < MIN_COMPONENT_PIXELS
+        else None
+        if fitted
+        else Rejection(Reason.FIT_DEGENERATE, "ellipse fit failed or is not finite")
+        for points, pixels, fitted in zip(shapes.n_points.tolist(), shapes.pixels.tolist(), ellipses.fitted.tolist())
+    ]
+    fitted = _Fitted(early, ellipses.centre_xy, ellipses.half_major, ellipses.half_minor, ellipses.theta)
+    return _judge(shapes, fitted, spacing_mm_row_col, refuse_thin=True)
+
+
+def _judge(shapes: _Shapes, fitted: _Fitted, spacing_mm_row_col, refuse_thin: bool) -> list[LesionSize | Rejection]:
+    """Each component's measurement, or the first guard it fails (SPEC §4's order): a rejection before the
+    guards, then the fitted ellipse's guards, then (`refuse_thin`) a one-pixel-thick component."""
     row_mm, col_mm = spacing_mm_row_col
-    rows, cols = rows_cols[:, 0] + origin_row_col[0], rows_cols[:, 1] + origin_row_col[1]
-    return np.column_stack(((cols - 0.5) * col_mm, (rows - 0.5) * row_mm))
+    scale = np.array([col_mm, row_mm])
+    diagonal_mm = np.hypot(shapes.extents_rows_cols_px[:, 1] * col_mm, shapes.extents_rows_cols_px[:, 0] * row_mm)
+    perpendicular = shapes.perpendicular
+    across = np.abs(perpendicular.end_xy - perpendicular.start_xy)
+    # a failed fit's numbers (nan_to_num's huge values, say) are computed with the others, never used
+    with np.errstate(all="ignore"):
+        major_mm, minor_mm = 2 * fitted.half_major, 2 * fitted.half_minor
+        one_pixel_across = (across @ scale) / np.hypot(*across.T)  # the width of a pixel along the chord
+        points = _points_px(fitted, shapes) / scale  # (n, 9, 2) displayed pixels
+    thin = refuse_thin & ((perpendicular.length <= 0) | (perpendicular.length <= one_pixel_across * (1 + 1e-6)))
+    columns = zip(
+        fitted.early,
+        major_mm.tolist(),
+        minor_mm.tolist(),
+        diagonal_mm.tolist(),
+        thin.tolist(),
+        perpendicular.length.tolist(),
+        np.degrees(fitted.theta).tolist(),
+        shapes.longest.length.tolist(),
+        (shapes.pixels * (row_mm * col_mm)).tolist(),
+        points.tolist(),
+    )
+    floor = size_floor_mm(spacing_mm_row_col)
+    results: list[LesionSize | Rejection] = []
+    for early, major, minor, diagonal, is_thin, across_mm, angle, longest, area, at in columns:
+        rejection = early or _fit_rejection(major, minor, diagonal, min(row_mm, col_mm), floor)
+        if rejection is None and is_thin:
+            # A one-pixel-thick line: its fitted "ellipse" is an artefact of the pixel grid, not a size.
+            detail = f"component is one pixel thick ({across_mm:.3g} mm across its long axis)"
+            rejection = Rejection(Reason.FIT_MINOR_BELOW_PIXEL, detail)
+        results.append(rejection or _lesion_size(major, minor, angle, longest, across_mm, area, at))
+    return results
 
 
-def _to_px(point_mm, spacing_mm_row_col) -> Point:
-    row_mm, col_mm = spacing_mm_row_col
-    return float(point_mm[0] / col_mm), float(point_mm[1] / row_mm)
+def _lesion_size(major_mm, minor_mm, angle_deg, longest_mm, perpendicular_mm, area_mm2, points_px) -> LesionSize:
+    """A measurement from its numbers and `_points_px`'s nine points (displayed pixels)."""
+    centre, major_a, major_b, minor_a, minor_b, long_a, long_b, short_a, short_b = map(tuple, points_px)
+    return LesionSize(
+        major_axis_mm=major_mm,
+        minor_axis_mm=minor_mm,
+        ellipse_center_xy_px=centre,
+        ellipse_angle_deg=angle_deg,
+        major_axis_endpoints_xy_px=(major_a, major_b),
+        minor_axis_endpoints_xy_px=(minor_a, minor_b),
+        longest_diameter_mm=longest_mm,
+        longest_diameter_endpoints_xy_px=(long_a, long_b),
+        perpendicular_diameter_mm=perpendicular_mm,
+        perpendicular_diameter_endpoints_xy_px=(short_a, short_b),
+        area_mm2=area_mm2,
+    )
 
 
-def _segment_px(a_mm, b_mm, spacing) -> tuple[Point, Point]:
-    return _to_px(a_mm, spacing), _to_px(b_mm, spacing)
+def _points_px(fitted: _Fitted, shapes: _Shapes) -> np.ndarray:
+    """(n, 9, 2) points in mm: each ellipse's centre and axis ends, then the RECIST diameters' ends."""
+    major_dir = np.column_stack((np.cos(fitted.theta), np.sin(fitted.theta)))
+    minor_dir = np.column_stack((-major_dir[:, 1], major_dir[:, 0]))
+    half_major, half_minor, centre = fitted.half_major[:, None], fitted.half_minor[:, None], fitted.centre_xy
+    points = [
+        centre,
+        centre + half_major * major_dir,
+        centre - half_major * major_dir,
+        centre + half_minor * minor_dir,
+        centre - half_minor * minor_dir,
+        shapes.longest.start_xy,
+        shapes.longest.end_xy,
+        shapes.perpendicular.start_xy,
+        shapes.perpendicular.end_xy,
+    ]
+    return np.stack(points, axis=1)
 
 
-def fit_ellipse_mm(contour_mm: np.ndarray):
-    """(centre, semi-major, semi-minor, angle of the major axis in rad) or None if the fit fails."""
-    try:
-        with np.errstate(invalid="ignore", divide="ignore"):  # a circle-like contour has no defined angle: 0/0
-            model = EllipseModel.from_estimate(contour_mm)
-    except TypeError:  # skimage cannot reduce the complex angle of a fit with no real ellipse (a few pixels)
-        return None
-    if not model:
-        return None
-    (half_a, half_b), theta = model.axis_lengths, float(model.theta)
-    if half_b > half_a:
-        half_a, half_b, theta = half_b, half_a, theta + math.pi / 2
-    return np.asarray(model.center, dtype=float), float(half_a), float(half_b), theta % math.pi
-
-
-def longest_diameter_mm(contour_mm: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Maximal caliper: the farthest pair of boundary points (searched on the convex hull)."""
-    hull = contour_mm[ConvexHull(contour_mm).vertices] if len(contour_mm) > 3 else contour_mm
-    deltas = hull[:, None, :] - hull[None, :, :]
-    distances = np.hypot(deltas[..., 0], deltas[..., 1])
-    first, second = np.unravel_index(np.argmax(distances), distances.shape)
-    return float(distances[first, second]), hull[first], hull[second]
-
-
-def perpendicular_diameter_mm(contour_mm: np.ndarray, start: np.ndarray, end: np.ndarray, step_mm: float):
-    """Longest chord inside the boundary polygon perpendicular to the segment start-end (RECIST short axis).
-
-    Chords are cut every `step_mm` along the long axis, the first `step_mm / 2` past the contour's
-    lowest point along it; on each cut, the polygon's edge crossings pair up (even-odd rule) into
-    inside segments, and the longest one wins (the first cut, then the first segment, on ties).
-    Returns (length in mm, one end, the other end); (0, start, start) when no chord is found.
-    All cuts are made at once: each edge crosses the cuts strictly between its two ends' positions.
-    """
-    axis = (end - start) / np.linalg.norm(end - start)
-    normal = np.array([-axis[1], axis[0]])
-    along = (contour_mm - start) @ axis
-    across = (contour_mm - start) @ normal
-    next_along, next_across = np.roll(along, -1), np.roll(across, -1)
-    cuts = np.arange(along.min() + step_mm / 2, along.max(), step_mm)
-    first = np.searchsorted(cuts, np.minimum(along, next_along), side="right")
-    crossed = np.maximum(np.searchsorted(cuts, np.maximum(along, next_along), side="left") - first, 0)
-    edge = np.repeat(np.arange(len(along)), crossed)
-    starts = np.cumsum(crossed) - crossed
-    cut_index = np.repeat(first - starts, crossed) + np.arange(edge.size)
-    cut = cuts[cut_index]
-    weight = (cut - along[edge]) / (next_along[edge] - along[edge])
-    position = across[edge] + weight * (next_across[edge] - across[edge])
-    order = np.lexsort((position, cut_index))
-    cut_index, position = cut_index[order], position[order]
-    # crossings pair up within a cut: (0, 1), (2, 3), ...; an odd last one is left alone
-    group_start = np.flatnonzero(np.r_[True, cut_index[1:] != cut_index[:-1]]) if cut_index.size else cut_index
-    rank = np.arange(cut_index.size) - np.repeat(group_start, np.diff(np.r_[group_start, cut_index.size]))
-    left = np.flatnonzero((rank % 2 == 0) & np.r_[cut_index[1:] == cut_index[:-1], False])
-    lengths = position[left + 1] - position[left]
-    if not lengths.size or not lengths.max() > 0.0:
-        return 0.0, start, start
-    best = left[int(np.argmax(lengths))]
-    base = start + cuts[cut_index[best]] * axis
-    ends = base + position[best] * normal, base + position[best + 1] * normal
-    return float(position[best + 1] - position[best]), *ends
-
-
-def _pixel_width_mm(direction: np.ndarray, spacing_mm_row_col) -> float:
-    """Width of one pixel measured along `direction` (mm frame): |dx| * column mm + |dy| * row mm, normalised."""
-    row_mm, col_mm = spacing_mm_row_col
-    unit = np.abs(direction) / np.linalg.norm(direction)
-    return float(unit[0] * col_mm + unit[1] * row_mm)
-
-
-def _fit_rejection(
-    major_mm: float, minor_mm: float, component: np.ndarray, spacing_mm_row_col: tuple[float, float]
-) -> Rejection | None:
-    """The guards on a fitted ellipse (SPEC §4, MedVision v1.4.0), or None when it passes them.
-
-    The box diagonal spans the component's pixels edge to edge: (columns x column mm, rows x row mm).
-    """
-    row_mm, col_mm = spacing_mm_row_col
-    rows, cols = np.nonzero(component)
-    box_diagonal_mm = math.hypot((cols.max() - cols.min() + 1) * col_mm, (rows.max() - rows.min() + 1) * row_mm)
-    if minor_mm < min(row_mm, col_mm):
+def _fit_rejection(major_mm: float, minor_mm: float, box_diagonal_mm: float, pixel_mm: float, floor_mm: float):
+    """The guards on a fitted ellipse (SPEC §4, MedVision v1.4.0), or None when it passes them. The box
+    diagonal spans the component's displayed pixels edge to edge; `pixel_mm` is the finer spacing."""
+    if minor_mm < pixel_mm:
         return Rejection(Reason.FIT_MINOR_BELOW_PIXEL, f"minor axis {minor_mm:.3g} mm < one pixel")
     if major_mm > MAX_MAJOR_OVER_BOX_DIAGONAL * box_diagonal_mm:
         return Rejection(
             Reason.FIT_MAJOR_EXCEEDS_BOX, f"major axis {major_mm:.3g} mm > 1.5 x box diagonal {box_diagonal_mm:.3g} mm"
         )
-    floor = size_floor_mm(spacing_mm_row_col)
-    if major_mm < floor:
-        return Rejection(Reason.BELOW_SIZE_FLOOR, f"major axis {major_mm:.3g} mm < floor {floor:.3g} mm")
+    if major_mm < floor_mm:
+        return Rejection(Reason.BELOW_SIZE_FLOOR, f"major axis {major_mm:.3g} mm < floor {floor_mm:.3g} mm")
     return None
-
-
-def measure_component(
-    component: np.ndarray, spacing_mm_row_col: tuple[float, float], origin_row_col: tuple[int, int] = (0, 0)
-) -> LesionSize | Rejection:
-    """Ellipse and RECIST measurements of one binary component, or the reason it is rejected.
-
-    `component` is the slice's mask of the component, or any crop of it holding the whole component
-    with its top-left pixel at `origin_row_col` of the slice: the results are the same.
-    """
-    row_mm, col_mm = spacing_mm_row_col
-    contour = outer_contour_mm(component, spacing_mm_row_col, origin_row_col)
-    if len(contour) < MIN_CONTOUR_POINTS:
-        return Rejection(Reason.FIT_TOO_FEW_POINTS, f"{len(contour)} contour points < {MIN_CONTOUR_POINTS}")
-    n_pixels = int(component.sum())
-    if n_pixels < MIN_COMPONENT_PIXELS:
-        return Rejection(Reason.TOO_FEW_PIXELS, f"{n_pixels} pixels < {MIN_COMPONENT_PIXELS}")
-    fit = fit_ellipse_mm(contour)
-    if fit is None or not all(np.isfinite(v).all() for v in fit):
-        return Rejection(Reason.FIT_DEGENERATE, "ellipse fit failed or is not finite")
-    centre, half_major, half_minor, theta = fit
-    rejection = _fit_rejection(2 * half_major, 2 * half_minor, component, spacing_mm_row_col)
-    if rejection is not None:
-        return rejection
-    major_dir = np.array([math.cos(theta), math.sin(theta)])
-    minor_dir = np.array([-major_dir[1], major_dir[0]])
-    longest, long_a, long_b = longest_diameter_mm(contour)
-    perpendicular, short_a, short_b = perpendicular_diameter_mm(contour, long_a, long_b, min(row_mm, col_mm) / 2)
-    one_pixel_across = _pixel_width_mm(short_b - short_a, spacing_mm_row_col) if perpendicular > 0 else math.inf
-    if perpendicular <= one_pixel_across * (1 + 1e-6):
-        # A one-pixel-thick line: its fitted "ellipse" is an artefact of the pixel grid, not a size.
-        return Rejection(
-            Reason.FIT_MINOR_BELOW_PIXEL, f"component is one pixel thick ({perpendicular:.3g} mm across its long axis)"
-        )
-    return LesionSize(
-        major_axis_mm=2 * half_major,
-        minor_axis_mm=2 * half_minor,
-        ellipse_center_xy_px=_to_px(centre, spacing_mm_row_col),
-        ellipse_angle_deg=math.degrees(theta),
-        major_axis_endpoints_xy_px=_segment_px(
-            centre + half_major * major_dir, centre - half_major * major_dir, spacing_mm_row_col
-        ),
-        minor_axis_endpoints_xy_px=_segment_px(
-            centre + half_minor * minor_dir, centre - half_minor * minor_dir, spacing_mm_row_col
-        ),
-        longest_diameter_mm=longest,
-        longest_diameter_endpoints_xy_px=_segment_px(long_a, long_b, spacing_mm_row_col),
-        perpendicular_diameter_mm=perpendicular,
-        perpendicular_diameter_endpoints_xy_px=_segment_px(short_a, short_b, spacing_mm_row_col),
-        area_mm2=n_pixels * row_mm * col_mm,
-    )
 
 
 def centre_contour_mm(
@@ -254,61 +253,93 @@ def centre_contour_mm(
     return (points_xy * (col_mm, row_mm)).astype(np.float32)
 
 
-def measure_component_medvision(
-    component: np.ndarray, spacing_mm_row_col: tuple[float, float], origin_row_col: tuple[int, int] = (0, 0)
-) -> LesionSize | Rejection:
-    """MedVision v1.4.0's tumour/lesion measurement of one component (`--conventions medvision`), or why it refuses.
+def measure_components_medvision(
+    components: np.ndarray,
+    numbers,
+    spacing_mm_row_col: tuple[float, float],
+    origin_row_col: tuple[int, int] = (0, 0),
+    repeats: Repeats = ONE_EACH,
+) -> list[LesionSize | Rejection]:
+    """MedVision v1.4.0's tumour/lesion measurement of each component (`--conventions medvision`), or why it
+    refuses; the stack, `numbers`, origin and repeats as `measure_components`.
 
-    `cv2.fitEllipse` on `centre_contour_mm`; major and minor are the fitted full axes in mm. Refused: fewer
-    than 5 contour points, a fit cv2 cannot make or that is not finite, then `_fit_rejection`'s guards, and
-    nothing else. Points are returned in the edge frame; the RECIST diameters are ours (pixel-edge contour).
+    `cv2.fitEllipse` on `centre_contour_mm` of the displayed mask; major and minor are the fitted full axes
+    in mm. Refused: fewer than 5 contour points, a fit cv2 cannot make or that is not finite, then
+    `_fit_rejection`'s guards, and nothing else. Points are returned in the edge frame; the RECIST
+    diameters are ours (the outline's).
     """
-    row_mm, col_mm = spacing_mm_row_col
-    contour = centre_contour_mm(component, spacing_mm_row_col, origin_row_col)
-    if len(contour) < MIN_CONTOUR_POINTS:
-        return Rejection(Reason.FIT_TOO_FEW_POINTS, f"{len(contour)} contour points < {MIN_CONTOUR_POINTS}")
+    shapes = _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats)
+    boxes = ndimage.find_objects(components)
+    row_at, col_at = (
+        origin + (np.arange(size + 1) if counts is None else np.r_[0, np.cumsum(counts)])
+        for origin, counts, size in zip(origin_row_col, repeats, components.shape[1:])
+    )
+    n = len(numbers)
+    early: list[Optional[Rejection]] = []
+    centre, half_axes, theta = np.zeros((n, 2)), np.zeros((n, 2)), np.zeros(n)
+    for index, number in enumerate(numbers):
+        k, rows, cols = boxes[number - 1]
+        crop = displayed(components[k.start, rows, cols] == number, (_part(repeats[0], rows), _part(repeats[1], cols)))
+        fit = _cv2_ellipse(
+            centre_contour_mm(crop, spacing_mm_row_col, (int(row_at[rows.start]), int(col_at[cols.start])))
+        )
+        if isinstance(fit, Rejection):
+            early.append(fit)
+            continue
+        early.append(None)
+        centre[index], half_axes[index], theta[index] = fit
+    # cv2 fits pixel centres: its centre moves half a pixel to the edge frame
+    centre += np.array(spacing_mm_row_col[::-1]) / 2
+    fitted = _Fitted(early, centre, half_axes[:, 0], half_axes[:, 1], theta)
+    return _judge(shapes, fitted, spacing_mm_row_col, refuse_thin=False)
+
+
+def _cv2_ellipse(contour_mm: np.ndarray):
+    """MedVision's fit: (centre (x, y) mm, (half major, half minor) mm, major-axis angle in rad), or why not."""
+    if len(contour_mm) < MIN_CONTOUR_POINTS:
+        return Rejection(Reason.FIT_TOO_FEW_POINTS, f"{len(contour_mm)} contour points < {MIN_CONTOUR_POINTS}")
     # cv2 nudges a degenerate point set with its thread's random generator, so a fit would depend on every
     # fit before it (MedVision's do); seed 0 restores a fresh thread's state: each fit is a first one.
     cv2.setRNGSeed(0)
     try:
-        (centre_x_mm, centre_y_mm), (width_mm, height_mm), angle_deg = cv2.fitEllipse(contour)
+        (centre_x_mm, centre_y_mm), (width_mm, height_mm), angle_deg = cv2.fitEllipse(contour_mm)
     except cv2.error:
         return Rejection(Reason.FIT_DEGENERATE, "cv2.fitEllipse failed")
     if not np.isfinite((centre_x_mm, centre_y_mm, width_mm, height_mm, angle_deg)).all():
         return Rejection(Reason.FIT_DEGENERATE, "ellipse fit is not finite")
-    major, minor = max(width_mm, height_mm), min(width_mm, height_mm)
-    rejection = _fit_rejection(major, minor, component, spacing_mm_row_col)
-    if rejection is not None:
-        return rejection
     # cv2's angle turns its first axis (width) from +x towards +y; the major axis is the second when taller
     theta = (math.radians(angle_deg) + (math.pi / 2 if height_mm > width_mm else 0.0)) % math.pi
-    major_dir = np.array([math.cos(theta), math.sin(theta)])
-    minor_dir = np.array([-major_dir[1], major_dir[0]])
-    centre = np.array([centre_x_mm + col_mm / 2, centre_y_mm + row_mm / 2])  # pixel centres -> edge frame
-    edge_contour = outer_contour_mm(component, spacing_mm_row_col, origin_row_col)
-    longest, long_a, long_b = longest_diameter_mm(edge_contour)
-    perpendicular, short_a, short_b = perpendicular_diameter_mm(edge_contour, long_a, long_b, min(row_mm, col_mm) / 2)
-    return LesionSize(
-        major_axis_mm=float(major),
-        minor_axis_mm=float(minor),
-        ellipse_center_xy_px=_to_px(centre, spacing_mm_row_col),
-        ellipse_angle_deg=math.degrees(theta),
-        major_axis_endpoints_xy_px=_segment_px(
-            centre + major / 2 * major_dir, centre - major / 2 * major_dir, spacing_mm_row_col
-        ),
-        minor_axis_endpoints_xy_px=_segment_px(
-            centre + minor / 2 * minor_dir, centre - minor / 2 * minor_dir, spacing_mm_row_col
-        ),
-        longest_diameter_mm=longest,
-        longest_diameter_endpoints_xy_px=_segment_px(long_a, long_b, spacing_mm_row_col),
-        perpendicular_diameter_mm=perpendicular,
-        perpendicular_diameter_endpoints_xy_px=_segment_px(short_a, short_b, spacing_mm_row_col),
-        area_mm2=int(component.sum()) * row_mm * col_mm,
-    )
+    half_axes = (max(width_mm, height_mm) / 2, min(width_mm, height_mm) / 2)
+    return (centre_x_mm, centre_y_mm), half_axes, theta
+
+
+def _part(counts: Optional[np.ndarray], part: slice) -> Optional[np.ndarray]:
+    return None if counts is None else counts[part]
+
+
+def measure_component(
+    component: np.ndarray,
+    spacing_mm_row_col: tuple[float, float],
+    origin_row_col: tuple[int, int] = (0, 0),
+    repeats: Repeats = ONE_EACH,
+    measurement: str = "pixel_edge",
+) -> LesionSize | Rejection:
+    """`MEASUREMENTS[measurement]` of one binary component: a slice's mask of it, or any crop holding it
+    whole with its top-left pixel at `origin_row_col` of the slice (the results are the same)."""
+    stack = component[None].astype(np.int32)
+    return MEASUREMENTS[measurement](stack, [1], spacing_mm_row_col, origin_row_col, repeats)[0]
+
+
+measure_component_medvision = functools.partial(measure_component, measurement="medvision_cv2")
+
+
+def displayed_pixels(components: np.ndarray, numbers, repeats: Repeats = ONE_EACH) -> np.ndarray:
+    """How many displayed pixels each component `numbers` covers."""
+    return displayed_counts(components, int(components.max()) + 1, repeats)[np.asarray(numbers)]
 
 
 # `Conventions.lesion_measurement` -> the measurement of a component (named, so conventions stay import-light)
-MEASUREMENTS = {"pixel_edge": measure_component, "medvision_cv2": measure_component_medvision}
+MEASUREMENTS = {"pixel_edge": measure_components, "medvision_cv2": measure_components_medvision}
 
 
 def target_components(labels_2d: np.ndarray, target_labels) -> list[tuple[int, int, int, np.ndarray | None]]:

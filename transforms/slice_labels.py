@@ -8,9 +8,9 @@ resampling turns each source pixel into one or more whole output pixels, in orde
 raster order and counts are those of the source pixels, a box edge maps exactly to the first output
 pixel of its source pixel, and an area counts the output pixels of each source pixel. Along an axis
 the grid downsamples, pixels can vanish and components split or merge, so the stack is resampled
-along it first. A lesion component is measured on its own box resampled to output pixels, which is
-exactly that component's mask in the displayed slice. Results are those of `transforms.boxes` and
-`transforms.lesions` run on each displayed label slice (tests compare them).
+along it first. All lesion components of a label are measured together on the source pixels, with
+the displayed pixels each row and column becomes (`transforms.outlines`). Results are those of
+`transforms.boxes` and `transforms.lesions` run on each displayed label slice (tests compare them).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox
 from transforms.lesions import MEASUREMENTS, LesionSize, Rejection
+from transforms.outlines import displayed_counts
 from transforms.packed import PackedArray
 from transforms.planes import SLICE_AXIS, SPACING_REL_TOL, PlaneGrid
 from transforms.volume import present_labels
@@ -210,10 +211,9 @@ def _derive_stack(
     measurement: str = "pixel_edge",
 ) -> list[SliceLabels]:
     """`SliceLabels` (boxes, lesions) of each slice of a working stack (slice, row, col)."""
-    measure = MEASUREMENTS[measurement]
     n_slices, n_rows, n_cols = working.shape
     first_row, first_col = row_axis.first_out(n_rows), col_axis.first_out(n_cols)
-    weights = _pixel_weights(row_axis.counts(n_rows), col_axis.counts(n_cols), n_rows, n_cols)
+    row_counts, col_counts = row_axis.counts(n_rows), col_axis.counts(n_cols)
     boxes: list[list[ComponentBox]] = [[] for _ in range(n_slices)]
     lesions: list[dict[int, list[LesionComponent]]] = [{} for _ in range(n_slices)]  # by label
     targets = {int(label) for label in lesion_labels}
@@ -224,37 +224,40 @@ def _derive_stack(
         offset = [part.start for part in label_box]
         components, count = ndimage.label(working[label_box] == value, _IN_SLICE_CROSS, output=np.int32)
         extents = ndimage.find_objects(components, max_label=count)
-        areas = _areas(components, count, weights, label_box[1:])
+        areas = displayed_counts(
+            components, count + 1, (_part(row_counts, label_box[1]), _part(col_counts, label_box[2]))
+        )
         slice_of = np.fromiter((extent[0].start for extent in extents), np.intp, count)
         per_slice = np.bincount(slice_of, minlength=components.shape[0])
         index_in_slice = np.arange(count) - (np.cumsum(per_slice) - per_slice)[slice_of]
         for number, (local_k, local_rows, local_cols) in enumerate(extents):
-            k, n_in_slice = offset[0] + local_k.start, int(per_slice[local_k.start])
-            box_rows = slice(offset[1] + local_rows.start, offset[1] + local_rows.stop)
-            box_cols = slice(offset[2] + local_cols.start, offset[2] + local_cols.stop)
-            index = int(index_in_slice[number])
+            rows = (offset[1] + local_rows.start, offset[1] + local_rows.stop)
+            cols = (offset[2] + local_cols.start, offset[2] + local_cols.stop)
             box = (
-                col_axis.origin + int(first_col[box_cols.start]),
-                row_axis.origin + int(first_row[box_rows.start]),
-                col_axis.origin + int(first_col[box_cols.stop]),
-                row_axis.origin + int(first_row[box_rows.stop]),
+                col_axis.origin + int(first_col[cols[0]]),
+                row_axis.origin + int(first_row[rows[0]]),
+                col_axis.origin + int(first_col[cols[1]]),
+                row_axis.origin + int(first_row[rows[1]]),
             )
-            boxes[k].append(ComponentBox(value, index, n_in_slice, box, int(areas[number + 1])))
-            if value not in targets:
-                continue
-            if n_in_slice > MAX_COMPONENTS_PER_LABEL:
-                if index == 0:
-                    lesions[k].setdefault(value, []).append(LesionComponent(value, 0, n_in_slice, None))
-                continue
-            size = None
-            if measure_several or n_in_slice == 1:
-                mask = components[local_k.start, local_rows, local_cols] == number + 1
-                size = measure(
-                    _to_output(mask, box_rows, box_cols, row_axis, col_axis, first_row, first_col),
-                    spacing_mm_row_col,
-                    (box[1], box[0]),
-                )
-            lesions[k].setdefault(value, []).append(LesionComponent(value, index, n_in_slice, size))
+            n_in_slice = int(per_slice[local_k.start])
+            index = int(index_in_slice[number])
+            boxes[offset[0] + local_k.start].append(ComponentBox(value, index, n_in_slice, box, int(areas[number + 1])))
+        if value not in targets:
+            continue
+        in_box = (
+            (row_axis.origin + int(first_row[offset[1]]), col_axis.origin + int(first_col[offset[2]])),
+            (_part(row_counts, label_box[1]), _part(col_counts, label_box[2])),
+        )
+        measured = _measured(per_slice[slice_of], measure_several)
+        sizes = (
+            MEASUREMENTS[measurement](components, measured + 1, spacing_mm_row_col, *in_box) if measured.size else []
+        )
+        size_of = dict(zip(measured.tolist(), sizes))
+        for number, k in enumerate(slice_of):
+            n_in_slice, index = int(per_slice[k]), int(index_in_slice[number])
+            if n_in_slice <= MAX_COMPONENTS_PER_LABEL or index == 0:
+                entry = LesionComponent(value, index, n_in_slice, size_of.get(number))
+                lesions[offset[0] + k].setdefault(value, []).append(entry)
     order = [int(label) for label in lesion_labels]  # the case's order, as rows are made
     return [
         SliceLabels(tuple(b), tuple(entry for label in order for entry in by_label.get(label, ())))
@@ -262,38 +265,11 @@ def _derive_stack(
     ]
 
 
-def _pixel_weights(row_counts, col_counts, n_rows: int, n_cols: int) -> np.ndarray | None:
-    """Displayed pixels each working pixel (row, col) becomes; None: one each."""
-    if row_counts is None and col_counts is None:
-        return None
-    rows = np.ones(n_rows, np.int64) if row_counts is None else row_counts
-    cols = np.ones(n_cols, np.int64) if col_counts is None else col_counts
-    return np.multiply.outer(rows, cols)
+def _measured(n_in_slice: np.ndarray, measure_several: bool) -> np.ndarray:
+    """Which components of a lesion label are measured: those of a slice where the label is in at most
+    `MAX_COMPONENTS_PER_LABEL` pieces (in one only, unless `measure_several`)."""
+    return np.flatnonzero((n_in_slice <= MAX_COMPONENTS_PER_LABEL) & (measure_several | (n_in_slice == 1)))
 
 
-def _areas(
-    components: np.ndarray, count: int, weights: np.ndarray | None, rows_cols: tuple[slice, slice]
-) -> np.ndarray:
-    """Displayed pixels of each component (index 0: background): its working pixels, each weighted by the
-    displayed pixels it becomes; `components` covers `rows_cols` of the working stack."""
-    if weights is None:
-        return np.bincount(components.ravel(), minlength=count + 1)
-    full = np.broadcast_to(weights[rows_cols], components.shape)
-    return np.rint(np.bincount(components.ravel(), weights=full.ravel(), minlength=count + 1)).astype(np.int64)
-
-
-def _to_output(
-    mask: np.ndarray,
-    box_rows: slice,
-    box_cols: slice,
-    row_axis: _Axis,
-    col_axis: _Axis,
-    first_row: np.ndarray,
-    first_col: np.ndarray,
-) -> np.ndarray:
-    """A component's box mask in displayed pixels (nearest-neighbour replication of its source pixels)."""
-    if row_axis.out_map is not None:
-        mask = mask[row_axis.out_map[first_row[box_rows.start] : first_row[box_rows.stop]] - box_rows.start]
-    if col_axis.out_map is not None:
-        mask = mask[:, col_axis.out_map[first_col[box_cols.start] : first_col[box_cols.stop]] - box_cols.start]
-    return mask
+def _part(counts: np.ndarray | None, part: slice) -> np.ndarray | None:
+    return None if counts is None else counts[part]

@@ -1,0 +1,221 @@
+"""The outer outlines of many components at once, as displayed: boundary points and polygon edges.
+
+A component's outline is the polygon marching squares (level 0.5, skimage's `find_contours`) traces
+around its displayed mask: its vertices are the midpoints of the pixel edges between the filled
+component and the outside (a "crack"), its edges join the cracks that share a 2 x 2 square of pixel
+centres. Inside pixels touching only at a corner are kept apart, as 4-connected components are.
+
+All outlines of a labelled stack (slice, row, col) are traced together, from array operations on the
+source pixels. Nearest-neighbour upsampling repeats each source row and column a whole number of
+times (`Repeats`); a source crack becomes a run of displayed cracks, one per displayed pixel along it,
+joined by straight unit edges, and the runs meet at the corners of source pixels exactly as the cracks
+meet around one corner of displayed pixels. Coordinates are displayed pixels in the edge frame (pixel
+column c spans [c, c + 1)); cracks lie on whole coordinates across them and half ones along them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+from scipy import ndimage
+
+# Displayed pixels each source row and each source column becomes; None: one each.
+Repeats = tuple[Optional[np.ndarray], Optional[np.ndarray]]
+ONE_EACH: Repeats = (None, None)
+
+# Background is 8-connected within a slice (the complement of 4-connected components): a region it
+# reaches only through a corner is outside, not a hole.
+_BACKGROUND_IN_SLICE = np.zeros((3, 3, 3), bool)
+_BACKGROUND_IN_SLICE[1] = True
+
+
+class Outlines(NamedTuple):
+    """Boundary points and polygon edges of components 0..n-1, in displayed pixels (edge frame), each
+    array sorted by component."""
+
+    points_xy: np.ndarray  # (P, 2) every crack midpoint of each outer boundary
+    point_group: np.ndarray  # (P,) the component of each point
+    edges_xy: np.ndarray  # (E, 2, 2) both ends of each polygon edge
+    edge_group: np.ndarray  # (E,)
+    run_ends_xy: np.ndarray  # (Q, 2) first and last point of each run: every convex hull vertex is one
+    run_end_group: np.ndarray  # (Q,)
+
+
+def displayed(mask: np.ndarray, repeats: Repeats = ONE_EACH) -> np.ndarray:
+    """A 2D mask, or a stack's slices, in displayed pixels: rows and columns repeated as `repeats` says."""
+    row_repeats, col_repeats = repeats
+    shown = mask if row_repeats is None else np.repeat(mask, row_repeats, axis=-2)
+    return shown if col_repeats is None else np.repeat(shown, col_repeats, axis=-1)
+
+
+def displayed_counts(labels: np.ndarray, n_values: int, repeats: Repeats = ONE_EACH) -> np.ndarray:
+    """Displayed pixels of each value 0..n_values - 1 of a labelled stack (slice, row, col): each source
+    pixel counts as the displayed pixels it becomes. One plain count per distinct (row, column) repeat."""
+    total = np.zeros(n_values, np.int64)
+    for row_repeat, rows in _repeat_classes(repeats[0], labels.shape[1]):
+        for col_repeat, cols in _repeat_classes(repeats[1], labels.shape[2]):
+            part = labels[:, rows][:, :, cols]
+            total += row_repeat * col_repeat * np.bincount(part.ravel(), minlength=n_values)
+    return total
+
+
+def _repeat_classes(counts: Optional[np.ndarray], n: int) -> list[tuple[int, slice | np.ndarray]]:
+    """(repeat, the rows or columns repeated that many times) for each repeat shown at all."""
+    if counts is None:
+        return [(1, slice(None))]
+    return [(int(repeat), np.flatnonzero(counts == repeat)) for repeat in np.unique(counts) if repeat > 0]
+
+
+def trace_outlines(
+    components: np.ndarray, numbers, origin_row_col: tuple[int, int] = (0, 0), repeats: Repeats = ONE_EACH
+) -> Outlines:
+    """The outlines of the components `numbers` (values of `components`, (slice, row, col) with no
+    component across slices); group i is `numbers[i]`. Source pixel (0, 0) shows at displayed pixel
+    `origin_row_col`. A source row or column shown nowhere changes the shapes: the stack is then
+    displayed first."""
+    if any(counts is not None and not counts.all() for counts in repeats):
+        components, repeats = displayed(components, repeats), ONE_EACH
+    numbers = np.asarray(numbers, np.int64)
+    lookup = np.zeros(int(components.max()) + 1, np.int32)
+    lookup[numbers] = np.arange(1, numbers.size + 1)
+    groups = lookup[components]  # 1 + group of each pixel; 0: outside every measured component
+    filled = groups.copy()
+    nested = _fill_holes(filled)
+    parts = [_trace(filled, origin_row_col, repeats)]
+    for group in nested:  # a component inside another's hole: each traced on its own
+        alone = np.where(groups == group, groups, 0)
+        _fill_holes(alone)
+        parts.append(_trace(alone, origin_row_col, repeats))
+    columns = [np.concatenate(column) for column in zip(*parts)]
+    for at in (0, 2, 4):  # each array and its groups, sorted by group
+        order = np.argsort(columns[at + 1], kind="stable")
+        columns[at], columns[at + 1] = columns[at][order], columns[at + 1][order]
+    return Outlines(*columns)
+
+
+def _fill_holes(groups: np.ndarray) -> list[int]:
+    """Fill each hole with the group around it, in place; the groups (1-based) involved in a hole that
+    holds another component are left out (set to 0) and returned."""
+    padded = np.pad(groups, ((0, 0), (1, 1), (1, 1)))
+    regions, n_regions = ndimage.label(padded == 0, _BACKGROUND_IN_SLICE)
+    is_hole = np.ones(n_regions + 1, bool)
+    is_hole[0] = False
+    is_hole[regions[:, [0, -1], :]] = False  # a region reaching the border of its slice is outside
+    is_hole[regions[:, :, [0, -1]]] = False
+    if not is_hole.any():
+        return []
+    hole_pixels = np.flatnonzero(is_hole[regions])
+    hole_of = regions.ravel()[hole_pixels]
+    width = regions.shape[2]
+    # the groups 4-adjacent to each hole: the one around it, or several when it holds another component
+    around = padded.ravel()[hole_pixels[:, None] + np.array([-width, width, -1, 1])]
+    pairs = np.unique(np.column_stack((np.repeat(hole_of, 4), around.ravel())), axis=0)
+    pairs = pairs[pairs[:, 1] != 0]
+    holes, n_around = np.unique(pairs[:, 0], return_counts=True)
+    single = np.isin(pairs[:, 0], holes[n_around == 1])
+    fill = np.zeros(n_regions + 1, groups.dtype)
+    fill[pairs[single, 0]] = pairs[single, 1]
+    padded.ravel()[hole_pixels] = fill[hole_of]
+    nested = sorted(set(pairs[~single, 1].tolist()))
+    groups[...] = np.where(np.isin(padded[:, 1:-1, 1:-1], nested), 0, padded[:, 1:-1, 1:-1])
+    return nested
+
+
+def _edges(counts: Optional[np.ndarray], n: int) -> np.ndarray:
+    """Displayed coordinate of each of the n + 1 boundaries between source rows (or columns)."""
+    return np.arange(n + 1, dtype=np.float64) if counts is None else np.r_[0, np.cumsum(counts)].astype(np.float64)
+
+
+def _trace(groups: np.ndarray, origin_row_col, repeats: Repeats) -> tuple:
+    """`Outlines` columns of the filled stack `groups` (each pixel: 1 + its group, 0 outside)."""
+    n_rows, n_cols = groups.shape[1:]
+    row_counts = np.ones(n_rows, np.int64) if repeats[0] is None else repeats[0]
+    col_counts = np.ones(n_cols, np.int64) if repeats[1] is None else repeats[1]
+    row_at = _edges(repeats[0], n_rows) + origin_row_col[0]
+    col_at = _edges(repeats[1], n_cols) + origin_row_col[1]
+    padded = np.pad(groups, ((0, 0), (1, 1), (1, 1)))
+    between_rows = _runs(padded[:, :-1, 1:-1], padded[:, 1:, 1:-1], row_at, col_at, col_counts, across_rows=True)
+    between_cols = _runs(padded[:, 1:-1, :-1], padded[:, 1:-1, 1:], col_at, row_at, row_counts, across_rows=False)
+    points, point_group, run_edges, run_edge_group, ends, end_group = (
+        np.concatenate(column) for column in zip(between_rows, between_cols)
+    )
+    corner_edges, corner_group = _corner_edges(padded, row_at, col_at)
+    return (
+        points,
+        point_group,
+        np.concatenate([run_edges, corner_edges]),
+        np.concatenate([run_edge_group, corner_group]),
+        ends,
+        end_group,
+    )
+
+
+def _runs(before, after, boundary_at, start_at, counts, across_rows: bool) -> tuple:
+    """Points, unit edges and run ends of the displayed cracks between `before` and `after` pixels.
+
+    A source crack lies on boundary b (displayed at `boundary_at[b]`) along source pixel i, which begins
+    at `start_at[i]` and spans `counts[i]` displayed pixels: one displayed crack each."""
+    crack = before != after
+    _, first_index, second_index = np.nonzero(crack)
+    boundary, along = (first_index, second_index) if across_rows else (second_index, first_index)
+    group = np.maximum(before, after)[crack] - 1  # one side is outside
+    n = counts[along]
+    run = np.repeat(np.arange(n.size), n)
+    last = np.cumsum(n) - 1
+    step = np.arange(run.size) - (last - n + 1)[run]
+    fixed = boundary_at[boundary][run]
+    moving = start_at[along][run] + step + 0.5
+    points = np.column_stack((moving, fixed) if across_rows else (fixed, moving))  # (x, y)
+    joined = np.ones(run.size, bool)
+    joined[last] = False  # a unit edge from each point to the next of its run
+    following = np.flatnonzero(joined) + 1
+    unit_edges = np.stack((points[joined], points[following]), axis=1)
+    ends = np.concatenate([points[last - n + 1], points[last]])
+    return points, group[run], unit_edges, group[run][joined], ends, np.concatenate([group, group])
+
+
+# Where the crack on each side of a corner lies: left (between a and c), right (b, d), up (a, b), down (c, d).
+_AROUND_CORNER_XY = np.array([(-0.5, 0.0), (0.5, 0.0), (0.0, -0.5), (0.0, 0.5)])
+_LEFT, _RIGHT, _UP, _DOWN = range(4)
+_A, _B, _C, _D = range(4)
+
+
+def _corner_cases() -> np.ndarray:
+    """For each of the 16 insides of (a b / c d), as a*8 + b*4 + c*2 + d: up to two edges, each
+    (crack, crack, pixel of its group); -1 where there is none."""
+    cases = np.full((16, 2, 3), -1, np.int64)
+    one_in = {_A: (_UP, _LEFT), _B: (_UP, _RIGHT), _C: (_LEFT, _DOWN), _D: (_RIGHT, _DOWN)}
+    for pixel, (one, other) in one_in.items():
+        alone = 8 >> pixel
+        cases[alone, 0] = (one, other, pixel)  # one pixel in: its corner is cut off
+        cases[15 - alone, 0] = (one, other, -1)  # one pixel out: likewise; any inside pixel gives the group
+    cases[0b1100, 0] = cases[0b0011, 0] = (_LEFT, _RIGHT, -1)
+    cases[0b1010, 0] = cases[0b0101, 0] = (_UP, _DOWN, -1)
+    cases[0b1001] = (_UP, _LEFT, _A), (_RIGHT, _DOWN, _D)  # inside pixels meeting at a corner stay apart
+    cases[0b0110] = (_UP, _RIGHT, _B), (_LEFT, _DOWN, _C)
+    return cases
+
+
+_CORNER_CASES = _corner_cases()
+
+
+def _corner_edges(padded: np.ndarray, row_at: np.ndarray, col_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The edges around each corner of source pixels, and their groups.
+
+    The 2 x 2 pixels (a b / c d) around a corner hold two cracks, joined by one edge, or four: a and d
+    inside, or b and c, each cut off by its own edge (inside pixels meeting at a corner stay apart)."""
+    inside = padded != 0
+    code = inside[:, :-1, :-1] * 8 + inside[:, :-1, 1:] * 4 + inside[:, 1:, :-1] * 2 + inside[:, 1:, 1:]
+    k, rows, cols = np.nonzero((code != 0) & (code != 15))
+    width = padded.shape[2]
+    top_left = (k * padded.shape[1] + rows) * width + cols
+    values = padded.ravel()[top_left[:, None] + np.array([0, 1, width, width + 1])]  # a, b, c, d
+    corner = np.column_stack((col_at[cols], row_at[rows]))
+    cases = _CORNER_CASES[code[k, rows, cols]]  # (S, 2, 3)
+    square, which = np.nonzero(cases[:, :, 0] >= 0)
+    one, other, pixel = cases[square, which].T
+    owner = np.where(pixel >= 0, values[square, pixel], values[square].max(axis=1))
+    at = corner[square]
+    edges = np.stack((at + _AROUND_CORNER_XY[one], at + _AROUND_CORNER_XY[other]), axis=1)
+    return edges, owner - 1
