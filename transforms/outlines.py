@@ -205,17 +205,17 @@ def _corner_edges(padded: np.ndarray, row_at: np.ndarray, col_at: np.ndarray) ->
 
     The 2 x 2 pixels (a b / c d) around a corner hold two cracks, joined by one edge, or four: a and d
     inside, or b and c, each cut off by its own edge (inside pixels meeting at a corner stay apart)."""
-    inside = padded != 0
-    code = inside[:, :-1, :-1] * 8 + inside[:, :-1, 1:] * 4 + inside[:, 1:, :-1] * 2 + inside[:, 1:, 1:]
+    inside = (padded != 0).view(np.uint8)
+    code = (inside[:, :-1, :-1] << 3) | (inside[:, :-1, 1:] << 2) | (inside[:, 1:, :-1] << 1) | inside[:, 1:, 1:]
     k, rows, cols = np.nonzero((code != 0) & (code != 15))
     width = padded.shape[2]
     top_left = (k * padded.shape[1] + rows) * width + cols
     values = padded.ravel()[top_left[:, None] + np.array([0, 1, width, width + 1])]  # a, b, c, d
-    corner = np.column_stack((col_at[cols], row_at[rows]))
     cases = _CORNER_CASES[code[k, rows, cols]]  # (S, 2, 3)
     square, which = np.nonzero(cases[:, :, 0] >= 0)
     one, other, pixel = cases[square, which].T
-    owner = np.where(pixel >= 0, values[square, pixel], values[square].max(axis=1))
-    at = corner[square]
-    edges = np.stack((at + _AROUND_CORNER_XY[one], at + _AROUND_CORNER_XY[other]), axis=1)
-    return edges, owner - 1
+    any_inside = values.max(axis=1)[square]  # one group in the square, but for a saddle's two
+    owner = np.where(pixel >= 0, values[square, np.maximum(pixel, 0)], any_inside)
+    x, y = col_at[cols][square], row_at[rows][square]
+    ends = [np.column_stack((x + _AROUND_CORNER_XY[end, 0], y + _AROUND_CORNER_XY[end, 1])) for end in (one, other)]
+    return np.stack(ends, axis=1), owner - 1
