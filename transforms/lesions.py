@@ -1,4 +1,8 @@
-"""Tumour/lesion size (SPEC §4): ellipse and RECIST diameters of one component, in millimetres.
+"""Tumour/lesion size (SPEC §4): ellipse and RECIST diameters of components, in millimetres.
+
+Every component of a labelled slice stack is measured at once (`measure_components`): outlines from
+`transforms.outlines`, fits and calipers from `transforms.shape_fits`, array operations over all of
+them; `measure_component` measures one mask the same way.
 
 All fitting happens in physical mm (x = column * column spacing, y = row * row spacing) so that
 rectangular pixels cannot swap or skew axes. Points given back to the output are continuous
@@ -9,8 +13,8 @@ mm frame from the image's +x axis towards +y (down), in [0, 180).
 A component that cannot be measured reliably is rejected with a `Reason`, never emitted.
 
 Two measurements, chosen by the build's conventions (`MEASUREMENTS`, `Conventions.lesion_measurement`):
-`measure_component` (ours: ellipse fitted to the pixel-edge contour, RECIST diameters, stricter guards)
-and `measure_component_medvision` (MedVision v1.4.0: `cv2.fitEllipse` on cv2's pixel-centre contour,
+`measure_components` (ours: ellipse fitted to the pixel-edge contour, RECIST diameters, stricter guards)
+and `measure_components_medvision` (MedVision v1.4.0: `cv2.fitEllipse` on cv2's pixel-centre contour,
 its guards only; our RECIST diameters alongside).
 """
 
@@ -28,7 +32,15 @@ from skimage.measure import label as label_components
 
 from transforms.boxes import CONNECTIVITY, MAX_COMPONENTS_PER_LABEL
 from transforms.errors import Reason
-from transforms.outlines import ONE_EACH, Outlines, Repeats, displayed, displayed_counts, trace_outlines
+from transforms.outlines import (
+    ONE_EACH,
+    Outlines,
+    Repeats,
+    displayed,
+    displayed_counts,
+    repeats_of,
+    trace_outlines,
+)
 from transforms.shape_fits import (
     Segments,
     fit_ellipses,
@@ -279,7 +291,7 @@ def measure_components_medvision(
     centre, half_axes, theta = np.zeros((n, 2)), np.zeros((n, 2)), np.zeros(n)
     for index, number in enumerate(numbers):
         k, rows, cols = boxes[number - 1]
-        crop = displayed(components[k.start, rows, cols] == number, (_part(repeats[0], rows), _part(repeats[1], cols)))
+        crop = displayed(components[k.start, rows, cols] == number, repeats_of(repeats, rows, cols))
         fit = _cv2_ellipse(
             centre_contour_mm(crop, spacing_mm_row_col, (int(row_at[rows.start]), int(col_at[cols.start])))
         )
@@ -311,10 +323,6 @@ def _cv2_ellipse(contour_mm: np.ndarray):
     theta = (math.radians(angle_deg) + (math.pi / 2 if height_mm > width_mm else 0.0)) % math.pi
     half_axes = (max(width_mm, height_mm) / 2, min(width_mm, height_mm) / 2)
     return (centre_x_mm, centre_y_mm), half_axes, theta
-
-
-def _part(counts: Optional[np.ndarray], part: slice) -> Optional[np.ndarray]:
-    return None if counts is None else counts[part]
 
 
 def measure_component(

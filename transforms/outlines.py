@@ -49,6 +49,12 @@ def displayed(mask: np.ndarray, repeats: Repeats = ONE_EACH) -> np.ndarray:
     return shown if col_repeats is None else np.repeat(shown, col_repeats, axis=-1)
 
 
+def repeats_of(repeats: Repeats, rows: slice, cols: slice) -> Repeats:
+    """The repeats of a box of the source pixels."""
+    row_repeats, col_repeats = repeats
+    return (None if row_repeats is None else row_repeats[rows], None if col_repeats is None else col_repeats[cols])
+
+
 def displayed_counts(labels: np.ndarray, n_values: int, repeats: Repeats = ONE_EACH) -> np.ndarray:
     """Displayed pixels of each value 0..n_values - 1 of a labelled stack (slice, row, col): each source
     pixel counts as the displayed pixels it becomes. One plain count per distinct (row, column) repeat."""

@@ -16,6 +16,7 @@ the displayed pixels each row and column becomes (`transforms.outlines`). Result
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional
 
 import numpy as np
@@ -23,7 +24,7 @@ from scipy import ndimage
 
 from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox
 from transforms.lesions import MEASUREMENTS, LesionSize, Rejection
-from transforms.outlines import displayed_counts
+from transforms.outlines import displayed_counts, repeats_of
 from transforms.packed import PackedArray
 from transforms.planes import SLICE_AXIS, SPACING_REL_TOL, PlaneGrid
 from transforms.volume import present_labels
@@ -224,9 +225,7 @@ def _derive_stack(
         offset = [part.start for part in label_box]
         components, count = ndimage.label(working[label_box] == value, _IN_SLICE_CROSS, output=np.int32)
         extents = ndimage.find_objects(components, max_label=count)
-        areas = displayed_counts(
-            components, count + 1, (_part(row_counts, label_box[1]), _part(col_counts, label_box[2]))
-        )
+        areas = displayed_counts(components, count + 1, repeats_of((row_counts, col_counts), *label_box[1:]))
         slice_of = np.fromiter((extent[0].start for extent in extents), np.intp, count)
         per_slice = np.bincount(slice_of, minlength=components.shape[0])
         index_in_slice = np.arange(count) - (np.cumsum(per_slice) - per_slice)[slice_of]
@@ -242,21 +241,15 @@ def _derive_stack(
             n_in_slice = int(per_slice[local_k.start])
             index = int(index_in_slice[number])
             boxes[offset[0] + local_k.start].append(ComponentBox(value, index, n_in_slice, box, int(areas[number + 1])))
-        if value not in targets:
-            continue
-        in_box = (
-            (row_axis.origin + int(first_row[offset[1]]), col_axis.origin + int(first_col[offset[2]])),
-            (_part(row_counts, label_box[1]), _part(col_counts, label_box[2])),
-        )
-        measured = _measured(per_slice[slice_of], measure_several)
-        sizes = (
-            MEASUREMENTS[measurement](components, measured + 1, spacing_mm_row_col, *in_box) if measured.size else []
-        )
-        size_of = dict(zip(measured.tolist(), sizes))
-        for number, k in enumerate(slice_of):
-            n_in_slice, index = int(per_slice[k]), int(index_in_slice[number])
-            if n_in_slice <= MAX_COMPONENTS_PER_LABEL or index == 0:
-                entry = LesionComponent(value, index, n_in_slice, size_of.get(number))
+        if value in targets:
+            origin = (row_axis.origin + int(first_row[offset[1]]), col_axis.origin + int(first_col[offset[2]]))
+            measure = functools.partial(
+                MEASUREMENTS[measurement],
+                spacing_mm_row_col=spacing_mm_row_col,
+                origin_row_col=origin,
+                repeats=repeats_of((row_counts, col_counts), label_box[1], label_box[2]),
+            )
+            for k, entry in _lesion_entries(value, components, slice_of, measure, measure_several):
                 lesions[offset[0] + k].setdefault(value, []).append(entry)
     order = [int(label) for label in lesion_labels]  # the case's order, as rows are made
     return [
@@ -265,11 +258,16 @@ def _derive_stack(
     ]
 
 
-def _measured(n_in_slice: np.ndarray, measure_several: bool) -> np.ndarray:
-    """Which components of a lesion label are measured: those of a slice where the label is in at most
-    `MAX_COMPONENTS_PER_LABEL` pieces (in one only, unless `measure_several`)."""
-    return np.flatnonzero((n_in_slice <= MAX_COMPONENTS_PER_LABEL) & (measure_several | (n_in_slice == 1)))
-
-
-def _part(counts: np.ndarray | None, part: slice) -> np.ndarray | None:
-    return None if counts is None else counts[part]
+def _lesion_entries(value: int, components: np.ndarray, slice_of: np.ndarray, measure, measure_several: bool):
+    """(slice of the stack, `LesionComponent`) of each component of a lesion label, in raster order; those
+    of a slice where the label is in at most `MAX_COMPONENTS_PER_LABEL` pieces (in one only, unless
+    `measure_several`) measured together by `measure(components, numbers)`; a label in more pieces gives
+    its slice one entry, index 0, unmeasured."""
+    per_slice = np.bincount(slice_of, minlength=components.shape[0])
+    index_in_slice = np.arange(len(slice_of)) - (np.cumsum(per_slice) - per_slice)[slice_of]
+    n_in_slice = per_slice[slice_of]
+    measured = np.flatnonzero((n_in_slice <= MAX_COMPONENTS_PER_LABEL) & (measure_several | (n_in_slice == 1)))
+    size_of = dict(zip(measured.tolist(), measure(components, measured + 1))) if measured.size else {}
+    for number, (k, count, index) in enumerate(zip(slice_of.tolist(), n_in_slice.tolist(), index_in_slice.tolist())):
+        if count <= MAX_COMPONENTS_PER_LABEL or index == 0:
+            yield k, LesionComponent(value, index, count, size_of.get(number))
