@@ -89,6 +89,38 @@ def size_floor_mm(spacing_mm_row_col: tuple[float, float]) -> float:
     return max(SIZE_FLOOR_MM, SIZE_FLOOR_PIXELS * max(spacing_mm_row_col))
 
 
+# Slices measured together hold at most this many source pixels: the outlines' working copies of the
+# stack stay small (a lesion label can span a whole-body volume).
+CHUNK_PIXELS = 1 << 22
+
+
+def _in_slice_chunks(measure_stack):
+    """A measurement of a stack's components made over runs of whole slices (components never cross
+    slices), each of at most `CHUNK_PIXELS` pixels; results in the order of `numbers`."""
+
+    @functools.wraps(measure_stack)
+    def measure(
+        components: np.ndarray, numbers, spacing_mm_row_col, origin_row_col=(0, 0), repeats: Repeats = ONE_EACH
+    ) -> list[LesionSize | Rejection]:
+        numbers = np.asarray(numbers)
+        slices_per_chunk = max(1, CHUNK_PIXELS // max(1, components[0].size))
+        if components.shape[0] <= slices_per_chunk:
+            return measure_stack(components, numbers, spacing_mm_row_col, origin_row_col, repeats)
+        boxes = ndimage.find_objects(components)
+        chunk_of = np.array([boxes[number - 1][0].start for number in numbers.tolist()]) // slices_per_chunk
+        results: list[LesionSize | Rejection] = [Rejection(Reason.FIT_DEGENERATE, "")] * len(numbers)
+        for chunk in np.unique(chunk_of).tolist():
+            mine = np.flatnonzero(chunk_of == chunk)
+            part = components[chunk * slices_per_chunk : (chunk + 1) * slices_per_chunk]
+            for index, result in zip(
+                mine, measure_stack(part, numbers[mine], spacing_mm_row_col, origin_row_col, repeats)
+            ):
+                results[index] = result
+        return results
+
+    return measure
+
+
 class _Shapes(NamedTuple):
     """What every measurement needs of each component: its outline and extent, its displayed pixels and
     its RECIST diameters (mm)."""
@@ -127,6 +159,7 @@ class _Fitted(NamedTuple):
     theta: np.ndarray
 
 
+@_in_slice_chunks
 def measure_components(
     components: np.ndarray,
     numbers,
@@ -265,6 +298,7 @@ def centre_contour_mm(
     return (points_xy * (col_mm, row_mm)).astype(np.float32)
 
 
+@_in_slice_chunks
 def measure_components_medvision(
     components: np.ndarray,
     numbers,

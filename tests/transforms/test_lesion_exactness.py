@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 from skimage.measure import EllipseModel, find_contours
 
+from transforms import lesions
 from transforms.boxes import component_boxes
 from transforms.lesions import (
     MEASUREMENTS,
@@ -321,3 +322,17 @@ def test_plane_derivation_is_that_of_each_displayed_slice(
                 assert expected is None or (not measure_several and count > 1)
             else:
                 assert_same_measurement(entry.size, expected)
+
+
+@pytest.mark.parametrize("measurement", sorted(MEASUREMENTS))
+def test_a_stack_measured_in_chunks_of_slices_gives_the_same_sizes(monkeypatch, measurement):
+    labels = label_volume(7)
+    stack, count = ndimage.label(labels == 1, np.pad(np.ones((1, 3, 3), bool), ((1, 1), (0, 0), (0, 0))))
+    numbers = np.arange(1, count + 1)[::-1]  # any order
+    repeats = (np.arange(stack.shape[1]) % 3 + 1, None)
+    whole = MEASUREMENTS[measurement](stack.astype(np.int32), numbers, (0.7, 0.5), (2, 5), repeats)
+    monkeypatch.setattr(lesions, "CHUNK_PIXELS", stack[0].size * 2)  # two slices at a time
+    chunked = MEASUREMENTS[measurement](stack.astype(np.int32), numbers, (0.7, 0.5), (2, 5), repeats)
+    assert len(chunked) == count > 10
+    for got, expected in zip(chunked, whole):
+        assert_same_measurement(got, expected)
