@@ -59,11 +59,17 @@ def displayed_counts(labels: np.ndarray, n_values: int, repeats: Repeats = ONE_E
     """Displayed pixels of each value 0..n_values - 1 of a labelled stack (slice, row, col): each source
     pixel counts as the displayed pixels it becomes. One plain count per distinct (row, column) repeat."""
     total = np.zeros(n_values, np.int64)
-    for row_repeat, rows in _repeat_classes(repeats[0], labels.shape[1]):
-        for col_repeat, cols in _repeat_classes(repeats[1], labels.shape[2]):
-            part = labels[:, rows][:, :, cols]
-            total += row_repeat * col_repeat * np.bincount(part.ravel(), minlength=n_values)
+    step = max(1, _COUNT_SLAB_PIXELS // max(1, labels[0].size))  # bincount widens what it counts to int64
+    for start in range(0, labels.shape[0], step):
+        slab = labels[start : start + step]
+        for row_repeat, rows in _repeat_classes(repeats[0], labels.shape[1]):
+            for col_repeat, cols in _repeat_classes(repeats[1], labels.shape[2]):
+                part = slab[:, rows][:, :, cols]
+                total += row_repeat * col_repeat * np.bincount(part.ravel(), minlength=n_values)
     return total
+
+
+_COUNT_SLAB_PIXELS = 1 << 20
 
 
 def _repeat_classes(counts: Optional[np.ndarray], n: int) -> list[tuple[int, slice | np.ndarray]]:
@@ -116,14 +122,16 @@ def _fill_holes(groups: np.ndarray) -> list[int]:
     width = regions.shape[2]
     # the groups 4-adjacent to each hole: the one around it, or several when it holds another component
     around = padded.ravel()[hole_pixels[:, None] + np.array([-width, width, -1, 1])]
-    pairs = np.unique(np.column_stack((np.repeat(hole_of, 4), around.ravel())), axis=0)
-    pairs = pairs[pairs[:, 1] != 0]
-    holes, n_around = np.unique(pairs[:, 0], return_counts=True)
-    single = np.isin(pairs[:, 0], holes[n_around == 1])
+    touching = around != 0
+    n_keys = int(groups.max()) + 1
+    pairs = np.unique(np.repeat(hole_of, 4)[touching.ravel()].astype(np.int64) * n_keys + around[touching])
+    hole, group = pairs // n_keys, pairs % n_keys
+    holes, n_around = np.unique(hole, return_counts=True)
+    single = np.isin(hole, holes[n_around == 1])
     fill = np.zeros(n_regions + 1, groups.dtype)
-    fill[pairs[single, 0]] = pairs[single, 1]
+    fill[hole[single]] = group[single]
     padded.ravel()[hole_pixels] = fill[hole_of]
-    nested = sorted(set(pairs[~single, 1].tolist()))
+    nested = sorted(set(group[~single].tolist()))
     groups[...] = np.where(np.isin(padded[:, 1:-1, 1:-1], nested), 0, padded[:, 1:-1, 1:-1])
     return nested
 
