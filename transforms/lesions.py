@@ -96,16 +96,23 @@ CHUNK_PIXELS = 1 << 22
 
 def _in_slice_chunks(measure_stack):
     """A measurement of a stack's components made over runs of whole slices (components never cross
-    slices), each of at most `CHUNK_PIXELS` pixels; results in the order of `numbers`."""
+    slices), each of at most `CHUNK_PIXELS` pixels; results in the order of `numbers`. `pixels`, each
+    component's displayed pixels, is counted here unless the caller has counted them."""
 
     @functools.wraps(measure_stack)
     def measure(
-        components: np.ndarray, numbers, spacing_mm_row_col, origin_row_col=(0, 0), repeats: Repeats = ONE_EACH
+        components: np.ndarray,
+        numbers,
+        spacing_mm_row_col,
+        origin_row_col=(0, 0),
+        repeats: Repeats = ONE_EACH,
+        pixels: Optional[np.ndarray] = None,
     ) -> list[LesionSize | Rejection]:
         numbers = np.asarray(numbers)
+        pixels = displayed_pixels(components, numbers, repeats) if pixels is None else np.asarray(pixels)
         slices_per_chunk = max(1, CHUNK_PIXELS // max(1, components[0].size))
         if components.shape[0] <= slices_per_chunk:
-            return measure_stack(components, numbers, spacing_mm_row_col, origin_row_col, repeats)
+            return measure_stack(components, numbers, spacing_mm_row_col, origin_row_col, repeats, pixels)
         boxes = ndimage.find_objects(components)
         chunk_of = np.array([boxes[number - 1][0].start for number in numbers.tolist()]) // slices_per_chunk
         results: list[LesionSize | Rejection] = [Rejection(Reason.FIT_DEGENERATE, "")] * len(numbers)
@@ -113,7 +120,7 @@ def _in_slice_chunks(measure_stack):
             mine = np.flatnonzero(chunk_of == chunk)
             part = components[chunk * slices_per_chunk : (chunk + 1) * slices_per_chunk]
             for index, result in zip(
-                mine, measure_stack(part, numbers[mine], spacing_mm_row_col, origin_row_col, repeats)
+                mine, measure_stack(part, numbers[mine], spacing_mm_row_col, origin_row_col, repeats, pixels[mine])
             ):
                 results[index] = result
         return results
@@ -133,7 +140,7 @@ class _Shapes(NamedTuple):
     perpendicular: Segments
 
 
-def _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats: Repeats) -> _Shapes:
+def _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats: Repeats, pixels) -> _Shapes:
     row_mm, col_mm = spacing_mm_row_col
     n = len(numbers)
     outlines = trace_outlines(components, numbers, origin_row_col, repeats)
@@ -146,7 +153,7 @@ def _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats: Re
     edges_mm = outlines.edges_xy * (col_mm, row_mm)
     perpendicular = perpendicular_diameters(edges_mm, outlines.edge_group, longest, min(row_mm, col_mm) / 2)
     n_points = np.bincount(outlines.point_group, minlength=n)
-    return _Shapes(outlines, n_points, extents, displayed_pixels(components, numbers, repeats), longest, perpendicular)
+    return _Shapes(outlines, n_points, extents, pixels, longest, perpendicular)
 
 
 class _Fitted(NamedTuple):
@@ -166,6 +173,7 @@ def measure_components(
     spacing_mm_row_col: tuple[float, float],
     origin_row_col: tuple[int, int] = (0, 0),
     repeats: Repeats = ONE_EACH,
+    pixels=None,
 ) -> list[LesionSize | Rejection]:
     """Ellipse and RECIST measurements of the components `numbers` of a labelled slice stack (slice, row,
     col), or the reason each is rejected, in the order of `numbers`.
@@ -175,7 +183,7 @@ def measure_components(
     outline's points (skimage's fit, `shape_fits.fit_ellipses`); the RECIST diameters are its maximal
     caliper and the longest chord across it.
     """
-    shapes = _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats)
+    shapes = _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats, pixels)
     scale = np.array(spacing_mm_row_col[::-1])
     ellipses = fit_ellipses(shapes.outlines.points_xy * scale, shapes.outlines.point_group, len(numbers))
     early = [
@@ -305,6 +313,7 @@ def measure_components_medvision(
     spacing_mm_row_col: tuple[float, float],
     origin_row_col: tuple[int, int] = (0, 0),
     repeats: Repeats = ONE_EACH,
+    pixels=None,
 ) -> list[LesionSize | Rejection]:
     """MedVision v1.4.0's tumour/lesion measurement of each component (`--conventions medvision`), or why it
     refuses; the stack, `numbers`, origin and repeats as `measure_components`.
@@ -314,7 +323,7 @@ def measure_components_medvision(
     `_fit_rejection`'s guards, and nothing else. Points are returned in the edge frame; the RECIST
     diameters are ours (the outline's).
     """
-    shapes = _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats)
+    shapes = _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats, pixels)
     boxes = ndimage.find_objects(components)
     row_at, col_at = (
         origin + (np.arange(size + 1) if counts is None else np.r_[0, np.cumsum(counts)])

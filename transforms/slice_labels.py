@@ -249,7 +249,7 @@ def _derive_stack(
                 origin_row_col=origin,
                 repeats=repeats_of((row_counts, col_counts), label_box[1], label_box[2]),
             )
-            for k, entry in _lesion_entries(value, components, slice_of, measure, measure_several):
+            for k, entry in _lesion_entries(value, components, areas, slice_of, measure, measure_several):
                 lesions[offset[0] + k].setdefault(value, []).append(entry)
     order = [int(label) for label in lesion_labels]  # the case's order, as rows are made
     return [
@@ -258,16 +258,17 @@ def _derive_stack(
     ]
 
 
-def _lesion_entries(value: int, components: np.ndarray, slice_of: np.ndarray, measure, measure_several: bool):
+def _lesion_entries(value: int, components, areas, slice_of, measure, measure_several: bool):
     """(slice of the stack, `LesionComponent`) of each component of a lesion label, in raster order; those
     of a slice where the label is in at most `MAX_COMPONENTS_PER_LABEL` pieces (in one only, unless
-    `measure_several`) measured together by `measure(components, numbers)`; a label in more pieces gives
-    its slice one entry, index 0, unmeasured."""
+    `measure_several`) measured together by `measure(components, numbers, pixels=their areas)`; a label in
+    more pieces gives its slice one entry, index 0, unmeasured."""
     per_slice = np.bincount(slice_of, minlength=components.shape[0])
     index_in_slice = np.arange(len(slice_of)) - (np.cumsum(per_slice) - per_slice)[slice_of]
     n_in_slice = per_slice[slice_of]
     measured = np.flatnonzero((n_in_slice <= MAX_COMPONENTS_PER_LABEL) & (measure_several | (n_in_slice == 1)))
-    size_of = dict(zip(measured.tolist(), measure(components, measured + 1))) if measured.size else {}
+    sizes = measure(components, measured + 1, pixels=areas[measured + 1]) if measured.size else []
+    size_of = dict(zip(measured.tolist(), sizes))
     for number, (k, count, index) in enumerate(zip(slice_of.tolist(), n_in_slice.tolist(), index_in_slice.tolist())):
         if count <= MAX_COMPONENTS_PER_LABEL or index == 0:
             yield k, LesionComponent(value, index, count, size_of.get(number))
