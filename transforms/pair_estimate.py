@@ -17,12 +17,12 @@ import collections
 import dataclasses
 
 import numpy as np
-from scipy import ndimage
 
 from transforms.intensity import Window
 from transforms.loading import LoadedCase
 from transforms.planes import SLICE_AXIS, SpacingMode
 from transforms.slicing import PlacedMeasurement, extract_slices
+from transforms.volume import label_extents
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,7 @@ def estimate_pairs(
     """The estimate for a case's slice `plan` (see the module); `with_pixels=False` for pointer rows."""
     labels = loaded.labels.array
     max_label = int(labels.max()) if labels.size else 0  # given to find_objects, which would scan for it again
-    extents = ndimage.find_objects(labels, max_label=max_label) if max_label > 0 else []
+    extents = label_extents(labels, max_label) if max_label > 0 else []
     targets = set(loaded.case.lesion_labels)
     png_per_slice = _middle_slice_png_bytes(loaded, spacing, display, plan, windows) if with_pixels else {}
     pairs: collections.Counter[str] = collections.Counter()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import collections
 import dataclasses
 
+import numpy as np
 import pytest
+from scipy import ndimage
 
 from pipeline import casework
 from pipeline.casework import LoadSettings
 from pipeline.sources import get_source
 from schemas import rows as row_builders
 from transforms.errors import PipelineError
+from transforms.volume import label_extents
 
 SETTINGS = LoadSettings(spacing="finest", split_salt="salt", params_hash="0123456789abcdef")
 
@@ -72,3 +75,15 @@ def test_estimate_does_not_depend_on_how_the_plan_is_cut_into_units(demo_root, m
     case = next(c for c in get_source("demo").list_cases(demo_root) if c.case_id.endswith("demo_mr_00"))
     small = casework.plan_case(case, dataclasses.replace(SETTINGS, max_slices_per_unit=max_slices))
     assert small.pair_estimate == casework.plan_case(case, SETTINGS).pair_estimate
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "flipped", "transposed", "flipped and transposed"])
+def test_label_extents_are_find_objects_on_any_memory_layout(layout):
+    rng = np.random.default_rng(len(layout))
+    labels = (rng.random((9, 11, 13)) < 0.05) * rng.integers(1, 6, (9, 11, 13))
+    labels = np.asfortranarray(labels.astype(np.uint8)) if layout == "F" else labels.astype(np.uint8)
+    if "flipped" in layout:
+        labels = labels[::-1, :, ::-1]
+    if "transposed" in layout:
+        labels = labels.transpose(2, 0, 1)
+    assert label_extents(labels, 7) == ndimage.find_objects(labels, max_label=7)
