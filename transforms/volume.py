@@ -133,11 +133,23 @@ def present_labels(labels: np.ndarray) -> set[int]:
         return set()
     if labels.dtype.kind not in "ui" or int(labels.min()) < 0 or int(labels.max()) >= _FLAGGED_MAX_LABEL:
         return {int(v) for v in np.unique(labels)} - {0}
+    labels = in_memory_order(labels)[0]  # a flipped view of a file's buffer is read in its own order
     seen = np.zeros(int(labels.max()) + 1, bool)
     step = max(1, _SLAB_VOXELS * labels.shape[0] // labels.size)
     for start in range(0, labels.shape[0], step):
         seen[labels[start : start + step]] = True
     return {int(v) for v in np.flatnonzero(seen)} - {0}
+
+
+def in_memory_order(array: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """A view of `array` whose axes run in its memory order (largest stride first, none negative), the
+    axes of `array` it shows, in order, and which of them it flips."""
+    order = np.argsort(np.abs(array.strides), kind="stable")[::-1]
+    view = array.transpose(order)
+    flipped = [axis for axis in range(view.ndim) if view.strides[axis] < 0]
+    for axis in flipped:
+        view = np.flip(view, axis)
+    return view, order, flipped
 
 
 def label_extents(labels: np.ndarray, max_label: int) -> list:
@@ -147,11 +159,7 @@ def label_extents(labels: np.ndarray, max_label: int) -> list:
     several times slower (0.97 s against 0.17 s for a 512 x 512 x 300 label map); the boxes are found on
     the view in memory order, then put back on the array's axes.
     """
-    order = np.argsort(np.abs(labels.strides), kind="stable")[::-1]  # largest stride first
-    view = labels.transpose(order)
-    flipped = [axis for axis in range(view.ndim) if view.strides[axis] < 0]
-    for axis in flipped:
-        view = np.flip(view, axis)
+    view, order, flipped = in_memory_order(labels)
     back = np.argsort(order)
     extents = []
     for box in ndimage.find_objects(view, max_label=max_label):
