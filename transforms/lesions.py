@@ -115,15 +115,13 @@ def _in_slice_chunks(measure_stack):
             return measure_stack(components, numbers, spacing_mm_row_col, origin_row_col, repeats, pixels)
         boxes = ndimage.find_objects(components)
         chunk_of = np.array([boxes[number - 1][0].start for number in numbers.tolist()]) // slices_per_chunk
-        results: list[LesionSize | Rejection] = [Rejection(Reason.FIT_DEGENERATE, "")] * len(numbers)
+        results: dict[int, LesionSize | Rejection] = {}
         for chunk in np.unique(chunk_of).tolist():
             mine = np.flatnonzero(chunk_of == chunk)
             part = components[chunk * slices_per_chunk : (chunk + 1) * slices_per_chunk]
-            for index, result in zip(
-                mine, measure_stack(part, numbers[mine], spacing_mm_row_col, origin_row_col, repeats, pixels[mine])
-            ):
-                results[index] = result
-        return results
+            sizes = measure_stack(part, numbers[mine], spacing_mm_row_col, origin_row_col, repeats, pixels[mine])
+            results.update(zip(mine.tolist(), sizes))
+        return [results[index] for index in range(len(numbers))]
 
     return measure
 
