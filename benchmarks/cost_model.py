@@ -82,10 +82,10 @@ GCS_GB_MONTH_USD, GCS_WRITE_USD, GCS_READ_USD = 0.020, 0.005 / 1000, 0.0004 / 10
 # (name, ms per megapixel, bytes per pixel): benchmarks/png_encoders.py, real lung CT 512x512 (lung window),
 # best of 5, 2026-12-03; the chosen one first.
 ENCODERS = (
-    ("opencv zlib 1 + RLE (chosen)", 4.05 / 0.262144, 83.8 * 1024 / 262144),
+    ("opencv zlib 1 + RLE (chosen)", 4.15 / 0.262144, 83.8 * 1024 / 262144),
     ("opencv defaults", 2.78 / 0.262144, 95.5 * 1024 / 262144),
-    ("opencv zlib 1 + huffman only", 3.61 / 0.262144, 82.5 * 1024 / 262144),
-    ("pillow level 6", 24.32 / 0.262144, 86.0 * 1024 / 262144),
+    ("opencv zlib 1 + huffman only", 3.50 / 0.262144, 82.5 * 1024 / 262144),
+    ("pillow level 6", 23.77 / 0.262144, 86.0 * 1024 / 262144),
 )
 WORKER_VCPUS, WORKER_GB = 4, 16
 
@@ -182,11 +182,11 @@ def print_encoders(pixels: float, stored_png_gb: float) -> None:
     print(
         f"\nPNG encoder ({pixels / 1e9:.0f} Gpixel of slices; output PNGs {stored_png_gb:.0f} GB with the chosen one)"
     )
-    print(f"{'encoder':<30}{'vCPU h':>8}{'CPU $':>8}{'GB':>8}{'$/month':>9}")
+    print(f"{'encoder':<38}{'vCPU h':>8}{'CPU $':>8}{'GB':>8}{'$/month':>9}")
     for name, ms_per_mpixel, bytes_per_pixel in ENCODERS:
         vcpu_h = ms_per_mpixel * pixels / 1e6 / 1000 / 3600
         gb = stored_png_gb * bytes_per_pixel / chosen_bytes
-        print(f"{name:<30}{vcpu_h:>8.0f}{vcpu_h * VCPU_HOUR_USD:>8.1f}{gb:>8.0f}{gb * GCS_GB_MONTH_USD:>9.1f}")
+        print(f"{name:<38}{vcpu_h:>8.0f}{vcpu_h * VCPU_HOUR_USD:>8.1f}{gb:>8.0f}{gb * GCS_GB_MONTH_USD:>9.1f}")
 
 
 if __name__ == "__main__":
