@@ -38,6 +38,7 @@ from transforms.outlines import (
     Repeats,
     displayed,
     displayed_counts,
+    displayed_edges,
     repeats_of,
     trace_outlines,
 )
@@ -324,7 +325,7 @@ def measure_components_medvision(
     shapes = _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats, pixels)
     boxes = ndimage.find_objects(components)
     row_at, col_at = (
-        origin + (np.arange(size + 1) if counts is None else np.r_[0, np.cumsum(counts)])
+        origin + displayed_edges(counts, size).astype(np.int64)
         for origin, counts, size in zip(origin_row_col, repeats, components.shape[1:])
     )
     n = len(numbers)

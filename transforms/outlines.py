@@ -136,8 +136,8 @@ def _fill_holes(groups: np.ndarray) -> list[int]:
     return nested
 
 
-def _edges(counts: Optional[np.ndarray], n: int) -> np.ndarray:
-    """Displayed coordinate of each of the n + 1 boundaries between source rows (or columns)."""
+def displayed_edges(counts: Optional[np.ndarray], n: int) -> np.ndarray:
+    """Displayed coordinate of each of the n + 1 boundaries between source rows (or columns), from 0."""
     return np.arange(n + 1, dtype=np.float64) if counts is None else np.r_[0, np.cumsum(counts)].astype(np.float64)
 
 
@@ -146,8 +146,8 @@ def _trace(groups: np.ndarray, origin_row_col, repeats: Repeats) -> tuple:
     n_rows, n_cols = groups.shape[1:]
     row_counts = np.ones(n_rows, np.int64) if repeats[0] is None else repeats[0]
     col_counts = np.ones(n_cols, np.int64) if repeats[1] is None else repeats[1]
-    row_at = _edges(repeats[0], n_rows) + origin_row_col[0]
-    col_at = _edges(repeats[1], n_cols) + origin_row_col[1]
+    row_at = displayed_edges(repeats[0], n_rows) + origin_row_col[0]
+    col_at = displayed_edges(repeats[1], n_cols) + origin_row_col[1]
     padded = np.pad(groups, ((0, 0), (1, 1), (1, 1)))
     between_rows = _runs(padded[:, :-1, 1:-1], padded[:, 1:, 1:-1], row_at, col_at, col_counts, across_rows=True)
     between_cols = _runs(padded[:, 1:-1, :-1], padded[:, 1:-1, 1:], col_at, row_at, row_counts, across_rows=False)

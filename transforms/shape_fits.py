@@ -163,8 +163,9 @@ def longest_diameters(candidates_px: np.ndarray, group: np.ndarray, n: int, spac
     chosen = np.minimum.reduceat(key, pair_starts)
     single = chosen == np.iinfo(np.int64).max  # one point: a segment of length 0
     by_rank = np.argsort(rank)
-    start = by_rank[np.where(single, rank[group_starts(vertex_group, n)], chosen // vertex.size)]
-    end = by_rank[np.where(single, rank[group_starts(vertex_group, n)], chosen % vertex.size)]
+    first_vertex = rank[group_starts(vertex_group, n)]
+    start = by_rank[np.where(single, first_vertex, chosen // vertex.size)]
+    end = by_rank[np.where(single, first_vertex, chosen % vertex.size)]
     return Segments(np.hypot(*(points_mm[start] - points_mm[end]).T), points_mm[start], points_mm[end])
 
 

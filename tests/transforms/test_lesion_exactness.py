@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
+from scipy.spatial import ConvexHull
 from skimage.measure import EllipseModel, find_contours
 
 from transforms import lesions
@@ -121,13 +122,7 @@ def test_an_outline_is_the_marching_squares_contour_of_the_displayed_mask(seed, 
     assert len(outlines.edges_xy) == len(contour)
     assert edge_set(outlines.edges_xy) == edge_set(np.stack((contour, np.roll(contour, -1, axis=0)), axis=1))
     hull_points = set(map(tuple, outlines.run_ends_xy.tolist()))
-    assert all(tuple(point) in hull_points for point in contour[ndimage_hull(contour)].tolist())
-
-
-def ndimage_hull(points: np.ndarray) -> np.ndarray:
-    from scipy.spatial import ConvexHull
-
-    return ConvexHull(points).vertices if len(points) > 3 else np.arange(len(points))
+    assert all(tuple(point) in hull_points for point in contour[ConvexHull(contour).vertices].tolist())
 
 
 def test_outlines_of_components_together_are_their_outlines_alone():
