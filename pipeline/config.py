@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import os
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
@@ -26,8 +27,9 @@ DEFAULT_SPLIT_SALT = "medvision-v1"
 DEFAULT_TARGET_FILE_MB = 256
 DEFAULT_CASE_TIMEOUT_S = 600.0  # to copy, hash and decode one case: far above what a 1 GB volume takes
 DEFAULT_MAX_VOLUME_MB = 4096  # memory one case may take to decode (~430 Mvoxels of int16)
-# A case cut where it was planned saves a decode; bigger cases still spread over workers, as one of
-# 32 Mvoxels (512x512x128) is already a long single step on one core (benchmarks/stage_times.py).
+# A case cut where it was planned saves a decode; with several DirectRunner workers, bigger cases still
+# spread over them, as one of 32 Mvoxels (512x512x128) is already a long single step on one core
+# (benchmarks/stage_times.py). One worker has nobody to spread to: it cuts every case where planned.
 DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS = 32.0
 DIRECT_RUNNERS = (None, "DirectRunner", "direct")
 
@@ -335,8 +337,9 @@ class BuildConfig:
         "--cut-here-below-mvoxels",
         "cases decoded to fewer Mvoxels are cut where they were planned (one decode); larger ones spread "
         "their work units over workers (a decode per unit). Default: "
-        f"{DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS:g} on the DirectRunner, 0 (all spread) on the others, where "
-        "it would cost a second pass of the pairs before the write",
+        f"every case on a one-worker DirectRunner, {DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS:g} on one with more "
+        "workers, 0 (all spread) on the other runners, where it would cost a second pass of the pairs before "
+        "the write",
         unit="Mvoxels",
         type=_non_negative_float,
     )
@@ -373,14 +376,17 @@ class BuildConfig:
             cut_here_below_voxels=(self.cut_here_below_mvoxels or 0) * 1e6,
         )
 
-    def for_runner(self, runner: Optional[str]) -> "BuildConfig":
-        """With `cut_here_below_mvoxels` set: as given, else 32 on the DirectRunner and 0 (every case
-        spreads) on the others. There, the pairs of a case cut where it was planned would exist before
-        every plan is done, which the write's keys and the shared splits need: a runner would have to
-        materialise them, PNGs included, once more before the write's shuffle."""
+    def for_runner(self, runner: Optional[str], direct_workers: int = 1) -> "BuildConfig":
+        """With `cut_here_below_mvoxels` set: as given, else every case (inf) on a DirectRunner of one
+        worker, 32 on one of several (`direct_workers`), and 0 (every case spreads) on the others. There,
+        the pairs of a case cut where it was planned would exist before every plan is done, which the
+        write's keys and the shared splits need: a runner would have to materialise them, PNGs included,
+        once more before the write's shuffle."""
         if self.cut_here_below_mvoxels is not None:
             return self
-        default = DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS if runner in DIRECT_RUNNERS else 0.0
+        default = 0.0
+        if runner in DIRECT_RUNNERS:
+            default = math.inf if direct_workers == 1 else DIRECT_RUNNER_CUT_HERE_BELOW_MVOXELS
         return dataclasses.replace(self, cut_here_below_mvoxels=default)
 
     @property

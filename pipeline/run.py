@@ -18,7 +18,7 @@ import time
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from consumers import report
 from pipeline import claim, scratch, storage
@@ -291,7 +291,9 @@ def build(config: BuildConfig, beam_args: list[str]) -> dict:
     build ends, failed or not.
     """
     options = PipelineOptions(beam_args)
-    config = config.for_runner(options.view_as(StandardOptions).runner)
+    config = config.for_runner(
+        options.view_as(StandardOptions).runner, options.view_as(DirectOptions).direct_num_workers
+    )
     settings = configure_storage(config.gcs_anonymous, options)
     claim.check_output_location(config.output)
     if not config.dry_run and not storage.is_empty_location(config.output):

@@ -72,3 +72,20 @@ def test_the_command_line_is_derived_from_the_declarations():
 def test_settings_are_keyword_only():
     with pytest.raises(TypeError):
         BuildConfig((SourceSpec("demo", None),), "/tmp/medvision-out")
+
+
+@pytest.mark.parametrize(
+    "runner, workers, expected",
+    [
+        ("DirectRunner", 1, float("inf")),  # one worker has nobody to spread a case to: one decode per case
+        (None, 1, float("inf")),
+        ("DirectRunner", 2, 32.0),
+        ("DirectRunner", 0, 32.0),  # Beam's 0: as many workers as cores
+        ("DataflowRunner", 1, 0.0),
+        ("PortableRunner", 1, 0.0),
+    ],
+)
+def test_where_cases_are_cut_defaults_to_the_runner_and_its_workers(runner, workers, expected):
+    assert BASE.for_runner(runner, workers).cut_here_below_mvoxels == expected
+    given = dataclasses.replace(BASE, cut_here_below_mvoxels=5.0)
+    assert given.for_runner(runner, workers).cut_here_below_mvoxels == 5.0
