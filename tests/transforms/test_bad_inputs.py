@@ -125,3 +125,12 @@ def test_window_maps_to_rounded_clipped_bytes_with_non_finite_voxels_at_the_ends
             for v in values
         ]
         assert to_uint8(values.reshape(40, 100), window).ravel().tolist() == expected
+
+
+def test_window_rounds_ties_to_even_as_numpy_does():
+    """The cast rounds in OpenCV: x.5 must go to the even neighbour, as np.rint (the pixels' definition)."""
+    from transforms.intensity import Window
+
+    ties = np.arange(256, dtype=np.float32) + np.float32(0.5)
+    pixels = to_uint8(ties[:255].reshape(15, 17), Window("identity", 0.0, 255.0)).ravel()
+    assert pixels.tolist() == np.rint(ties[:255]).astype(int).tolist()
