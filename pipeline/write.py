@@ -83,14 +83,15 @@ def shard_count(total_bytes: int, target_file_mb: float) -> int:
     return max(1, math.ceil(total_bytes / (target_file_mb * 2**20)))
 
 
-def write_parquet(uri: str, table: str, rows: list[dict], temp_dir: str) -> int:
-    """Write rows (sorted by the caller) to one Parquet file that appears only when complete."""
+def write_parquet(uri: str, table: str, bundles: list[list[dict]], temp_dir: str) -> int:
+    """Write rows, bundle after bundle (ordered by the caller, see `file_order`), to one Parquet file that
+    appears only when complete; a row group never splits a bundle. Returns the rows written."""
     schema = schema_for(table)
     with storage.atomic_create(uri, temp_dir) as handle:
         with pq.ParquetWriter(handle, schema, **parquet_options(schema)) as writer:
-            for group in _row_groups(rows):
+            for group in _row_groups(bundles):
                 writer.write_batch(record_batch(spill.with_pngs_read(group), schema))
-    return len(rows)
+    return sum(map(len, bundles))
 
 
 def record_batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
@@ -130,11 +131,14 @@ def binary_array(values: list) -> pa.Array:
     )
 
 
-def _row_groups(rows: list[dict]):
-    group, size = [], 0
-    for row in rows:
-        group.append(row)
-        size += row_bytes(row)
+def _row_groups(bundles: list[list[dict]]):
+    """The rows in groups of about `ROW_GROUP_BYTES` as stored: a bundle's rows share one PNG, which the
+    column's dictionary stores once per row group, so whole bundles make a group."""
+    group: list[dict] = []
+    size = 0
+    for rows in bundles:
+        group += rows
+        size += row_bytes(rows[0]) + (len(rows) - 1) * ROW_OVERHEAD_BYTES
         if size >= ROW_GROUP_BYTES:
             yield group
             group, size = [], 0
@@ -154,6 +158,15 @@ def _sort_key(row: dict) -> tuple:
     return tuple(str(row.get(key) or "") for key in ("sample_id", "dataset", "case_id", "stage", "message"))
 
 
+def file_order(bundles) -> list[list[dict]]:
+    """The rows of a file's bundles, bundle by bundle: each bundle's rows sorted by `_sort_key`, bundles by
+    their first row. Deterministic whatever order the runner delivers them in, and a slice's pairs stay
+    together, so its PNG is stored once (pairs sorted by sample_id alone scatter a slice's pairs over the
+    file's row groups, storing its PNG in each)."""
+    files = (sorted(bundle.full_rows(), key=_sort_key) for bundle in bundles if len(bundle))
+    return sorted(files, key=lambda rows: _sort_key(rows[0]))
+
+
 class _WriteShardFn(beam.DoFn):
     def __init__(self, output: str, table_of, settings: storage.StorageSettings, progress: ProgressMarks):
         self._output, self._table_of, self._settings, self._progress = output, table_of, settings, progress
@@ -166,10 +179,10 @@ class _WriteShardFn(beam.DoFn):
 
     def process(self, element):
         (partition, shard, n_shards), bundles = element
-        rows = sorted((row for bundle in bundles for row in bundle.full_rows()), key=_sort_key)
+        ordered = file_order(bundles)
         uri = storage.join(self._output, partition, f"part-{shard:05d}-of-{n_shards:05d}.parquet")
         started = time.monotonic()
-        written = write_parquet(uri, self._table_of(rows[0]), rows, self._temp_dir)
+        written = write_parquet(uri, self._table_of(ordered[0][0]), ordered, self._temp_dir)
         self._write_ms.update(int(1000 * (time.monotonic() - started)))
         self._rows_per_file.update(written)
         self._progress.rows_written(uri, written)

@@ -8,7 +8,8 @@ that the build reconciles are exact):
   component per slice: more components, or a box with holes, make it wrong), and a target label
   one tumour/lesion size pair likewise;
 - measurements are placed already, so their pairs are counted exactly;
-- a plane's PNG size is that of its middle planned slice, encoded for each sequence.
+- a plane's PNG size is that of its middle planned slice, encoded for each sequence, stored once per
+  slice with pairs of the task (a slice's pairs of one task are written together, sharing it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from transforms.volume import label_extents
 
 @dataclasses.dataclass(frozen=True)
 class PairEstimate:
-    """Estimated pairs of one task of a case and the PNG bytes they carry (a PNG per pair)."""
+    """Estimated pairs of one task of a case and the PNG bytes they carry (a PNG per slice with pairs)."""
 
     task: str
     pairs: int
@@ -52,25 +53,30 @@ def estimate_pairs(
     pairs: collections.Counter[str] = collections.Counter()
     png_bytes: collections.Counter[str] = collections.Counter()
     for plane, indices in plan.items():
-        per_slice = _pairs_per_task(np.asarray(indices), SLICE_AXIS[plane], extents, targets)
-        per_slice["angle_distance"] = sum(len(placed.get((plane, index), ())) for index in indices)
-        for task, n in per_slice.items():
+        plane_pairs, with_pairs = _pairs_per_task(np.asarray(indices), SLICE_AXIS[plane], extents, targets)
+        measured = [len(placed.get((plane, index), ())) for index in indices]
+        plane_pairs["angle_distance"], with_pairs["angle_distance"] = sum(measured), int(np.count_nonzero(measured))
+        for task, n in plane_pairs.items():
             pairs[task] += n * len(loaded.case.sequences)
-            png_bytes[task] += n * png_per_slice.get(plane, 0)
+            png_bytes[task] += int(with_pairs[task]) * png_per_slice.get(plane, 0)
     return tuple(PairEstimate(task, pairs[task], png_bytes[task]) for task in sorted(pairs) if pairs[task])
 
 
-def _pairs_per_task(indices: np.ndarray, axis: int, extents: list, targets: set[int]) -> collections.Counter[str]:
-    """Detection and lesion pairs over the planned slices `indices` (sorted) of one plane, one sequence."""
+def _pairs_per_task(
+    indices: np.ndarray, axis: int, extents: list, targets: set[int]
+) -> tuple[collections.Counter[str], collections.Counter[str]]:
+    """Detection and lesion pairs over the planned slices `indices` (sorted) of one plane, one sequence, and
+    how many of those slices have any."""
     counts: collections.Counter[str] = collections.Counter()
+    crossed_by = {task: np.zeros(len(indices), bool) for task in ("detection", "tumor_lesion_size")}
     for label, extent in enumerate(extents, start=1):
         if extent is None:
             continue
-        crossed = int(np.searchsorted(indices, extent[axis].stop) - np.searchsorted(indices, extent[axis].start))
-        counts["detection"] += crossed
-        if label in targets:
-            counts["tumor_lesion_size"] += crossed
-    return counts
+        first, stop = np.searchsorted(indices, (extent[axis].start, extent[axis].stop))
+        for task in ("detection", "tumor_lesion_size") if label in targets else ("detection",):
+            counts[task] += int(stop - first)
+            crossed_by[task][first:stop] = True
+    return counts, collections.Counter({task: int(np.count_nonzero(c)) for task, c in crossed_by.items()})
 
 
 def _middle_slice_png_bytes(

@@ -19,6 +19,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
 from pipeline import casework
+from pipeline import write as write_module
 from pipeline.casework import LoadSettings
 from pipeline.sources import get_source
 from pipeline.stages import (
@@ -415,8 +416,10 @@ def test_duplicate_sample_ids_fail_the_run_naming_both():
             _ = pipeline | beam.Create([RowBundle.of([row]), RowBundle.of([dict(row)])]) | CheckUniqueIds()
 
 
-def test_write_table_splits_a_partition_into_deterministic_sorted_shards(tmp_path):
-    """Bundles of two rows: each bundle's rows stay in one file."""
+def test_write_table_splits_a_partition_into_deterministic_sorted_shards(tmp_path, monkeypatch):
+    """Bundles of two rows: each bundle's rows stay side by side in one file and one row group (a row group of
+    about one bundle here), bundles in the order of their first sample_id, a bundle's rows by sample_id."""
+    monkeypatch.setattr(write_module, "ROW_GROUP_BYTES", 1)
     labels = np.zeros((30, 40), np.uint8)
     for index in range(6):
         labels[2 + 4 * index : 4 + 4 * index, 1:39:3] = 1 + index % 2
@@ -433,7 +436,12 @@ def test_write_table_splits_a_partition_into_deterministic_sorted_shards(tmp_pat
         file_of = {i: n for n, t in enumerate(tables) for i in t.column("sample_id").to_pylist()}
         assert all(len({file_of[row["sample_id"]] for row in bundle.rows}) == 1 for bundle in bundles)
         assert 1 < len(files) <= shard_count(sum(row_bytes(r) for r in rows), target_mb)  # a shard may be empty
-        assert all(t.column("sample_id").to_pylist() == sorted(t.column("sample_id").to_pylist()) for t in tables)
+        bundle_of = {row["sample_id"]: n for n, bundle in enumerate(bundles) for row in bundle.rows}
+        for file in files:
+            groups = pq.ParquetFile(file)
+            in_groups = [groups.read_row_group(g).column("sample_id").to_pylist() for g in range(groups.num_row_groups)]
+            assert all(len({bundle_of[i] for i in ids}) == 1 and ids == sorted(ids) for ids in in_groups)
+            assert [ids[0] for ids in in_groups] == sorted(ids[0] for ids in in_groups)
         assert sorted(i for t in tables for i in t.column("sample_id").to_pylist()) == sorted(
             r["sample_id"] for r in rows
         )

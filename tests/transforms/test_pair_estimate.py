@@ -20,7 +20,7 @@ SETTINGS = LoadSettings(spacing="finest", split_salt="salt", params_hash="012345
 
 
 def actual_pairs(plan: casework.CasePlan, settings: LoadSettings):
-    """(pairs, PNG bytes) per task that the plan's units really make."""
+    """(pairs, PNG bytes) per task that the plan's units really make; a slice's pairs of a task share one PNG."""
     pairs, png_bytes = collections.Counter[str](), collections.Counter[str]()
     for unit in plan.units:
         for record in casework.unit_records(unit, settings):
@@ -31,7 +31,7 @@ def actual_pairs(plan: casework.CasePlan, settings: LoadSettings):
                 ("angle_distance", row_builders.measurement_rows(record)),
             ):
                 pairs[task] += len(rows)
-                png_bytes[task] += len(rows) * len(record.content.png or b"")
+                png_bytes[task] += len(record.content.png or b"") if rows else 0  # stored once per slice
     return +pairs, png_bytes  # tasks with pairs only
 
 
