@@ -132,13 +132,14 @@ def binary_array(values: list) -> pa.Array:
 
 
 def _row_groups(bundles: list[list[dict]]):
-    """The rows in groups of about `ROW_GROUP_BYTES` as stored: a bundle's rows share one PNG, which the
-    column's dictionary stores once per row group, so whole bundles make a group."""
+    """The rows in groups of about `ROW_GROUP_BYTES` in memory, whole bundles only: a bundle's rows share
+    one PNG, which the column's dictionary then stores once. (In memory each row holds its own copy of
+    the PNG, in the Arrow batch, so that is what bounds a group.)"""
     group: list[dict] = []
     size = 0
     for rows in bundles:
         group += rows
-        size += row_bytes(rows[0]) + (len(rows) - 1) * ROW_OVERHEAD_BYTES
+        size += sum(map(row_bytes, rows))
         if size >= ROW_GROUP_BYTES:
             yield group
             group, size = [], 0
