@@ -164,8 +164,8 @@ def file_order(bundles) -> list[list[dict]]:
     their first row. Deterministic whatever order the runner delivers them in, and a slice's pairs stay
     together, so its PNG is stored once (pairs sorted by sample_id alone scatter a slice's pairs over the
     file's row groups, storing its PNG in each)."""
-    files = (sorted(bundle.full_rows(), key=_sort_key) for bundle in bundles if len(bundle))
-    return sorted(files, key=lambda rows: _sort_key(rows[0]))
+    each_sorted = (sorted(bundle.full_rows(), key=_sort_key) for bundle in bundles if len(bundle))
+    return sorted(each_sorted, key=lambda rows: _sort_key(rows[0]))
 
 
 class _WriteShardFn(beam.DoFn):
