@@ -37,9 +37,15 @@ ONE_AT_A_TIME = {"pixel_edge": measure_component, "medvision_cv2": measure_compo
 
 
 def reference_contour_px(shown: np.ndarray) -> np.ndarray:
-    """The outer contour of a displayed mask, (x, y) in the edge frame, in order: marching squares' longest."""
-    rows_cols = max(find_contours(np.pad(shown.astype(np.uint8), 1), 0.5), key=len)[:-1]
+    """The outer contour of a displayed mask, (x, y) in the edge frame, in order: of marching squares'
+    contours, the one enclosing the largest area (a hole's contour can be the longer one)."""
+    rows_cols = max(find_contours(np.pad(shown.astype(np.uint8), 1), 0.5), key=enclosed_area)[:-1]
     return np.column_stack((rows_cols[:, 1] - 0.5, rows_cols[:, 0] - 0.5))
+
+
+def enclosed_area(closed: np.ndarray) -> float:
+    """Shoelace area of a closed polyline (first point repeated last)."""
+    return abs(float(np.sum(closed[:-1, 0] * closed[1:, 1] - closed[1:, 0] * closed[:-1, 1]))) / 2
 
 
 def reference_longest(points_mm: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
