@@ -67,7 +67,10 @@ class LoadSettings:
     publish: bool = False
     conventions: str = "default"
     prompt_style: str = "default"  # a schemas.prompts.PROMPT_STYLES entry
-    max_slices_per_unit: int = 128  # a plane with more slices is cut in several work units
+    # A plane with more slices is cut in several work units. Each unit decodes its case again where units
+    # scatter, so a unit must be long enough to pay for that: on a 512x512x300 CT and two 256x256x100,
+    # units of 128 / 256 / 512 slices cost 24.8 / 20.5 / 16.8 CPU s (benchmarks/unit_scaling.py).
+    max_slices_per_unit: int = 512
     # Cases decoded to fewer voxels (all sequences) are cut right where they were planned, from the
     # plan's decode; larger ones spread their units over workers. 0: every case spreads.
     cut_here_below_voxels: float = 0  # inf: none spreads
