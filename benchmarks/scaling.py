@@ -3,14 +3,13 @@
 For each SIZE:COUNT: COUNT volumes of that size (own noise each) are built in one run
 (`medvision-pipeline build`, DirectRunner, one process), so Beam's fixed start-up is shared as
 in a real build; their floor is decoding every .nii.gz (SimpleITK, one thread) and encoding every
-output PNG, nothing else, measured in the same run. Ratio = build seconds / floor seconds. A build also pays a fixed
-cost once per run (building the graph, starting the runner, first-use imports, reconciling the
-footers), which a full build spreads over tens of thousands of volumes; a build of one 64x64x10
-volume measures it, and the marginal ratio, (build - that build) / (floor - its floor), is the
-per-volume figure of a long run. Then a mixed workload
-(all sizes together) is built with 1 and with 2 worker processes: the throughput ratio is the
-scaling ratio. Peak RSS is the largest of the build's processes; the baseline is an idle
-process that has imported the pipeline.
+output PNG, nothing else, measured in the same run. Ratio = build seconds / floor seconds. A build
+also pays a fixed cost once per run (building the graph, starting the runner, first-use imports,
+reconciling the footers), which a full build spreads over tens of thousands of volumes; a build of
+one 64x64x10 volume measures it, and the marginal ratio, (build - that build) / (floor - its floor),
+is the per-volume figure of a long run. Then a mixed workload (all sizes together) is built with 1
+and with 2 worker processes: the throughput ratio is the scaling ratio. Peak RSS is the largest of
+the build's processes; the baseline is an idle process that has imported the pipeline.
 
     python benchmarks/scaling.py --sizes 256x256x100:6 512x512x300:2 [--mixed 256x256x100:3,512x512x200:1]
 """
