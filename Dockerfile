@@ -9,6 +9,10 @@
 ARG BEAM_VERSION=2.77.0
 FROM apache/beam_python3.11_sdk:${BEAM_VERSION}
 
+# No transparent huge pages for numpy's large arrays (see pipeline/__init__.py): the worker imports numpy
+# before any of this package's code runs.
+ENV NUMPY_MADVISE_HUGEPAGE=0
+
 WORKDIR /opt/medvision-pipeline
 COPY setup.py README.md ./
 COPY pipeline/ pipeline/

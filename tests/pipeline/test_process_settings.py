@@ -1,0 +1,21 @@
+"""Process-wide settings the pipeline makes on import."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+HUGEPAGE_STATE = "import pipeline.cli; from numpy._core import multiarray; print(multiarray._set_madvise_hugepage(0))"
+
+
+@pytest.mark.parametrize("given, expected", [(None, "False"), ("1", "True")])
+def test_numpy_huge_pages_are_off_unless_asked_for(given, expected):
+    """Off by default (the first touch of a decoded volume stalled on memory compaction); a setting given wins."""
+    env = {key: value for key, value in os.environ.items() if key != "NUMPY_MADVISE_HUGEPAGE"}
+    if given is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = given
+    result = subprocess.run([sys.executable, "-c", HUGEPAGE_STATE], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == expected
