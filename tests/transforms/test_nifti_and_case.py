@@ -157,13 +157,14 @@ def test_present_labels_matches_unique_on_views_and_edge_values(dtype):
 
 @pytest.mark.parametrize("order", ["F", "C"])
 @pytest.mark.parametrize("slope, inter", [(1.0, 0.0), (0.37, -1024.5)])
-@pytest.mark.parametrize("dtype", ["<i2", ">i2", "u1", "<i4", ">f8", "<u8"])
+@pytest.mark.parametrize("dtype", ["<i2", ">i2", "u1", "i1", "<u2", "<i4", ">u4", ">i8", "<u8", ">f8", "<f4", "g"])
 def test_scaled_voxels_equal_nibabels_in_any_memory_order(monkeypatch, order, slope, inter, dtype):
     """Slab-wise scaling (several slabs here) equals nibabel's float64 result, row-major whatever raw's order
     and dtype (a column-major volume is transposed as bytes, so byte order and width must survive)."""
     monkeypatch.setattr(nifti, "SCALING_SLAB_VOXELS", 100)
-    low = -3000 if np.dtype(dtype).kind in "if" else 0
-    values = np.random.default_rng(3).integers(low, np.iinfo(np.uint8).max if dtype == "u1" else 3000, (9, 7, 5))
+    kind = np.dtype(dtype)
+    low, high = (max(-3000, np.iinfo(kind).min), min(3000, np.iinfo(kind).max)) if kind.kind in "ui" else (-3000, 3000)
+    values = np.random.default_rng(3).integers(low, high, (9, 7, 5))
     raw = np.asarray(values, dtype=dtype, order=order)
     scaled = nifti._scaled_float32(raw, slope, inter)
     np.testing.assert_array_equal(scaled, (raw * np.float64(slope) + np.float64(inter)).astype(np.float32))
