@@ -69,5 +69,5 @@ setup(
             "polars>=1",
         ],
     },
-    entry_points={"console_scripts": ["medvision-pipeline = pipeline.cli:main"]},
+    entry_points={"console_scripts": ["medvision-pipeline = pipeline.cli:console_main"]},
 )

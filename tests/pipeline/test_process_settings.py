@@ -19,3 +19,15 @@ def test_numpy_huge_pages_are_off_unless_asked_for(given, expected):
         env["NUMPY_MADVISE_HUGEPAGE"] = given
     result = subprocess.run([sys.executable, "-c", HUGEPAGE_STATE], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == expected
+
+
+CONSOLE_EXIT = (
+    "import gc, sys; from pipeline import cli; sys.argv = ['medvision-pipeline', 'sources']; "
+    "code = cli.console_main(); print(code, gc.get_freeze_count() > 0)"
+)
+
+
+def test_the_command_returns_mains_exit_code_with_the_heap_frozen_for_exit():
+    """The interpreter's last collections would walk every object Beam and the imaging stack left (0.3-0.45 s)."""
+    result = subprocess.run([sys.executable, "-c", CONSOLE_EXIT], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "0 True"
