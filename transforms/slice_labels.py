@@ -1,16 +1,17 @@
 """The label side of a plane's planned slices, derived at once: boxes, lesion components, lost labels.
 
-The planned slices of a plane are cut from the canonical label volume as one stack, cropped to the
-box holding their labels, in display orientation. Every label's connected components (4-connected,
-never across slices) are found by one labelling of the whole stack, and their boxes by one
-`find_objects`. Along an in-plane axis that the plane's grid keeps or upsamples, nearest-neighbour
-resampling turns each source pixel into one or more whole output pixels, in order: components, their
-raster order and counts are those of the source pixels, a box edge maps exactly to the first output
-pixel of its source pixel, and an area counts the output pixels of each source pixel. Along an axis
-the grid downsamples, pixels can vanish and components split or merge, so the stack is resampled
-along it first. All lesion components of a label are measured together on the source pixels, with
-the displayed pixels each row and column becomes (`transforms.outlines`). Results are those of
-`transforms.boxes` and `transforms.lesions` run on each displayed label slice (tests compare them).
+The planned slices of a plane are cut from the canonical label volume as one stack, cropped to the box
+holding their labels, in display orientation. The connected components of every label (4-connected,
+never across slices), their boxes and areas come from one reading of the stack, as row runs
+(`transforms.runs`); a lesion label is also labelled inside its own box, for the measurements. Along an
+in-plane axis that the plane's grid keeps or upsamples, nearest-neighbour resampling turns each source
+pixel into one or more whole output pixels, in order: components, their raster order and counts are
+those of the source pixels, a box edge maps exactly to the first output pixel of its source pixel, and
+an area counts the output pixels of each source pixel. Along an axis the grid downsamples, pixels can
+vanish and components split or merge, so the stack is resampled along it first. All lesion components of
+a label are measured together on the source pixels, with the displayed pixels each row and column
+becomes (`transforms.outlines`). Results are those of `transforms.boxes` and `transforms.lesions` run on
+each displayed label slice (tests compare them).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
+from transforms import runs
 from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox
 from transforms.lesions import MEASUREMENTS, LesionSize, Rejection
-from transforms.outlines import displayed_counts, repeats_of
+from transforms.outlines import repeats_of
 from transforms.packed import PackedArray
 from transforms.planes import SLICE_AXIS, SPACING_REL_TOL, PlaneGrid
 from transforms.volume import present_labels
@@ -213,44 +215,28 @@ def _derive_stack(
 ) -> list[SliceLabels]:
     """`SliceLabels` (boxes, lesions) of each slice of a working stack (slice, row, col)."""
     n_slices, n_rows, n_cols = working.shape
-    first_row, first_col = row_axis.first_out(n_rows), col_axis.first_out(n_cols)
-    row_counts, col_counts = row_axis.counts(n_rows), col_axis.counts(n_cols)
+    first_row, first_col = row_axis.origin + row_axis.first_out(n_rows), col_axis.origin + col_axis.first_out(n_cols)
+    repeats = (row_axis.counts(n_rows), col_axis.counts(n_cols))
+    found = runs.components(working, *repeats)
     boxes: list[list[ComponentBox]] = [[] for _ in range(n_slices)]
+    for k, box in _boxes(found, first_row, first_col):
+        boxes[k].append(box)
     lesions: list[dict[int, list[LesionComponent]]] = [{} for _ in range(n_slices)]  # by label
-    targets = {int(label) for label in lesion_labels}
-    # One scan finds each label's box; each label is then labelled inside its own box only.
-    for value, label_box in enumerate(ndimage.find_objects(working), start=1):
-        if label_box is None:
-            continue
-        offset = [part.start for part in label_box]
-        components, count = ndimage.label(working[label_box] == value, _IN_SLICE_CROSS, output=np.int32)
-        extents = ndimage.find_objects(components, max_label=count)
-        areas = displayed_counts(components, count + 1, repeats_of((row_counts, col_counts), *label_box[1:]))
-        slice_of = np.fromiter((extent[0].start for extent in extents), np.intp, count)
-        per_slice = np.bincount(slice_of, minlength=components.shape[0])
-        index_in_slice = np.arange(count) - (np.cumsum(per_slice) - per_slice)[slice_of]
-        for number, (local_k, local_rows, local_cols) in enumerate(extents):
-            rows = (offset[1] + local_rows.start, offset[1] + local_rows.stop)
-            cols = (offset[2] + local_cols.start, offset[2] + local_cols.stop)
-            box = (
-                col_axis.origin + int(first_col[cols[0]]),
-                row_axis.origin + int(first_row[rows[0]]),
-                col_axis.origin + int(first_col[cols[1]]),
-                row_axis.origin + int(first_row[rows[1]]),
-            )
-            n_in_slice = int(per_slice[local_k.start])
-            index = int(index_in_slice[number])
-            boxes[offset[0] + local_k.start].append(ComponentBox(value, index, n_in_slice, box, int(areas[number + 1])))
-        if value in targets:
-            origin = (row_axis.origin + int(first_row[offset[1]]), col_axis.origin + int(first_col[offset[2]]))
-            measure = functools.partial(
-                MEASUREMENTS[measurement],
-                spacing_mm_row_col=spacing_mm_row_col,
-                origin_row_col=origin,
-                repeats=repeats_of((row_counts, col_counts), label_box[1], label_box[2]),
-            )
-            for k, entry in _lesion_entries(value, components, areas, slice_of, measure, measure_several):
-                lesions[offset[0] + k].setdefault(value, []).append(entry)
+    for value in sorted(set(found.value.tolist()) & {int(label) for label in lesion_labels}):
+        mine = found.value == value
+        _, rows, cols = label_box = (
+            slice(int(found.slice_index[mine].min()), int(found.slice_index[mine].max()) + 1),
+            slice(int(found.row0[mine].min()), int(found.row1[mine].max())),
+            slice(int(found.col0[mine].min()), int(found.col1[mine].max())),
+        )
+        measure = functools.partial(
+            MEASUREMENTS[measurement],
+            spacing_mm_row_col=spacing_mm_row_col,
+            origin_row_col=(int(first_row[rows.start]), int(first_col[cols.start])),
+            repeats=repeats_of(repeats, rows, cols),
+        )
+        for k, entry in _lesion_entries(value, working, label_box, found, measure, measure_several):
+            lesions[k].setdefault(value, []).append(entry)
     order = [int(label) for label in lesion_labels]  # the case's order, as rows are made
     return [
         SliceLabels(tuple(b), tuple(entry for label in order for entry in by_label.get(label, ())))
@@ -258,17 +244,42 @@ def _derive_stack(
     ]
 
 
-def _lesion_entries(value: int, components, areas, slice_of, measure, measure_several: bool):
-    """(slice of the stack, `LesionComponent`) of each component of a lesion label, in raster order; those
-    of a slice where the label is in at most `MAX_COMPONENTS_PER_LABEL` pieces (in one only, unless
-    `measure_several`) measured together by `measure(components, numbers, pixels=their areas)`; a label in
+def _boxes(found: runs.Components, first_row: np.ndarray, first_col: np.ndarray):
+    """(slice, `ComponentBox`) of each component; `first_row`/`first_col`: the displayed pixel where each
+    working row/column begins (index n: where the last one ends)."""
+    new_group = np.r_[True, (np.diff(found.value) != 0) | (np.diff(found.slice_index) != 0)]  # (label, slice)
+    index = np.arange(new_group.size) - np.maximum.accumulate(np.where(new_group, np.arange(new_group.size), 0))
+    sizes = np.diff(np.r_[np.flatnonzero(new_group), new_group.size])
+    xyxy = np.stack([first_col[found.col0], first_row[found.row0], first_col[found.col1], first_row[found.row1]], 1)
+    for value, k, i, n, box, area in zip(
+        found.value.tolist(),
+        found.slice_index.tolist(),
+        index.tolist(),
+        np.repeat(sizes, sizes).tolist(),
+        xyxy.tolist(),
+        found.displayed_area.tolist(),
+    ):
+        yield k, ComponentBox(value, i, n, tuple(box), area)
+
+
+def _lesion_entries(value: int, working, label_box, found: runs.Components, measure, measure_several: bool):
+    """(slice, `LesionComponent`) of each component of a lesion label, in raster order; those of a slice
+    where the label is in at most `MAX_COMPONENTS_PER_LABEL` pieces (in one only, unless `measure_several`)
+    measured together by `measure(components, numbers, pixels=their areas)` on the label's box; a label in
     more pieces gives its slice one entry, index 0, unmeasured."""
-    per_slice = np.bincount(slice_of, minlength=components.shape[0])
-    index_in_slice = np.arange(len(slice_of)) - (np.cumsum(per_slice) - per_slice)[slice_of]
+    mine = found.value == value
+    # The runs' components, numbered in the same raster order, as the image the measurements read.
+    components, count = ndimage.label(working[label_box] == value, _IN_SLICE_CROSS, output=np.int32)
+    if count != np.count_nonzero(mine):
+        raise AssertionError(f"label {value}: {count} components labelled, {np.count_nonzero(mine)} from runs")
+    slice_of = found.slice_index[mine]
+    per_slice = np.bincount(slice_of, minlength=working.shape[0])
+    index_in_slice = np.arange(count) - (np.cumsum(per_slice) - per_slice)[slice_of]
     n_in_slice = per_slice[slice_of]
     measured = np.flatnonzero((n_in_slice <= MAX_COMPONENTS_PER_LABEL) & (measure_several | (n_in_slice == 1)))
-    sizes = measure(components, measured + 1, pixels=areas[measured + 1]) if measured.size else []
+    areas = found.displayed_area[mine][measured]
+    sizes = measure(components, measured + 1, pixels=areas) if measured.size else []
     size_of = dict(zip(measured.tolist(), sizes))
-    for number, (k, count, index) in enumerate(zip(slice_of.tolist(), n_in_slice.tolist(), index_in_slice.tolist())):
-        if count <= MAX_COMPONENTS_PER_LABEL or index == 0:
-            yield k, LesionComponent(value, index, count, size_of.get(number))
+    for number, (k, n, index) in enumerate(zip(slice_of.tolist(), n_in_slice.tolist(), index_in_slice.tolist())):
+        if n <= MAX_COMPONENTS_PER_LABEL or index == 0:
+            yield k, LesionComponent(value, index, n, size_of.get(number))
