@@ -150,24 +150,34 @@ def derive_plane(
     derived = _derive_stack(
         working, row_axis, col_axis, grid.spacing_mm_row_col, lesion_labels, measure_several, measurement
     )
+    own_boxes = _slice_boxes(working)
     for position, index in enumerate(kept):
         lost: tuple[int, ...] = ()
         if row_axis.take is not None or col_axis.take is not None:
             lost = tuple(sorted(present_labels(source[position]) - present_labels(working[position])))
-        result[index] = dataclasses.replace(
-            derived[position], labels_lost=lost, **_own_crop(working[position], row_axis, col_axis)
-        )
+        crop = _own_crop(working[position], own_boxes[position], row_axis, col_axis) if own_boxes[position] else {}
+        result[index] = dataclasses.replace(derived[position], labels_lost=lost, **crop)
     return result
 
 
-def _own_crop(working_2d: np.ndarray, row_axis: _Axis, col_axis: _Axis) -> dict:
+def _slice_boxes(stack: np.ndarray) -> list[tuple[int, int, int, int] | None]:
+    """(first row, row end, first column, column end) of the labels of each slice; None: no label."""
+    labelled = stack != 0
+    rows, cols = labelled.any(axis=2), labelled.any(axis=1)
+    n_rows, n_cols = rows.shape[1], cols.shape[1]
+    ends = zip(
+        rows.argmax(axis=1).tolist(),
+        (n_rows - rows[:, ::-1].argmax(axis=1)).tolist(),
+        cols.argmax(axis=1).tolist(),
+        (n_cols - cols[:, ::-1].argmax(axis=1)).tolist(),
+    )
+    return [box if any_label else None for box, any_label in zip(ends, rows.any(axis=1).tolist())]
+
+
+def _own_crop(working_2d: np.ndarray, box, row_axis: _Axis, col_axis: _Axis) -> dict:
     """A slice's own labelled box (so it does not depend on the other slices cut with it), where it is
     displayed, and which of its rows and columns each displayed pixel shows."""
-    rows = np.flatnonzero(working_2d.any(axis=1))
-    cols = np.flatnonzero(working_2d.any(axis=0))
-    if rows.size == 0:
-        return {}
-    (r0, r1), (c0, c1) = (rows[0], rows[-1] + 1), (cols[0], cols[-1] + 1)
+    r0, r1, c0, c1 = box
     origins: list[int] = []
     maps: list[np.ndarray | None] = []
     for axis, low, high in ((row_axis, r0, r1), (col_axis, c0, c1)):
