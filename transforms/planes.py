@@ -219,7 +219,13 @@ def labelled_slice_indices(labels_ijk: np.ndarray, plane: str) -> np.ndarray:
 
 
 def labelled_slices(labels_ijk: np.ndarray) -> dict[str, np.ndarray]:
-    """`labelled_slice_indices` of every plane, from one pass over the volume in its memory order.
+    """`labelled_slice_indices` of every plane, from one pass over the volume in its memory order."""
+    by_axis = labelled_indices(labels_ijk)
+    return {plane: by_axis[axis] for plane, axis in SLICE_AXIS.items()}
+
+
+def labelled_indices(labels_ijk: np.ndarray) -> list[np.ndarray]:
+    """For each axis i, j, k: the indices along it where a non-zero label lies.
 
     A canonical volume is usually a flipped, transposed view of the array as read; reducing over
     its outermost axis in memory, every axis running forward in memory, reads the memory once and
@@ -238,4 +244,4 @@ def labelled_slices(labels_ijk: np.ndarray) -> dict[str, np.ndarray]:
         if flipped[position]:
             found[position] = labels_ijk.shape[axis] - 1 - found[position][::-1]
     by_axis = dict(zip(order, found))
-    return {plane: by_axis[axis] for plane, axis in SLICE_AXIS.items()}
+    return [by_axis[axis] for axis in range(3)]

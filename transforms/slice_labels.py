@@ -28,7 +28,7 @@ from transforms.boxes import MAX_COMPONENTS_PER_LABEL, ComponentBox
 from transforms.lesions import MEASUREMENTS, LesionSize, Rejection
 from transforms.outlines import repeats_of
 from transforms.packed import PackedArray
-from transforms.planes import SLICE_AXIS, SPACING_REL_TOL, PlaneGrid
+from transforms.planes import SLICE_AXIS, SPACING_REL_TOL, PlaneGrid, labelled_indices
 from transforms.volume import present_labels
 
 # 4-connected within a slice, nothing across slices.
@@ -107,15 +107,13 @@ def _display_stack(labels_ijk: np.ndarray, grid: PlaneGrid) -> np.ndarray:
     return stack[:, ::-1, ::-1].transpose(0, 2, 1) if grid.display == "radiological" else stack
 
 
-def _labelled_box(stack: np.ndarray) -> tuple[np.ndarray, slice, slice] | None:
-    """Which slices of a stack hold a label, and the in-plane box of all its labels (None: none)."""
-    labelled = stack != 0
-    rows = np.flatnonzero(labelled.any(axis=(0, 2)))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(labelled[:, rows[0] : rows[-1] + 1].any(axis=(0, 1)))
-    has = labelled[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].any(axis=(1, 2))
-    return has, slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+def _display_rows_cols(box_ijk: tuple[slice, ...], shape_ijk, grid: PlaneGrid) -> tuple[slice, slice]:
+    """The rows and columns of the displayed slices (`_display_stack`) that a box of the volume covers."""
+    a, b = (axis for axis in range(3) if axis != SLICE_AXIS[grid.plane])
+    if grid.display != "radiological":
+        return box_ijk[a], box_ijk[b]
+    flipped = [slice(shape_ijk[axis] - box_ijk[axis].stop, shape_ijk[axis] - box_ijk[axis].start) for axis in (b, a)]
+    return flipped[0], flipped[1]
 
 
 def derive_plane(
@@ -136,13 +134,17 @@ def derive_plane(
     result = {index: SliceLabels() for index in indices}
     if not indices:
         return result
-    stack = _display_stack(labels_ijk, grid)[min(indices) : max(indices) + 1]
-    found = _labelled_box(stack)
-    if found is None:
+    # The planned slices' slab, cropped to its labels in the volume's own frame (read in memory order).
+    slice_axis, first = SLICE_AXIS[grid.plane], min(indices)
+    slab = labels_ijk[(slice(None),) * slice_axis + (slice(first, max(indices) + 1),)]
+    along = labelled_indices(slab)
+    if along[slice_axis].size == 0:
         return result
-    has, rows, cols = found
-    kept = [index for index in indices if has[index - min(indices)]]
-    source = stack[:, rows, cols][np.asarray(kept) - min(indices)]
+    box = tuple(slice(int(found[0]), int(found[-1]) + 1) for found in along)
+    rows, cols = _display_rows_cols(box, slab.shape, grid)
+    labelled = set((along[slice_axis] + first).tolist())
+    kept = [index for index in indices if index in labelled]
+    source = _display_stack(slab[box], grid)[np.asarray(kept) - first - box[slice_axis].start]
     row_axis = _axis(grid.row_positions, *_spacings(grid, 0), rows.start, rows.stop)
     col_axis = _axis(grid.col_positions, *_spacings(grid, 1), cols.start, cols.stop)
     working = source if row_axis.take is None else np.take(source, row_axis.take, axis=1)
