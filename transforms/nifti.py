@@ -11,14 +11,13 @@ import os
 import zlib
 from typing import cast
 
-import cv2
 import nibabel as nib
 import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 
 from transforms import deadline
 from transforms.errors import PipelineError, Reason
-from transforms.volume import Volume, as_integer_labels
+from transforms.volume import Volume, as_integer_labels, transposed_2d
 
 # sform and qform "agree" when every affine entry is within this many mm (or direction units).
 FORM_AGREEMENT_TOL = 1e-3
@@ -334,14 +333,7 @@ def _slab_row_major(raw: np.ndarray, start: int, step: int) -> np.ndarray:
     n_i, n_j, n_k = raw.shape
     stop = min(start + step, n_j)
     rows = raw.T.reshape(n_k, n_j * n_i)[:, start * n_i : stop * n_i]
-    return _transposed_2d(rows).reshape(stop - start, n_i, n_k).transpose(1, 0, 2)
-
-
-def _transposed_2d(rows: np.ndarray) -> np.ndarray:
-    """rows.T, contiguous, by OpenCV, which moves bytes and so takes any dtype as channels of bytes."""
-    n_rows, n_cols = rows.shape
-    as_bytes = rows.view(np.uint8).reshape(n_rows, n_cols, rows.dtype.itemsize)
-    return np.ascontiguousarray(cv2.transpose(as_bytes)).reshape(n_cols, n_rows * rows.dtype.itemsize).view(rows.dtype)
+    return transposed_2d(rows).reshape(stop - start, n_i, n_k).transpose(1, 0, 2)
 
 
 def check_label_shape(image: nib.Nifti1Image, uri: str) -> None:

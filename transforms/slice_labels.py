@@ -29,7 +29,7 @@ from transforms.lesions import MEASUREMENTS, LesionSize, Rejection
 from transforms.outlines import repeats_of
 from transforms.packed import PackedArray
 from transforms.planes import SLICE_AXIS, SPACING_REL_TOL, PlaneGrid, labelled_indices
-from transforms.volume import present_labels
+from transforms.volume import present_labels, transposed_2d
 
 # 4-connected within a slice, nothing across slices.
 _IN_SLICE_CROSS = np.zeros((3, 3, 3), bool)
@@ -107,6 +107,20 @@ def _display_stack(labels_ijk: np.ndarray, grid: PlaneGrid) -> np.ndarray:
     return stack[:, ::-1, ::-1].transpose(0, 2, 1) if grid.display == "radiological" else stack
 
 
+def _gathered(stack: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """stack[positions], contiguous. When slices are the stack's fastest axis in memory (a plane across the
+    volume's innermost axis), numpy's gather reads a cache line per voxel (270 ms for a 512x512x300 CT's
+    sagittal labels); each row's (column, slice) plane turned by OpenCV's blocked transpose reads the
+    memory in order (57 ms)."""
+    strides = [abs(stride) for stride in stack.strides]
+    if strides[0] >= min(strides[1:]) or stack.size == 0:
+        return stack[positions]
+    gathered = np.empty((len(positions), *stack.shape[1:]), stack.dtype)
+    for row in range(stack.shape[1]):
+        gathered[:, row] = transposed_2d(np.ascontiguousarray(stack[:, row].T[:, positions]))
+    return gathered
+
+
 def _display_rows_cols(box_ijk: tuple[slice, ...], shape_ijk, grid: PlaneGrid) -> tuple[slice, slice]:
     """The rows and columns of the displayed slices (`_display_stack`) that a box of the volume covers."""
     a, b = (axis for axis in range(3) if axis != SLICE_AXIS[grid.plane])
@@ -144,7 +158,7 @@ def derive_plane(
     rows, cols = _display_rows_cols(box, slab.shape, grid)
     labelled = set((along[slice_axis] + first).tolist())
     kept = [index for index in indices if index in labelled]
-    source = _display_stack(slab[box], grid)[np.asarray(kept) - first - box[slice_axis].start]
+    source = _gathered(_display_stack(slab[box], grid), np.asarray(kept) - first - box[slice_axis].start)
     row_axis = _axis(grid.row_positions, *_spacings(grid, 0), rows.start, rows.stop)
     col_axis = _axis(grid.col_positions, *_spacings(grid, 1), cols.start, cols.stop)
     working = source if row_axis.take is None else np.take(source, row_axis.take, axis=1)

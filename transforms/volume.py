@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
@@ -263,3 +264,11 @@ def place_nearest(image: Volume, mask: Volume, uri: str = "") -> Volume:
             uri,
         )
     return image.with_array(array)
+
+
+def transposed_2d(rows: np.ndarray) -> np.ndarray:
+    """rows.T, contiguous (rows itself contiguous), by OpenCV's blocked transpose, several times faster than
+    numpy's copy across orders; OpenCV moves bytes, so it takes any dtype as channels of bytes."""
+    n_rows, n_cols = rows.shape
+    as_bytes = rows.view(np.uint8).reshape(n_rows, n_cols, rows.dtype.itemsize)
+    return np.ascontiguousarray(cv2.transpose(as_bytes)).reshape(n_cols, n_rows * rows.dtype.itemsize).view(rows.dtype)

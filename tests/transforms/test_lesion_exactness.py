@@ -325,6 +325,22 @@ def test_plane_derivation_is_that_of_each_displayed_slice(
                 assert_same_measurement(entry.size, expected)
 
 
+@pytest.mark.parametrize("plane", PLANES)
+@pytest.mark.parametrize("display", DISPLAYS)
+def test_plane_derivation_does_not_depend_on_the_volumes_memory_order(plane, display):
+    """Row-major, column-major and flipped views are read along different paths (`_gathered`, the crop)."""
+    labels = label_volume(3)
+    grid = plane_grid(labels.shape, (0.8, 1.1, 2.5), plane, "finest", display)
+    indices = labelled_slice_indices(labels, plane)
+    flipped = np.ascontiguousarray(labels[::-1, :, ::-1])[::-1, :, ::-1]
+    derived = [derive_plane(layout, grid, indices, (3, 1)) for layout in (labels, np.asfortranarray(labels), flipped)]
+    for index in indices.tolist():
+        first, *others = (found[index] for found in derived)
+        for other in others:
+            assert other.boxes == first.boxes and other.lesions == first.lesions
+            np.testing.assert_array_equal(other.labels_2d(grid.shape_rows_cols), first.labels_2d(grid.shape_rows_cols))
+
+
 @pytest.mark.parametrize("measurement", sorted(MEASUREMENTS))
 def test_a_stack_measured_in_chunks_of_slices_gives_the_same_sizes(monkeypatch, measurement):
     labels = label_volume(7)
