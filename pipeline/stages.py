@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import time
 import traceback
 import typing
@@ -446,14 +447,17 @@ class CutUnits(beam.PTransform):
             SlicePairs, load, storage_settings, progress, spill_folder=spill_folder, tasks=tasks
         )
         self._cut_here = bool(load.cut_here_below_voxels)
+        self._spread = load.cut_here_below_voxels != math.inf  # inf: every case is cut where planned
 
     def expand(self, plans):
-        branches = [
-            plans
-            | "Units" >> beam.FlatMap(lambda plan: plan.units if plan.spread else ())
-            | "SpreadUnits" >> beam.Reshuffle()
-            | "SlicePairs" >> self._slice_pairs()
-        ]
+        branches = []
+        if self._spread:  # only where some case can spread: a one-worker build's graph is the smaller for it
+            branches.append(
+                plans
+                | "Units" >> beam.FlatMap(lambda plan: plan.units if plan.spread else ())
+                | "SpreadUnits" >> beam.Reshuffle()
+                | "SlicePairs" >> self._slice_pairs()
+            )
         if self._cut_here:
             branches.append(
                 plans
