@@ -12,7 +12,6 @@ import nibabel as nib
 import numpy as np
 import PIL
 import pydicom
-import SimpleITK as sitk
 
 from transforms import deadline, dicom, dicom_seg, nifti
 from transforms.caseref import (
@@ -31,7 +30,14 @@ from transforms.landmarks import (
     read_xy_text,
     to_world_ras,
 )
-from transforms.readers import ITK_SUFFIXES, itk_voxel_count, read_itk, read_planar, resample_through_transform
+from transforms.readers import (
+    ITK_SUFFIXES,
+    itk_version,
+    itk_voxel_count,
+    read_itk,
+    read_planar,
+    resample_through_transform,
+)
 from transforms.volume import (
     Volume,
     as_integer_labels,
@@ -148,7 +154,7 @@ def _read_realigned(case: CaseRef, realign: RealignSpec, local: dict[str, str], 
     for path in (local[case.image_uri], reference):  # the moving image is decoded whole too
         check_budget(itk_voxel_count(path, case.image_uri), policy.max_voxels, case.image_uri)
     image = resample_through_transform(local[case.image_uri], reference, local[realign.transform_uri], case.image_uri)
-    return _single(case, image, "itk_resampled", f"SimpleITK {sitk.Version.VersionString()}")
+    return _single(case, image, "itk_resampled", itk_version())
 
 
 def _read_dicom(case: CaseRef, path: str, policy: ReadPolicy):
@@ -164,7 +170,7 @@ def _read_itk(case: CaseRef, path: str, policy: ReadPolicy):
     first = next(iter(images.values()))
     check_orthonormal(first.affine_ras)
     grid = grid_of(first.array.shape, first.affine_ras)
-    return images, grid, _geometry(grid, "itk_header", False, f"SimpleITK {sitk.Version.VersionString()}")
+    return images, grid, _geometry(grid, "itk_header", False, itk_version())
 
 
 def _read_nifti(case: CaseRef, path: str, policy: ReadPolicy):

@@ -1,20 +1,23 @@
 """Image readers beyond plain NIfTI: 2D rasters with declared anatomy, and resampling through an ITK transform.
 
 SimpleITK works in LPS; conversion to our RAS+ `Volume` happens here, at the boundary, and
-nowhere else.
+nowhere else. It is imported by the readers that use it (60 ms that a NIfTI or DICOM build never needs).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import SimpleITK as sitk
 from PIL import Image, UnidentifiedImageError
 
 from transforms.caseref import PlanarGeometry
 from transforms.errors import PipelineError, Reason
 from transforms.volume import Volume, grid_affine
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -61,6 +64,8 @@ def read_planar(
 
 def volume_from_itk(image: sitk.Image) -> Volume:
     """A SimpleITK image (LPS, array z-y-x) as a Volume (RAS+, array i-j-k)."""
+    import SimpleITK as sitk
+
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     affine = np.eye(4)
     affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(image.GetSpacing())
@@ -80,8 +85,19 @@ IMAGE_IO_BY_SUFFIX = {
     ".nii.gz": "NiftiImageIO",
 }
 TRANSFORM_SUFFIXES = (".txt", ".tfm")  # ITK text transforms (HDF5 ones can link to other files)
-# Complex and non-scalar voxels have no intensity window; vectors are read one component at a time.
-_COMPLEX_PIXELS = {sitk.sitkComplexFloat32, sitk.sitkComplexFloat64}
+
+
+def itk_version() -> str:
+    import SimpleITK as sitk
+
+    return f"SimpleITK {sitk.Version.VersionString()}"
+
+
+def _complex(pixel_id: int) -> bool:
+    """Complex voxels have no intensity window (vectors are read one component at a time)."""
+    import SimpleITK as sitk
+
+    return pixel_id in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64)
 
 
 def image_io(uri: str) -> str:
@@ -103,6 +119,8 @@ def _itk_failure(what: str, uri: str) -> PipelineError:
 
 def itk_voxel_count(path: str, uri: str) -> int:
     """Voxels (times components) an ITK-readable file declares, from its header alone."""
+    import SimpleITK as sitk
+
     reader = sitk.ImageFileReader()
     reader.SetImageIO(image_io(uri))
     reader.SetFileName(path)
@@ -113,18 +131,20 @@ def itk_voxel_count(path: str, uri: str) -> int:
     size = reader.GetSize()
     if reader.GetDimension() > 3 and math.prod(size[3:]) != 1:
         raise PipelineError(Reason.BAD_SHAPE, f"{reader.GetDimension()}D image: only 2D and 3D are read", uri)
-    if reader.GetPixelID() in _COMPLEX_PIXELS:
+    if _complex(reader.GetPixelID()):
         raise PipelineError(Reason.UNSUPPORTED_PIXEL_TYPE, "complex voxels", uri)
     return math.prod(int(n) for n in size) * reader.GetNumberOfComponents()
 
 
 def read_itk(path: str, uri: str, channel: int | None = None) -> Volume:
     """An MHA/NRRD (or other ITK) image as a RAS+ Volume; `channel` picks a vector component."""
+    import SimpleITK as sitk
+
     try:
         image = sitk.ReadImage(path, imageIO=image_io(uri))
     except RuntimeError as exc:
         raise _itk_failure("image", uri) from exc
-    if image.GetPixelID() in _COMPLEX_PIXELS:
+    if _complex(image.GetPixelID()):
         raise PipelineError(Reason.UNSUPPORTED_PIXEL_TYPE, "complex voxels", uri)
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         image = image[:, :, :, 0]
@@ -152,6 +172,8 @@ def resample_through_transform(image_path: str, reference_path: str, transform_p
     ITK convention: the transform maps points of the reference (output) space to the image
     (input) space, as a registration of the image onto the reference produces it.
     """
+    import SimpleITK as sitk
+
     if not transform_path.lower().endswith(TRANSFORM_SUFFIXES):
         raise PipelineError(
             Reason.UNREADABLE, f"transform file must be an ITK text transform ({', '.join(TRANSFORM_SUFFIXES)})", uri
