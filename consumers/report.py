@@ -121,8 +121,8 @@ def scan_task(files: list[str], task: str) -> TaskScan:
 
 
 def read_rows(uri: str, row_indices: set[int], columns: list[str]) -> dict[int, dict]:
-    """The rows at `row_indices` of one file, reading batches only up to the last of them (files are
-    sorted by sample_id, so the smallest ids sit at the start)."""
+    """The rows at `row_indices` of one file, reading batches only up to the last of them (a file's rows
+    come in order of their bundle's first sample_id, so the smallest ids sit near the start)."""
     found, first_row, last = {}, 0, max(row_indices)
     with storage.open_read(uri) as handle:
         for batch in pq.ParquetFile(handle).iter_batches(batch_size=OVERLAY_BATCH_ROWS, columns=columns):

@@ -5,8 +5,8 @@ shuffle, so each PNG crosses it once. A partition gets about one file per `targe
 For the pairs, that size is the plans' estimate (`transforms.pair_estimate`), known before any row
 exists, so the rows cross one shuffle; elsewhere (the small quarantine table) it is the rows' own
 size, which makes the runner materialise them once more before the shuffle. A bundle goes to shard
-`hash(its first sample_id) mod n_files`, and each shard is sorted by sample_id, so the same input
-gives byte-identical files on any runner. The rows and bytes of each partition are also counted from
+`hash(its first sample_id) mod n_files`, and each shard is ordered by sample_id (`file_order`), so the
+same input gives byte-identical files on any runner. The rows and bytes of each partition are also counted from
 the rows themselves: the exact numbers the reconciliation checks the written footers against.
 """
 
