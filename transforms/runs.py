@@ -38,29 +38,27 @@ def components(
     stack: np.ndarray,
     row_counts: Optional[np.ndarray] = None,
     col_counts: Optional[np.ndarray] = None,
-    skip_values=(),
 ) -> Components:
-    """The 4-connected components (within a slice) of every non-zero value not in `skip_values`;
+    """The 4-connected components (within a slice) of every non-zero value;
     `row_counts`/`col_counts`: displayed pixels of each source row/column (None: one each)."""
     n_slices, n_rows, n_cols = stack.shape
     row_weight = np.ones(n_rows, np.int64) if row_counts is None else np.asarray(row_counts, np.int64)
     col_edges = np.zeros(n_cols + 1, np.int64)  # displayed column (from 0) where each source column begins
     col_edges[1:] = np.arange(1, n_cols + 1) if col_counts is None else np.cumsum(col_counts)
-    skip = np.asarray(skip_values, stack.dtype) if len(skip_values) else None
     step = max(1, CHUNK_VOXELS // max(1, n_rows * n_cols))
     parts = [
-        _chunk_components(np.ascontiguousarray(stack[start : start + step]), start, skip, row_weight, col_edges)
-        for start in range(0, n_slices, step)
+        _chunk_components(np.ascontiguousarray(stack[start : start + step]), start, row_weight, col_edges)
+        for start in range(0, max(n_slices, 1), step)
     ]
     merged = Components(*(np.concatenate(column) for column in zip(*parts)))
-    order = np.lexsort((np.arange(len(merged.value)), merged.value))  # stable: slices, then raster order
+    order = np.argsort(merged.value, kind="stable")  # within a value: slices, then raster order
     return Components(*(column[order] for column in merged))
 
 
-def _chunk_components(chunk: np.ndarray, first_slice: int, skip, row_weight, col_edges) -> Components:
+def _chunk_components(chunk: np.ndarray, first_slice: int, row_weight, col_edges) -> Components:
     """`Components` of whole slices, in raster order of their first pixel."""
     n_rows, n_cols = chunk.shape[1:]
-    starts, ends, values = _runs(chunk.reshape(-1), n_cols, skip)
+    starts, ends, values = _runs(chunk.reshape(-1), n_cols)
     if starts.size == 0:
         none = np.zeros(0, np.int64)
         return Components(values, none, none, none, none, none, none)
@@ -88,7 +86,7 @@ def _chunk_components(chunk: np.ndarray, first_slice: int, skip, row_weight, col
     )
 
 
-def _runs(flat: np.ndarray, n_cols: int, skip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _runs(flat: np.ndarray, n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(start, end, value) of each run of a stack flattened to rows of `n_cols`, in raster order."""
     begins = np.empty(flat.size, bool)
     if flat.size:
@@ -98,7 +96,7 @@ def _runs(flat: np.ndarray, n_cols: int, skip) -> tuple[np.ndarray, np.ndarray, 
     starts = np.flatnonzero(begins)
     ends = np.append(starts[1:], flat.size)
     values = flat[starts]
-    keep = values != 0 if skip is None else (values != 0) & ~np.isin(values, skip)
+    keep = values != 0
     return starts[keep], ends[keep], values[keep]
 
 
