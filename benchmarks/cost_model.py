@@ -66,12 +66,12 @@ LABELLED_FRACTION = 0.6  # of the slices along each axis that hold a label (assu
 # bundles_per_slice comes from the demo build instead: the synthetic CT has no lesion label, so each of its
 # slices makes one bundle (1.0), while a slice with a lesion makes a second one (the demo: 2277 bundles, 1783 slices).
 DEFAULT_COSTS: dict[str, Any] = {
-    "s_per_mvoxel_decode": 0.0117,
-    "s_per_mpixel_slices": 0.0279,
+    "s_per_mvoxel_decode": 0.0143,
+    "s_per_mpixel_slices": 0.0241,
     "png_bytes_per_pixel": 0.4324,
     "pairs_per_slice": 2.0154,
     "bundles_per_slice": 1.28,
-    "source": "scaling.py 512x512x300:2, 2 CPUs, one process, 2026-12-03; bundles: demo build",
+    "source": "scaling.py 512x512x300:2, 2 CPUs, one process, 2026-12-03 (mean of two runs); bundles: demo build",
 }
 MAX_SLICES_PER_UNIT = 512  # pipeline.casework.LoadSettings.max_slices_per_unit
 ROW_OVERHEAD_BYTES = 1024  # pipeline.write.ROW_OVERHEAD_BYTES: the non-image columns of a pair
