@@ -405,8 +405,8 @@ def _stopped(signum: int) -> int:
 def console_main() -> int:
     """The `medvision-pipeline` command: `main`, then the heap frozen for the interpreter's exit.
 
-    A build leaves some million objects (Beam, its protos, the imaging stack) that live until exit, and
-    the interpreter's last garbage collections walk them all: 0.3-0.45 s of a one-volume build's 3 s.
+    A build leaves hundreds of thousands of objects (Beam, its protos, the imaging stack) that live until
+    exit, and the interpreter's last garbage collections walk them all: 0.3-0.35 s of a one-volume build.
     Once `main` returns every output is written and closed, and the process ends: frozen objects are
     not searched for cycles, and the few a last collection would have found go back to the system with
     the rest of the process. Callers of `main` in a long-lived process (the tests) collect as usual.

@@ -88,6 +88,7 @@ TRANSFORM_SUFFIXES = (".txt", ".tfm")  # ITK text transforms (HDF5 ones can link
 
 
 def itk_version() -> str:
+    """The reader named in a row's provenance."""
     import SimpleITK as sitk
 
     return f"SimpleITK {sitk.Version.VersionString()}"
