@@ -82,3 +82,13 @@ def test_importing_transforms_loads_no_beam():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_the_build_path_loads_simpleitk_only_to_read_an_itk_file():
+    """SimpleITK's import (60 ms, ~90 MB) is paid by MHA/NRRD cases only, not by every NIfTI or DICOM build."""
+    code = (
+        "import sys, pipeline.run, transforms.readers; before = 'SimpleITK' in sys.modules; "
+        "transforms.readers.itk_version(); print(before, 'SimpleITK' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False True"
