@@ -348,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
             storage.require_scheme(uri)  # a missing client package: one line before any work
         if args.command in ("build", "report", "mix", "preview"):
             check_beam_arguments(beam_args, option_strings(parser, args.command))
+        if args.command == "build":
+            import pipeline.run  # noqa: F401  (the build's imports, before the heap settles)
+        settle_heap()
         if args.command == "sources":
             print_sources()
             return 0
@@ -403,17 +406,29 @@ def _stopped(signum: int) -> int:
 
 
 def console_main() -> int:
-    """The `medvision-pipeline` command: `main`, then the heap frozen for the interpreter's exit.
+    """The `medvision-pipeline` command: `main`, with the garbage collector kept off the heap the imports
+    build. Callers of `main` in a long-lived process (the tests) collect as usual.
 
-    A build leaves hundreds of thousands of objects (Beam, its protos, the imaging stack) that live until
-    exit, and the interpreter's last garbage collections walk them all: 0.3-0.35 s of a one-volume build.
-    Once `main` returns every output is written and closed, and the process ends: frozen objects are
-    not searched for cycles, and the few a last collection would have found go back to the system with
-    the rest of the process. Callers of `main` in a long-lived process (the tests) collect as usual.
+    Beam, its protos and the imaging stack make hundreds of thousands of objects that live until exit.
+    While the imports grow the heap, each full collection walked all of it again; afterwards every
+    full collection of the build did too; and at exit the interpreter's last collections walked it
+    once more. So collection is off until `main` has imported what the command needs, the heap is then
+    frozen (`settle_heap`), and frozen again once `main` returns, when every output is written and
+    closed: a one-volume build takes 0.6-0.7 s less (3.0-3.1 -> 2.3-2.4 s). Frozen objects are only never
+    searched for cycles; the few a last collection would have found go back to the system at exit.
     """
+    gc.disable()
     code = main()
     gc.freeze()
     return code
+
+
+def settle_heap() -> None:
+    """The command's imports are done: what they made is frozen, and collection (off in `console_main`)
+    resumes for the objects the command makes from now on."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 if __name__ == "__main__":

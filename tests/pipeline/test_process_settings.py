@@ -31,3 +31,17 @@ def test_the_command_returns_mains_exit_code_with_the_heap_frozen_for_exit():
     """The interpreter's last collections would walk every object Beam and the imaging stack left (0.3-0.45 s)."""
     result = subprocess.run([sys.executable, "-c", CONSOLE_EXIT], capture_output=True, text=True, check=True)
     assert result.stdout.splitlines()[-1] == "0 True"
+
+
+COLLECTION_DURING_A_COMMAND = (
+    "import gc, sys; from pipeline import cli; sys.argv = ['medvision-pipeline', 'sources']; "
+    "cli.print_sources = lambda: print(gc.isenabled(), gc.get_freeze_count() > 0); cli.console_main()"
+)
+
+
+def test_a_command_runs_with_collection_on_and_its_imports_frozen():
+    """Collection is off only while the command's imports build the long-lived heap."""
+    result = subprocess.run(
+        [sys.executable, "-c", COLLECTION_DURING_A_COMMAND], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines()[-1] == "True True"
