@@ -11,6 +11,7 @@ import collections
 import contextlib
 import dataclasses
 import itertools
+import math
 import threading
 import traceback
 from typing import Iterable, Iterator, NamedTuple
@@ -74,6 +75,20 @@ class LoadSettings:
     # Cases decoded to fewer voxels (all sequences) are cut right where they were planned, from the
     # plan's decode; larger ones spread their units over workers. 0: every case spreads.
     cut_here_below_voxels: float = 0  # inf: none spreads
+
+    def spreads(self, voxels: float) -> bool:
+        """Whether a case decoded to `voxels` spreads its units over workers (else it is cut where planned)."""
+        return voxels >= self.cut_here_below_voxels
+
+    @property
+    def some_cut_here(self) -> bool:
+        """Whether any case can be cut where planned (0: every case spreads)."""
+        return self.cut_here_below_voxels > 0
+
+    @property
+    def some_spread(self) -> bool:
+        """Whether any case can spread (inf: every case is cut where planned)."""
+        return self.cut_here_below_voxels != math.inf
 
     def pointers_only(self, case: CaseRef) -> bool:
         """Whether the case's rows are published without pixels."""
@@ -248,7 +263,7 @@ def plan_case(case: CaseRef, settings: LoadSettings) -> CasePlan:
         n_slices,
         split,
         estimate,
-        spread=voxels >= settings.cut_here_below_voxels,
+        spread=settings.spreads(voxels),
     )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import time
 import traceback
 import typing
@@ -446,8 +445,7 @@ class CutUnits(beam.PTransform):
         self._slice_pairs = functools.partial(
             SlicePairs, load, storage_settings, progress, spill_folder=spill_folder, tasks=tasks
         )
-        self._cut_here = bool(load.cut_here_below_voxels)
-        self._spread = load.cut_here_below_voxels != math.inf  # inf: every case is cut where planned
+        self._cut_here, self._spread = load.some_cut_here, load.some_spread
 
     def expand(self, plans):
         branches = []
