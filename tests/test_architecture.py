@@ -75,13 +75,18 @@ def test_beam_is_imported_only_where_the_graph_is_built():
             assert not beam or relative in BEAM_MODULES, f"{relative} imports {beam}"
 
 
+def printed_by_a_fresh_interpreter(code: str) -> str:
+    """What `code` prints in a new Python process (the modules it imports are its own)."""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
 def test_importing_transforms_loads_no_beam():
     code = (
         "import sys, transforms.loading, transforms.slicing, transforms.boxes, schemas.rows, schemas.validate; "
         "print(any(m.startswith('apache_beam') for m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    assert printed_by_a_fresh_interpreter(code) == "False"
 
 
 def test_the_build_path_loads_simpleitk_only_to_read_an_itk_file():
@@ -90,5 +95,4 @@ def test_the_build_path_loads_simpleitk_only_to_read_an_itk_file():
         "import sys, pipeline.run, transforms.readers; before = 'SimpleITK' in sys.modules; "
         "transforms.readers.itk_version(); print(before, 'SimpleITK' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False True"
+    assert printed_by_a_fresh_interpreter(code) == "False True"
