@@ -145,7 +145,7 @@ def derive_plane(
     several and `measure_several` is False (MedVision's single-instance conventions never use those).
     """
     indices = [int(index) for index in indices]
-    result = {index: SliceLabels() for index in indices}
+    result = dict.fromkeys(indices, _UNLABELLED)
     if not indices:
         return result
     # The planned slices' slab, cropped to its labels in the volume's own frame (read in memory order).
@@ -163,53 +163,60 @@ def derive_plane(
     col_axis = _axis(grid.col_positions, *_spacings(grid, 1), cols.start, cols.stop)
     working = source if row_axis.take is None else np.take(source, row_axis.take, axis=1)
     working = working if col_axis.take is None else np.take(working, col_axis.take, axis=2)
-    derived = _derive_stack(
+    boxes, lesions = _derive_stack(
         working, row_axis, col_axis, grid.spacing_mm_row_col, lesion_labels, measure_several, measurement
     )
-    own_boxes = _slice_boxes(working)
-    for position, index in enumerate(kept):
+    resampled_away = row_axis.take is not None or col_axis.take is not None
+    for position, (index, crop) in enumerate(zip(kept, _own_crops(working, row_axis, col_axis))):
         lost: tuple[int, ...] = ()
-        if row_axis.take is not None or col_axis.take is not None:
+        if resampled_away:
             lost = tuple(sorted(present_labels(source[position]) - present_labels(working[position])))
-        crop = _own_crop(working[position], own_boxes[position], row_axis, col_axis) if own_boxes[position] else {}
-        result[index] = dataclasses.replace(derived[position], labels_lost=lost, **crop)
+        result[index] = SliceLabels(boxes[position], lesions[position], lost, *crop)
     return result
 
 
-def _slice_boxes(stack: np.ndarray) -> list[tuple[int, int, int, int] | None]:
-    """(first row, row end, first column, column end) of the labels of each slice; None: no label."""
+_UNLABELLED = SliceLabels()
+
+
+def _slice_boxes(stack: np.ndarray) -> np.ndarray:
+    """(first row, row end, first column, column end, any label) of the labels of each slice, (n, 5)."""
     labelled = stack != 0
     rows, cols = labelled.any(axis=2), labelled.any(axis=1)
     n_rows, n_cols = rows.shape[1], cols.shape[1]
-    ends = zip(
-        rows.argmax(axis=1).tolist(),
-        (n_rows - rows[:, ::-1].argmax(axis=1)).tolist(),
-        cols.argmax(axis=1).tolist(),
-        (n_cols - cols[:, ::-1].argmax(axis=1)).tolist(),
+    return np.column_stack(
+        (
+            rows.argmax(axis=1),
+            n_rows - rows[:, ::-1].argmax(axis=1),
+            cols.argmax(axis=1),
+            n_cols - cols[:, ::-1].argmax(axis=1),
+            rows.any(axis=1),
+        )
     )
-    return [box if any_label else None for box, any_label in zip(ends, rows.any(axis=1).tolist())]
 
 
-def _own_crop(working_2d: np.ndarray, box, row_axis: _Axis, col_axis: _Axis) -> dict:
-    """A slice's own labelled box (so it does not depend on the other slices cut with it), where it is
-    displayed, and which of its rows and columns each displayed pixel shows."""
-    r0, r1, c0, c1 = box
-    origins: list[int] = []
-    maps: list[np.ndarray | None] = []
-    for axis, low, high in ((row_axis, r0, r1), (col_axis, c0, c1)):
-        if axis.out_map is None:
-            origins.append(axis.origin + int(low))
-            maps.append(None)
+def _own_crops(working: np.ndarray, row_axis: _Axis, col_axis: _Axis):
+    """Each slice's own labelled box (so it does not depend on the other slices cut with it), where it is
+    displayed, and which of its rows and columns each displayed pixel shows: `SliceLabels`' crop,
+    origin_row_col, row_map and col_map, or no crop for a slice with no label left."""
+    boxes = _slice_boxes(working)
+    row_origins, row_maps = _placed(row_axis, boxes[:, 0], boxes[:, 1])
+    col_origins, col_maps = _placed(col_axis, boxes[:, 2], boxes[:, 3])
+    for position, (r0, r1, c0, c1, any_label) in enumerate(boxes.tolist()):
+        if not any_label:
+            yield None, (0, 0), None, None
             continue
-        first, stop = np.searchsorted(axis.out_map, (low, high), side="left")
-        origins.append(axis.origin + int(first))
-        maps.append(axis.out_map[first:stop] - low)
-    return {
-        "crop": PackedArray.pack(working_2d[r0:r1, c0:c1]),
-        "origin_row_col": tuple(origins),
-        "row_map": maps[0],
-        "col_map": maps[1],
-    }
+        crop = PackedArray.pack(working[position, r0:r1, c0:c1])
+        yield crop, (row_origins[position], col_origins[position]), row_maps[position], col_maps[position]
+
+
+def _placed(axis: _Axis, low: np.ndarray, high: np.ndarray) -> tuple[list[int], list[np.ndarray | None]]:
+    """Where each box [low, high) of working indices along `axis` is displayed: its first displayed pixel,
+    and the box index each displayed pixel shows (None: one each)."""
+    if axis.out_map is None:
+        return (axis.origin + low).tolist(), [None] * len(low)
+    first, stop = np.searchsorted(axis.out_map, low), np.searchsorted(axis.out_map, high)
+    maps = [axis.out_map[a:b] - offset for a, b, offset in zip(first.tolist(), stop.tolist(), low.tolist())]
+    return (axis.origin + first).tolist(), maps
 
 
 def derive_slice(
@@ -221,9 +228,10 @@ def derive_slice(
 ) -> SliceLabels:
     """`SliceLabels` of one displayed label slice (boxes and lesion components; no crop is kept)."""
     identity = _Axis(0, None, None)
-    return _derive_stack(
+    boxes, lesions = _derive_stack(
         labels_2d[None], identity, identity, spacing_mm_row_col, lesion_labels, measure_several, measurement
-    )[0]
+    )
+    return SliceLabels(boxes[0], lesions[0])
 
 
 def _spacings(grid: PlaneGrid, axis: int) -> tuple[float, float]:
@@ -238,8 +246,9 @@ def _derive_stack(
     lesion_labels,
     measure_several: bool,
     measurement: str = "pixel_edge",
-) -> list[SliceLabels]:
-    """`SliceLabels` (boxes, lesions) of each slice of a working stack (slice, row, col)."""
+) -> tuple[list[tuple[ComponentBox, ...]], list[tuple[LesionComponent, ...]]]:
+    """The boxes and the lesion components of each slice of a working stack (slice, row, col), as
+    `SliceLabels` holds them."""
     n_slices, n_rows, n_cols = working.shape
     first_row, first_col = row_axis.origin + row_axis.first_out(n_rows), col_axis.origin + col_axis.first_out(n_cols)
     repeats = (row_axis.counts(n_rows), col_axis.counts(n_cols))
@@ -264,9 +273,8 @@ def _derive_stack(
         for k, entry in _lesion_entries(value, working, label_box, found, measure, measure_several):
             lesions[k].setdefault(value, []).append(entry)
     order = [int(label) for label in lesion_labels]  # the case's order, as rows are made
-    return [
-        SliceLabels(tuple(b), tuple(entry for label in order for entry in by_label.get(label, ())))
-        for b, by_label in zip(boxes, lesions)
+    return [tuple(b) for b in boxes], [
+        tuple(entry for label in order for entry in by_label.get(label, ())) for by_label in lesions
     ]
 
 
