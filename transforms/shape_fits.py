@@ -34,6 +34,9 @@ class Segments(NamedTuple):
 # Relative difference below which two lengths count as equal (rounding, or spacings stored as float32).
 TIE_TOLERANCE = 1e-12
 
+# Angles this close below pi are 0 (float rounding of a horizontal axis).
+ANGLE_WRAP_RAD = 1e-12
+
 # skimage's constraint matrix inverted (eqn. 18 of Halir & Flusser); exact in binary.
 _INVERSE_CONSTRAINT = np.array([[0.0, 0.0, 0.5], [0.0, -1.0, 0.0], [0.5, 0.0, 0.0]])
 
@@ -125,6 +128,8 @@ def _ellipse_parameters(quadratic_part, linear_part, scale, origin, fitted) -> E
         swap = half_b > half_a  # only where the clean-up changed the order
         half_a, half_b = np.where(swap, half_b, half_a), np.where(swap, half_a, half_b)
         theta = (theta + np.where(swap, np.pi / 2, 0.0)) % np.pi
+        # a horizontal axis's angle, rounded just below pi, is 0: its ends then come in one order, not either
+        theta = np.where(np.pi - theta < ANGLE_WRAP_RAD, 0.0, theta)
     centre = params[:2].T
     fitted = fitted & np.isfinite(centre).all(axis=1) & np.isfinite(half_a) & np.isfinite(half_b) & np.isfinite(theta)
     return Ellipses(centre, half_a, half_b, theta, fitted)
