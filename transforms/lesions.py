@@ -48,6 +48,7 @@ from transforms.shape_fits import (
     group_starts,
     longest_diameters,
     perpendicular_diameters,
+    run_moment_points,
 )
 
 MIN_CONTOUR_POINTS = 5
@@ -143,15 +144,16 @@ def _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats: Re
     row_mm, col_mm = spacing_mm_row_col
     n = len(numbers)
     outlines = trace_outlines(components, numbers, origin_row_col, repeats)
-    starts = group_starts(outlines.point_group, n)
-    x, y = outlines.points_xy.T
+    ends_xy, end_group = outlines.run_ends()
+    starts = group_starts(end_group, n)
+    x, y = ends_xy.T
     extents = np.column_stack(  # cracks bound each component's top, bottom, left and right
         [np.maximum.reduceat(v, starts) - np.minimum.reduceat(v, starts) for v in (y, x)]
     ).astype(np.int64)
-    longest = longest_diameters(outlines.run_ends_xy, outlines.run_end_group, n, (col_mm, row_mm))
+    longest = longest_diameters(ends_xy, end_group, n, (col_mm, row_mm))
     edges_mm = outlines.edges_xy * (col_mm, row_mm)
     perpendicular = perpendicular_diameters(edges_mm, outlines.edge_group, longest, min(row_mm, col_mm) / 2)
-    n_points = np.bincount(outlines.point_group, minlength=n)
+    n_points = np.bincount(outlines.run_group, outlines.run_length, minlength=n).astype(np.int64)
     return _Shapes(outlines, n_points, extents, pixels, longest, perpendicular)
 
 
@@ -183,8 +185,11 @@ def measure_components(
     caliper and the longest chord across it.
     """
     shapes = _shapes(components, numbers, spacing_mm_row_col, origin_row_col, repeats, pixels)
-    scale = np.array(spacing_mm_row_col[::-1])
-    ellipses = fit_ellipses(shapes.outlines.points_xy * scale, shapes.outlines.point_group, len(numbers))
+    outlines = shapes.outlines
+    points, weights, group = run_moment_points(
+        outlines.run_first_xy, outlines.run_last_xy, outlines.run_length, outlines.run_group
+    )
+    ellipses = fit_ellipses(points * spacing_mm_row_col[::-1], group, len(numbers), weights)
     early = [
         Rejection(Reason.FIT_TOO_FEW_POINTS, f"{points} contour points < {MIN_CONTOUR_POINTS}")
         if points < MIN_CONTOUR_POINTS

@@ -8,9 +8,11 @@ centres. Inside pixels touching only at a corner are kept apart, as 4-connected 
 All outlines of a labelled stack (slice, row, col) are traced together, from array operations on the
 source pixels. Nearest-neighbour upsampling repeats each source row and column a whole number of
 times (`Repeats`); a source crack becomes a run of displayed cracks, one per displayed pixel along it,
-joined by straight unit edges, and the runs meet at the corners of source pixels exactly as the cracks
-meet around one corner of displayed pixels. Coordinates are displayed pixels in the edge frame (pixel
-column c spans [c, c + 1)); cracks lie on whole coordinates across them and half ones along them.
+one unit apart on a straight line, and the runs meet at the corners of source pixels exactly as the
+cracks meet around one corner of displayed pixels. An outline is kept as its runs (never expanded to
+their points: an upsampled plane's runs hold up to ten points each) and its polygon's edges, one along
+each run and one across each corner. Coordinates are displayed pixels in the edge frame (pixel column c
+spans [c, c + 1)); cracks lie on whole coordinates across them and half ones along them.
 """
 
 from __future__ import annotations
@@ -31,15 +33,27 @@ _BACKGROUND_IN_SLICE[1] = True
 
 
 class Outlines(NamedTuple):
-    """Boundary points and polygon edges of components 0..n-1, in displayed pixels (edge frame), each
-    array sorted by component."""
+    """The outer outlines of components 0..n-1 in displayed pixels (edge frame): the runs of crack midpoints
+    and the polygon's edges, each array sorted by component."""
 
-    points_xy: np.ndarray  # (P, 2) every crack midpoint of each outer boundary
-    point_group: np.ndarray  # (P,) the component of each point
-    edges_xy: np.ndarray  # (E, 2, 2) both ends of each polygon edge
+    run_first_xy: np.ndarray  # (R, 2) the first crack midpoint of each run
+    run_last_xy: np.ndarray  # (R, 2) its last, run_length - 1 unit steps along x or y from the first
+    run_length: np.ndarray  # (R,) how many crack midpoints the run holds
+    run_group: np.ndarray  # (R,) the component of each run
+    edges_xy: np.ndarray  # (E, 2, 2) both ends of each polygon edge (collinear unit edges merged)
     edge_group: np.ndarray  # (E,)
-    run_ends_xy: np.ndarray  # (Q, 2) first and last point of each run: every convex hull vertex is one
-    run_end_group: np.ndarray  # (Q,)
+
+    def points(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every crack midpoint of each outline (the vertices of its marching-squares contour), and its
+        component; sorted by component."""
+        steps = np.repeat(np.arange(self.run_length.size), self.run_length)
+        along = np.arange(steps.size) - (np.cumsum(self.run_length) - self.run_length)[steps]
+        unit = (self.run_last_xy - self.run_first_xy) / np.maximum(self.run_length - 1, 1)[:, None]
+        return self.run_first_xy[steps] + along[:, None] * unit[steps], self.run_group[steps]
+
+    def run_ends(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both ends of each run (every convex hull vertex is one) and their components; sorted by component."""
+        return np.stack((self.run_first_xy, self.run_last_xy), axis=1).reshape(-1, 2), np.repeat(self.run_group, 2)
 
 
 def displayed(mask: np.ndarray, repeats: Repeats = ONE_EACH) -> np.ndarray:
@@ -100,10 +114,17 @@ def trace_outlines(
         _fill_holes(alone)
         parts.append(_trace(alone, origin_row_col, repeats))
     columns = [np.concatenate(column) for column in zip(*parts)]
-    for at in (0, 2, 4):  # each array and its groups, sorted by group
-        order = np.argsort(columns[at + 1], kind="stable")
-        columns[at], columns[at + 1] = columns[at][order], columns[at + 1][order]
-    return Outlines(*columns)
+    first, last, length, run_group, edges, edge_group = columns
+    runs_by_group = np.argsort(run_group, kind="stable")
+    edges_by_group = np.argsort(edge_group, kind="stable")
+    return Outlines(
+        first[runs_by_group],
+        last[runs_by_group],
+        length[runs_by_group],
+        run_group[runs_by_group],
+        edges[edges_by_group],
+        edge_group[edges_by_group],
+    )
 
 
 def _fill_holes(groups: np.ndarray) -> list[int]:
@@ -151,22 +172,22 @@ def _trace(groups: np.ndarray, origin_row_col, repeats: Repeats) -> tuple:
     padded = np.pad(groups, ((0, 0), (1, 1), (1, 1)))
     between_rows = _runs(padded[:, :-1, 1:-1], padded[:, 1:, 1:-1], row_at, col_at, col_counts, across_rows=True)
     between_cols = _runs(padded[:, 1:-1, :-1], padded[:, 1:-1, 1:], col_at, row_at, row_counts, across_rows=False)
-    points, point_group, run_edges, run_edge_group, ends, end_group = (
-        np.concatenate(column) for column in zip(between_rows, between_cols)
-    )
+    first, last, length, group = (np.concatenate(column) for column in zip(between_rows, between_cols))
+    along = length > 1  # a run's unit edges, merged: the polygon is the same, its crossings the same
     corner_edges, corner_group = _corner_edges(padded, row_at, col_at)
     return (
-        points,
-        point_group,
-        np.concatenate([run_edges, corner_edges]),
-        np.concatenate([run_edge_group, corner_group]),
-        ends,
-        end_group,
+        first,
+        last,
+        length,
+        group,
+        np.concatenate([np.stack((first[along], last[along]), axis=1), corner_edges]),
+        np.concatenate([group[along], corner_group]),
     )
 
 
 def _runs(before, after, boundary_at, start_at, counts, across_rows: bool) -> tuple:
-    """Points, unit edges and run ends of the displayed cracks between `before` and `after` pixels.
+    """(first point, last point, length, group) of each run of displayed cracks between `before` and
+    `after` pixels.
 
     A source crack lies on boundary b (displayed at `boundary_at[b]`) along source pixel i, which begins
     at `start_at[i]` and spans `counts[i]` displayed pixels: one displayed crack each."""
@@ -174,19 +195,13 @@ def _runs(before, after, boundary_at, start_at, counts, across_rows: bool) -> tu
     _, first_index, second_index = np.nonzero(crack)
     boundary, along = (first_index, second_index) if across_rows else (second_index, first_index)
     group = np.maximum(before, after)[crack] - 1  # one side is outside
-    n = counts[along]
-    run = np.repeat(np.arange(n.size), n)
-    last = np.cumsum(n) - 1
-    step = np.arange(run.size) - (last - n + 1)[run]
-    fixed = boundary_at[boundary][run]
-    moving = start_at[along][run] + step + 0.5
-    points = np.column_stack((moving, fixed) if across_rows else (fixed, moving))  # (x, y)
-    joined = np.ones(run.size, bool)
-    joined[last] = False  # a unit edge from each point to the next of its run
-    following = np.flatnonzero(joined) + 1
-    unit_edges = np.stack((points[joined], points[following]), axis=1)
-    ends = np.concatenate([points[last - n + 1], points[last]])
-    return points, group[run], unit_edges, group[run][joined], ends, np.concatenate([group, group])
+    length = counts[along]
+    fixed = boundary_at[boundary]
+    first_moving = start_at[along] + 0.5
+    last_moving = first_moving + (length - 1)
+    if across_rows:  # (x, y)
+        return np.column_stack((first_moving, fixed)), np.column_stack((last_moving, fixed)), length, group
+    return np.column_stack((fixed, first_moving)), np.column_stack((fixed, last_moving)), length, group
 
 
 # Where the crack on each side of a corner lies: left (between a and c), right (b, d), up (a, b), down (c, d).

@@ -46,18 +46,23 @@ def group_starts(group: np.ndarray, n: int) -> np.ndarray:
     return np.searchsorted(group, np.arange(n))
 
 
-def fit_ellipses(points_xy: np.ndarray, group: np.ndarray, n: int) -> Ellipses:
+def fit_ellipses(points_xy: np.ndarray, group: np.ndarray, n: int, weights: np.ndarray | None = None) -> Ellipses:
     """Direct least-squares ellipses (Halir & Flusser), computed as skimage's `EllipseModel.from_estimate`
     does (its normalisation, scatter matrices and formulas), for all groups at once: equal to it to float
     rounding. Its failures fail here: under 5 points, no spread, a singular scatter, not exactly one
     eigenvector meeting the ellipse constraint, or a complex eigensystem (no real ellipse). Points are
-    sorted by group, each group 0..n-1 holding at least one."""
+    sorted by group, each group 0..n-1 holding at least one; `weights` (default 1) count each point as
+    that many (`run_moment_points`), each group's adding up to a whole number of points."""
     starts = group_starts(group, n)
-    counts = np.diff(np.r_[starts, len(group)]).astype(np.float64)
 
     def total(values: np.ndarray) -> np.ndarray:
+        if weights is not None:
+            values = values * (weights if values.ndim == 1 else weights[:, None])
         return np.add.reduceat(values, starts, axis=0)
 
+    counts = np.diff(np.r_[starts, len(group)]).astype(np.float64)
+    if weights is not None:
+        counts = np.rint(total(np.ones(len(group))))  # whole numbers of points, summed from fractions
     with np.errstate(all="ignore"):
         origin = total(points_xy) / counts[:, None]
         centred = points_xy - origin[group]
@@ -85,6 +90,32 @@ def fit_ellipses(points_xy: np.ndarray, group: np.ndarray, n: int) -> Ellipses:
     quadratic_part = vectors[np.arange(n), :, np.argmax(meets, axis=1)]
     linear_part = ((-inverse @ cubic.transpose(0, 2, 1)) @ quadratic_part[:, :, None])[:, :, 0]
     return _ellipse_parameters(quadratic_part, linear_part, scale, origin, fitted)
+
+
+def run_moment_points(
+    first_xy: np.ndarray, last_xy: np.ndarray, length: np.ndarray, group: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted points (points, weights, group) with every moment up to degree 5 of each run of `length`
+    evenly spaced points from `first_xy` to `last_xy`: what `fit_ellipses` sums of them, from at most
+    three points a run (its middle, and both sides of it at the distance that matches the fourth moment).
+
+    Offsets e of the run's points from its middle are symmetric, so their odd moments vanish; a symmetric
+    rule of nodes 0 and +-r with weights w0, w1 has the same sums of e^0, e^2 and e^4 (and 0 for odd powers)
+    when 2 w1 r^2 = E2 and 2 w1 r^4 = E4, and so sums every polynomial of degree 5 or less exactly. A run
+    of one point stays one point; a run of three gets its own points back (two: its ends, and its middle
+    weighted 0)."""
+    single = length == 1
+    c = length[~single].astype(np.float64)
+    e2 = c * (c * c - 1) / 12  # sums of e^2 and e^4 over offsets -(c - 1)/2 .. (c - 1)/2 steps
+    e4 = c * (c * c - 1) * (3 * c * c - 7) / 240
+    side_weight = e2 * e2 / (2 * e4)
+    middle = (first_xy[~single] + last_xy[~single]) / 2
+    reach = ((last_xy[~single] - first_xy[~single]) / (c - 1)[:, None]) * np.sqrt(e4 / e2)[:, None]
+    points = np.concatenate([first_xy[single], middle, middle - reach, middle + reach])
+    weights = np.concatenate([np.ones(int(single.sum())), c - 2 * side_weight, side_weight, side_weight])
+    groups = np.concatenate([group[single], np.tile(group[~single], 3)])
+    order = np.argsort(groups, kind="stable")
+    return points[order], weights[order], groups[order]
 
 
 def _inverses(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

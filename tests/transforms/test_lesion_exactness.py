@@ -28,7 +28,13 @@ from transforms.lesions import (
 )
 from transforms.outlines import displayed, trace_outlines
 from transforms.planes import DISPLAYS, PLANES, labelled_slice_indices, plane_grid
-from transforms.shape_fits import Segments, fit_ellipses, longest_diameters, perpendicular_diameters
+from transforms.shape_fits import (
+    Segments,
+    fit_ellipses,
+    longest_diameters,
+    perpendicular_diameters,
+    run_moment_points,
+)
 from transforms.slice_labels import derive_plane
 from transforms.slicing import lost_labels
 
@@ -115,6 +121,16 @@ def edge_set(edges_xy) -> set:
     return {frozenset(map(tuple, edge)) for edge in np.asarray(edges_xy).tolist()}
 
 
+def unit_edge_set(edges_xy) -> set:
+    """The edges, each split into its unit edges (an outline merges the collinear ones of a run)."""
+    units: list[tuple] = []
+    for (x0, y0), (x1, y1) in np.asarray(edges_xy).tolist():
+        steps = max(1, round(abs(x1 - x0) + abs(y1 - y0)))
+        ends = [(x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps) for k in range(steps + 1)]
+        units += zip(ends[:-1], ends[1:])
+    return edge_set(units)
+
+
 @settings(max_examples=300, deadline=None)
 @given(seed=st.integers(0, 10**6), repeat_seed=st.integers(0, 10**6), most=st.sampled_from([1, 3, 9]))
 def test_an_outline_is_the_marching_squares_contour_of_the_displayed_mask(seed, repeat_seed, most):
@@ -124,10 +140,10 @@ def test_an_outline_is_the_marching_squares_contour_of_the_displayed_mask(seed, 
     repeats = random_repeats(repeat_seed, component.shape, most)
     contour = reference_contour_px(displayed(component, repeats)) + (11, 3)
     outlines = trace_outlines(component[None].astype(np.int32), [1], (3, 11), repeats)
-    assert sorted(map(tuple, outlines.points_xy.tolist())) == sorted(map(tuple, contour.tolist()))
-    assert len(outlines.edges_xy) == len(contour)
-    assert edge_set(outlines.edges_xy) == edge_set(np.stack((contour, np.roll(contour, -1, axis=0)), axis=1))
-    hull_points = set(map(tuple, outlines.run_ends_xy.tolist()))
+    points, _ = outlines.points()
+    assert sorted(map(tuple, points.tolist())) == sorted(map(tuple, contour.tolist()))
+    assert unit_edge_set(outlines.edges_xy) == edge_set(np.stack((contour, np.roll(contour, -1, axis=0)), axis=1))
+    hull_points = set(map(tuple, outlines.run_ends()[0].tolist()))
     assert all(tuple(point) in hull_points for point in contour[ConvexHull(contour).vertices].tolist())
 
 
@@ -146,8 +162,9 @@ def test_outlines_of_components_together_are_their_outlines_alone():
     together = trace_outlines(stack, [1, 2, 3, 4, 5], (0, 0), repeats)
     for group, number in enumerate([1, 2, 3, 4, 5]):
         alone = trace_outlines(np.where(stack == number, 1, 0).astype(np.int32), [1], (0, 0), repeats)
-        mine = together.point_group == group
-        assert sorted(map(tuple, together.points_xy[mine].tolist())) == sorted(map(tuple, alone.points_xy.tolist()))
+        points, point_group = together.points()
+        mine = point_group == group
+        assert sorted(map(tuple, points[mine].tolist())) == sorted(map(tuple, alone.points()[0].tolist()))
         assert edge_set(together.edges_xy[together.edge_group == group]) == edge_set(alone.edges_xy)
 
 
@@ -156,9 +173,9 @@ def test_outlines_of_components_together_are_their_outlines_alone():
 def test_longest_diameter_is_the_farthest_pair_with_ties_in_reading_order(seed, row_mm, col_mm, order_seed):
     component = random_component(seed)
     outlines = trace_outlines(component[None].astype(np.int32), [1])
-    points_mm = outlines.points_xy * (col_mm, row_mm)
+    points_mm = outlines.points()[0] * (col_mm, row_mm)
     expected = reference_longest(points_mm)
-    shuffled = np.random.default_rng(order_seed).permutation(outlines.run_ends_xy)  # any order: the same pair
+    shuffled = np.random.default_rng(order_seed).permutation(outlines.run_ends()[0])  # any order: the same pair
     got = longest_diameters(shuffled, np.zeros(len(shuffled), np.int64), 1, (col_mm, row_mm))
     assert got.length[0] == pytest.approx(expected[0], rel=1e-12)
     np.testing.assert_array_equal(got.start_xy[0], expected[1])
@@ -172,7 +189,7 @@ def test_perpendicular_diameter_matches_the_cut_by_cut_reference(seed, row_mm, c
     outlines = trace_outlines(component[None].astype(np.int32), [1])
     contour = reference_contour_px(component) * (col_mm, row_mm)
     edges = outlines.edges_xy * (col_mm, row_mm)
-    longest = longest_diameters(outlines.run_ends_xy, outlines.run_end_group, 1, (col_mm, row_mm))
+    longest = longest_diameters(*outlines.run_ends(), 1, (col_mm, row_mm))
     start, end = longest.start_xy[0], longest.end_xy[0]
     if np.array_equal(start, end):
         end = start + np.array([np.cos(turn), np.sin(turn)])
@@ -215,6 +232,42 @@ def test_ellipse_fits_are_skimages(seed, row_mm, col_mm):
         assert [got.half_major[k], got.half_minor[k]] == pytest.approx(half_axes, rel=1e-9)
         if half_axes[0] - half_axes[1] > 1e-6 * half_axes[0]:  # a circle has no angle
             assert skimage_angle_turn(contour, got.theta[k]) < 1e-6
+
+
+@pytest.mark.parametrize("length", range(1, 40))
+def test_a_runs_moment_points_have_its_moments_up_to_degree_five(length):
+    """Up to three weighted points stand for a run of evenly spaced points in every sum a fit makes."""
+    first, last = np.array([[2.5, -1.0]]), np.array([[2.5 + 0.7 * (length - 1), -1.0]])
+    points, weights, group = run_moment_points(first, last, np.array([length]), np.array([0]))
+    run_x = 2.5 + 0.7 * np.arange(length)
+    assert np.array_equal(group, np.zeros(len(points)))
+    assert weights.sum() == pytest.approx(length, rel=1e-15)
+    for power in range(6):
+        assert (weights * points[:, 0] ** power).sum() == pytest.approx((run_x**power).sum(), rel=1e-12)
+    assert np.all(points[:, 1] == -1.0) and np.all(weights >= 0) and len(points) == (1 if length == 1 else 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 10**6), repeat_seed=st.integers(0, 10**6), row_mm=spacings, col_mm=spacings)
+def test_ellipses_fitted_to_runs_are_those_fitted_to_their_points(seed, repeat_seed, row_mm, col_mm):
+    """An upsampled outline fitted from its runs' moment points is fitted as from every point."""
+    components = [random_component(seed + k) for k in range(3)]
+    stack = np.zeros((3, *np.max([c.shape for c in components], axis=0)), np.int32)
+    for number, component in enumerate(components, 1):
+        stack[number - 1, : component.shape[0], : component.shape[1]] = component * number
+    outlines = trace_outlines(stack, [1, 2, 3], (0, 0), random_repeats(repeat_seed, stack.shape[1:], 9))
+    points, group = outlines.points()
+    every = fit_ellipses(points * (col_mm, row_mm), group, 3)
+    moment_points, weights, moment_group = run_moment_points(
+        outlines.run_first_xy, outlines.run_last_xy, outlines.run_length, outlines.run_group
+    )
+    got = fit_ellipses(moment_points * (col_mm, row_mm), moment_group, 3, weights)
+    assert np.array_equal(got.fitted, every.fitted)
+    for field in ("centre_xy", "half_major", "half_minor"):
+        np.testing.assert_allclose(getattr(got, field)[got.fitted], getattr(every, field)[got.fitted], rtol=1e-9)
+    round_ = np.isclose(every.half_major, every.half_minor, rtol=1e-6)
+    turn = np.abs(got.theta - every.theta)[got.fitted & ~round_]
+    assert np.all(np.minimum(turn, np.pi - turn) < 1e-7)
 
 
 @pytest.mark.parametrize(
