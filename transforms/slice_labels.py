@@ -163,11 +163,11 @@ def derive_plane(
     col_axis = _axis(grid.col_positions, *_spacings(grid, 1), cols.start, cols.stop)
     working = source if row_axis.take is None else np.take(source, row_axis.take, axis=1)
     working = working if col_axis.take is None else np.take(working, col_axis.take, axis=2)
-    boxes, lesions = _derive_stack(
+    boxes, lesions, found = _derive_stack(
         working, row_axis, col_axis, grid.spacing_mm_row_col, lesion_labels, measure_several, measurement
     )
     resampled_away = row_axis.take is not None or col_axis.take is not None
-    for position, (index, crop) in enumerate(zip(kept, _own_crops(working, row_axis, col_axis))):
+    for position, (index, crop) in enumerate(zip(kept, _own_crops(working, found, row_axis, col_axis))):
         lost: tuple[int, ...] = ()
         if resampled_away:
             lost = tuple(sorted(present_labels(source[position]) - present_labels(working[position])))
@@ -178,27 +178,25 @@ def derive_plane(
 _UNLABELLED = SliceLabels()
 
 
-def _slice_boxes(stack: np.ndarray) -> np.ndarray:
-    """(first row, row end, first column, column end, any label) of the labels of each slice, (n, 5)."""
-    labelled = stack != 0
-    rows, cols = labelled.any(axis=2), labelled.any(axis=1)
-    n_rows, n_cols = rows.shape[1], cols.shape[1]
-    return np.column_stack(
-        (
-            rows.argmax(axis=1),
-            n_rows - rows[:, ::-1].argmax(axis=1),
-            cols.argmax(axis=1),
-            n_cols - cols[:, ::-1].argmax(axis=1),
-            rows.any(axis=1),
-        )
-    )
+def _slice_boxes(found: runs.Components, n_slices: int) -> np.ndarray:
+    """(first row, row end, first column, column end, any label) of the labels of each slice, (n, 5): the
+    box of its components' boxes (zeros for a slice with none)."""
+    boxes = np.zeros((n_slices, 5), np.int64)
+    boxes[:, [0, 2]] = np.iinfo(np.int64).max
+    np.minimum.at(boxes[:, 0], found.slice_index, found.row0)
+    np.maximum.at(boxes[:, 1], found.slice_index, found.row1)
+    np.minimum.at(boxes[:, 2], found.slice_index, found.col0)
+    np.maximum.at(boxes[:, 3], found.slice_index, found.col1)
+    boxes[found.slice_index, 4] = 1
+    boxes[boxes[:, 4] == 0, :4] = 0
+    return boxes
 
 
-def _own_crops(working: np.ndarray, row_axis: _Axis, col_axis: _Axis):
+def _own_crops(working: np.ndarray, found: runs.Components, row_axis: _Axis, col_axis: _Axis):
     """Each slice's own labelled box (so it does not depend on the other slices cut with it), where it is
     displayed, and which of its rows and columns each displayed pixel shows: `SliceLabels`' crop,
     origin_row_col, row_map and col_map, or no crop for a slice with no label left."""
-    boxes = _slice_boxes(working)
+    boxes = _slice_boxes(found, len(working))
     row_origins, row_maps = _placed(row_axis, boxes[:, 0], boxes[:, 1])
     col_origins, col_maps = _placed(col_axis, boxes[:, 2], boxes[:, 3])
     for position, (r0, r1, c0, c1, any_label) in enumerate(boxes.tolist()):
@@ -228,7 +226,7 @@ def derive_slice(
 ) -> SliceLabels:
     """`SliceLabels` of one displayed label slice (boxes and lesion components; no crop is kept)."""
     identity = _Axis(0, None, None)
-    boxes, lesions = _derive_stack(
+    boxes, lesions, _ = _derive_stack(
         labels_2d[None], identity, identity, spacing_mm_row_col, lesion_labels, measure_several, measurement
     )
     return SliceLabels(boxes[0], lesions[0])
@@ -246,9 +244,9 @@ def _derive_stack(
     lesion_labels,
     measure_several: bool,
     measurement: str = "pixel_edge",
-) -> tuple[list[tuple[ComponentBox, ...]], list[tuple[LesionComponent, ...]]]:
+) -> tuple[list[tuple[ComponentBox, ...]], list[tuple[LesionComponent, ...]], runs.Components]:
     """The boxes and the lesion components of each slice of a working stack (slice, row, col), as
-    `SliceLabels` holds them."""
+    `SliceLabels` holds them, and the components they come from."""
     n_slices, n_rows, n_cols = working.shape
     first_row, first_col = row_axis.origin + row_axis.first_out(n_rows), col_axis.origin + col_axis.first_out(n_cols)
     repeats = (row_axis.counts(n_rows), col_axis.counts(n_cols))
@@ -273,9 +271,8 @@ def _derive_stack(
         for k, entry in _lesion_entries(value, working, label_box, found, measure, measure_several):
             lesions[k].setdefault(value, []).append(entry)
     order = [int(label) for label in lesion_labels]  # the case's order, as rows are made
-    return [tuple(b) for b in boxes], [
-        tuple(entry for label in order for entry in by_label.get(label, ())) for by_label in lesions
-    ]
+    by_slice = [tuple(entry for label in order for entry in by_label.get(label, ())) for by_label in lesions]
+    return [tuple(b) for b in boxes], by_slice, found
 
 
 def _boxes(found: runs.Components, first_row: np.ndarray, first_col: np.ndarray):
