@@ -322,7 +322,7 @@ def _longest_chords(chord_cut, low, high, rank, cuts: _Cuts, start_xy, direction
     first = np.full(n, np.iinfo(np.int64).max)
     np.minimum.at(first, group, np.where(tied, order_key, np.iinfo(np.int64).max))
     chord = np.full(n, -1)
-    winners = np.flatnonzero(tied & np.isin(order_key, first))
+    winners = np.flatnonzero(tied & (order_key == first[group]))  # keys are unique: one winner a group
     chord[group[winners]] = winners
     found = np.flatnonzero(chord >= 0)
     chosen = chord[found]
