@@ -9,8 +9,8 @@ All outlines of a labelled stack (slice, row, col) are traced together, from arr
 source pixels. Nearest-neighbour upsampling repeats each source row and column a whole number of
 times (`Repeats`); a source crack becomes a run of displayed cracks, one per displayed pixel along it,
 one unit apart on a straight line, and the runs meet at the corners of source pixels exactly as the
-cracks meet around one corner of displayed pixels. An outline is kept as its runs (never expanded to
-their points: an upsampled plane's runs hold up to ten points each) and its polygon's edges, one along
+cracks meet around one corner of displayed pixels. An outline is kept as its runs, never expanded to
+their points (a 6.5 mm axis shown at 0.78 mm puts 8 or 9 in each), and its polygon's edges, one along
 each run and one across each corner. Coordinates are displayed pixels in the edge frame (pixel column c
 spans [c, c + 1)); cracks lie on whole coordinates across them and half ones along them.
 """
