@@ -173,15 +173,15 @@ def _trace(groups: np.ndarray, origin_row_col, repeats: Repeats) -> tuple:
     between_rows = _runs(padded[:, :-1, 1:-1], padded[:, 1:, 1:-1], row_at, col_at, col_counts, across_rows=True)
     between_cols = _runs(padded[:, 1:-1, :-1], padded[:, 1:-1, 1:], col_at, row_at, row_counts, across_rows=False)
     first, last, length, group = (np.concatenate(column) for column in zip(between_rows, between_cols))
-    along = length > 1  # a run's unit edges, merged: the polygon is the same, its crossings the same
+    spans = length > 1  # a run's unit edges, merged: the polygon is the same, its crossings the same
     corner_edges, corner_group = _corner_edges(padded, row_at, col_at)
     return (
         first,
         last,
         length,
         group,
-        np.concatenate([np.stack((first[along], last[along]), axis=1), corner_edges]),
-        np.concatenate([group[along], corner_group]),
+        np.concatenate([np.stack((first[spans], last[spans]), axis=1), corner_edges]),
+        np.concatenate([group[spans], corner_group]),
     )
 
 

@@ -62,7 +62,7 @@ def fit_ellipses(points_xy: np.ndarray, group: np.ndarray, n: int, weights: np.n
 
     counts = np.diff(np.r_[starts, len(group)]).astype(np.float64)
     if weights is not None:
-        counts = np.rint(total(np.ones(len(group))))  # whole numbers of points, summed from fractions
+        counts = np.rint(np.add.reduceat(weights, starts))  # whole numbers of points, summed from fractions
     with np.errstate(all="ignore"):
         origin = total(points_xy) / counts[:, None]
         centred = points_xy - origin[group]

@@ -197,8 +197,8 @@ def _own_crops(working: np.ndarray, found: runs.Components, row_axis: _Axis, col
     displayed, and which of its rows and columns each displayed pixel shows: `SliceLabels`' crop,
     origin_row_col, row_map and col_map, or no crop for a slice with no label left."""
     boxes = _slice_boxes(found, len(working))
-    row_origins, row_maps = _placed(row_axis, boxes[:, 0], boxes[:, 1])
-    col_origins, col_maps = _placed(col_axis, boxes[:, 2], boxes[:, 3])
+    row_origins, row_maps = _placed(row_axis, boxes[:, 0], boxes[:, 1], working.shape[1])
+    col_origins, col_maps = _placed(col_axis, boxes[:, 2], boxes[:, 3], working.shape[2])
     for position, (r0, r1, c0, c1, any_label) in enumerate(boxes.tolist()):
         if not any_label:
             yield None, (0, 0), None, None
@@ -207,14 +207,15 @@ def _own_crops(working: np.ndarray, found: runs.Components, row_axis: _Axis, col
         yield crop, (row_origins[position], col_origins[position]), row_maps[position], col_maps[position]
 
 
-def _placed(axis: _Axis, low: np.ndarray, high: np.ndarray) -> tuple[list[int], list[np.ndarray | None]]:
+def _placed(axis: _Axis, low: np.ndarray, high: np.ndarray, n_working: int) -> tuple[list[int], list]:
     """Where each box [low, high) of working indices along `axis` is displayed: its first displayed pixel,
     and the box index each displayed pixel shows (None: one each)."""
+    begins = axis.first_out(n_working)
+    origins = (axis.origin + begins[low]).tolist()
     if axis.out_map is None:
-        return (axis.origin + low).tolist(), [None] * len(low)
-    first, stop = np.searchsorted(axis.out_map, low), np.searchsorted(axis.out_map, high)
-    maps = [axis.out_map[a:b] - offset for a, b, offset in zip(first.tolist(), stop.tolist(), low.tolist())]
-    return (axis.origin + first).tolist(), maps
+        return origins, [None] * len(low)
+    first, stop = begins[low].tolist(), begins[high].tolist()
+    return origins, [axis.out_map[a:b] - offset for a, b, offset in zip(first, stop, low.tolist())]
 
 
 def derive_slice(
